@@ -1,0 +1,112 @@
+"""The method plug-in contract.
+
+A method is a typed config dataclass (every field documents its default and source) and a
+``Method`` subclass registered with ``@register``. The loop calls, in this order:
+
+1. ``apply(model)``           once, on a frozen backbone whose classifier head is trainable;
+2. ``search(model, ctx)``     optional architecture/placement search, timed apart (DAS, DVP);
+3. ``extra_loss(model)``      every training step, added to the task loss (``None`` = nothing);
+4. ``on_step(model, step, total)`` after every optimizer step (pruning schedules, gates);
+5. ``finalize(model)``        once after training, before test evaluation and measurement
+                              (merge LoRA, apply pruning masks, drop skipped blocks);
+6. ``stats(model)``           method-specific numbers stored in the result's ``method_stats``.
+
+Rules the loop relies on:
+- parameters a method creates are trainable by default; existing (frozen) tensors become
+  trainable only through an explicit ``unfreeze(...)`` call;
+- all state lives in the model (parameters, buffers, module attributes), never in the Method
+  object, which holds only its immutable config;
+- modules a method adds subclass ``MethodModule`` so the frozen-backbone eval policy leaves
+  their dropout in training mode;
+- a parameter ``w`` with a sibling buffer ``w_mask`` (same module) counts as
+  ``w_mask.count_nonzero()`` trainable parameters (lottery-ticket pruning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass
+class MethodConfig:
+    """Training recipe every method carries; method configs subclass this and add their keys.
+
+    Defaults follow the common VTAB-1k recipe (NOAH / AdaptFormer / V-PETL Bench): AdamW,
+    lr 1e-3, weight decay 1e-4, batch 64, 100 epochs with 10 warm-up epochs, cosine decay.
+    Every field can be overridden with ``--set key=value`` (or ``--lr``/``--epochs``/...).
+    Built-in offline tasks apply a compact epoch budget unless ``epochs`` is set explicitly.
+    """
+
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    epochs: int = 100
+    warmup_epochs: int = 10
+    batch_size: int = 64
+
+
+@dataclass
+class SearchContext:
+    """What a ``search`` hook gets from the loop. Batches arrive on ``device``."""
+
+    train_batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]  # one epoch per call
+    val_batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]  # held-out batches, endless
+    device: torch.device
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    autocast: Callable[[], AbstractContextManager]
+    make_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+    steps_per_epoch: int
+    log: Callable[[str], None]
+
+
+class MethodModule(nn.Module):
+    """Base class (a marker) for every module a method adds to the backbone."""
+
+
+def unfreeze(*items: nn.Module | nn.Parameter) -> None:
+    """Make existing backbone tensors trainable: the only sanctioned way to do it."""
+    for item in items:
+        params = item.parameters() if isinstance(item, nn.Module) else [item]
+        for p in params:
+            p.requires_grad_(True)
+
+
+class Method:
+    """Base class of every PETL method. Subclasses set ``name``, ``description``, ``Config``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    # backbone kinds it can adapt: "vit" (timm ViT), "cnn" (other timm models), "bert" (VL track)
+    supports: ClassVar[frozenset[str]] = frozenset({"vit"})
+
+    def __init__(self, cfg: MethodConfig | None = None) -> None:
+        self.cfg = cfg if cfg is not None else self.Config()
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        raise NotImplementedError
+
+    def search(self, model: nn.Module, ctx: SearchContext) -> None:
+        """Optional search stage; the loop only calls (and times) it when overridden."""
+
+    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
+        return None
+
+    def on_step(self, model: nn.Module, step: int, total_steps: int) -> None:
+        """Called after each optimizer step; ``step`` counts from 1."""
+
+    def finalize(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def stats(self, model: nn.Module) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def has_search(cls) -> bool:
+        return cls.search is not Method.search

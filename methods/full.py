@@ -1,0 +1,31 @@
+"""Full fine-tuning: every parameter trains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from petlbench.methods.base import Method, MethodConfig, unfreeze
+from petlbench.registry import register
+
+
+@dataclass
+class FullConfig(MethodConfig):
+    """Full fine-tuning recipe (AdamW, 100 epochs, 10 warm-up). lr 1e-4: full fine-tuning on
+    1k images is very lr-sensitive; VTAB papers grid-search it per task (V-PETL Bench)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+
+
+@register
+class Full(Method):
+    name = "full"
+    description = "Full fine-tuning: every backbone parameter and the head train."
+    Config = FullConfig
+    supports = frozenset({"vit", "cnn"})
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        unfreeze(model)
+        return model

@@ -1,0 +1,206 @@
+"""Backbones: any timm model (hub weights, a local file, or random init) plus the bundled one.
+
+``create_backbone`` returns a model whose every parameter is frozen except the classifier
+head, which is freshly sized to the dataset. Methods then add their own parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from petlbench.errors import UserError, did_you_mean
+
+OFFLINE_HINT = (
+    "offline, use the bundled backbone (omit --model), a local file (--weights PATH) "
+    "or random init (--no-pretrained)"
+)
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A backbone whose weights ship inside the package (see ``petlbench pretrain``)."""
+
+    arch: str  # timm architecture the weights fit
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    file: str = ""  # under petlbench/assets
+    description: str = ""
+
+
+# The embedded offline default backbone: a micro ViT pretrained by `petlbench pretrain` on
+# Fashion-MNIST (Debian package dataset-fashion-mnist). 32x32 input, patch 4 -> 64 tokens + CLS.
+BUNDLED: dict[str, BundledModel] = {
+    "petl_vit_micro": BundledModel(
+        arch="vit_tiny_patch16_224",
+        kwargs=dict(img_size=32, patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_ratio=4.0),
+        file="petl_vit_micro.safetensors",
+        description="micro ViT (32x32, patch 4, d=128, 6 blocks) pretrained here on Fashion-MNIST",
+    ),
+}
+DEFAULT_MODEL = "petl_vit_micro"
+
+
+def bundled_weights_path(name: str) -> Path:
+    return Path(str(resources.files("petlbench.assets").joinpath(BUNDLED[name].file)))
+
+
+def list_models() -> list[tuple[str, str]]:
+    """(name, note) rows: bundled models first, then timm architectures (no weights needed)."""
+    rows = [(n, b.description) for n, b in BUNDLED.items()]
+    rows += [(n, "timm") for n in timm.list_models()]
+    return rows
+
+
+def backbone_kind(model: nn.Module) -> str:
+    """'vit' for timm ViT-like models (patch_embed + blocks), 'bert' for VL encoders, else 'cnn'."""
+    if getattr(model, "petl_kind", None):
+        return model.petl_kind
+    if hasattr(model, "patch_embed") and hasattr(model, "blocks") and hasattr(model, "_pos_embed"):
+        return "vit"
+    return "cnn"
+
+
+def file_sha256(path: str | Path, n: int = 16) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:n]
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file or a torch state dict; UserError when missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file '{path}' not found; pass an existing .safetensors or .pt file to --weights")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+            for key in ("state_dict", "model", "module"):
+                if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+                    sd = sd[key]
+    except Exception as e:  # corrupt or foreign file
+        raise UserError(
+            f"cannot read weights file '{path}' ({type(e).__name__}); it must be a safetensors file or a torch state dict"
+        ) from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise UserError(f"weights file '{path}' holds no state dict of tensors; save one with torch.save(model.state_dict())")
+    return sd
+
+
+def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
+    """Load backbone weights, dropping a classifier of another size and resampling pos-embeds."""
+    sd = dict(sd)
+    own = model.state_dict()
+    head_names = {n for n, _ in _head(model).named_parameters(prefix=_head_prefix(model))}
+    if "pos_embed" in sd and "pos_embed" in own and sd["pos_embed"].shape != own["pos_embed"].shape:
+        from timm.layers import resample_abs_pos_embed
+
+        npt = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 1)
+        grid = model.patch_embed.grid_size
+        sd["pos_embed"] = resample_abs_pos_embed(sd["pos_embed"], new_size=list(grid), num_prefix_tokens=npt)
+    for k in list(sd):
+        if k in head_names and (k not in own or sd[k].shape != own[k].shape):
+            del sd[k]  # a head for another number of classes: keep the fresh one
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if k not in head_names]
+    bad = [k for k in sd if k in own and sd[k].shape != own[k].shape]
+    if missing or unexpected or bad:
+        sample = (missing or unexpected or bad)[:3]
+        raise UserError(
+            f"weights in {source} do not fit model '{model.default_cfg.get('architecture', '?')}' "
+            f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {sample}); pass the matching --model"
+        )
+
+
+def _head(model: nn.Module) -> nn.Module:
+    head = model.get_classifier() if hasattr(model, "get_classifier") else model.head
+    return head if isinstance(head, nn.Module) else nn.Identity()
+
+
+def _head_prefix(model: nn.Module) -> str:
+    head = _head(model)
+    for name, mod in model.named_modules():
+        if mod is head:
+            return name
+    return "head"
+
+
+def create_backbone(
+    name: str | None,
+    num_classes: int,
+    *,
+    weights: str | None = None,
+    pretrained: bool = True,
+    **timm_kwargs: Any,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build ``name`` with a ``num_classes`` head; freeze everything but the head.
+
+    Returns the model and provenance: ``{"model", "weights_source", "weights_sha256"}``.
+    Weights come from ``weights`` (a file) if given, else the bundled file for bundled models,
+    else the timm hub when ``pretrained``, else nowhere (random init).
+    """
+    name = name or DEFAULT_MODEL
+    info: dict[str, Any] = {"model": name, "weights_source": "random-init", "weights_sha256": ""}
+    if name in BUNDLED:
+        spec = BUNDLED[name]
+        model = timm.create_model(spec.arch, pretrained=False, num_classes=num_classes, **spec.kwargs, **timm_kwargs)
+        if weights is None and pretrained:
+            path = bundled_weights_path(name)
+            if not path.is_file():
+                raise UserError(
+                    f"bundled weights for '{name}' are missing ({path}); rebuild them with 'petlbench pretrain' "
+                    "or use --no-pretrained"
+                )
+            weights = str(path)
+    else:
+        if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
+            raise UserError(
+                f"unknown model '{name}'{did_you_mean(name, list(BUNDLED) + timm.list_models())}; "
+                "run 'petlbench list models'"
+            )
+        hub = pretrained and weights is None
+        try:
+            model = timm.create_model(name, pretrained=hub, num_classes=num_classes, **timm_kwargs)
+        except Exception as e:
+            if hub and _is_network_error(e):
+                raise UserError(f"cannot download weights for '{name}' from the Hugging Face hub; {OFFLINE_HINT}") from None
+            raise
+        if hub:
+            info["weights_source"] = f"hub:{model.pretrained_cfg.get('hf_hub_id') or name}"
+    if weights is not None and pretrained:
+        _load_into(model, load_state_dict_file(weights), source=f"'{weights}'")
+        info["weights_source"] = f"file:{Path(weights).name}"
+        info["weights_sha256"] = file_sha256(weights)
+    freeze_backbone(model)
+    return model, info
+
+
+def _is_network_error(e: Exception) -> bool:
+    text = f"{type(e).__name__} {e}".lower()
+    keys = ("localentrynotfound", "connection", "offline", "resolve", "timed out", "huggingface", "hub")
+    return any(k in text for k in keys) or os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def freeze_backbone(model: nn.Module) -> None:
+    """Freeze every parameter, then make the classifier head trainable."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in _head(model).parameters():
+        p.requires_grad_(True)
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return list(_head(model).parameters())
