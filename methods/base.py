@@ -82,6 +82,8 @@ class Method:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # shown with every run of the method, e.g. "re-implementation: no official code"
+    note: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     # backbone kinds it can adapt: "vit" (timm ViT), "cnn" (other timm models), "bert" (VL track)
     supports: ClassVar[frozenset[str]] = frozenset({"vit"})

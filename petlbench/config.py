@@ -28,6 +28,9 @@ class RunConfig:
     limit: int | None = None  # cap images per split (quick runs / CI)
     frozen_backbone_mode: str = "eval"  # eval | train: dropout/drop-path of frozen backbone modules
     num_workers: int = 0
+    trainval: bool = False  # train on train+val (final VTAB-1k protocol run), then test once
+    label: str = ""  # free-form tag (suite group), part of the identity
+    suite: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)  # method-config keys set by the user
 
 
@@ -130,3 +133,84 @@ def from_dict(cfg_cls: type, data: dict[str, Any]) -> Any:
 def stable_hash(obj: Any, n: int = 16) -> str:
     blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+# ---------------------------------------------------------------- suites (benchmarks/*.toml)
+
+# keys a suite (top level or a [[group]]) may set, besides methods/datasets/seeds/set/label
+RUN_KEYS = {"model", "weights", "pretrained", "device", "amp", "limit", "trainval", "frozen_backbone_mode"}
+RECIPE_KEYS = {"epochs", "lr", "batch_size", "weight_decay", "optimizer", "warmup_epochs"}
+SUITE_KEYS = RUN_KEYS | RECIPE_KEYS | {"methods", "datasets", "seeds", "set", "label", "name", "description", "group"}
+
+
+@dataclass
+class SuiteRun:
+    """One (method, dataset, seeds) entry of a suite, with its run options and method overrides."""
+
+    method: str
+    dataset: str | None
+    seeds: list[int]
+    run: dict[str, Any]
+    overrides: dict[str, Any]
+    label: str = ""
+
+
+def find_suite(name_or_path: str):
+    """A suite TOML: a path, or a name shipped in petlbench.benchmarks (``mini-vtab``, ``smoke``)."""
+    from importlib import resources
+    from pathlib import Path
+
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = resources.files("petlbench.benchmarks")
+    names = sorted(f.name[:-5] for f in shipped.iterdir() if f.name.endswith(".toml"))
+    if name_or_path in names:
+        return Path(str(shipped.joinpath(f"{name_or_path}.toml")))
+    raise UserError(f"unknown suite '{name_or_path}'{did_you_mean(name_or_path, names)}; shipped suites: "
+                    f"{', '.join(names)} (or pass a .toml path)")
+
+
+def load_suite(name_or_path: str) -> tuple[str, str, list[SuiteRun]]:
+    """Parse a suite TOML into (name, description, runs). Unknown keys are errors."""
+    import tomllib
+
+    path = find_suite(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"suite '{path}' is not valid TOML ({e}); fix the file") from None
+    groups = [{}] + list(data.get("group", []))
+    runs: list[SuiteRun] = []
+    for g in groups:
+        merged = {k: v for k, v in data.items() if k != "group"}
+        for k, v in g.items():
+            if k == "set":
+                merged["set"] = {**merged.get("set", {}), **v}
+            else:
+                merged[k] = v
+        unknown = set(merged) - SUITE_KEYS
+        if unknown:
+            k = sorted(unknown)[0]
+            raise UserError(f"suite '{path.name}' has unknown key '{k}'{did_you_mean(k, SUITE_KEYS)}")
+        if not merged.get("methods"):
+            raise UserError(f"suite '{path.name}' lists no methods; add methods = [\"linear\", ...]")
+        for method in merged["methods"]:
+            for dataset in merged.get("datasets") or [None]:
+                overrides = {k: merged[k] for k in RECIPE_KEYS if k in merged}
+                overrides.update(merged.get("set", {}).get(method, {}))
+                runs.append(SuiteRun(
+                    method=method, dataset=dataset, seeds=[int(s) for s in merged.get("seeds", [0])],
+                    run={k: merged[k] for k in RUN_KEYS if k in merged}, overrides=overrides,
+                    label=merged.get("label", ""),
+                ))
+    return data.get("name", path.stem), data.get("description", ""), runs
+
+
+def validate_overrides(cfg_cls: type, overrides: dict[str, Any], method: str) -> None:
+    """Check suite-provided overrides (already typed by TOML) name real config keys."""
+    types_ = field_types(cfg_cls)
+    for key in overrides:
+        if key not in types_:
+            raise UserError(f"method '{method}' has no config key '{key}'{did_you_mean(key, types_)}; "
+                            f"its keys: {', '.join(types_)}")

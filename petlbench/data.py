@@ -166,7 +166,7 @@ def load_data(name: str | None, limit: int | None = None, seed: int = 0) -> RawD
         )
     if "train" not in raw.splits or "test" not in raw.splits:
         raise UserError(f"dataset '{name}' needs a train and a test split, found: {', '.join(raw.splits) or 'none'}")
-    for split, (images, labels) in raw.splits.items():
+    for split, (_images, labels) in raw.splits.items():
         if len(labels) == 0:
             raise UserError(f"dataset '{name}' has an empty '{split}' split; point --dataset at data with images")
     if limit:

@@ -9,12 +9,19 @@ seed -> backbone (frozen, trainable head) -> method.apply -> param counts -> [se
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+import os
+import platform
 import random
+import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,11 +31,12 @@ from torch import nn
 
 from petlbench import measure
 from petlbench.backbones import backbone_kind, create_backbone
-from petlbench.config import build_method_config
-from petlbench.data import Splits, batches, num_batches
+from petlbench.config import RunConfig, build_method_config, stable_hash, to_dict
+from petlbench.data import RawData, Splits, batches, num_batches, prepare
 from petlbench.errors import UserError
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
 from petlbench.registry import get as get_method
+from petlbench.results import RunResult
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -64,9 +72,7 @@ def build(
 
 
 def input_size(model: nn.Module) -> tuple[int, int, int]:
-    from timm.data import resolve_data_config
-
-    return tuple(resolve_data_config({}, model=model)["input_size"])
+    return tuple(resolve_data_config_for(model)["input_size"])
 
 
 def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, img_size: int | None = None,
@@ -86,4 +92,339 @@ def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, i
         **counts, "gmacs": g, "gmacs_backbone": g_base, "gmacs_extra": g - g_base,
         "gmacs_ratio": g / g_base if g_base else float("nan"),
         "method_config": {k: v for k, v in vars(method.cfg).items()},
+    }
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available; use --device cpu or auto")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise UserError(f"unknown device '{name}'; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def set_train_mode(model: nn.Module, frozen_backbone_mode: str) -> None:
+    """``model.train()``; with policy 'eval', frozen backbone modules (outside any MethodModule,
+    no trainable parameter inside) go to eval mode: no dropout / drop-path in what does not learn."""
+    model.train()
+    if frozen_backbone_mode != "eval":
+        return
+
+    def visit(mod: nn.Module) -> None:
+        for child in mod.children():
+            if isinstance(child, MethodModule):
+                continue
+            if not any(p.requires_grad for p in child.parameters()):
+                child.eval()
+            else:
+                visit(child)
+
+    visit(model)
+
+
+def make_optimizer(params: list[nn.Parameter], mcfg: MethodConfig) -> torch.optim.Optimizer:
+    if mcfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=mcfg.lr, weight_decay=mcfg.weight_decay)
+    if mcfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=mcfg.lr, momentum=0.9, weight_decay=mcfg.weight_decay)
+    raise UserError(f"unknown optimizer '{mcfg.optimizer}'; use --set optimizer=adamw or optimizer=sgd")
+
+
+def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """lr multiplier: linear warm-up to 1, then cosine decay to 0 (per optimizer step)."""
+
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, ds, batch_size: int, device: torch.device, autocast) -> tuple[float, float]:
+    """(top-1 %, mean cross-entropy) of ``model`` on ``ds``."""
+    model.eval()
+    correct, loss_sum, n = 0, 0.0, 0
+    for x, y in batches(ds, batch_size):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast():
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        correct += (logits.argmax(-1) == y).sum().item()
+        n += y.numel()
+    return 100.0 * correct / max(n, 1), loss_sum / max(n, 1)
+
+
+@dataclass
+class Outcome:
+    """What the loop measured for one run (the CLI turns it into a RunResult row)."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    method_stats: dict[str, Any] = field(default_factory=dict)
+    status: str = "ok"
+    error: str = ""
+
+
+class Reporter:
+    """Progress callbacks; the CLI passes a Rich implementation, tests use this silent one."""
+
+    def start(self, total_steps: int, description: str) -> None: ...
+
+    def step(self, loss: float, img_s: float) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def train_and_evaluate(
+    model: nn.Module, method: Method, splits: Splits, *, seed: int, device: torch.device, amp: bool,
+    frozen_backbone_mode: str = "eval", num_workers: int = 0, reporter: Reporter | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> Outcome:
+    """Train ``model`` (already built and ``apply``-ed) with ``method``'s recipe; finalize; test once."""
+    mcfg = method.cfg
+    reporter = reporter or Reporter()
+    out = Outcome()
+    model.to(device)
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
+    gen = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise UserError(f"method '{method.name}' left no trainable parameter; check its config")
+    loss_fn = F.cross_entropy
+
+    def to_dev(it: Iterator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in it:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    def val_stream() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # Fresh held-out batches for search rewards; without a val split, training data (logged).
+        ds = splits.val if splits.val is not None else splits.train
+        if splits.val is None:
+            log("no val split: search rewards use training batches")
+        while True:
+            yield from to_dev(batches(ds, mcfg.batch_size, shuffle=True, generator=gen))
+
+    steps_per_epoch = num_batches(splits.train, mcfg.batch_size)
+    measure.reset_peak_memory(device)
+
+    search_timer = measure.Timer(device)
+    if method.has_search():
+        ctx = SearchContext(
+            train_batches=lambda: to_dev(batches(splits.train, mcfg.batch_size, True, gen, num_workers)),
+            val_batches=val_stream, device=device, loss_fn=loss_fn, autocast=autocast,
+            make_optimizer=lambda ps: make_optimizer(list(ps), mcfg), steps_per_epoch=steps_per_epoch, log=log,
+        )
+        set_train_mode(model, frozen_backbone_mode)
+        with search_timer():
+            method.search(model, ctx)
+        params = [p for p in model.parameters() if p.requires_grad]
+
+    opt = make_optimizer(params, mcfg)
+    total = steps_per_epoch * mcfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, steps_per_epoch * mcfg.warmup_epochs))
+    train_timer, timed_images, step = measure.Timer(device), 0, 0
+    loss_ema = float("nan")
+    reporter.start(total, f"{method.name}")
+    t_train0 = time.perf_counter()
+    try:
+        for _epoch in range(mcfg.epochs):
+            set_train_mode(model, frozen_backbone_mode)
+            for x, y in to_dev(batches(splits.train, mcfg.batch_size, True, gen, num_workers)):
+                t0 = time.perf_counter()
+                with autocast():
+                    logits = model(x)
+                    loss = loss_fn(logits.float(), y)
+                    extra = method.extra_loss(model)
+                    total_loss = loss if extra is None else loss + extra
+                if not torch.isfinite(total_loss):
+                    out.status, out.error = "diverged", f"non-finite loss at step {step + 1}"
+                    break
+                opt.zero_grad(set_to_none=True)
+                total_loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                method.on_step(model, step, total)
+                measure.sync(device)
+                dt = time.perf_counter() - t0
+                if step > 2:  # first steps warm up allocators/kernels
+                    train_timer.seconds += dt
+                    timed_images += y.numel()
+                loss_ema = loss.item() if math.isnan(loss_ema) else 0.9 * loss_ema + 0.1 * loss.item()
+                reporter.step(loss_ema, y.numel() / dt if dt > 0 else 0.0)
+            if out.status != "ok":
+                break
+            if splits.val is not None:
+                out.metrics["top1_val"], out.metrics["loss_val"] = evaluate(
+                    model, splits.val, mcfg.batch_size, device, autocast)
+    finally:
+        reporter.stop()
+    time_train = time.perf_counter() - t_train0
+    peak_mb, peak_kind = measure.peak_memory_mb(device)
+
+    model = method.finalize(model)
+    model.eval()
+    if out.status == "ok":
+        out.metrics["top1"], out.metrics["loss_test"] = evaluate(model, splits.test, mcfg.batch_size, device, autocast)
+    size = tuple(splits.test[0][0].shape)
+    out.metrics.update(
+        loss_train=loss_ema,
+        steps=step,
+        train_img_s=timed_images / train_timer.seconds if train_timer.seconds else float("nan"),
+        infer_img_s=measure.infer_throughput(model, size, device, batch_size=mcfg.batch_size, autocast=autocast),
+        gmacs=measure.gmacs(model, size, device),
+        peak_mem_train_mb=peak_mb,
+        peak_mem_kind=peak_kind,
+        time_search_s=search_timer.seconds,
+        time_train_s=time_train,
+    )
+    out.method_stats = method.stats(model)
+    return out
+
+
+# ----------------------------------------------------------------------------- one run, end to end
+
+
+def resolve_overrides(overrides: dict[str, Any], cfg_cls: type[MethodConfig], raw_epochs: int | None,
+                      raw_batch: int | None) -> dict[str, Any]:
+    """Apply a built-in task's compact budget unless the user set epochs/batch size.
+
+    The method's warm-up keeps its share of the schedule (e.g. 10 of 100 epochs -> 10%).
+    """
+    out = dict(overrides)
+    defaults = cfg_cls()
+    if "epochs" not in out and raw_epochs:
+        out["epochs"] = raw_epochs
+    if "warmup_epochs" not in out and out.get("epochs", defaults.epochs) != defaults.epochs:
+        share = defaults.warmup_epochs / max(1, defaults.epochs)
+        out["warmup_epochs"] = int(round(share * out["epochs"]))
+    if "batch_size" not in out and raw_batch:
+        out["batch_size"] = raw_batch
+    return out
+
+
+def run_identity(cfg: RunConfig, method: Method, raw: RawData, weights_info: dict[str, Any]) -> dict[str, Any]:
+    """Everything that determines a run's outcome (hashed into config_hash)."""
+    return {
+        "method": method.name, "method_config": to_dict(method.cfg), "dataset": raw.name,
+        "data": raw.fingerprint(), "model": weights_info["model"], "weights": weights_info["weights_source"],
+        "weights_sha256": weights_info["weights_sha256"], "seed": cfg.seed, "limit": cfg.limit, "amp": cfg.amp,
+        "trainval": cfg.trainval, "frozen_backbone_mode": cfg.frozen_backbone_mode, "label": cfg.label,
+    }
+
+
+def prepare_run(cfg: RunConfig, raw: RawData) -> tuple[Method, nn.Module, dict[str, Any], int, str]:
+    """Validate and build everything for ``cfg`` (raises UserError before any work is stored)."""
+    cls = get_method(cfg.method)
+    overrides = resolve_overrides(cfg.overrides, cls.Config, raw.epochs, raw.batch_size)
+    method = cls(build_method_config(cls.Config, overrides))
+    seed_everything(cfg.seed)
+    model, info, backbone_total = build(method, cfg.model, raw.num_classes, weights=cfg.weights,
+                                        pretrained=cfg.pretrained)
+    identity = run_identity(cfg, method, raw, info)
+    return method, model, info, backbone_total, stable_hash(identity)
+
+
+def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
+            log: Callable[[str], None] = lambda s: None, prepared=None) -> RunResult:
+    """Train and evaluate one (method, dataset, model, seed); failures become a row with a status."""
+    t0 = time.perf_counter()
+    method, model, info, backbone_total, config_hash = prepared or prepare_run(cfg, raw)
+    identity = run_identity(cfg, method, raw, info)
+    device = resolve_device(cfg.device)
+    counts = measure.param_counts(model, backbone_total)
+    data_cfg = resolve_data_config_for(model)
+    splits = prepare(raw, data_cfg, trainval=cfg.trainval)
+    res = RunResult(
+        run_id=f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{config_hash[:8]}-{os.getpid()}",
+        timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        method=method.name, dataset=raw.name, model=info["model"], seed=cfg.seed, label=cfg.label,
+        suite=cfg.suite, config_hash=config_hash,
+        group_hash=stable_hash({k: v for k, v in identity.items() if k != "seed"}),
+        **counts, **{k: getattr(method.cfg, k) for k in ("optimizer", "lr", "weight_decay", "epochs",
+                                                           "warmup_epochs", "batch_size")},
+        amp=cfg.amp, device=str(device), frozen_backbone_mode=cfg.frozen_backbone_mode, limit=cfg.limit or 0,
+        trainval=cfg.trainval, weights_source=info["weights_source"], weights_sha256=info["weights_sha256"],
+        data_source=raw.source, data_group=raw.group or "", data_fingerprint=json.dumps(raw.fingerprint()),
+        num_classes=raw.num_classes, n_train=len(splits.train), n_val=len(splits.val) if splits.val else 0,
+        n_test=len(splits.test), method_config=json.dumps(to_dict(method.cfg)), **provenance(device),
+    )
+    res.extra = {"identity": identity, "data_config": {k: v for k, v in data_cfg.items()}}
+    seed_everything(cfg.seed)
+    try:
+        outcome = train_and_evaluate(
+            model, method, splits, seed=cfg.seed, device=device, amp=cfg.amp,
+            frozen_backbone_mode=cfg.frozen_backbone_mode, num_workers=cfg.num_workers, reporter=reporter, log=log,
+        )
+    except UserError:
+        raise
+    except Exception as e:  # a failed run is a result too (OOM, bad data, method bug): record it
+        res.status, res.error = "failed", f"{type(e).__name__}: {e}"[:500]
+        res.time_total_s = time.perf_counter() - t0
+        return res
+    m = outcome.metrics
+    res.status, res.error = outcome.status, outcome.error
+    res.top1_pct = m.get("top1", math.nan)
+    res.top1_val_pct = m.get("top1_val", math.nan)
+    res.loss_train = m["loss_train"]
+    res.steps = m["steps"]
+    for k in ("gmacs", "train_img_s", "infer_img_s", "peak_mem_train_mb", "peak_mem_kind", "time_search_s",
+              "time_train_s"):
+        setattr(res, k, m[k])
+    res.gmacs_backbone = backbone_gmacs(cfg.model, raw.num_classes, tuple(data_cfg["input_size"]))
+    res.method_stats = json.dumps(outcome.method_stats, default=float)
+    res.time_total_s = time.perf_counter() - t0
+    return res
+
+
+def resolve_data_config_for(model: nn.Module) -> dict[str, Any]:
+    """timm's data config (mean, std, interpolation); a ViT built with another ``img_size``
+    than its pretrained config takes its real input size."""
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if img_size is not None:
+        cfg["input_size"] = (cfg["input_size"][0], *img_size)
+    return cfg
+
+
+@functools.lru_cache(maxsize=16)
+def backbone_gmacs(model_name: str | None, num_classes: int, size: tuple[int, int, int]) -> float:
+    base, _ = create_backbone(model_name, num_classes, pretrained=False)
+    return measure.gmacs(base, size)
+
+
+@functools.lru_cache(maxsize=1)
+def _git_commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return ""
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip()[:12] + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def provenance(device: torch.device) -> dict[str, str]:
+    import timm
+
+    from petlbench import __version__
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return {
+        "git_commit": _git_commit(), "petlbench_version": __version__, "torch_version": torch.__version__,
+        "timm_version": timm.__version__, "python_version": platform.python_version(),
+        "device_name": f"{name} ({torch.get_num_threads()} threads)" if device.type == "cpu" else name,
+        "hostname": socket.gethostname(),
     }

@@ -1,0 +1,367 @@
+"""The ``petlbench`` command line: wiring only (parse -> configs -> loop -> results)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from petlbench.errors import UserError, did_you_mean
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark parameter-efficient transfer learning (PETL) methods on vision transformers.")
+console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 180)))
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
+
+DEFAULT_OUT = "results"
+
+
+class RichReporter:
+    """Progress bar for the training loop: steps, loss, img/s."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.task = progress, None
+
+    def start(self, total_steps: int, description: str) -> None:
+        self.task = self.progress.add_task(description, total=total_steps, loss=float("nan"), img_s=0.0)
+
+    def step(self, loss: float, img_s: float) -> None:
+        self.progress.update(self.task, advance=1, loss=loss, img_s=img_s)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[img_s]:.0f} img/s"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+        disable=not console.is_terminal and os.environ.get("PETLBENCH_PROGRESS") != "1",
+    )
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds expects comma-separated integers like 0,1,2, got '{text}'") from None
+    if not seeds:
+        raise UserError("--seeds is empty; pass e.g. --seeds 0,1,2")
+    return seeds
+
+
+def _overrides(method: str, sets: list[str], **flags) -> dict:
+    from petlbench.config import parse_sets
+    from petlbench.registry import get
+
+    cls = get(method)
+    out = parse_sets(sets or [], cls.Config, method)
+    for k, v in flags.items():
+        if v is not None:
+            if v <= 0 and k != "weight_decay" or v < 0:
+                raise UserError(f"--{k.replace('_', '-')} must be positive, got {v}")
+            out[k] = v
+    return out
+
+
+def execute(jobs, out: str, force: bool, suite: str = "") -> list:
+    """Run jobs = [(RunConfig, dataset)] in order; validate each before storing anything."""
+    from petlbench.data import load_data
+    from petlbench.loop import prepare_run, run_one
+    from petlbench.results import Store
+
+    store = Store(out)
+    done = store.hashes()
+    results, raw_cache = [], {}
+    with _progress() as progress:
+        reporter = RichReporter(progress)
+        for i, (cfg, dataset) in enumerate(jobs, 1):
+            key = (dataset, cfg.limit)
+            if key not in raw_cache:
+                raw_cache[key] = load_data(dataset, limit=cfg.limit)
+            raw = raw_cache[key]
+            prepared = prepare_run(cfg, raw)
+            tag = f"[{i}/{len(jobs)}] {cfg.method} on {raw.name} seed {cfg.seed}"
+            if prepared[-1] in done and not force:
+                console.print(f"{tag}: skipped, already in {store.csv} (config {prepared[-1]}; --force to rerun)")
+                continue
+            progress.console.print(f"{tag} ...")
+            res = run_one(cfg, raw, reporter=reporter, log=lambda s: progress.console.print(f"  {s}"),
+                          prepared=prepared)
+            res.suite = suite
+            store.append(res)
+            done.add(res.config_hash)
+            results.append(res)
+            line = f"  top-1 {res.top1_pct:.2f}%  ({res.time_total_s:.1f} s)" if res.status == "ok" else \
+                f"  [red]{res.status}[/]: {res.error}"
+            progress.console.print(line)
+    return results
+
+
+def _note_for(methods: set[str]) -> str:
+    from petlbench.registry import get
+
+    notes = [f"{m}: {get(m).note}" for m in sorted(methods) if get(m).note]
+    return "; ".join(notes)
+
+
+@app.command()
+def run(
+    method: Annotated[str, typer.Argument(help="method name (see 'petlbench list methods')")],
+    dataset: Annotated[str | None, typer.Option(help="built-in name, hub name or local path")] = None,
+    model: Annotated[str | None, typer.Option(help="timm model name or bundled model")] = None,
+    weights: Annotated[str | None, typer.Option(help="local .safetensors / torch state dict")] = None,
+    no_pretrained: Annotated[bool, typer.Option("--no-pretrained", help="random init")] = False,
+    epochs: Annotated[int | None, typer.Option(help="override the recipe's epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="override the recipe's batch size")] = None,
+    lr: Annotated[float | None, typer.Option(help="override the recipe's learning rate")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="override the recipe's weight decay")] = None,
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="method config key=value (repeatable)")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    amp: Annotated[bool, typer.Option("--amp", help="bf16 autocast")] = False,
+    trainval: Annotated[bool, typer.Option("--trainval", help="train on train+val, test once")] = False,
+    limit: Annotated[int | None, typer.Option(help="cap images per split")] = None,
+    out: Annotated[str, typer.Option(help="results store directory")] = DEFAULT_OUT,
+    force: Annotated[bool, typer.Option("--force", help="re-run configs already stored")] = False,
+) -> None:
+    """Train and evaluate METHOD on one dataset (default: the embedded offline task)."""
+    from petlbench.config import RunConfig
+
+    seed_list = _parse_seeds(seeds)
+    overrides = _overrides(method, set_ or [], epochs=epochs, batch_size=batch_size, lr=lr,
+                           weight_decay=weight_decay)
+    if limit is not None and limit <= 0:
+        raise UserError(f"--limit must be positive, got {limit}")
+    base = RunConfig(method=method, dataset=dataset, model=model, weights=weights, pretrained=not no_pretrained,
+                     device=device, amp=amp, limit=limit, trainval=trainval, overrides=overrides)
+    results = execute([(replace(base, seed=s), dataset) for s in seed_list], out, force)
+    _finish(results, {method})
+
+
+def _finish(results: list, methods: set[str]) -> None:
+    from petlbench.results import runs_table
+
+    if results:
+        console.print(runs_table(results))
+        note = _note_for(methods)
+        if note:
+            console.print(f"[dim]note: {note}[/]")
+    if any(r.status != "ok" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def suite(
+    name: Annotated[str, typer.Argument(help="suite name (mini-vtab, smoke) or a .toml path")],
+    out: Annotated[str, typer.Option(help="results store directory")] = DEFAULT_OUT,
+    seeds: Annotated[str | None, typer.Option(help="override the suite's seeds")] = None,
+    limit: Annotated[int | None, typer.Option(help="cap images per split")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    force: Annotated[bool, typer.Option("--force")] = False,
+    print_commands: Annotated[bool, typer.Option("--print-commands",
+                                                 help="print one 'petlbench run' per job for an external engine")] = False,
+) -> None:
+    """Run a benchmark suite (benchmarks/*.toml) sequentially, or print its jobs for a scheduler."""
+    from petlbench.config import RunConfig, validate_overrides
+    from petlbench.registry import get
+
+    sname, _, runs = load_suite_checked(name)
+    jobs = []
+    for r in runs:
+        validate_overrides(get(r.method).Config, r.overrides, r.method)
+        seed_list = _parse_seeds(seeds) if seeds else r.seeds
+        opts = dict(r.run)
+        if limit is not None:
+            opts["limit"] = limit
+        if device is not None:
+            opts["device"] = device
+        for s in seed_list:
+            jobs.append((RunConfig(method=r.method, dataset=r.dataset, seed=s, overrides=r.overrides,
+                                   label=r.label, suite=sname, **opts), r.dataset))
+    if print_commands:
+        for cfg, _ in jobs:
+            console.print(_as_command(cfg, out), soft_wrap=True, highlight=False)
+        return
+    console.print(f"suite {sname}: {len(jobs)} runs -> {out}/results.csv")
+    results = execute(jobs, out, force, suite=sname)
+    _finish(results, {cfg.method for cfg, _ in jobs})
+
+
+def load_suite_checked(name: str):
+    from petlbench.config import load_suite
+
+    return load_suite(name)
+
+
+def _as_command(cfg, out: str) -> str:
+    import shlex
+
+    parts = ["petlbench", "run", cfg.method, "--seeds", str(cfg.seed), "--out", out]
+    for flag, val in (("--dataset", cfg.dataset), ("--model", cfg.model), ("--weights", cfg.weights),
+                      ("--limit", cfg.limit), ("--device", cfg.device)):
+        if val is not None:
+            parts += [flag, str(val)]
+    if not cfg.pretrained:
+        parts.append("--no-pretrained")
+    if cfg.amp:
+        parts.append("--amp")
+    if cfg.trainval:
+        parts.append("--trainval")
+    for k, v in cfg.overrides.items():
+        v = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v).lower() if isinstance(v, bool) else v
+        parts += ["--set", f"{k}={v}"]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+@app.command("list")
+def list_(what: Annotated[str, typer.Argument(help="methods | datasets | models")]) -> None:
+    """List registered methods, datasets or backbones."""
+    choices = ("methods", "datasets", "models")
+    if what not in choices:
+        raise UserError(f"cannot list '{what}'{did_you_mean(what, choices)}; choose methods, datasets or models")
+    t = Table(title=what, title_justify="left")
+    if what == "methods":
+        from petlbench.registry import available
+
+        for col in ("name", "supports", "description"):
+            t.add_column(col)
+        for name, cls in available().items():
+            t.add_row(name, ",".join(sorted(cls.supports)), cls.description + (f" ({cls.note})" if cls.note else ""))
+    elif what == "datasets":
+        from petlbench.data import default_dataset, list_datasets
+
+        for col in ("name", "kind", "notes"):
+            t.add_column(col)
+        for name, kind, note in list_datasets():
+            t.add_row(name + (" (default)" if name == default_dataset() else ""), kind, note)
+    else:
+        from petlbench.backbones import BUNDLED, DEFAULT_MODEL, list_models
+
+        rows = list_models()
+        t.add_column("name")
+        t.add_column("notes")
+        for name, note in rows[: len(BUNDLED)]:
+            t.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), note)
+        t.add_row(f"... and {len(rows) - len(BUNDLED)} timm architectures", "e.g. vit_base_patch16_224, resnet50 "
+                  "(hub weights online, --weights PATH offline, --no-pretrained)")
+    console.print(t)
+
+
+@app.command()
+def inspect(
+    method: Annotated[str, typer.Argument()],
+    model: Annotated[str | None, typer.Option(help="timm model name (default: the bundled one)")] = None,
+    num_classes: Annotated[int, typer.Option(help="classifier size")] = 1000,
+    img_size: Annotated[int | None, typer.Option(help="input resolution")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="method config key=value")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Build the model (random init, no data), apply METHOD, report parameter counts and GMACs."""
+    from petlbench.loop import inspect as do_inspect
+
+    if num_classes <= 0:
+        raise UserError(f"--num-classes must be positive, got {num_classes}")
+    info = do_inspect(method, model, num_classes, img_size, _overrides(method, set_ or []))
+    if as_json:
+        print(json.dumps(info))
+        return
+    t = Table(title=f"{method} on {info['model'] or 'default'} ({info['num_classes']} classes, "
+                    f"input {'×'.join(map(str, info['input_size']))})", title_justify="left")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    for k in ("params_total", "params_trainable", "params_trainable_excl_head", "params_added"):
+        t.add_row(k, f"{info[k]:,}")
+    for k in ("gmacs", "gmacs_backbone", "gmacs_extra"):
+        t.add_row(k, f"{info[k]:.4f}")
+    t.add_row("gmacs_ratio", f"{info['gmacs_ratio']:.4f}")
+    console.print(t)
+    console.print(f"method config: {info['method_config']}")
+
+
+@app.command()
+def compare(
+    results: Annotated[list[str] | None, typer.Argument(help="results CSVs or store dirs")] = None,
+    by: Annotated[str, typer.Option(help="dataset | method")] = "dataset",
+    sort: Annotated[str, typer.Option(help="metric to rank by")] = "top1_pct",
+    csv: Annotated[str | None, typer.Option(help="write the aggregate table to this CSV")] = None,
+    baseline: Annotated[str | None, typer.Option(help="reference results CSV to gate against")] = None,
+    max_drop: Annotated[float, typer.Option(help="allowed top-1 drop (points) vs --baseline")] = 2.0,
+) -> None:
+    """Aggregate seeds (mean ± std, 95% CI), rank methods, show accuracy next to cost."""
+    from petlbench.results import aggregate, compare_tables, gate, load_frame, summary_table, vtab_summary
+
+    if by not in ("dataset", "method"):
+        raise UserError(f"--by must be 'dataset' or 'method', got '{by}'")
+    df = load_frame(results or [DEFAULT_OUT])
+    agg = aggregate(df)
+    if agg.empty:
+        raise UserError("no successful runs to compare (all rows failed); see the status/error columns")
+    for t in compare_tables(agg, by, sort):
+        console.print(t)
+    if agg["dataset"].nunique() > 1:
+        console.print(summary_table(vtab_summary(agg)))
+    failed = int((df["status"] != "ok").sum())
+    if failed:
+        console.print(f"[yellow]{failed} run(s) not ok were left out (status/error columns of the CSV)[/]")
+    if csv:
+        Path(csv).parent.mkdir(parents=True, exist_ok=True)
+        agg.to_csv(csv, index=False)
+        console.print(f"aggregate written to {csv}")
+    if baseline:
+        ref = aggregate(load_frame([baseline]))
+        problems = gate(agg, ref, max_drop)
+        if problems:
+            for p in problems:
+                err_console.print(f"[red]regression[/]: {p}")
+            raise typer.Exit(1)
+        console.print(f"[green]no regression against {baseline} (max drop {max_drop} points)[/]")
+
+
+@app.command()
+def pretrain(
+    out: Annotated[Path, typer.Option(help="output .safetensors")] = Path("petl_vit_micro.safetensors"),
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 3000,
+    batch_size: Annotated[int, typer.Option()] = 128,
+    lr: Annotated[float, typer.Option()] = 1e-3,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Re-create the bundled backbone's weights from scratch on Fashion-MNIST (offline)."""
+    from petlbench.pretrain import pretrain as do_pretrain
+
+    info = do_pretrain(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=None, progress=True)
+    console.print_json(json.dumps(info, default=str))
+
+
+def main() -> None:
+    """Entry point: user errors print one line and exit 2, without a traceback."""
+    try:
+        app()
+    except UserError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

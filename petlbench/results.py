@@ -1,0 +1,412 @@
+"""One results schema (``RunResult``), a crash- and concurrency-safe store, compare and tables.
+
+Store layout (``--out DIR``, default ``results/``)::
+
+    DIR/results.csv          one row per run, header = RunResult fields (units in the names)
+    DIR/runs/<run_id>.json   the same record with nested method_config / method_stats / provenance
+
+Appends take an exclusive ``flock`` on ``DIR/.lock``; a row is written with one ``write`` and
+fsynced. A crash mid-write can leave at most a trailing partial line without newline: the next
+append cuts it before writing, and readers ignore it, so a complete row is never lost or mixed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import fcntl
+import io
+import json
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from petlbench.errors import UserError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    """One run. Units are in the field names: ``_pct`` %, ``_s`` seconds, ``_mb`` MiB,
+    ``gmacs`` GMAC per image, ``_img_s`` images per second; params are counts."""
+
+    # identity
+    run_id: str = ""
+    timestamp: str = ""  # UTC ISO-8601
+    method: str = ""
+    dataset: str = ""
+    model: str = ""
+    seed: int = 0
+    label: str = ""  # suite group label (e.g. "random-init"), empty otherwise
+    suite: str = ""
+    config_hash: str = ""  # identity of the run (incl. seed): re-runs are skipped unless --force
+    group_hash: str = ""  # the same without the seed: rows that aggregate together
+    status: str = "ok"  # ok | diverged | failed
+    error: str = ""
+    # quality
+    top1_pct: float = math.nan  # test split, evaluated once after training
+    top1_val_pct: float = math.nan  # val split after the last epoch (not used for selection)
+    loss_train: float = math.nan
+    # efficiency
+    params_total: int = 0
+    params_trainable: int = 0
+    params_trainable_excl_head: int = 0
+    params_added: int = 0
+    gmacs: float = math.nan  # inference model after finalize
+    gmacs_backbone: float = math.nan
+    train_img_s: float = math.nan
+    infer_img_s: float = math.nan
+    peak_mem_train_mb: float = math.nan
+    peak_mem_kind: str = ""  # cuda_max_allocated | cpu_peak_rss
+    time_search_s: float = 0.0
+    time_train_s: float = math.nan
+    time_total_s: float = math.nan
+    # recipe (resolved)
+    optimizer: str = ""
+    lr: float = math.nan
+    weight_decay: float = math.nan
+    epochs: int = 0
+    warmup_epochs: int = 0
+    batch_size: int = 0
+    steps: int = 0
+    amp: bool = False
+    device: str = ""
+    frozen_backbone_mode: str = ""
+    limit: int = 0
+    trainval: bool = False
+    # provenance
+    weights_source: str = ""
+    weights_sha256: str = ""
+    data_source: str = ""
+    data_group: str = ""  # VTAB group: natural | specialized | structured
+    data_fingerprint: str = ""  # JSON {split: sha256[:16]}
+    num_classes: int = 0
+    n_train: int = 0
+    n_val: int = 0
+    n_test: int = 0
+    git_commit: str = ""
+    petlbench_version: str = ""
+    torch_version: str = ""
+    timm_version: str = ""
+    python_version: str = ""
+    device_name: str = ""
+    hostname: str = ""
+    schema_version: int = SCHEMA_VERSION
+    method_config: str = ""  # JSON
+    method_stats: str = ""  # JSON, method-specific numbers
+
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # JSON record only
+
+
+COLUMNS = [f.name for f in dataclasses.fields(RunResult) if f.name != "extra"]
+_TYPES = {f.name: f.type for f in dataclasses.fields(RunResult)}
+
+# metric -> (label, higher is better)
+METRICS: dict[str, tuple[str, bool]] = {
+    "top1_pct": ("top-1 %", True),
+    "params_trainable": ("trainable", False),
+    "params_trainable_excl_head": ("trainable excl. head", False),
+    "gmacs": ("GMACs", False),
+    "train_img_s": ("train img/s", True),
+    "infer_img_s": ("infer img/s", True),
+    "peak_mem_train_mb": ("peak mem MiB", False),
+    "time_train_s": ("train s", False),
+}
+
+
+def _row_text(res: RunResult) -> str:
+    buf = io.StringIO()
+    d = dataclasses.asdict(res)
+    csv.writer(buf, lineterminator="\n").writerow(["" if isinstance(d[c], float) and math.isnan(d[c]) else d[c]
+                                                   for c in COLUMNS])
+    return buf.getvalue()
+
+
+class Store:
+    """The results store in one directory (CSV + per-run JSON)."""
+
+    def __init__(self, root: str | Path = "results") -> None:
+        self.root = Path(root)
+        self.csv = self.root / "results.csv"
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _repair_tail(self) -> None:
+        """Cut a trailing partial line (a crash mid-write) so the next row starts clean."""
+        if not self.csv.exists() or self.csv.stat().st_size == 0:
+            return
+        with open(self.csv, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return
+            data = f.seek(0) or f.read()
+            f.truncate(data.rfind(b"\n") + 1)
+
+    def _ensure_header(self) -> None:
+        if not self.csv.exists() or self.csv.stat().st_size == 0:
+            with open(self.csv, "w") as f:
+                f.write(",".join(COLUMNS) + "\n")
+            return
+        with open(self.csv) as f:
+            header = f.readline().strip().split(",")
+        if header != COLUMNS:  # older schema: rewrite atomically with the union of columns
+            rows = list(csv.DictReader(open(self.csv)))
+            tmp = self.csv.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=COLUMNS + [c for c in header if c not in COLUMNS],
+                                   lineterminator="\n", extrasaction="ignore")
+                w.writeheader()
+                w.writerows(rows)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.csv)
+
+    def append(self, res: RunResult) -> None:
+        """Append one row and write its JSON record; safe against concurrency and crashes."""
+        with self._locked():
+            self._repair_tail()
+            self._ensure_header()
+            record = dataclasses.asdict(res)
+            runs = self.root / "runs"
+            runs.mkdir(exist_ok=True)
+            tmp = runs / f".{res.run_id}.json.tmp"
+            with open(tmp, "w") as f:
+                json.dump(_expand_json(record), f, indent=2, default=str)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, runs / f"{res.run_id}.json")
+            fd = os.open(self.csv, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, _row_text(res).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def hashes(self, status: str = "ok") -> set[str]:
+        """Config hashes of stored runs with ``status``."""
+        if not self.csv.exists():
+            return set()
+        return {r["config_hash"] for r in read_rows(self.csv) if r.get("status") == status}
+
+
+def _expand_json(record: dict[str, Any]) -> dict[str, Any]:
+    out = dict(record)
+    for key in ("method_config", "method_stats", "data_fingerprint"):
+        try:
+            out[key] = json.loads(out[key]) if out[key] else {}
+        except (TypeError, json.JSONDecodeError):
+            pass
+    return out
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    """Complete rows of a results CSV (a trailing partial line is ignored)."""
+    text = Path(path).read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def load_frame(paths: list[str | Path]):
+    """Results CSVs -> one pandas DataFrame with typed columns."""
+    import pandas as pd
+
+    frames = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            p = p / "results.csv"
+        if not p.exists():
+            raise UserError(f"no results at '{p}'; run 'petlbench run ...' first or pass a results CSV")
+        frames.append(pd.DataFrame(read_rows(p)))
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    if df.empty:
+        raise UserError("the results store is empty; run 'petlbench run METHOD' first")
+    for col in df.columns:
+        tp = _TYPES.get(col)
+        if tp in ("float", float, "int", int):
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+        elif tp in ("bool", bool):
+            df[col] = df[col].astype(str).str.lower().eq("true")
+    return df
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045]
+
+
+def t975(n: int) -> float:
+    """Two-sided 95% Student-t quantile for n samples (df = n - 1)."""
+    return _T975[n - 2] if 2 <= n <= len(_T975) + 1 else 1.96
+
+
+KEYS = ["dataset", "method", "label", "model", "group_hash"]
+
+
+def display_name(method: str, label: str) -> str:
+    return f"{method} [{label}]" if label else method
+
+
+def aggregate(df):
+    """Mean / std / n / 95% CI half-width per configuration over seeds (status ok only)."""
+    import pandas as pd
+
+    ok = df[df["status"] == "ok"].copy()
+    for k in KEYS:
+        ok[k] = ok[k].fillna("") if k in ok else ""
+    rows = []
+    for key, g in ok.groupby(KEYS, sort=False):
+        row = dict(zip(KEYS, key, strict=True))
+        row["n"] = len(g)
+        row["seeds"] = ",".join(str(int(s)) for s in sorted(g["seed"]))
+        row["data_group"] = g["data_group"].iloc[0] if "data_group" in g else ""
+        for m in METRICS:
+            vals = g[m].astype(float)
+            row[m] = vals.mean()
+            row[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else 0.0
+        row["top1_pct_ci95"] = t975(len(g)) * row["top1_pct_std"] / math.sqrt(len(g)) if len(g) > 1 else math.nan
+        row["ppt"] = ppt(row["top1_pct"], row["params_trainable"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ppt(top1: float, params: float) -> float:
+    """V-PETL Bench trade-off score: top1 · exp(−log10(P/1e7 + 1))."""
+    return top1 * math.exp(-math.log10(params / 1e7 + 1))
+
+
+def vtab_summary(agg):
+    """Per configuration over datasets: mean of task means and mean of group means (both VTAB conventions)."""
+    import pandas as pd
+
+    rows = []
+    for (method, label, model), g in agg.groupby(["method", "label", "model"], sort=False):
+        groups = g.groupby(g["data_group"].replace("", "ungrouped"))["top1_pct"].mean()
+        rows.append({
+            "method": method, "label": label, "model": model, "tasks": len(g),
+            "mean_of_tasks": g["top1_pct"].mean(), "mean_of_groups": groups.mean(),
+            **{f"group_{k}": v for k, v in groups.items()},
+            "params_trainable": g["params_trainable"].mean(), "gmacs": g["gmacs"].mean(),
+        })
+    return pd.DataFrame(rows).sort_values("mean_of_groups", ascending=False)
+
+
+def gate(current, reference, max_drop: float) -> list[str]:
+    """Regressions of ``current`` against ``reference`` aggregates (matched on dataset/method/label/model).
+
+    A regression: mean top-1 below the reference mean by more than ``max_drop`` points, a changed
+    trainable-parameter count, or a reference configuration that is missing or failed.
+    """
+    problems = []
+    cur = {(r.dataset, r.method, r.label, r.model): r for r in current.itertuples()}
+    for r in reference.itertuples():
+        key = (r.dataset, r.method, r.label, r.model)
+        name = f"{display_name(r.method, r.label)} on {r.dataset}"
+        c = cur.get(key)
+        if c is None:
+            problems.append(f"{name}: missing from the current results")
+            continue
+        if c.top1_pct < r.top1_pct - max_drop:
+            problems.append(f"{name}: top-1 {c.top1_pct:.2f}% < reference {r.top1_pct:.2f}% - {max_drop}")
+        if int(c.params_trainable) != int(r.params_trainable):
+            problems.append(f"{name}: trainable params {int(c.params_trainable)} != reference {int(r.params_trainable)}")
+    return problems
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def fmt_int(v: float) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    v = int(v)
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.1f}k" if v >= 1e4 else f"{v:,}"
+
+
+def fmt(v: float, nd: int = 2) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+
+
+def runs_table(results: list[RunResult], title: str = "petlbench runs"):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for col, just in [("method", "left"), ("dataset", "left"), ("seed", "right"), ("top-1 % ↑", "right"),
+                      ("val % ↑", "right"), ("trainable ↓", "right"), ("excl. head ↓", "right"),
+                      ("GMACs ↓", "right"), ("train img/s ↑", "right"), ("infer img/s ↑", "right"),
+                      ("peak MiB ↓", "right"), ("time s", "right"), ("status", "left")]:
+        t.add_column(col, justify=just)
+    for r in results:
+        t.add_row(display_name(r.method, r.label), r.dataset, str(r.seed), fmt(r.top1_pct), fmt(r.top1_val_pct),
+                  fmt_int(r.params_trainable), fmt_int(r.params_trainable_excl_head), fmt(r.gmacs, 4),
+                  fmt(r.train_img_s, 0), fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.time_total_s, 1),
+                  r.status if r.status == "ok" else f"[red]{r.status}[/]: {r.error[:60]}")
+    if results:
+        r = results[-1]
+        t.caption = (f"model {r.model} ({r.weights_source}); data {r.data_source}; device {r.device}; "
+                     f"peak mem = {r.peak_mem_kind}; recipe {r.optimizer} lr={r.lr:g} wd={r.weight_decay:g} "
+                     f"epochs={r.epochs} bs={r.batch_size}")
+        t.caption_justify = "left"
+    return t
+
+
+def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
+    """One Rich table per dataset (``by='dataset'``) or per method (``by='method'``), ranked by ``sort``."""
+    from rich.table import Table
+
+    if sort not in METRICS:
+        raise UserError(f"unknown --sort metric '{sort}'; choose one of {', '.join(METRICS)}")
+    higher = METRICS[sort][1]
+    tables = []
+    outer = "dataset" if by == "dataset" else "method"
+    for key, g in agg.groupby(outer, sort=True):
+        g = g.sort_values(sort, ascending=not higher)
+        t = Table(title=f"{outer} {key}" + (f" ({g['data_group'].iloc[0]})" if outer == "dataset" and
+                                            g["data_group"].iloc[0] else ""), title_justify="left")
+        t.add_column("rank", justify="right")
+        t.add_column("method" if outer == "dataset" else "dataset")
+        t.add_column("n", justify="right")
+        t.add_column("top-1 % ↑ (mean ± std)", justify="right")
+        t.add_column("95% CI", justify="right")
+        for m in ("params_trainable", "gmacs", "train_img_s", "infer_img_s", "peak_mem_train_mb"):
+            label, hi = METRICS[m]
+            t.add_column(f"{label} {'↑' if hi else '↓'}", justify="right")
+        t.add_column("PPT ↑", justify="right")
+        for rank, r in enumerate(g.itertuples(), 1):
+            name = display_name(r.method, r.label) if outer == "dataset" else r.dataset
+            if agg["model"].nunique() > 1:
+                name += f" ({r.model})"
+            t.add_row(str(rank), name, str(r.n), f"{fmt(r.top1_pct)} ± {fmt(r.top1_pct_std)}",
+                      f"±{fmt(r.top1_pct_ci95)}", fmt_int(r.params_trainable), fmt(r.gmacs, 4), fmt(r.train_img_s, 0),
+                      fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.ppt))
+        tables.append(t)
+    return tables
+
+
+def summary_table(summary):
+    from rich.table import Table
+
+    t = Table(title="VTAB-style summary over datasets (top-1 %)", title_justify="left")
+    group_cols = [c for c in summary.columns if c.startswith("group_")]
+    for col in ["method", "tasks", "mean of group means ↑", "mean of tasks ↑", *[c[6:] for c in group_cols],
+                "trainable ↓"]:
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for r in summary.to_dict("records"):
+        t.add_row(display_name(r["method"], r["label"]), str(r["tasks"]), fmt(r["mean_of_groups"]),
+                  fmt(r["mean_of_tasks"]), *[fmt(r[c]) for c in group_cols], fmt_int(r["params_trainable"]))
+    return t
