@@ -181,6 +181,14 @@ def _take(images: Any, labels: np.ndarray, n: int, seed: int) -> tuple[Any, np.n
     return (images[idx] if isinstance(images, np.ndarray) else images.subset(idx)), labels[idx]
 
 
+def _quiet_datasets():
+    import datasets as hfds
+
+    hfds.disable_progress_bars()
+    hfds.logging.set_verbosity_error()
+    return hfds
+
+
 def _load_hub(name: str, spec: HubSpec) -> RawData:
     if spec.subdir:  # VTAB-1k: one zip in NOAH layout
         try:
@@ -196,8 +204,7 @@ def _load_hub(name: str, spec: HubSpec) -> RawData:
         raw.name, raw.group = name, spec.group
         return raw
     try:
-        import datasets as hfds
-
+        hfds = _quiet_datasets()
         dsd = hfds.load_dataset(spec.hub_id)
     except Exception as e:
         if "couldn't reach" in str(e).lower() or "offline" in str(e).lower() or "connection" in type(e).__name__.lower():
@@ -215,7 +222,8 @@ def _from_hf(dsd: Any, name: str, source: str, image_col: str | None, label_col:
     feats = first.features
     image_col = image_col or next((k for k, v in feats.items() if isinstance(v, hfds.Image)), None)
     if image_col is None or image_col not in feats:
-        raise UserError(f"dataset '{name}' has no image column '{image_col}'; columns: {', '.join(feats)}")
+        which = f" '{image_col}'" if image_col else ""
+        raise UserError(f"dataset '{name}' has no image column{which}; columns: {', '.join(feats)}")
     if label_col is None:
         label_col = next((k for k, v in feats.items() if isinstance(v, hfds.ClassLabel)), "label")
     if label_col not in feats:
@@ -255,7 +263,7 @@ class _Column:
 
 
 def _load_local(path: Path) -> RawData:
-    import datasets as hfds
+    hfds = _quiet_datasets()
 
     if path.is_dir() and (path / "test.txt").exists() and (path / "train800.txt").exists():
         return _load_noah(path)

@@ -203,8 +203,8 @@ def pretrain(
             ema_acc = acc if ema_acc is None else 0.98 * ema_acc + 0.02 * acc
             bar.update(task, advance=1, description=f"loss {ema_loss:.3f} acc {ema_acc:.1f}%")
             if progress and not bar.console.is_terminal and (step + 1) % max(1, steps // 20) == 0:
-                bar.console.print(f"step {step + 1}/{steps} loss {ema_loss:.3f} acc {ema_acc:.1f}% "
-                                  f"{time.time() - t0:.0f}s")  # logs / pipes get a line every 5%
+                print(f"step {step + 1}/{steps} loss {ema_loss:.3f} acc {ema_acc:.1f}% "
+                      f"{time.time() - t0:.0f}s", flush=True)  # logs / pipes get a line every 5%
     train_time = time.time() - t0
     test_acc = _evaluate(model, test_x, test_y, prep)
 

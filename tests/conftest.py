@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny models, tiny generated data, a CLI runner that goes through ``main``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+TINY = {"model": "test_vit", "img_size": 32, "num_classes": 5}
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``petlbench ARGS`` in-process through ``main`` -> (exit code, stdout, stderr)."""
+    from petlbench import cli as cli_mod
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["petlbench", *map(str, args)])
+        code = 0
+        try:
+            cli_mod.main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return invoke
+
+
+def make_image_folder(root, classes=3, per_class=12, size=24, seed=0):
+    """``root/<class>/<i>.png`` with class-dependent colours (learnable, tiny)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        d = root / f"class{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            arr = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+            arr[..., c % 3] += 150
+            Image.fromarray(arr).save(d / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    return make_image_folder(tmp_path / "imgs")

@@ -1,0 +1,114 @@
+"""Contract tests over every registered method (new methods are covered with no edit here)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from petlbench.config import from_dict, parse_sets, to_dict
+from petlbench.loop import build, make_method, seed_everything, set_train_mode
+from petlbench.methods.base import Method, MethodConfig
+from petlbench.registry import available
+
+from .conftest import TINY
+
+METHODS = sorted(available())
+
+
+def _build(name: str, seed: int = 0):
+    seed_everything(seed)
+    method = make_method(name)
+    model, _, total = build(method, TINY["model"], TINY["num_classes"], pretrained=False, img_size=TINY["img_size"])
+    return method, model, total
+
+
+def _batch(seed: int = 0, n: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, TINY["img_size"], TINY["img_size"], generator=g), torch.randint(0, 5, (n,), generator=g)
+
+
+def _train_steps(method, model, steps: int = 3, lr: float = 1e-2) -> list[float]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr)
+    losses = []
+    for step in range(1, steps + 1):
+        set_train_mode(model, "eval")
+        x, y = _batch(step)
+        loss = F.cross_entropy(model(x), y)
+        extra = method.extra_loss(model)
+        if extra is not None:
+            loss = loss + extra
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        method.on_step(model, step, steps)
+        losses.append(loss.item())
+    return losses
+
+
+def test_registry_has_the_baselines():
+    assert {"linear", "full"} <= set(METHODS)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method_declares_its_contract(name):
+    cls = available()[name]
+    assert issubclass(cls, Method) and cls.name == name
+    assert cls.description and len(cls.description.splitlines()) == 1
+    assert issubclass(cls.Config, MethodConfig)
+    assert cls.supports <= {"vit", "cnn", "bert"} and cls.supports
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_logits_shape_before_and_after_finalize(name):
+    method, model, _ = _build(name)
+    x, _ = _batch()
+    model.eval()
+    with torch.no_grad():
+        assert model(x).shape == (4, TINY["num_classes"])
+        model = method.finalize(model)
+        model.eval()
+        assert model(x).shape == (4, TINY["num_classes"])
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_only_trainable_parameters_change(name):
+    method, model, _ = _build(name)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable, "a method must leave something trainable"
+    _train_steps(method, model)
+    now = dict(model.named_parameters())
+    for n, before in frozen.items():
+        assert torch.equal(now[n], before), f"frozen parameter {n} changed"
+    changed = [n for n, before in trainable.items() if not torch.equal(now[n], before)]
+    assert changed, "no trainable parameter changed"
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_config_round_trip(name):
+    cls = available()[name]
+    cfg = cls.Config()
+    assert from_dict(cls.Config, to_dict(cfg)) == cfg
+    # every key can be set from the command line with its own printed value
+    pairs = []
+    for k, v in to_dict(cfg).items():
+        if v is None:
+            continue
+        text = ",".join(map(str, v)) if isinstance(v, list) else str(v)
+        pairs.append(f"{k}={text}")
+    parsed = parse_sets(pairs, cls.Config, name)
+    assert dataclasses.replace(cfg, **parsed) == cfg
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_deterministic_loss_under_a_seed(name):
+    runs = []
+    for _ in range(2):
+        method, model, _ = _build(name, seed=123)
+        torch.manual_seed(7)
+        runs.append(_train_steps(method, model, steps=2))
+    assert runs[0] == runs[1]
