@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
-from petlbench.methods._deq import SolverSpec, equilibrium, solve
-from petlbench.methods.lion import InputImplicit, LionConfig, OutputImplicit, PrunableWeight
 
 from petlbench import measure
 from petlbench.errors import UserError
 from petlbench.loop import build, make_method
+from petlbench.methods._deq import SolverSpec, equilibrium, solve
+from petlbench.methods.lion import InputImplicit, LionConfig, OutputImplicit, PrunableWeight
 
 
 @pytest.fixture(autouse=True)

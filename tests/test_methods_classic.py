@@ -12,12 +12,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from petlbench.methods.base import MethodModule
 from torch import nn
 
 from petlbench import measure
 from petlbench.backbones import create_backbone
 from petlbench.loop import build, inspect, make_method, seed_everything, set_train_mode
+from petlbench.methods.base import MethodModule
 
 from .conftest import TINY
 
@@ -102,7 +102,15 @@ def test_vit_b_adaptformer_gmacs_overhead(base_gmacs):
     assert 1.0 < g / base_gmacs < 1.005
 
 
+def test_inspect_end_to_end_lora_tiny():
+    r = inspect("lora", TINY["model"], 5, img_size=TINY["img_size"], overrides={"rank": 8})
+    assert r["params_trainable_excl_head"] == 4 * 64 * 8 * 6  # 4·d·r per block, test_vit: d=64, 6 blocks
+    assert r["gmacs"] == r["gmacs_backbone"] and r["gmacs_ratio"] == 1.0
+
+
+@pytest.mark.slow
 def test_inspect_end_to_end_lora():
+    """The anchors above through ``inspect`` on CPU (~10-20 s: two random-init ViT-B/16 and two 224 forwards)."""
     r = inspect("lora", VIT_B, 100, overrides={"rank": 8})
     assert r["params_trainable_excl_head"] == 294_912
     assert r["gmacs"] == r["gmacs_backbone"] and r["gmacs_ratio"] == 1.0

@@ -1,0 +1,155 @@
+"""Shared building blocks for PETL methods on timm ViTs (not a method: ``_`` files are not scanned).
+
+- ``Bottleneck``: the adapter module ``s * Up(Dropout(act(Down(x))))`` (no residual: callers add it).
+- ``vit_blocks`` / ``embed_dim`` / ``factory_kwargs``: locate the transformer blocks of a timm ViT.
+- ``add_branches``: attach adapter branches to a timm ``Block`` without copying the ViT. The branch
+  modules become block attributes (``blocks.3.mlp_par.down.weight``), backbone parameter names are
+  unchanged, and the block's ``forward`` is patched per instance to call them:
+
+      h = Attn(LN1 x);  h = h + attn_seq(h)                     # sequential (Houlsby): on the sublayer output
+      x = x + DropPath(LS(h)) + attn_par(x)                     # parallel (AdaptFormer/DAS): pre-norm stream
+      h = MLP(LN2 x);   h = h + mlp_seq(h)
+      x = x + DropPath(LS(h)) + mlp_par(x)
+
+  Parallel branches are added outside layer-scale / drop-path, as in AdaptFormer's official block.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+
+import torch
+from torch import nn
+
+from petlbench.methods.base import MethodModule
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "identity": nn.Identity}
+DOWN_INITS = ("kaiming", "xavier", "normal")
+UP_INITS = ("zero", "normal")
+BRANCH_SLOTS = ("attn_seq", "attn_par", "mlp_seq", "mlp_par")
+
+
+class Bottleneck(MethodModule):
+    """Bottleneck adapter ``scale * up(drop(act(down(x))))`` (d -> r -> d); the residual is the caller's.
+
+    Init (biases always zero):
+    - ``down_init``: "kaiming" = ``kaiming_uniform_(a=sqrt(5))`` (PyTorch's Linear default, AdaptFormer
+      and LoRA's choice), "xavier" = xavier-uniform, "normal" = N(0, ``init_std``) truncated at 2 std
+      (Houlsby et al. 2019, "near-identity" init);
+    - ``up_init``: "zero" (exact identity at init) or "normal" (near-identity, Houlsby).
+    Parameters: ``2·d·r + r + d``.
+    """
+
+    def __init__(
+        self, dim: int, bottleneck: int, act: str = "relu", dropout: float = 0.0, scale: float = 1.0,
+        down_init: str = "kaiming", up_init: str = "zero", init_std: float = 1e-2,
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if act not in ACTIVATIONS:
+            raise ValueError(f"unknown activation '{act}'; choose one of {', '.join(ACTIVATIONS)}")
+        if down_init not in DOWN_INITS or up_init not in UP_INITS:
+            raise ValueError(f"down_init must be one of {DOWN_INITS}, up_init one of {UP_INITS}")
+        dd = {"device": device, "dtype": dtype}
+        self.down = nn.Linear(dim, bottleneck, **dd)
+        self.act = ACTIVATIONS[act]()
+        self.drop = nn.Dropout(dropout)
+        self.up = nn.Linear(bottleneck, dim, **dd)
+        self.scale = scale
+        self.reset_parameters(down_init, up_init, init_std)
+
+    @torch.no_grad()
+    def reset_parameters(self, down_init: str = "kaiming", up_init: str = "zero", init_std: float = 1e-2) -> None:
+        if down_init == "kaiming":
+            nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        elif down_init == "xavier":
+            nn.init.xavier_uniform_(self.down.weight)
+        else:
+            nn.init.trunc_normal_(self.down.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
+        if up_init == "zero":
+            nn.init.zeros_(self.up.weight)
+        else:
+            nn.init.trunc_normal_(self.up.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.up(self.drop(self.act(self.down(x))))
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+def vit_blocks(model: nn.Module) -> list[nn.Module]:
+    """The transformer blocks of a timm ViT-like model (``model.blocks``), in order."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None:
+        raise ValueError(f"{type(model).__name__} has no 'blocks': this method needs a timm ViT (pick another --model)")
+    return list(blocks)
+
+
+def factory_kwargs(module: nn.Module) -> dict:
+    """``{"device", "dtype"}`` of a module's first parameter, to create new parameters next to it."""
+    p = next(module.parameters(), None)
+    return {"device": p.device, "dtype": p.dtype} if p is not None else {}
+
+
+def embed_dim(model: nn.Module) -> int:
+    """Token width ``d`` of a timm ViT."""
+    d = getattr(model, "embed_dim", None) or getattr(model, "num_features", None)
+    if not d:
+        raise ValueError(f"cannot find the embedding width of {type(model).__name__}")
+    return int(d)
+
+
+def _check_block(block: nn.Module) -> None:
+    needed = ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")
+    missing = [n for n in needed if not hasattr(block, n)]
+    if missing:
+        raise ValueError(
+            f"block {type(block).__name__} lacks {', '.join(missing)}: only pre-norm timm ViT blocks "
+            "(timm.models.vision_transformer.Block) can take adapter branches; pick another --model"
+        )
+
+
+def _branched_forward(self: nn.Module, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """Pre-norm timm Block forward with optional adapter branches (see module docstring).
+
+    Extra args (``attn_mask``, ``is_causal``) go to the attention module unchanged.
+    """
+    h = self.attn(self.norm1(x), *args, **kwargs)
+    if self.attn_seq is not None:
+        h = h + self.attn_seq(h)
+    out = x + self.drop_path1(self.ls1(h))
+    if self.attn_par is not None:
+        out = out + self.attn_par(x)
+    x = out
+    h = self.mlp(self.norm2(x))
+    if self.mlp_seq is not None:
+        h = h + self.mlp_seq(h)
+    out = x + self.drop_path2(self.ls2(h))
+    if self.mlp_par is not None:
+        out = out + self.mlp_par(x)
+    return out
+
+
+def add_branches(block: nn.Module, **branches: MethodModule | None) -> None:
+    """Attach branch modules to a timm ``Block`` and patch its forward (idempotent per slot).
+
+    Keyword names are the slots ``attn_seq``, ``attn_par``, ``mlp_seq``, ``mlp_par`` (see module
+    docstring); each module must map (B, N, d) -> (B, N, d) and return only the branch output.
+    """
+    _check_block(block)
+    unknown = set(branches) - set(BRANCH_SLOTS)
+    if unknown:
+        raise ValueError(f"unknown branch slot(s) {sorted(unknown)}; use {BRANCH_SLOTS}")
+    for slot in BRANCH_SLOTS:
+        if slot in branches:
+            if getattr(block, slot, None) is not None and branches[slot] is not None:
+                raise ValueError(f"block already has a '{slot}' branch")
+            setattr(block, slot, branches[slot])
+        elif not hasattr(block, slot):
+            setattr(block, slot, None)
+    # per-instance patch: deep-copies correctly (copy rebinds MethodType to the copied block)
+    block.forward = types.MethodType(_branched_forward, block)

@@ -1,0 +1,80 @@
+"""Bottleneck adapters (Houlsby et al., ICML 2019; Pfeiffer et al., EACL 2021), sequential in each block.
+
+houlsby:  two adapters per block, on the attention output and on the MLP output, before the residual add:
+          ``h <- h + s·Up(act(Down(h)))`` with ``h = Attn(LN1 x)`` resp. ``h = MLP(LN2 x)``.
+pfeiffer: one adapter per block, on the MLP output.
+Near-identity init: random Down, zero Up (not both zero: then only the up-bias would get a gradient).
+Params per adapter ``2·d·r + r + d``; ViT-B/16 r=8: houlsby 313,536, pfeiffer 156,768.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from petlbench.methods._modules import (
+    ACTIVATIONS,
+    DOWN_INITS,
+    UP_INITS,
+    Bottleneck,
+    add_branches,
+    embed_dim,
+    factory_kwargs,
+    vit_blocks,
+)
+from petlbench.methods.base import Method, MethodConfig
+from petlbench.registry import register
+
+STYLES = ("houlsby", "pfeiffer")
+
+
+@dataclass
+class AdapterConfig(MethodConfig):
+    """Adapter keys; the training recipe is the VTAB-1k one NOAH (Zhang et al. 2022, Sec. 4.1) used for its
+    Adapter baseline (inherited): AdamW, lr 1e-3, weight decay 1e-4, batch 64, 100 epochs, 10 warm-up."""
+
+    style: str = "houlsby"  # houlsby (2 per block) | pfeiffer (1 per block, after the MLP); Houlsby 2019 Fig. 2
+    bottleneck: int = 8  # r; r=8 is the VTAB-1k setting of NOAH / VPT's adapter baseline tables
+    scale: float = 1.0  # s multiplying the adapter output; the papers use none (= 1)
+    act: str = "relu"  # the papers leave the non-linearity open; ReLU as in Pfeiffer 2021 / AdaptFormer
+    dropout: float = 0.0  # dropout inside the bottleneck; not used in the papers
+    down_init: str = "xavier"  # kaiming | xavier | normal (N(0, init_std), Houlsby's near-identity init)
+    up_init: str = "zero"  # zero (exact identity at init) | normal (Houlsby: N(0, init_std), near-identity)
+    init_std: float = 1e-2  # std of the "normal" inits, truncated at 2 std; Houlsby 2019 Sec. 3.6
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)} (e.g. --set style=houlsby)")
+        if self.bottleneck < 1:
+            raise ValueError("bottleneck must be >= 1 (e.g. --set bottleneck=8)")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"act must be one of {', '.join(ACTIVATIONS)} (e.g. --set act=relu)")
+        if self.down_init not in DOWN_INITS or self.up_init not in UP_INITS:
+            raise ValueError(f"down_init must be one of {', '.join(DOWN_INITS)} and up_init one of "
+                             f"{', '.join(UP_INITS)} (e.g. --set up_init=zero)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1) (e.g. --set dropout=0.1)")
+        if self.init_std <= 0:
+            raise ValueError("init_std must be > 0 (e.g. --set init_std=0.01)")
+
+
+@register
+class Adapter(Method):
+    name = "adapter"
+    description = "Sequential bottleneck adapters after attention and MLP (Houlsby) or after the MLP (Pfeiffer)."
+    Config = AdapterConfig
+
+    def _make(self, d: int, dd: dict) -> Bottleneck:
+        c = self.cfg
+        return Bottleneck(d, c.bottleneck, act=c.act, dropout=c.dropout, scale=c.scale,
+                          down_init=c.down_init, up_init=c.up_init, init_std=c.init_std, **dd)
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        d, dd = embed_dim(model), factory_kwargs(model)
+        for block in vit_blocks(model):
+            if self.cfg.style == "houlsby":
+                add_branches(block, attn_seq=self._make(d, dd), mlp_seq=self._make(d, dd))
+            else:
+                add_branches(block, mlp_seq=self._make(d, dd))
+        return model

@@ -1,0 +1,49 @@
+"""AdaptFormer (Chen et al., NeurIPS 2022): one bottleneck branch parallel to each block's MLP.
+
+``x = x + MLP(LN2 x) + s·Up(Dropout(ReLU(Down x)))``: the branch reads the residual stream *before*
+LN2 and is added outside drop-path / layer-scale (as in the official block). Down kaiming-uniform, Up zero,
+biases zero, so the model is exactly the frozen backbone at init. Params ``L·(2·d·r + r + d)``;
+ViT-B/16: r=8 -> 156,768, r=64 -> 1,189,632. Extra MACs per token and block: ``2·d·r``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from petlbench.methods._modules import Bottleneck, add_branches, embed_dim, factory_kwargs, vit_blocks
+from petlbench.methods.base import Method, MethodConfig
+from petlbench.registry import register
+
+
+@dataclass
+class AdaptFormerConfig(MethodConfig):
+    """AdaptFormer keys; the training recipe is the VTAB-1k one of NOAH (Zhang et al. 2022, Sec. 4.1), which
+    reports AdaptFormer r=8 on VTAB-1k (inherited): AdamW, lr 1e-3, weight decay 1e-4, batch 64,
+    100 epochs, 10 warm-up epochs, cosine decay."""
+
+    bottleneck: int = 64  # r; AdaptFormer's default (paper Sec. 4.1/Table 5: r=64); NOAH's VTAB table uses 8
+    scale: float = 0.1  # s; AdaptFormer paper, Sec. 4.1 ("scaling factor s is set to 0.1")
+    dropout: float = 0.1  # dropout inside the branch (official code's default adapter dropout 0.1)
+
+    def __post_init__(self) -> None:
+        if self.bottleneck < 1:
+            raise ValueError("bottleneck must be >= 1 (e.g. --set bottleneck=64)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1) (e.g. --set dropout=0.1)")
+
+
+@register
+class AdaptFormer(Method):
+    name = "adaptformer"
+    description = "AdaptFormer: scaled bottleneck branch parallel to each MLP, fed the pre-LN residual stream."
+    Config = AdaptFormerConfig
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        d, c, dd = embed_dim(model), self.cfg, factory_kwargs(model)
+        for block in vit_blocks(model):
+            branch = Bottleneck(d, c.bottleneck, act="relu", dropout=c.dropout, scale=c.scale,
+                                down_init="kaiming", up_init="zero", **dd)
+            add_branches(block, mlp_par=branch)
+        return model

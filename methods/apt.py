@@ -1,0 +1,137 @@
+"""APT: Approximated Prompt Tuning (Wu et al., 2023, arXiv 2306.15706).
+
+Instead of appending p prompt tokens to every attention layer (VPT-deep: the prompts join the
+global attention, cost grows with N·p·d per projection and per score), APT approximates their
+effect by an independent "information diffusion" step in the attention's output space:
+
+    P~  = P + (P W1) W2                 # P ~ N(0, 0.02) (p×d), W1 ~ N(0, 1) (d×r), W2 = 0 (r×d)
+    A   = ReLU(LN1(x) P~ᵀ)              # B×N×p: ReLU replaces the softmax, no q/k/v projections
+    e   = Dropout(A) P                  # B×N×d: note the value side uses P, not P~
+    m   = stopgrad(max_k A)             # B×N×1: stands in for the softmax share prompts would take
+    out = (Attn(LN1 x) + m ⊙ e)·exp(s)  # s: a scalar per layer, init 0
+
+``APTCore`` is the per-layer module; it only needs the attention's (normed) input and its
+output, so it is independent of timm and can be hooked into a BERT-style encoder as well
+(there: after the attention-output dense layer). ``attach_apt`` patches a timm ``Attention``
+instance so ``blocks.i.attn(LN1 x)`` returns APT's output; backbone parameter names stay
+unchanged and the new ones are ``blocks.i.attn.apt.{prompt,w1,w2,log_scale}``.
+Parameters per layer: p·d + 2·d·r + 1 (ViT-B/16, p=200, r=4: 159,745; 12 layers: 1,916,940).
+APT is not identity at init (e ≠ 0 since P ≠ 0); only s starts at 0.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from petlbench.methods._modules import embed_dim, vit_blocks
+from petlbench.methods.base import Method, MethodConfig, MethodModule
+from torch import nn
+
+from petlbench.errors import UserError
+from petlbench.registry import register
+
+
+@dataclass
+class APTConfig(MethodConfig):
+    """APT keys. The training recipe (AdamW, lr 1e-3, wd 1e-4, 100 epochs) is the shared VTAB-1k default."""
+
+    num_prompts: int = 200  # p; the spec's reference setting (p=200, r=4), APT paper's scale of prompts
+    rank: int = 4  # r of the low-rank update W1 W2 of P; spec reference setting
+    layers: tuple[int, ...] | None = None  # block indices to adapt (negative = from the end); None = all
+    dropout: float = 0.1  # on A before the diffusion step; not fixed by the spec: assumed (common 0.1)
+
+    def __post_init__(self) -> None:
+        if self.num_prompts < 1:
+            raise ValueError(f"num_prompts must be >= 1 (got {self.num_prompts}); e.g. --set num_prompts=200")
+        if self.rank < 1:
+            raise ValueError(f"rank must be >= 1 (got {self.rank}); e.g. --set rank=4")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1) (got {self.dropout}); e.g. --set dropout=0.1")
+        if self.layers is not None:
+            self.layers = tuple(self.layers)
+            if not self.layers:
+                raise ValueError("layers is empty; give block indices (e.g. --set layers=0,1,2) or none for all")
+            if len(set(self.layers)) != len(self.layers):
+                raise ValueError(f"layers has duplicates ({self.layers}); list each block once")
+
+
+class APTCore(MethodModule):
+    """One layer's approximated prompts: ``forward(x_norm, attn_out) -> adapted attn_out``.
+
+    ``x_norm``: the normed input the attention saw (B×N×d); ``attn_out``: its output (B×N×d).
+    """
+
+    def __init__(self, dim: int, num_prompts: int, rank: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.prompt = nn.Parameter(torch.randn(num_prompts, dim) * 0.02)  # P ~ N(0, 0.02²)
+        self.w1 = nn.Parameter(torch.randn(dim, rank))  # W1 ~ N(0, 1)
+        self.w2 = nn.Parameter(torch.zeros(rank, dim))  # W2 = 0: P~ = P at init
+        self.log_scale = nn.Parameter(torch.zeros(()))  # s: output scaled by exp(s), init 1
+        self.drop = nn.Dropout(dropout)
+
+    def prompt_keys(self) -> torch.Tensor:
+        """P~ = P + (P W1) W2 (p×d): the prompts as seen by the scores A."""
+        return self.prompt + (self.prompt @ self.w1) @ self.w2
+
+    def forward(self, x_norm: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
+        prompt = self.prompt.to(x_norm.dtype)
+        a = F.relu(x_norm @ self.prompt_keys().to(x_norm.dtype).t())  # B×N×p
+        e = self.drop(a) @ prompt  # B×N×d
+        m = a.detach().amax(dim=-1, keepdim=True)  # B×N×1, stop-gradient
+        return (attn_out + m * e) * self.log_scale.exp()
+
+
+def _apt_attention_forward(self: nn.Module, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """Forward of an attention module patched by ``attach_apt``: class forward, then APT."""
+    out = type(self).forward(self, x, *args, **kwargs)
+    return self.apt(x, out)
+
+
+def attach_apt(attn: nn.Module, core: APTCore) -> None:
+    """Patch ``attn`` (called as ``attn(LN1 x, ...) -> tensor``) so it returns ``core(LN1 x, out)``.
+
+    ``core`` becomes ``attn.apt``; the patch is per instance (deep copies rebind it).
+    """
+    if getattr(attn, "apt", None) is not None:
+        raise ValueError("attention module already has an APT core")
+    attn.apt = core
+    attn.forward = types.MethodType(_apt_attention_forward, attn)
+
+
+def resolve_layers(layers: tuple[int, ...] | None, depth: int, key: str = "layers") -> list[int]:
+    """Block indices (negatives count from the end) -> sorted non-negative list; UserError if out of range."""
+    if layers is None:
+        return list(range(depth))
+    bad = [i for i in layers if not -depth <= i < depth]
+    if bad:
+        raise UserError(f"{key} {bad} out of range for a {depth}-block model; use indices in [0, {depth - 1}]")
+    out = sorted({i % depth for i in layers})
+    if len(out) != len(layers):
+        raise UserError(f"{key} {list(layers)} name the same block twice; list each block once")
+    return out
+
+
+@register
+class APT(Method):
+    name = "apt"
+    description = "Approximated Prompt Tuning: prompt effect as a cheap per-layer diffusion step (Wu et al. 2023)."
+    Config = APTConfig
+    supports = frozenset({"vit"})
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        cfg: APTConfig = self.cfg  # type: ignore[assignment]
+        blocks = vit_blocks(model)
+        d = embed_dim(model)
+        for i in resolve_layers(cfg.layers, len(blocks)):
+            attach_apt(blocks[i].attn, APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout))
+        return model
+
+    def stats(self, model: nn.Module) -> dict[str, object]:
+        cores = [(i, b.attn.apt) for i, b in enumerate(vit_blocks(model)) if getattr(b.attn, "apt", None) is not None]
+        return {
+            "apt_layers": [i for i, _ in cores],
+            "apt_scale": [round(float(c.log_scale.detach().exp()), 6) for _, c in cores],  # exp(s) per layer
+        }

@@ -1,0 +1,128 @@
+"""LoRA (Hu et al., ICLR 2022) on the attention projections of a timm ViT.
+
+``W' = W + (alpha/r)·B·A`` with A (r×d_in) kaiming-uniform and B (d_out×r) zero: exact identity at init.
+timm fuses q, k, v into one ``attn.qkv`` Linear (3d×d). ``targets``:
+- ``qkv``: one low-rank update of the fused 3d×d weight (A r×d, B 3d×r), as vision PETL suites do;
+- ``q,v``: separate updates of the q and v row-slices only (the paper's choice for GPT/RoBERTa).
+Both have ``4·d·r`` params per block (ViT-B/16, r=8: 294,912). ``finalize`` merges the update into the
+base weight and restores a plain ``nn.Linear``: inference costs exactly the base model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from petlbench.methods._modules import vit_blocks
+from petlbench.methods.base import Method, MethodConfig, MethodModule
+from petlbench.registry import register
+
+TARGETS = ("qkv", "q,v")
+
+
+class LoRALinear(MethodModule):
+    """A frozen Linear plus low-rank updates of row-slices of its weight.
+
+    Holds the original ``weight``/``bias`` Parameters under the same names (so ``attn.qkv.weight`` keeps its
+    name) and one pair ``lora_A[i]`` (r×d_in), ``lora_B[i]`` (rows×r) per slice ``slices[i] = (start, end)``.
+    """
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, slices: list[tuple[int, int]],
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight = base.weight  # frozen backbone tensors, shared (not copied)
+        self.bias = base.bias
+        self.slices = [tuple(s) for s in slices]
+        self.scaling = alpha / rank
+        dd = {"device": base.weight.device, "dtype": base.weight.dtype}
+        self.lora_A = nn.ParameterList(nn.Parameter(torch.empty(rank, self.in_features, **dd)) for _ in slices)
+        self.lora_B = nn.ParameterList(nn.Parameter(torch.zeros(e - s, rank, **dd)) for s, e in slices)
+        for a in self.lora_A:
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # as the official loralib
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x, self.weight, self.bias)
+        xd = self.drop(x)
+        for (s, e), a, b in zip(self.slices, self.lora_A, self.lora_B, strict=True):
+            delta = F.linear(F.linear(xd, a), b) * self.scaling  # (..., e - s): low-rank path, no d×d product
+            if (s, e) != (0, self.out_features):
+                delta = F.pad(delta, (s, self.out_features - e))  # zeros on the rows LoRA does not adapt
+            out = out + delta
+        return out
+
+    @torch.no_grad()
+    def merged(self) -> nn.Linear:
+        """A plain Linear with ``W + scaling·B·A`` folded in (frozen, like the backbone)."""
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                        device=self.weight.device, dtype=self.weight.dtype)
+        w = self.weight.detach().clone()
+        for (s, e), a, b in zip(self.slices, self.lora_A, self.lora_B, strict=True):
+            w[s:e] += (b @ a).to(w.dtype) * self.scaling
+        lin.weight.copy_(w)
+        if self.bias is not None:
+            lin.bias.copy_(self.bias)
+        lin.requires_grad_(False)
+        return lin
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, slices={self.slices}, scaling={self.scaling}"
+
+
+@dataclass
+class LoRAConfig(MethodConfig):
+    """LoRA keys; the training recipe is the VTAB-1k one NOAH (Zhang et al. 2022, Sec. 4.1) used for its
+    LoRA baseline (inherited): AdamW, lr 1e-3, weight decay 1e-4, batch 64, 100 epochs, 10 warm-up."""
+
+    rank: int = 8  # r; r=8 is the VTAB-1k setting of NOAH's LoRA baseline (294,912 params on ViT-B/16)
+    alpha: float = 8.0  # scaling alpha/r = 1; the paper sets alpha to the first r tried and does not tune it
+    # qkv (default): adapt timm's fused qkv Linear as one 3d×d matrix, as vision PETL suites (NOAH,
+    # V-PETL Bench) do, so it is the comparable number; q,v adapts only the q and v slices (paper, Sec. 7.1).
+    targets: str = "qkv"
+    dropout: float = 0.0  # dropout on the LoRA input (loralib option); 0 as in NOAH's VTAB LoRA baseline
+
+    def __post_init__(self) -> None:
+        self.targets = self.targets.replace(" ", "")
+        if self.targets not in TARGETS:
+            raise ValueError(f"targets must be one of {', '.join(TARGETS)} (e.g. --set targets=qkv)")
+        if self.rank < 1:
+            raise ValueError("rank must be >= 1 (e.g. --set rank=8)")
+        if self.alpha <= 0:
+            raise ValueError("alpha must be > 0 (e.g. --set alpha=8)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1) (e.g. --set dropout=0.1)")
+
+
+@register
+class LoRA(Method):
+    name = "lora"
+    description = "LoRA: low-rank updates of the attention qkv weights, merged into them after training."
+    Config = LoRAConfig
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        c = self.cfg
+        for block in vit_blocks(model):
+            qkv = getattr(getattr(block, "attn", None), "qkv", None)
+            if not isinstance(qkv, nn.Linear):
+                raise ValueError(f"{type(block).__name__} has no fused attn.qkv Linear: LoRA here needs a timm ViT")
+            d_out = qkv.out_features
+            if c.targets == "qkv":
+                slices = [(0, d_out)]
+            else:
+                if d_out % 3:
+                    raise ValueError(f"attn.qkv has {d_out} outputs, not 3 equal q/k/v slices; use --set targets=qkv")
+                d = d_out // 3  # timm's row order is [q; k; v]
+                slices = [(0, d), (2 * d, 3 * d)]
+            block.attn.qkv = LoRALinear(qkv, c.rank, c.alpha, slices, c.dropout)
+        return model
+
+    def finalize(self, model: nn.Module) -> nn.Module:
+        for block in vit_blocks(model):
+            if isinstance(block.attn.qkv, LoRALinear):
+                block.attn.qkv = block.attn.qkv.merged()
+        return model

