@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from petlbench.methods._modules import embed_dim, vit_blocks
-from petlbench.methods.base import Method, MethodConfig, MethodModule
 from torch import nn
 
 from petlbench.errors import UserError
+from petlbench.methods._modules import embed_dim, vit_blocks
+from petlbench.methods.base import Method, MethodConfig, MethodModule
 from petlbench.registry import register
 
 

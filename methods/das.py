@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from petlbench.methods._modules import Bottleneck, add_branches, embed_dim, vit_blocks
-from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
 from torch import nn
 
 from petlbench.errors import UserError
+from petlbench.methods._modules import Bottleneck, add_branches, embed_dim, vit_blocks
+from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
 from petlbench.registry import register
 
 
@@ -217,8 +217,13 @@ def set_skipped(model: nn.Module, skip: Sequence[int]) -> None:
         raise RuntimeError("the DAS architecture is already fixed (skipped blocks removed)")
     mask = torch.zeros(len(state.skipped), dtype=torch.bool)
     mask[torch.tensor(list(skip), dtype=torch.long)] = True
+    blocks = vit_blocks(model)
+    for i, block in enumerate(blocks):  # outside the search only the built architecture is possible
+        if getattr(block, "das_skip" if mask[i] else "attn_par", None) is None:
+            raise ValueError(f"block {i} has no {'skip' if mask[i] else 'parallel'} adapter: "
+                             "only the search can change which blocks are skipped")
     state.skipped.copy_(mask)
-    for i, block in enumerate(vit_blocks(model)):
+    for i, block in enumerate(blocks):
         block.das_skipped = bool(mask[i])
 
 
@@ -353,8 +358,8 @@ class DAS(Method):
                 step += 1
                 if epoch >= cfg.search_warmup_epochs and step % cfg.search_every == 0:
                     self._update_gates(model, ctx, val, gen)
-            ctx.log(f"das search epoch {epoch + 1}/{cfg.search_epochs}: π = "
-                    + " ".join(f"{p:.3f}" for p in torch.sigmoid(state.gate.float()).tolist()))
+            ctx.log(f"das search epoch {epoch + 1}/{cfg.search_epochs} ({int(state.gate_updates)} gate updates): "
+                    "g = " + " ".join(f"{g:+.4f}" for g in state.gate.float().tolist()))
         if int(state.gate_updates) == 0:
             ctx.log(f"das: no gate update in {step} search steps (search_every={cfg.search_every}); "
                     "the skipped blocks default to the last k")

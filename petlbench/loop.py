@@ -1,10 +1,11 @@
 """THE training / evaluation loop. It never names a method: methods act through their hooks.
 
 Order of events in ``run``:
-seed -> backbone (frozen, trainable head) -> method.apply -> param counts -> [search, timed apart]
+seed -> backbone (frozen, trainable head) -> method.apply -> [search, timed apart]
 -> train epochs (AdamW/SGD, cosine with warm-up, optional bf16 autocast; extra_loss, on_step)
 -> eval on val each epoch (if a val split exists; never used for selection on test)
--> method.finalize -> test once -> GMACs, inference throughput, peak memory.
+-> parameter counts (after search and training-time pruning, before finalize merges anything)
+-> method.finalize -> test once -> method stats -> GMACs, inference throughput, peak memory.
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ class Reporter:
 
 def train_and_evaluate(
     model: nn.Module, method: Method, splits: Splits, *, seed: int, device: torch.device, amp: bool,
+    backbone_total: int,
     frozen_backbone_mode: str = "eval", num_workers: int = 0, reporter: Reporter | None = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> Outcome:
@@ -268,11 +270,14 @@ def train_and_evaluate(
         reporter.stop()
     time_train = time.perf_counter() - t_train0
     peak_mb, peak_kind = measure.peak_memory_mb(device)
+    # counted after search and training-time pruning (masks), before finalize merges anything away
+    out.metrics["counts"] = measure.param_counts(model, backbone_total)
 
     model = method.finalize(model)
     model.eval()
     if out.status == "ok":
         out.metrics["top1"], out.metrics["loss_test"] = evaluate(model, splits.test, mcfg.batch_size, device, autocast)
+    out.method_stats = method.stats(model)  # before the random-input throughput/GMAC forwards
     size = tuple(splits.test[0][0].shape)
     out.metrics.update(
         loss_train=loss_ema,
@@ -285,7 +290,6 @@ def train_and_evaluate(
         time_search_s=search_timer.seconds,
         time_train_s=time_train,
     )
-    out.method_stats = method.stats(model)
     return out
 
 
@@ -360,7 +364,7 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
     seed_everything(cfg.seed)
     try:
         outcome = train_and_evaluate(
-            model, method, splits, seed=cfg.seed, device=device, amp=cfg.amp,
+            model, method, splits, seed=cfg.seed, device=device, amp=cfg.amp, backbone_total=backbone_total,
             frozen_backbone_mode=cfg.frozen_backbone_mode, num_workers=cfg.num_workers, reporter=reporter, log=log,
         )
     except UserError:
@@ -375,6 +379,8 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
     res.top1_val_pct = m.get("top1_val", math.nan)
     res.loss_train = m["loss_train"]
     res.steps = m["steps"]
+    for k, v in m["counts"].items():
+        setattr(res, k, v)
     for k in ("gmacs", "train_img_s", "infer_img_s", "peak_mem_train_mb", "peak_mem_kind", "time_search_s",
               "time_train_s"):
         setattr(res, k, m[k])

@@ -131,7 +131,7 @@ def _balanced_pick(labels: np.ndarray, pool: np.ndarray, per_class: dict[str, in
 
 @cache
 def _animal_mnist() -> RawData:
-    """Animal-MNIST: 10k grey 28×28 animal silhouettes; per class 80 train / 20 val / 200 test."""
+    """Animal-MNIST: 10k grey 28×28 animal silhouettes (9716 unique); per class 80 train / 20 val / 200 test."""
     files = [_package_file(_ANIMAL[0], rel) for rel in _ANIMAL[1:]]
     if None in files:
         raise UserError(f"built-in dataset 'animal-mnist' needs the Animal-MNIST package: {PIP['animal-mnist']}")
@@ -142,7 +142,10 @@ def _animal_mnist() -> RawData:
         with gzip.open(files[1], "rb") as f:
             labels = np.asarray(pickle.load(f), dtype=np.int64)
         k = len(ANIMAL_CLASSES)
-        idx = _balanced_pick(labels, np.arange(len(labels)), {s: n // k for s, n in SIZES.items()},
+        # the package holds 284 exact duplicate images (same label): keep each image once so no test image
+        # also appears in train; every class keeps >= 812 unique images (we need 300)
+        _, first = np.unique(images.reshape(len(images), -1), axis=0, return_index=True)
+        idx = _balanced_pick(labels, np.sort(first), {s: n // k for s, n in SIZES.items()},
                              np.random.default_rng(20240))
         return {s: (images[i], labels[i]) for s, i in idx.items()}
 

@@ -10,6 +10,11 @@ from contextlib import nullcontext
 import pytest
 import torch
 import torch.nn.functional as F
+
+from petlbench import measure
+from petlbench.backbones import create_backbone
+from petlbench.errors import UserError
+from petlbench.loop import build, make_method
 from petlbench.methods.apt import APTCore
 from petlbench.methods.base import SearchContext
 from petlbench.methods.das import (
@@ -21,11 +26,6 @@ from petlbench.methods.das import (
     set_skipped,
     top_k,
 )
-
-from petlbench import measure
-from petlbench.backbones import create_backbone
-from petlbench.errors import UserError
-from petlbench.loop import build, make_method
 
 IMG = 32  # test_vit at 32x32: 4 patches + CLS, d=64, 6 blocks
 
@@ -311,3 +311,9 @@ def test_das_supernet_covers_all_subsets():
         set_skipped(model, s)
         outs[s] = model(x)
     assert len({tuple(o.flatten().tolist()) for o in outs.values()}) == len(outs)  # all architectures differ
+
+
+def test_das_cannot_switch_blocks_outside_search():
+    _, model, _ = tiny("das", {"skip": 1})
+    with pytest.raises(ValueError, match="only the search"):
+        set_skipped(model, (0,))  # block 0 was built as a kept block (no skip adapter)
