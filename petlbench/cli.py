@@ -128,6 +128,7 @@ def run(
     method: Annotated[str, typer.Argument(help="method name (see 'petlbench list methods')")],
     dataset: Annotated[str | None, typer.Option(help="built-in name, hub name or local path")] = None,
     model: Annotated[str | None, typer.Option(help="timm model name or bundled model")] = None,
+    img_size: Annotated[int | None, typer.Option(help="ViT input resolution (default: the model's)")] = None,
     weights: Annotated[str | None, typer.Option(help="local .safetensors / torch state dict")] = None,
     no_pretrained: Annotated[bool, typer.Option("--no-pretrained", help="random init")] = False,
     epochs: Annotated[int | None, typer.Option(help="override the recipe's epochs")] = None,
@@ -151,7 +152,9 @@ def run(
                            weight_decay=weight_decay)
     if limit is not None and limit <= 0:
         raise UserError(f"--limit must be positive, got {limit}")
-    base = RunConfig(method=method, dataset=dataset, model=model, weights=weights, pretrained=not no_pretrained,
+    if img_size is not None and img_size <= 0:
+        raise UserError(f"--img-size must be positive, got {img_size}")
+    base = RunConfig(method=method, dataset=dataset, model=model, img_size=img_size, weights=weights, pretrained=not no_pretrained,
                      device=device, amp=amp, limit=limit, trainval=trainval, overrides=overrides)
     results = execute([(replace(base, seed=s), dataset) for s in seed_list], out, force)
     _finish(results, {method})
@@ -216,7 +219,8 @@ def _as_command(cfg, out: str) -> str:
     import shlex
 
     parts = ["petlbench", "run", cfg.method, "--seeds", str(cfg.seed), "--out", out]
-    for flag, val in (("--dataset", cfg.dataset), ("--model", cfg.model), ("--weights", cfg.weights),
+    for flag, val in (("--dataset", cfg.dataset), ("--model", cfg.model), ("--img-size", cfg.img_size),
+                      ("--weights", cfg.weights),
                       ("--limit", cfg.limit), ("--device", cfg.device)):
         if val is not None:
             parts += [flag, str(val)]

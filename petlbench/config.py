@@ -20,6 +20,7 @@ class RunConfig:
     method: str
     dataset: str | None = None  # None = the embedded offline default task
     model: str | None = None  # None = the bundled pretrained backbone
+    img_size: int | None = None  # input resolution for ViTs (None = the model's own)
     weights: str | None = None  # local safetensors / state-dict file
     pretrained: bool = True  # False = random init (no hub, no file)
     seed: int = 0
@@ -138,7 +139,7 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 # ---------------------------------------------------------------- suites (benchmarks/*.toml)
 
 # keys a suite (top level or a [[group]]) may set, besides methods/datasets/seeds/set/label
-RUN_KEYS = {"model", "weights", "pretrained", "device", "amp", "limit", "trainval", "frozen_backbone_mode"}
+RUN_KEYS = {"model", "img_size", "weights", "pretrained", "device", "amp", "limit", "trainval", "frozen_backbone_mode"}
 RECIPE_KEYS = {"epochs", "lr", "batch_size", "weight_decay", "optimizer", "warmup_epochs"}
 SUITE_KEYS = RUN_KEYS | RECIPE_KEYS | {"methods", "datasets", "seeds", "set", "label", "name", "description", "group"}
 

@@ -318,7 +318,7 @@ def run_identity(cfg: RunConfig, method: Method, raw: RawData, weights_info: dic
     """Everything that determines a run's outcome (hashed into config_hash)."""
     return {
         "method": method.name, "method_config": to_dict(method.cfg), "dataset": raw.name,
-        "data": raw.fingerprint(), "model": weights_info["model"], "weights": weights_info["weights_source"],
+        "data": raw.fingerprint(), "model": weights_info["model"], "img_size": cfg.img_size, "weights": weights_info["weights_source"],
         "weights_sha256": weights_info["weights_sha256"], "seed": cfg.seed, "limit": cfg.limit, "amp": cfg.amp,
         "trainval": cfg.trainval, "frozen_backbone_mode": cfg.frozen_backbone_mode, "label": cfg.label,
     }
@@ -330,8 +330,9 @@ def prepare_run(cfg: RunConfig, raw: RawData) -> tuple[Method, nn.Module, dict[s
     overrides = resolve_overrides(cfg.overrides, cls.Config, raw.epochs, raw.batch_size)
     method = cls(build_method_config(cls.Config, overrides))
     seed_everything(cfg.seed)
+    kwargs = {"img_size": cfg.img_size} if cfg.img_size else {}
     model, info, backbone_total = build(method, cfg.model, raw.num_classes, weights=cfg.weights,
-                                        pretrained=cfg.pretrained)
+                                        pretrained=cfg.pretrained, **kwargs)
     identity = run_identity(cfg, method, raw, info)
     return method, model, info, backbone_total, stable_hash(identity)
 
@@ -384,7 +385,7 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
     for k in ("gmacs", "train_img_s", "infer_img_s", "peak_mem_train_mb", "peak_mem_kind", "time_search_s",
               "time_train_s"):
         setattr(res, k, m[k])
-    res.gmacs_backbone = backbone_gmacs(cfg.model, raw.num_classes, tuple(data_cfg["input_size"]))
+    res.gmacs_backbone = backbone_gmacs(cfg.model, raw.num_classes, tuple(data_cfg["input_size"]), cfg.img_size)
     res.method_stats = json.dumps(outcome.method_stats, default=float)
     res.time_total_s = time.perf_counter() - t0
     return res
@@ -403,8 +404,9 @@ def resolve_data_config_for(model: nn.Module) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=16)
-def backbone_gmacs(model_name: str | None, num_classes: int, size: tuple[int, int, int]) -> float:
-    base, _ = create_backbone(model_name, num_classes, pretrained=False)
+def backbone_gmacs(model_name: str | None, num_classes: int, size: tuple[int, int, int],
+                   img_size: int | None = None) -> float:
+    base, _ = create_backbone(model_name, num_classes, pretrained=False, **({"img_size": img_size} if img_size else {}))
     return measure.gmacs(base, size)
 
 

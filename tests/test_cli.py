@@ -9,7 +9,7 @@ import torch
 
 from petlbench.results import read_rows
 
-TINY_RUN = ["--model", "test_vit", "--no-pretrained", "--epochs", "1", "--batch-size", "8"]
+TINY_RUN = ["--model", "test_vit", "--img-size", "32", "--no-pretrained", "--epochs", "1", "--batch-size", "8"]
 
 
 def _one_line_error(code: int, err: str, *words: str) -> None:
