@@ -125,6 +125,11 @@ def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> No
         )
 
 
+def get_classifier(model: nn.Module) -> nn.Module:
+    """The classifier head module (timm ``get_classifier``; ``model.head`` otherwise)."""
+    return _head(model)
+
+
 def _head(model: nn.Module) -> nn.Module:
     head = model.get_classifier() if hasattr(model, "get_classifier") else model.head
     return head if isinstance(head, nn.Module) else nn.Identity()

@@ -91,6 +91,9 @@ def _disk_cached(task: str, build: Callable[[], Splits], inputs: tuple[Path, ...
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, **{f"{s}_{k}": a for s, (x, y) in splits.items() for k, a in (("x", x), ("y", y))})
         os.replace(tmp, path)
+        for stale in folder.glob(f"{task}-{'?' * 16}.npz"):  # entries of older generator versions
+            if stale != path:
+                stale.unlink(missing_ok=True)
     except OSError:  # read-only home etc.: stay in memory only
         pass
     return splits
@@ -485,16 +488,13 @@ def _shapes_dist() -> RawData:
 
 # ----------------------------------------------------------------------------- registry
 
-# Compact training budget per task (used unless the user sets --epochs / --batch-size).
+# Compact training budget per task (used unless the user sets --epochs / --batch-size): 10 epochs of batch 16
+# = 500 optimizer steps on train800 (VTAB-1k recipes use ~1250 steps of batch 64). Batch 16 rather than 32
+# because, at a fixed image budget, more steps converge heads/adapters further (LoRA on animal-mnist:
+# 66.9% with batch 16 vs 63.6% with batch 32). One PETL run ≈ 8,000 training images ≈ 40-50 s on 2 idle cores.
 BUDGET: dict[str, dict[str, int]] = {
-    "animal-mnist": dict(epochs=10, batch_size=32),
-    "mnist": dict(epochs=10, batch_size=32),
-    "land-cover": dict(epochs=10, batch_size=32),
-    "cells": dict(epochs=10, batch_size=32),
-    "shapes-loc": dict(epochs=10, batch_size=32),
-    "shapes-ori": dict(epochs=10, batch_size=32),
-    "shapes-count": dict(epochs=10, batch_size=32),
-    "shapes-dist": dict(epochs=10, batch_size=32),
+    name: dict(epochs=10, batch_size=16) for name in
+    ("animal-mnist", "mnist", "land-cover", "cells", "shapes-loc", "shapes-ori", "shapes-count", "shapes-dist")
 }
 
 _LOADERS: dict[str, Callable[[], RawData]] = {
