@@ -1,0 +1,98 @@
+"""The shared loop: schedule, frozen-backbone mode policy, the cached linear-probe path, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from petlbench.data import RawData, prepare
+from petlbench.loop import (
+    build,
+    cosine_with_warmup,
+    make_method,
+    resolve_data_config_for,
+    seed_everything,
+    set_train_mode,
+    train_and_evaluate,
+)
+from petlbench.methods.base import MethodModule
+
+
+def _raw(n=48, classes=3, size=16, seed=0) -> RawData:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    x = rng.integers(0, 50, (n, size, size, 3), dtype=np.uint8)
+    for c in range(classes):
+        x[y == c, ..., c] += 150
+    split = {"train": (x[:24], y[:24]), "val": (x[24:36], y[24:36]), "test": (x[36:], y[36:])}
+    return RawData("toy", split, ["a", "b", "c"], "generated:toy", epochs=2, batch_size=8)
+
+
+def test_cosine_with_warmup_shape():
+    f = cosine_with_warmup(total_steps=10, warmup_steps=2)
+    assert [round(f(s), 3) for s in range(3)] == [0.5, 1.0, 1.0]
+    assert f(6) == pytest.approx(0.5) and f(10) == pytest.approx(0.0)
+
+
+def test_frozen_modules_go_to_eval_method_modules_stay_in_train():
+    class Added(MethodModule):
+        def __init__(self):
+            super().__init__()
+            self.drop = nn.Dropout(0.5)
+            self.w = nn.Parameter(torch.zeros(1))
+
+    model = nn.Sequential(nn.Dropout(0.1), nn.Linear(2, 2), Added())
+    model[1].requires_grad_(False)
+    set_train_mode(model, "eval")
+    assert not model[0].training and not model[1].training
+    assert model[2].training and model[2].drop.training
+    set_train_mode(model, "train")
+    assert model[0].training
+
+
+def _train(method_name: str, mode: str, seed: int = 0):
+    raw = _raw()
+    seed_everything(seed)
+    method = make_method(method_name, {"epochs": 2, "batch_size": 8, "warmup_epochs": 0})
+    model, _, total = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    splits = prepare(raw, resolve_data_config_for(model))
+    return train_and_evaluate(model, method, splits, seed=seed, device=torch.device("cpu"), amp=False,
+                              backbone_total=total, frozen_backbone_mode=mode)
+
+
+def test_cached_linear_probe_equals_the_full_forward_path():
+    messages = []
+    raw = _raw()
+    seed_everything(0)
+    method = make_method("linear", {"epochs": 2, "batch_size": 8, "warmup_epochs": 0})
+    model, _, total = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    splits = prepare(raw, resolve_data_config_for(model))
+    cached = train_and_evaluate(model, method, splits, seed=0, device=torch.device("cpu"), amp=False,
+                                backbone_total=total, log=messages.append)
+    assert any("cached" in m for m in messages)
+    full = _train("linear", "train")  # 'train' mode disables the cache; test_vit has no dropout
+    assert cached.metrics["top1"] == pytest.approx(full.metrics["top1"])
+    assert cached.metrics["loss_train"] == pytest.approx(full.metrics["loss_train"], rel=1e-4)
+    assert cached.metrics["loss_test"] == pytest.approx(full.metrics["loss_test"], rel=1e-4)
+
+
+def test_training_is_deterministic_and_learns():
+    a, b = _train("bitfit", "eval"), _train("bitfit", "eval")
+    assert a.metrics["loss_train"] == b.metrics["loss_train"] and a.metrics["top1"] == b.metrics["top1"]
+    assert a.metrics["steps"] == 2 * 3
+    assert a.metrics["counts"]["params_trainable"] > a.metrics["counts"]["params_trainable_excl_head"] > 0
+    assert a.status == "ok" and a.metrics["gmacs"] > 0 and a.metrics["time_search_s"] == 0.0
+
+
+def test_non_finite_loss_stops_with_status_diverged():
+    raw = _raw()
+    seed_everything(0)
+    method = make_method("full", {"epochs": 1, "batch_size": 8, "warmup_epochs": 0, "lr": 1e30})
+    model, _, total = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    splits = prepare(raw, resolve_data_config_for(model))
+    out = train_and_evaluate(model, method, splits, seed=0, device=torch.device("cpu"), amp=False,
+                             backbone_total=total)
+    assert out.status == "diverged" and "non-finite" in out.error
+    assert "top1" not in out.metrics
