@@ -143,6 +143,8 @@ def run(
     limit: Annotated[int | None, typer.Option(help="cap images per split")] = None,
     out: Annotated[str, typer.Option(help="results store directory")] = DEFAULT_OUT,
     force: Annotated[bool, typer.Option("--force", help="re-run configs already stored")] = False,
+    label: Annotated[str, typer.Option(help="tag stored with the run (part of its identity)")] = "",
+    suite_name: Annotated[str, typer.Option("--suite", hidden=True, help="suite the run belongs to")] = "",
 ) -> None:
     """Train and evaluate METHOD on one dataset (default: the embedded offline task)."""
     from petlbench.config import RunConfig
@@ -155,8 +157,8 @@ def run(
     if img_size is not None and img_size <= 0:
         raise UserError(f"--img-size must be positive, got {img_size}")
     base = RunConfig(method=method, dataset=dataset, model=model, img_size=img_size, weights=weights, pretrained=not no_pretrained,
-                     device=device, amp=amp, limit=limit, trainval=trainval, overrides=overrides)
-    results = execute([(replace(base, seed=s), dataset) for s in seed_list], out, force)
+                     device=device, amp=amp, limit=limit, trainval=trainval, overrides=overrides, label=label)
+    results = execute([(replace(base, seed=s), dataset) for s in seed_list], out, force, suite=suite_name)
     _finish(results, {method})
 
 
@@ -202,7 +204,7 @@ def suite(
                                    label=r.label, suite=sname, **opts), r.dataset))
     if print_commands:
         for cfg, _ in jobs:
-            console.print(_as_command(cfg, out), soft_wrap=True, highlight=False)
+            print(_as_command(cfg, out))
         return
     console.print(f"suite {sname}: {len(jobs)} runs -> {out}/results.csv")
     results = execute(jobs, out, force, suite=sname)
@@ -230,6 +232,10 @@ def _as_command(cfg, out: str) -> str:
         parts.append("--amp")
     if cfg.trainval:
         parts.append("--trainval")
+    if cfg.label:
+        parts += ["--label", cfg.label]
+    if cfg.suite:
+        parts += ["--suite", cfg.suite]
     for k, v in cfg.overrides.items():
         v = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v).lower() if isinstance(v, bool) else v
         parts += ["--set", f"{k}={v}"]
