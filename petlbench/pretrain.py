@@ -40,7 +40,7 @@ FASHION_FILES = {
 MODEL = "petl_vit_micro"
 
 # defaults of `petlbench pretrain` (the committed weights were made with these; see the JSON file)
-STEPS = 1500
+STEPS = 3000
 BATCH_SIZE = 64
 LR = 1e-3
 WEIGHT_DECAY = 0.05
