@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from petlbench.data import batches, load_data, preprocess_array, prepare
+from petlbench.data import batches, load_data, prepare, preprocess_array
 from petlbench.errors import UserError
 
 from .conftest import make_image_folder
