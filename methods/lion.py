@@ -374,6 +374,7 @@ def hard_mask(lion: LionPrompts) -> None:
 class Lion(Method):
     name = "lion"
     description = "LION: equilibrium implicit prompt layers before and after a frozen backbone, lottery-ticket pruned."
+    note = "re-implementation: no official code; layer equations, solver and pruning schedule are our documented choices"
     Config = LionConfig
     supports = frozenset({"vit", "cnn"})
 

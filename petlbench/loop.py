@@ -410,7 +410,7 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
         num_classes=raw.num_classes, n_train=len(splits.train), n_val=len(splits.val) if splits.val else 0,
         n_test=len(splits.test), method_config=json.dumps(to_dict(method.cfg)), **provenance(device),
     )
-    res.extra = {"identity": identity, "data_config": {k: v for k, v in data_cfg.items()}}
+    res.extra = {"identity": identity, "data_config": dict(data_cfg), "method_note": method.note}
     seed_everything(cfg.seed)
     try:
         outcome = train_and_evaluate(
