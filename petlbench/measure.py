@@ -32,8 +32,7 @@ def param_counts(model: nn.Module, backbone_total: int) -> dict[str, int]:
 
     ``backbone_total`` is the parameter count of the backbone with its head, before ``apply``.
     """
-    head_ids = {id(p) for p in head_parameters(model)}
-    head_trainable = sum(p.numel() for p in head_parameters(model) if p.requires_grad and id(p) in head_ids)
+    head_trainable = sum(p.numel() for p in head_parameters(model) if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     trainable = _effective_numel(model, only_trainable=True)
     return {

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import os
 import platform
 import time
@@ -165,10 +164,12 @@ def pretrain(
     opt = torch.optim.AdamW(_param_groups(model, WEIGHT_DECAY), lr=lr, betas=(0.9, 0.999))
     warmup = max(1, int(WARMUP_FRAC * steps))
 
-    def lr_at(step: int) -> float:  # linear warm-up, then cosine to 0
-        if step < warmup:
-            return lr * (step + 1) / warmup
-        return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+    from petlbench.loop import cosine_with_warmup
+
+    schedule = cosine_with_warmup(steps, warmup)  # the training loop's schedule: linear warm-up, cosine to 0
+
+    def lr_at(step: int) -> float:
+        return lr * schedule(step)
 
     from rich.progress import (
         BarColumn,
