@@ -315,9 +315,18 @@ def compare(
     csv: Annotated[str | None, typer.Option(help="write the aggregate table to this CSV")] = None,
     baseline: Annotated[str | None, typer.Option(help="reference results CSV to gate against")] = None,
     max_drop: Annotated[float, typer.Option(help="allowed top-1 drop (points) vs --baseline")] = 2.0,
+    markdown: Annotated[bool, typer.Option("--markdown", help="print one Markdown pivot table instead")] = False,
 ) -> None:
     """Aggregate seeds (mean ± std, 95% CI), rank methods, show accuracy next to cost."""
-    from petlbench.results import aggregate, compare_tables, gate, load_frame, summary_table, vtab_summary
+    from petlbench.results import (
+        aggregate,
+        compare_tables,
+        gate,
+        load_frame,
+        markdown_pivot,
+        summary_table,
+        vtab_summary,
+    )
 
     if by not in ("dataset", "method"):
         raise UserError(f"--by must be 'dataset' or 'method', got '{by}'")
@@ -325,6 +334,9 @@ def compare(
     agg = aggregate(df)
     if agg.empty:
         raise UserError("no successful runs to compare (all rows failed); see the status/error columns")
+    if markdown:
+        print(markdown_pivot(agg))
+        return
     for t in compare_tables(agg, by, sort):
         console.print(t)
     if agg["dataset"].nunique() > 1:

@@ -410,3 +410,27 @@ def summary_table(summary):
         t.add_row(display_name(r["method"], r["label"]), str(r["tasks"]), fmt(r["mean_of_groups"]),
                   fmt(r["mean_of_tasks"]), *[fmt(r[c]) for c in group_cols], fmt_int(r["params_trainable"]))
     return t
+
+
+def markdown_pivot(agg) -> str:
+    """One Markdown table: configurations × datasets (top-1 mean ± std over seeds), both VTAB summaries,
+    trainable parameters (excl. head, mean over datasets) and GMACs."""
+    summary = vtab_summary(agg)
+    datasets = sorted(agg["dataset"].unique(), key=lambda d: (agg[agg["dataset"] == d]["data_group"].iloc[0], d))
+    groups = {d: agg[agg["dataset"] == d]["data_group"].iloc[0] for d in datasets}
+    short = {"natural": "nat.", "specialized": "spec.", "structured": "str."}
+    head = ["method", *[f"{d} ({short.get(groups[d], groups[d])})" if groups[d] else d for d in datasets],
+            "mean of groups",
+            "mean of tasks", "trainable excl. head", "GMACs", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in summary.itertuples():
+        rows = agg[(agg["method"] == r.method) & (agg["label"] == r.label) & (agg["model"] == r.model)]
+        cells = []
+        for d in datasets:
+            m = rows[rows["dataset"] == d]
+            cells.append("–" if m.empty else f"{m['top1_pct'].iloc[0]:.1f} ± {m['top1_pct_std'].iloc[0]:.1f}")
+        n = f"{rows['n'].min()}" if rows["n"].min() == rows["n"].max() else f"{rows['n'].min()}–{rows['n'].max()}"
+        lines.append("| " + " | ".join([display_name(r.method, r.label), *cells, fmt(r.mean_of_groups, 1),
+                                         fmt(r.mean_of_tasks, 1), fmt_int(rows["params_trainable_excl_head"].mean()),
+                                         fmt(rows["gmacs"].mean(), 4), n]) + " |")
+    return "\n".join(lines)

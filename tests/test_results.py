@@ -8,7 +8,17 @@ import multiprocessing as mp
 import pandas as pd
 import pytest
 
-from petlbench.results import COLUMNS, RunResult, Store, aggregate, gate, read_rows, t975, vtab_summary
+from petlbench.results import (
+    COLUMNS,
+    RunResult,
+    Store,
+    aggregate,
+    gate,
+    markdown_pivot,
+    read_rows,
+    t975,
+    vtab_summary,
+)
 
 
 def _res(i: int, method: str = "m", seed: int = 0, top1: float = 50.0, dataset: str = "d", group: str = "") -> RunResult:
@@ -104,3 +114,17 @@ def test_gate_flags_drops_param_changes_and_missing():
     assert any("a on d: top-1 77.50%" in p for p in problems)
     assert any("b on d: missing" in p for p in problems)
     assert gate(cur, ref.iloc[:1], max_drop=3.0) == []
+
+
+def test_markdown_pivot_has_a_row_per_configuration_and_both_summaries():
+    rows = [_res(1, dataset="a", top1=90, group="natural"), _res(2, dataset="a", seed=1, top1=80, group="natural"),
+            _res(3, dataset="c", top1=40, group="structured"), _res(4, method="z", dataset="a", top1=10,
+                                                                    group="natural")]
+    df = pd.DataFrame([vars(r) for r in rows])
+    df["status"] = "ok"
+    text = markdown_pivot(aggregate(df))
+    lines = text.splitlines()
+    assert "mean of groups" in lines[0] and "a (nat.)" in lines[0] and "c (str.)" in lines[0]
+    m_row = next(ln for ln in lines if ln.startswith("| m |"))
+    assert "85.0 ± 7.1" in m_row and "62.5" in m_row  # mean of groups (85 + 40) / 2
+    assert next(ln for ln in lines if ln.startswith("| z |")).count("–") >= 1  # z has no result on c
