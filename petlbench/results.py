@@ -349,18 +349,17 @@ def runs_table(results: list[RunResult], title: str = "petlbench runs"):
     for col, just in [("method", "left"), ("dataset", "left"), ("seed", "right"), ("top-1 % ↑", "right"),
                       ("val % ↑", "right"), ("trainable ↓", "right"), ("excl. head ↓", "right"),
                       ("GMACs ↓", "right"), ("train img/s ↑", "right"), ("infer img/s ↑", "right"),
-                      ("peak MiB ↓", "right"), ("time s", "right"), ("status", "left")]:
+                      ("peak MiB ↓", "right"), ("time s", "right"), ("recipe", "left"), ("status", "left")]:
         t.add_column(col, justify=just)
     for r in results:
         t.add_row(display_name(r.method, r.label), r.dataset, str(r.seed), fmt(r.top1_pct), fmt(r.top1_val_pct),
                   fmt_int(r.params_trainable), fmt_int(r.params_trainable_excl_head), fmt(r.gmacs, 4),
                   fmt(r.train_img_s, 0), fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.time_total_s, 1),
-                  r.status if r.status == "ok" else f"[red]{r.status}[/]: {r.error[:60]}")
+                  f"{r.optimizer} lr={r.lr:g} ep={r.epochs} bs={r.batch_size}", r.status if r.status == "ok" else f"[red]{r.status}[/]: {r.error[:60]}")
     if results:
         r = results[-1]
         t.caption = (f"model {r.model} ({r.weights_source}); data {r.data_source}; device {r.device}; "
-                     f"peak mem = {r.peak_mem_kind}; recipe {r.optimizer} lr={r.lr:g} wd={r.weight_decay:g} "
-                     f"epochs={r.epochs} bs={r.batch_size}")
+                     f"peak mem = {r.peak_mem_kind}; top-1 on test, evaluated once after the last epoch")
         t.caption_justify = "left"
     return t
 
@@ -391,7 +390,8 @@ def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
             name = display_name(r.method, r.label) if outer == "dataset" else r.dataset
             if agg["model"].nunique() > 1:
                 name += f" ({r.model})"
-            t.add_row(str(rank), name, str(r.n), f"{fmt(r.top1_pct)} ± {fmt(r.top1_pct_std)}",
+            std = fmt(r.top1_pct_std) if r.n > 1 else "–"
+            t.add_row(str(rank), name, str(r.n), f"{fmt(r.top1_pct)} ± {std}",
                       f"±{fmt(r.top1_pct_ci95)}", fmt_int(r.params_trainable), fmt(r.gmacs, 4), fmt(r.train_img_s, 0),
                       fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.ppt))
         tables.append(t)
