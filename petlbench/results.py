@@ -428,7 +428,11 @@ def markdown_pivot(agg) -> str:
         cells = []
         for d in datasets:
             m = rows[rows["dataset"] == d]
-            cells.append("–" if m.empty else f"{m['top1_pct'].iloc[0]:.1f} ± {m['top1_pct_std'].iloc[0]:.1f}")
+            if m.empty:
+                cells.append("–")
+            else:
+                std = f" ± {m['top1_pct_std'].iloc[0]:.1f}" if m["n"].iloc[0] > 1 else ""
+                cells.append(f"{m['top1_pct'].iloc[0]:.1f}{std}")
         n = f"{rows['n'].min()}" if rows["n"].min() == rows["n"].max() else f"{rows['n'].min()}–{rows['n'].max()}"
         lines.append("| " + " | ".join([display_name(r.method, r.label), *cells, fmt(r.mean_of_groups, 1),
                                          fmt(r.mean_of_tasks, 1), fmt_int(rows["params_trainable_excl_head"].mean()),
