@@ -316,6 +316,7 @@ def compare(
     baseline: Annotated[str | None, typer.Option(help="reference results CSV to gate against")] = None,
     max_drop: Annotated[float, typer.Option(help="allowed top-1 drop (points) vs --baseline")] = 2.0,
     markdown: Annotated[bool, typer.Option("--markdown", help="print one Markdown pivot table instead")] = False,
+    dataset: Annotated[list[str] | None, typer.Option(help="only these datasets (repeatable)")] = None,
 ) -> None:
     """Aggregate seeds (mean ± std, 95% CI), rank methods, show accuracy next to cost."""
     from petlbench.results import (
@@ -331,6 +332,11 @@ def compare(
     if by not in ("dataset", "method"):
         raise UserError(f"--by must be 'dataset' or 'method', got '{by}'")
     df = load_frame(results or [DEFAULT_OUT])
+    if dataset:
+        missing = sorted(set(dataset) - set(df["dataset"]))
+        if missing:
+            raise UserError(f"no results for dataset '{missing[0]}'{did_you_mean(missing[0], set(df['dataset']))}")
+        df = df[df["dataset"].isin(dataset)]
     agg = aggregate(df)
     if agg.empty:
         raise UserError("no successful runs to compare (all rows failed); see the status/error columns")
