@@ -76,8 +76,9 @@ def _overrides(method: str, sets: list[str], **flags) -> dict:
     out = parse_sets(sets or [], cls.Config, method)
     for k, v in flags.items():
         if v is not None:
-            if v <= 0 and k != "weight_decay" or v < 0:
-                raise UserError(f"--{k.replace('_', '-')} must be positive, got {v}")
+            floor_ok = v >= 0 if k == "weight_decay" else v > 0  # weight decay may be 0
+            if not floor_ok:
+                raise UserError(f"--{k.replace('_', '-')} must be {'>= 0' if k == 'weight_decay' else 'positive'}, got {v}")
             out[k] = v
     return out
 
@@ -100,8 +101,8 @@ def execute(jobs, out: str, force: bool, suite: str = "") -> list:
             raw = raw_cache[key]
             prepared = prepare_run(cfg, raw)
             tag = f"[{i}/{len(jobs)}] {cfg.method} on {raw.name} seed {cfg.seed}"
-            if prepared[-1] in done and not force:
-                console.print(f"{tag}: skipped, already in {store.csv} (config {prepared[-1]}; --force to rerun)")
+            if prepared.config_hash in done and not force:
+                console.print(f"{tag}: skipped, already in {store.csv} (config {prepared.config_hash}; --force to rerun)")
                 continue
             progress.console.print(f"{tag} ...")
             res = run_one(cfg, raw, reporter=reporter, log=lambda s: progress.console.print(f"  {s}"),
@@ -186,10 +187,10 @@ def suite(
                                                  help="print one 'petlbench run' per job for an external engine")] = False,
 ) -> None:
     """Run a benchmark suite (benchmarks/*.toml) sequentially, or print its jobs for a scheduler."""
-    from petlbench.config import RunConfig, validate_overrides
+    from petlbench.config import RunConfig, load_suite, validate_overrides
     from petlbench.registry import get
 
-    sname, _, runs = load_suite_checked(name)
+    sname, _, runs = load_suite(name)
     jobs = []
     for r in runs:
         validate_overrides(get(r.method).Config, r.overrides, r.method)
@@ -209,12 +210,6 @@ def suite(
     console.print(f"suite {sname}: {len(jobs)} runs -> {out}/results.csv")
     results = execute(jobs, out, force, suite=sname)
     _finish(results, {cfg.method for cfg, _ in jobs})
-
-
-def load_suite_checked(name: str):
-    from petlbench.config import load_suite
-
-    return load_suite(name)
 
 
 def _as_command(cfg, out: str) -> str:

@@ -373,7 +373,19 @@ def run_identity(cfg: RunConfig, method: Method, raw: RawData, weights_info: dic
     }
 
 
-def prepare_run(cfg: RunConfig, raw: RawData) -> tuple[Method, nn.Module, dict[str, Any], int, str]:
+@dataclass
+class Prepared:
+    """A validated, built run: what ``run_one`` needs and the hash the store is checked against."""
+
+    method: Method
+    model: nn.Module
+    weights_info: dict[str, Any]
+    backbone_total: int
+    identity: dict[str, Any]
+    config_hash: str
+
+
+def prepare_run(cfg: RunConfig, raw: RawData) -> Prepared:
     """Validate and build everything for ``cfg`` (raises UserError before any work is stored)."""
     cls = get_method(cfg.method)
     overrides = resolve_overrides(cfg.overrides, cls.Config, raw.epochs, raw.batch_size)
@@ -383,15 +395,16 @@ def prepare_run(cfg: RunConfig, raw: RawData) -> tuple[Method, nn.Module, dict[s
     model, info, backbone_total = build(method, cfg.model, raw.num_classes, weights=cfg.weights,
                                         pretrained=cfg.pretrained, **kwargs)
     identity = run_identity(cfg, method, raw, info)
-    return method, model, info, backbone_total, stable_hash(identity)
+    return Prepared(method, model, info, backbone_total, identity, stable_hash(identity))
 
 
 def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
-            log: Callable[[str], None] = lambda s: None, prepared=None) -> RunResult:
+            log: Callable[[str], None] = lambda s: None, prepared: Prepared | None = None) -> RunResult:
     """Train and evaluate one (method, dataset, model, seed); failures become a row with a status."""
     t0 = time.perf_counter()
-    method, model, info, backbone_total, config_hash = prepared or prepare_run(cfg, raw)
-    identity = run_identity(cfg, method, raw, info)
+    p = prepared or prepare_run(cfg, raw)
+    method, model, info, backbone_total = p.method, p.model, p.weights_info, p.backbone_total
+    identity, config_hash = p.identity, p.config_hash
     device = resolve_device(cfg.device)
     counts = measure.param_counts(model, backbone_total)
     data_cfg = resolve_data_config_for(model)
@@ -406,7 +419,7 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
                                                            "warmup_epochs", "batch_size")},
         amp=cfg.amp, device=str(device), frozen_backbone_mode=cfg.frozen_backbone_mode, limit=cfg.limit or 0,
         trainval=cfg.trainval, weights_source=info["weights_source"], weights_sha256=info["weights_sha256"],
-        data_source=raw.source, data_group=raw.group or "", data_fingerprint=json.dumps(raw.fingerprint()),
+        data_source=raw.source, data_group=raw.group or "", data_fingerprint=json.dumps(identity["data"]),
         num_classes=raw.num_classes, n_train=len(splits.train), n_val=len(splits.val) if splits.val else 0,
         n_test=len(splits.test), method_config=json.dumps(to_dict(method.cfg)), **provenance(device),
     )
