@@ -41,7 +41,12 @@ class MethodConfig:
     lr 1e-3, weight decay 1e-4, batch 64, 100 epochs with 10 warm-up epochs, cosine decay.
     Every field can be overridden with ``--set key=value`` (or ``--lr``/``--epochs``/...).
     Built-in offline tasks apply a compact epoch budget unless ``epochs`` is set explicitly.
+    ``grad_clip`` (max global gradient norm over the trainable parameters, 0 = off) is off in the
+    common recipe; keys listed in ``NEUTRAL`` are left out of a run's identity while they hold their
+    neutral value, so results stored before the key existed keep their config hash.
     """
+
+    NEUTRAL: ClassVar[dict[str, Any]] = {"grad_clip": 0.0}
 
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 1e-3
@@ -49,6 +54,7 @@ class MethodConfig:
     epochs: int = 100
     warmup_epochs: int = 10
     batch_size: int = 64
+    grad_clip: float = 0.0  # clip the global grad norm of the trainable parameters to this; 0 = off
 
 
 @dataclass

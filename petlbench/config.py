@@ -110,9 +110,23 @@ def parse_sets(pairs: list[str], cfg_cls: type, method: str) -> dict[str, Any]:
 def build_method_config(cfg_cls: type, overrides: dict[str, Any]) -> Any:
     """Instantiate a method config; ``__post_init__`` validation errors become UserErrors."""
     try:
-        return cfg_cls(**overrides)
+        cfg = cfg_cls(**overrides)
     except (ValueError, TypeError) as e:
         raise UserError(f"invalid method config: {e}") from None
+    floors = {"lr": (0, False), "weight_decay": (0, True), "epochs": (1, True), "warmup_epochs": (0, True),
+              "batch_size": (1, True), "grad_clip": (0, True)}  # the shared recipe: (floor, floor allowed)
+    for key, (floor, inclusive) in floors.items():
+        val = getattr(cfg, key, None)
+        if val is not None and (val < floor or (val == floor and not inclusive)):
+            raise UserError(f"invalid method config: {key} must be {'>=' if inclusive else '>'} {floor} "
+                            f"(got {val}); e.g. --set {key}={floor if inclusive else 0.01}")
+    return cfg
+
+
+def identity_config(cfg: Any) -> dict[str, Any]:
+    """The method config as hashed into a run's identity: neutral-valued late additions left out."""
+    neutral = getattr(cfg, "NEUTRAL", {})
+    return {k: v for k, v in to_dict(cfg).items() if not (k in neutral and v == neutral[k])}
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

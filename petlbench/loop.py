@@ -32,7 +32,7 @@ from torch import nn
 
 from petlbench import measure
 from petlbench.backbones import backbone_kind, create_backbone, get_classifier, head_parameters
-from petlbench.config import RunConfig, build_method_config, stable_hash, to_dict
+from petlbench.config import RunConfig, build_method_config, identity_config, stable_hash, to_dict
 from petlbench.data import RawData, Splits, batches, num_batches, prepare
 from petlbench.errors import UserError
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
@@ -299,6 +299,8 @@ def train_and_evaluate(
                     break
                 opt.zero_grad(set_to_none=True)
                 total_loss.backward()
+                if mcfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, mcfg.grad_clip)
                 opt.step()
                 sched.step()
                 step += 1
@@ -366,7 +368,7 @@ def resolve_overrides(overrides: dict[str, Any], cfg_cls: type[MethodConfig], ra
 def run_identity(cfg: RunConfig, method: Method, raw: RawData, weights_info: dict[str, Any]) -> dict[str, Any]:
     """Everything that determines a run's outcome (hashed into config_hash)."""
     return {
-        "method": method.name, "method_config": to_dict(method.cfg), "dataset": raw.name,
+        "method": method.name, "method_config": identity_config(method.cfg), "dataset": raw.name,
         "data": raw.fingerprint(), "model": weights_info["model"], "img_size": cfg.img_size, "weights": weights_info["weights_source"],
         "weights_sha256": weights_info["weights_sha256"], "seed": cfg.seed, "limit": cfg.limit, "amp": cfg.amp,
         "trainval": cfg.trainval, "frozen_backbone_mode": cfg.frozen_backbone_mode, "label": cfg.label,

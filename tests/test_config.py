@@ -62,3 +62,23 @@ def test_suite_groups_override_and_unknown_keys(tmp_path):
     p.write_text('methods = ["linear"]\nepoch = 3\n')
     with pytest.raises(UserError, match="unknown key 'epoch'"):
         load_suite(str(p))
+
+
+def test_neutral_recipe_keys_stay_out_of_the_run_identity():
+    from petlbench.config import identity_config
+    from petlbench.registry import get
+
+    linear, lion = get("linear").Config(), get("lion").Config()
+    assert "grad_clip" not in identity_config(linear)  # off: hashes of older stored results still match
+    assert identity_config(get("linear").Config(grad_clip=0.5))["grad_clip"] == 0.5
+    assert identity_config(lion)["grad_clip"] == lion.grad_clip == 1.0  # LION clips by default (our choice)
+
+
+@pytest.mark.parametrize("pair", ["lr=0", "lr=-1", "epochs=0", "batch_size=0", "grad_clip=-1", "weight_decay=-0.1"])
+def test_bad_recipe_values_are_user_errors(pair):
+    from petlbench.config import build_method_config, parse_sets
+    from petlbench.registry import get
+
+    cls = get("lora").Config
+    with pytest.raises(UserError, match=pair.split("=")[0]):
+        build_method_config(cls, parse_sets([pair], cls, "lora"))

@@ -96,3 +96,24 @@ def test_non_finite_loss_stops_with_status_diverged():
                              backbone_total=total)
     assert out.status == "diverged" and "non-finite" in out.error
     assert "top1" not in out.metrics
+
+
+def _head_shift(grad_clip: float) -> float:
+    """Distance the linear head moves in one epoch of SGD (lr 1, no weight decay)."""
+    raw = _raw()
+    seed_everything(0)
+    recipe = {"epochs": 1, "batch_size": 8, "warmup_epochs": 0, "optimizer": "sgd", "lr": 1.0,
+              "weight_decay": 0.0, "grad_clip": grad_clip}
+    method = make_method("linear", recipe)
+    model, _, total = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    before = model.head.weight.detach().clone()
+    splits = prepare(raw, resolve_data_config_for(model))
+    train_and_evaluate(model, method, splits, seed=0, device=torch.device("cpu"), amp=False, backbone_total=total)
+    return float((model.head.weight.detach() - before).norm())
+
+
+def test_grad_clip_bounds_every_update():
+    # 3 SGD steps with momentum 0.9: the summed update is at most lr·clip·(1 + 1.9 + 2.71) = 5.61·clip
+    clipped, free = _head_shift(1e-3), _head_shift(0.0)
+    assert 0 < clipped <= 5.61e-3 + 1e-9
+    assert free > 20 * clipped
