@@ -475,12 +475,25 @@ def backbone_gmacs(model_name: str | None, num_classes: int, size: tuple[int, in
 
 
 @functools.lru_cache(maxsize=1)
+def _installed_commit() -> str:
+    """Commit of a non-editable install from git (``pip install git+...``), per PEP 610 direct_url.json."""
+    from importlib import metadata
+
+    try:
+        info = json.loads(metadata.distribution("petlbench").read_text("direct_url.json") or "{}")
+    except (metadata.PackageNotFoundError, json.JSONDecodeError):
+        return ""
+    return str(info.get("vcs_info", {}).get("commit_id", ""))[:12]
+
+
 def _git_commit() -> str:
     root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():  # installed into site-packages, not a source checkout
+        return _installed_commit()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
-            return ""
+            return _installed_commit()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return sha.stdout.strip()[:12] + ("-dirty" if dirty else "")
