@@ -117,3 +117,23 @@ def test_grad_clip_bounds_every_update():
     clipped, free = _head_shift(1e-3), _head_shift(0.0)
     assert 0 < clipped <= 5.61e-3 + 1e-9
     assert free > 20 * clipped
+
+
+def test_installed_commit_comes_from_pep610_direct_url(monkeypatch):
+    import json
+    from importlib import metadata
+
+    from petlbench import loop
+
+    class Dist:
+        def __init__(self, text):
+            self.text = text
+
+        def read_text(self, name):
+            return self.text if name == "direct_url.json" else None
+
+    info = {"url": "git+https://example.org/petlbench", "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0"}}
+    monkeypatch.setattr(metadata, "distribution", lambda name: Dist(json.dumps(info)))
+    assert loop._installed_commit() == "0123456789ab"
+    monkeypatch.setattr(metadata, "distribution", lambda name: Dist(None))  # wheel / sdist install: unknown
+    assert loop._installed_commit() == ""
