@@ -474,7 +474,6 @@ def backbone_gmacs(model_name: str | None, num_classes: int, size: tuple[int, in
     return measure.gmacs(base, size)
 
 
-@functools.lru_cache(maxsize=1)
 def _installed_commit() -> str:
     """Commit of a non-editable install from git (``pip install git+...``), per PEP 610 direct_url.json."""
     from importlib import metadata
@@ -486,6 +485,7 @@ def _installed_commit() -> str:
     return str(info.get("vcs_info", {}).get("commit_id", ""))[:12]
 
 
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str:
     root = Path(__file__).resolve().parent.parent
     if not (root / "pyproject.toml").is_file():  # installed into site-packages, not a source checkout
