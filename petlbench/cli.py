@@ -74,12 +74,7 @@ def _overrides(method: str, sets: list[str], **flags) -> dict:
 
     cls = get(method)
     out = parse_sets(sets or [], cls.Config, method)
-    for k, v in flags.items():
-        if v is not None:
-            floor_ok = v >= 0 if k == "weight_decay" else v > 0  # weight decay may be 0
-            if not floor_ok:
-                raise UserError(f"--{k.replace('_', '-')} must be {'>= 0' if k == 'weight_decay' else 'positive'}, got {v}")
-            out[k] = v
+    out.update({k: v for k, v in flags.items() if v is not None})  # ranges: config.build_method_config
     return out
 
 

@@ -107,26 +107,26 @@ def parse_sets(pairs: list[str], cfg_cls: type, method: str) -> dict[str, Any]:
     return out
 
 
+RECIPE_MINIMUMS = {"lr": 0, "weight_decay": 0, "epochs": 1, "warmup_epochs": 0, "batch_size": 1, "grad_clip": 0}
+
+
 def build_method_config(cfg_cls: type, overrides: dict[str, Any]) -> Any:
     """Instantiate a method config; ``__post_init__`` validation errors become UserErrors."""
     try:
         cfg = cfg_cls(**overrides)
     except (ValueError, TypeError) as e:
         raise UserError(f"invalid method config: {e}") from None
-    floors = {"lr": (0, False), "weight_decay": (0, True), "epochs": (1, True), "warmup_epochs": (0, True),
-              "batch_size": (1, True), "grad_clip": (0, True)}  # the shared recipe: (floor, floor allowed)
-    for key, (floor, inclusive) in floors.items():
-        val = getattr(cfg, key, None)
-        if val is not None and (val < floor or (val == floor and not inclusive)):
-            raise UserError(f"invalid method config: {key} must be {'>=' if inclusive else '>'} {floor} "
-                            f"(got {val}); e.g. --set {key}={floor if inclusive else 0.01}")
+    for key, least in RECIPE_MINIMUMS.items():  # the shared recipe, however it was given (flag, --set, suite)
+        val = getattr(cfg, key)
+        if val < least or (key == "lr" and val == 0):
+            raise UserError(f"invalid method config: {key} must be {'> 0' if key == 'lr' else f'>= {least}'}, "
+                            f"got {val}; the method's default is --set {key}={getattr(cfg_cls(), key)}")
     return cfg
 
 
 def identity_config(cfg: Any) -> dict[str, Any]:
     """The method config as hashed into a run's identity: neutral-valued late additions left out."""
-    neutral = getattr(cfg, "NEUTRAL", {})
-    return {k: v for k, v in to_dict(cfg).items() if not (k in neutral and v == neutral[k])}
+    return {k: v for k, v in to_dict(cfg).items() if not (k in cfg.NEUTRAL and v == cfg.NEUTRAL[k])}
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

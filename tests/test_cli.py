@@ -109,6 +109,8 @@ def test_list_commands(cli):
         (["run", "linear", "--set", "lrr=0.1"], ["no config key 'lrr'", "lr"]),
         (["run", "linear", "--set", "epochs=ten"], ["epochs", "integer"]),
         (["run", "linear", "--set", "epochs"], ["key=value"]),
+        (["run", "linear", "--lr", "-1", "--dataset", "IMG"], ["lr must be > 0"]),
+        (["run", "lion", "--set", "grad_clip=-1", "--dataset", "IMG"], ["grad_clip must be >= 0"]),
         (["run", "linear", "--seeds", "a,b"], ["--seeds"]),
         (["run", "linear", "--dataset", "cifar100"], ["uoft-cs/cifar100", "built-in"]),
         (["run", "linear", "--model", "vit_tiny_patch16_224", "--dataset", "IMG"], ["hub", "--weights"]),
