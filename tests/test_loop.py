@@ -52,34 +52,31 @@ def test_frozen_modules_go_to_eval_method_modules_stay_in_train():
     assert model[0].training
 
 
-def _train(method_name: str, mode: str, seed: int = 0):
-    raw = _raw()
+def _fit(method_name: str, mode: str = "eval", seed: int = 0, log=lambda m: None, **recipe):
+    """Build test_vit (random init, 32 px), train ``method_name`` on the toy task -> (model, outcome).
+    Also returns the head's initial weights, for tests that measure how far it moved."""
     seed_everything(seed)
-    method = make_method(method_name, {"epochs": 2, "batch_size": 8, "warmup_epochs": 0})
+    method = make_method(method_name, {"epochs": 2, "batch_size": 8, "warmup_epochs": 0, **recipe})
     model, _, total = build(method, "test_vit", 3, pretrained=False, img_size=32)
-    splits = prepare(raw, resolve_data_config_for(model))
-    return train_and_evaluate(model, method, splits, seed=seed, device=torch.device("cpu"), amp=False,
-                              backbone_total=total, frozen_backbone_mode=mode)
+    head_init = model.head.weight.detach().clone()
+    splits = prepare(_raw(), resolve_data_config_for(model))
+    out = train_and_evaluate(model, method, splits, seed=seed, device=torch.device("cpu"), amp=False,
+                             backbone_total=total, frozen_backbone_mode=mode, log=log)
+    return model, head_init, out
 
 
 def test_cached_linear_probe_equals_the_full_forward_path():
     messages = []
-    raw = _raw()
-    seed_everything(0)
-    method = make_method("linear", {"epochs": 2, "batch_size": 8, "warmup_epochs": 0})
-    model, _, total = build(method, "test_vit", 3, pretrained=False, img_size=32)
-    splits = prepare(raw, resolve_data_config_for(model))
-    cached = train_and_evaluate(model, method, splits, seed=0, device=torch.device("cpu"), amp=False,
-                                backbone_total=total, log=messages.append)
+    _, _, cached = _fit("linear", log=messages.append)
     assert any("cached" in m for m in messages)
-    full = _train("linear", "train")  # 'train' mode disables the cache; test_vit has no dropout
+    _, _, full = _fit("linear", "train")  # 'train' mode disables the cache; test_vit has no dropout
     assert cached.metrics["top1"] == pytest.approx(full.metrics["top1"])
     assert cached.metrics["loss_train"] == pytest.approx(full.metrics["loss_train"], rel=1e-4)
     assert cached.metrics["loss_test"] == pytest.approx(full.metrics["loss_test"], rel=1e-4)
 
 
 def test_training_is_deterministic_and_learns():
-    a, b = _train("bitfit", "eval"), _train("bitfit", "eval")
+    (_, _, a), (_, _, b) = _fit("bitfit"), _fit("bitfit")
     assert a.metrics["loss_train"] == b.metrics["loss_train"] and a.metrics["top1"] == b.metrics["top1"]
     assert a.metrics["steps"] == 2 * 3
     assert a.metrics["counts"]["params_trainable"] > a.metrics["counts"]["params_trainable_excl_head"] > 0
@@ -87,29 +84,15 @@ def test_training_is_deterministic_and_learns():
 
 
 def test_non_finite_loss_stops_with_status_diverged():
-    raw = _raw()
-    seed_everything(0)
-    method = make_method("full", {"epochs": 1, "batch_size": 8, "warmup_epochs": 0, "lr": 1e30})
-    model, _, total = build(method, "test_vit", 3, pretrained=False, img_size=32)
-    splits = prepare(raw, resolve_data_config_for(model))
-    out = train_and_evaluate(model, method, splits, seed=0, device=torch.device("cpu"), amp=False,
-                             backbone_total=total)
+    _, _, out = _fit("full", epochs=1, lr=1e30)
     assert out.status == "diverged" and "non-finite" in out.error
     assert "top1" not in out.metrics
 
 
 def _head_shift(grad_clip: float) -> float:
     """Distance the linear head moves in one epoch of SGD (lr 1, no weight decay)."""
-    raw = _raw()
-    seed_everything(0)
-    recipe = {"epochs": 1, "batch_size": 8, "warmup_epochs": 0, "optimizer": "sgd", "lr": 1.0,
-              "weight_decay": 0.0, "grad_clip": grad_clip}
-    method = make_method("linear", recipe)
-    model, _, total = build(method, "test_vit", 3, pretrained=False, img_size=32)
-    before = model.head.weight.detach().clone()
-    splits = prepare(raw, resolve_data_config_for(model))
-    train_and_evaluate(model, method, splits, seed=0, device=torch.device("cpu"), amp=False, backbone_total=total)
-    return float((model.head.weight.detach() - before).norm())
+    model, head_init, _ = _fit("linear", epochs=1, optimizer="sgd", lr=1.0, weight_decay=0.0, grad_clip=grad_clip)
+    return float((model.head.weight.detach() - head_init).norm())
 
 
 def test_grad_clip_bounds_every_update():
