@@ -31,8 +31,9 @@ STYLES = ("houlsby", "pfeiffer")
 
 @dataclass
 class AdapterConfig(MethodConfig):
-    """Adapter keys; the training recipe is the VTAB-1k one NOAH (Zhang et al. 2022, Sec. 4.1) used for its
-    Adapter baseline (inherited): AdamW, lr 1e-3, weight decay 1e-4, batch 64, 100 epochs, 10 warm-up."""
+    """Adapter keys; the training recipe is petlbench's shared VTAB-1k recipe (inherited from
+    ``MethodConfig``: NOAH's values, with the differences documented there), which NOAH used for its Adapter
+    baseline."""
 
     style: str = "houlsby"  # houlsby (2 per block) | pfeiffer (1 per block, after the MLP); Houlsby 2019 Fig. 2
     bottleneck: int = 8  # r; r=8 is the VTAB-1k setting of NOAH / VPT's adapter baseline tables

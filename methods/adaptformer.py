@@ -19,9 +19,9 @@ from petlbench.registry import register
 
 @dataclass
 class AdaptFormerConfig(MethodConfig):
-    """AdaptFormer keys; the training recipe is the VTAB-1k one of NOAH (Zhang et al. 2022, Sec. 4.1), which
-    reports AdaptFormer r=8 on VTAB-1k (inherited): AdamW, lr 1e-3, weight decay 1e-4, batch 64,
-    100 epochs, 10 warm-up epochs, cosine decay."""
+    """AdaptFormer keys; the training recipe is petlbench's shared VTAB-1k recipe (inherited from
+    ``MethodConfig``: NOAH's values, with the differences documented there); NOAH reports AdaptFormer r=8
+    on VTAB-1k with it."""
 
     bottleneck: int = 64  # r; AdaptFormer's default (paper Sec. 4.1/Table 5: r=64); NOAH's VTAB table uses 8
     scale: float = 0.1  # s; AdaptFormer paper, Sec. 4.1 ("scaling factor s is set to 0.1")

@@ -5,14 +5,16 @@ global attention, cost grows with N·p·d per projection and per score), APT app
 effect by an independent "information diffusion" step in the attention's output space:
 
     P~  = P + (P W1) W2                 # P ~ N(0, 0.02) (p×d), W1 ~ N(0, 1) (d×r), W2 = 0 (r×d)
-    A   = ReLU(LN1(x) P~ᵀ)              # B×N×p: ReLU replaces the softmax, no q/k/v projections
-    e   = Dropout(A) P                  # B×N×d: note the value side uses P, not P~
+    A   = Dropout(ReLU(LN1(x) P~ᵀ))     # B×N×p: ReLU replaces the softmax, no q/k/v projections
+    e   = A P                           # B×N×d: note the value side uses P, not P~
     m   = stopgrad(max_k A)             # B×N×1: stands in for the softmax share prompts would take
     out = (Attn(LN1 x) + m ⊙ e)·exp(s)  # s: a scalar per layer, init 0
 
 ``APTCore`` is the per-layer module; it only needs the attention's (normed) input and its
 output, so it is independent of timm and can be hooked into a BERT-style encoder as well
-(there: after the attention-output dense layer). ``attach_apt`` patches a timm ``Attention``
+(there: after the attention-output dense layer). Dropout is applied to A before both the diffusion and the
+max, as in the official code (``approximate_prompt`` in DoubtedSteam/APT, ViLT/vilt/modules/
+vision_transformer_apt.py), with the host attention's dropout rate (0.0 in its ViT). ``attach_apt`` patches a timm ``Attention``
 instance so ``blocks.i.attn(LN1 x)`` returns APT's output; backbone parameter names stay
 unchanged and the new ones are ``blocks.i.attn.apt.{prompt,w1,w2,log_scale}``.
 Parameters per layer: p·d + 2·d·r + 1 (ViT-B/16, p=200, r=4: 159,745; 12 layers: 1,916,940).
@@ -38,10 +40,10 @@ from petlbench.registry import register
 class APTConfig(MethodConfig):
     """APT keys. The training recipe (AdamW, lr 1e-3, wd 1e-4, 100 epochs) is the shared VTAB-1k default."""
 
-    num_prompts: int = 200  # p; the spec's reference setting (p=200, r=4), APT paper's scale of prompts
-    rank: int = 4  # r of the low-rank update W1 W2 of P; spec reference setting
+    num_prompts: int = 200  # p; the spec's reference setting (p=200, r=4); the official ViLT code uses 50
+    rank: int = 4  # r of the low-rank update W1 W2 of P; official code (hidden 4) and spec
     layers: tuple[int, ...] | None = None  # block indices to adapt (negative = from the end); None = all
-    dropout: float = 0.1  # on A before the diffusion step; not fixed by the spec: assumed (common 0.1)
+    dropout: float = 0.0  # on A, before the diffusion and the max; official: the host attention's attn_drop = 0.0
 
     def __post_init__(self) -> None:
         if self.num_prompts < 1:
@@ -78,9 +80,9 @@ class APTCore(MethodModule):
 
     def forward(self, x_norm: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
         prompt = self.prompt.to(x_norm.dtype)
-        a = F.relu(x_norm @ self.prompt_keys().to(x_norm.dtype).t())  # B×N×p
-        e = self.drop(a) @ prompt  # B×N×d
-        m = a.detach().amax(dim=-1, keepdim=True)  # B×N×1, stop-gradient
+        a = self.drop(F.relu(x_norm @ self.prompt_keys().to(x_norm.dtype).t()))  # B×N×p
+        e = a @ prompt  # B×N×d
+        m = a.detach().amax(dim=-1, keepdim=True)  # B×N×1, stop-gradient, after the dropout (official)
         return (attn_out + m * e) * self.log_scale.exp()
 
 

@@ -37,9 +37,13 @@ from torch import nn
 class MethodConfig:
     """Training recipe every method carries; method configs subclass this and add their keys.
 
-    Defaults follow the common VTAB-1k recipe (NOAH / AdaptFormer / V-PETL Bench): AdamW,
-    lr 1e-3, weight decay 1e-4, batch 64, 100 epochs with 10 warm-up epochs, cosine decay.
-    Every field can be overridden with ``--set key=value`` (or ``--lr``/``--epochs``/...).
+    petlbench's shared VTAB-1k recipe takes its values from NOAH (Zhang et al. 2022, Sec. 4.1; also used by
+    AdaptFormer and V-PETL Bench): AdamW, lr 1e-3, weight decay 1e-4, batch 64, 100 epochs with 10 linear
+    warm-up epochs, cosine decay. It differs from NOAH's training code in three documented choices of ours:
+    the frozen backbone runs in eval mode (NOAH keeps drop-path 0.1 active in it), weight decay applies to
+    every trainable tensor (NOAH, through timm's optimizer factory, exempts biases and norm weights), and
+    the cosine schedule steps per optimizer step down to 0 (NOAH's timm scheduler steps per epoch down to
+    a floor of 1e-8). Every field can be overridden with ``--set key=value`` (or ``--lr``/``--epochs``/...).
     Built-in offline tasks apply a compact epoch budget unless ``epochs`` is set explicitly.
     ``grad_clip`` (max global gradient norm over the trainable parameters, 0 = off) is off in the
     common recipe; keys listed in ``NEUTRAL`` are left out of a run's identity while they hold their

@@ -16,8 +16,8 @@ from petlbench.registry import register
 
 @dataclass
 class BitFitConfig(MethodConfig):
-    """BitFit has no keys of its own. Recipe: the VTAB-1k one of NOAH (Zhang et al. 2022, Sec. 4.1), whose
-    Table 1 reports BitFit (inherited): AdamW, lr 1e-3, weight decay 1e-4, batch 64, 100 epochs, 10 warm-up."""
+    """BitFit has no keys of its own. Recipe: petlbench's shared VTAB-1k recipe (inherited from
+    ``MethodConfig``: NOAH's values, with the differences documented there); NOAH's Table 1 reports BitFit."""
 
 
 @register

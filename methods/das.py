@@ -11,8 +11,8 @@ Adapters (official ``ParallelAdapter``): optional input LayerNorm, Down, ReLU, U
 Search (``search`` hook, a k-armed bandit over blocks): gate logits g (L) init 0, π = sigmoid(g).
 Every training step samples k blocks to skip with ``torch.multinomial(π, k)`` — k successive draws
 without replacement, each picking among the remaining blocks with probability ∝ π (as the official
-code) — and trains all adapters under that architecture. After ``search_warmup_epochs``, every
-``search_every`` steps: ``search_arms`` distinct k-subsets are sampled the same way, each is scored on
+code) — and trains all adapters under that architecture. After ``search_warmup_epochs``,
+``gate_updates_per_epoch`` times per epoch (evenly spaced): ``search_arms`` distinct k-subsets are sampled the same way, each is scored on
 one FRESH validation batch (no grad, eval mode), R = exp(-loss), and for every block i of subset j
 ``g_i += gate_lr · (R_j - mean R) · π_i (1 - π_i)`` (π from before the update). At the end the top-k
 gates (ties -> later blocks) are fixed as skipped, adapters and head are reset to their state at the
@@ -64,8 +64,11 @@ class DASConfig(MethodConfig):
     # skip_module); disables the search. None = search (or the last k blocks when no search runs)
     search_epochs: int = 3  # epochs of the search stage (official das_epoch = 3); 0 = no search
     search_warmup_epochs: int = 1  # search epochs before gate updates start (official warmup_epoch = 1)
-    search_every: int = 10  # steps between gate updates (official das_turn = 10). With VTAB-1k's ~13
-    # steps/epoch this gives only ~2 updates per search epoch: lower it for small datasets
+    # gate updates per search epoch after the warm-up, evenly spaced (at most one per step). The official
+    # code updates every das_turn = 10 steps, i.e. a count that grows with the data (hundreds per epoch on
+    # VQAv2, ~1-5 on a 1k-image task, where the gates then barely move); we fix the count per epoch so the
+    # bandit gets the same number of updates whatever the data size. 25 is our choice.
+    gate_updates_per_epoch: int = 25
     search_arms: int = 3  # distinct k-subsets scored per update (official das_step = 3)
     gate_lr: float = 1.0  # step of the gate update; official code defines lr 0.1 ("1.0 for VQA") but
     # applies the update without it, i.e. an effective 1.0
@@ -102,8 +105,9 @@ class DASConfig(MethodConfig):
                 f"search_warmup_epochs ({self.search_warmup_epochs}) must be < search_epochs "
                 f"({self.search_epochs}) or no gate update happens; e.g. --set search_warmup_epochs=1"
             )
-        if self.search_every < 1:
-            raise ValueError(f"search_every must be >= 1 (got {self.search_every}); e.g. --set search_every=10")
+        if self.gate_updates_per_epoch < 1:
+            raise ValueError(f"gate_updates_per_epoch must be >= 1 (got {self.gate_updates_per_epoch}); "
+                             "e.g. --set gate_updates_per_epoch=25")
         if self.search_arms < 2:
             raise ValueError(f"search_arms must be >= 2 for a reward baseline (got {self.search_arms})")
         if self.reward_batches < 1:
@@ -346,7 +350,7 @@ class DAS(Method):
         start = [p.detach().clone() for p in params] if cfg.reinit_after_search else None
         opt = ctx.make_optimizer(params)
         val = ctx.val_batches()
-        step = 0
+        step, every = 0, max(1, ctx.steps_per_epoch // cfg.gate_updates_per_epoch)
         for epoch in range(cfg.search_epochs):
             for x, y in ctx.train_batches():
                 set_skipped(model, sample_skip(torch.sigmoid(state.gate.float().cpu()), k, gen))
@@ -356,12 +360,12 @@ class DAS(Method):
                 loss.backward()
                 opt.step()
                 step += 1
-                if epoch >= cfg.search_warmup_epochs and step % cfg.search_every == 0:
+                if epoch >= cfg.search_warmup_epochs and step % every == 0:
                     self._update_gates(model, ctx, val, gen)
             ctx.log(f"das search epoch {epoch + 1}/{cfg.search_epochs} ({int(state.gate_updates)} gate updates): "
                     "g = " + " ".join(f"{g:+.4f}" for g in state.gate.float().tolist()))
         if int(state.gate_updates) == 0:
-            ctx.log(f"das: no gate update in {step} search steps (search_every={cfg.search_every}); "
+            ctx.log(f"das: no gate update in {step} search steps (one every {every} steps); "
                     "the skipped blocks default to the last k")
         chosen = top_k(state.gate.float().cpu(), k)
         state.searched.fill_(True)

@@ -76,8 +76,8 @@ class LoRALinear(MethodModule):
 
 @dataclass
 class LoRAConfig(MethodConfig):
-    """LoRA keys; the training recipe is the VTAB-1k one NOAH (Zhang et al. 2022, Sec. 4.1) used for its
-    LoRA baseline (inherited): AdamW, lr 1e-3, weight decay 1e-4, batch 64, 100 epochs, 10 warm-up."""
+    """LoRA keys; the training recipe is petlbench's shared VTAB-1k recipe (inherited from ``MethodConfig``:
+    NOAH's values, with the differences documented there), which NOAH used for its LoRA baseline."""
 
     rank: int = 8  # r; r=8 is the VTAB-1k setting of NOAH's LoRA baseline (294,912 params on ViT-B/16)
     alpha: float = 8.0  # scaling alpha/r = 1; the paper sets alpha to the first r tried and does not tune it

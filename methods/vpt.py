@@ -74,13 +74,16 @@ class VPTConfig(MethodConfig):
 
     num_tokens: int = 10  # p; VPT-deep's typical VTAB-1k choice (the paper searches p per task, Table 13)
     deep: bool = True  # VPT-deep (the paper's main variant); false = VPT-shallow
-    dropout: float = 0.1  # prompt dropout; the official VPT-deep configs use 0.1 (spec)
+    # prompt dropout; none = as the official VPT configs: 0.1 for deep, 0.0 for shallow (resolved below)
+    dropout: float | None = None
     optimizer: str = "sgd"  # VPT Appendix A
     lr: float = 0.25  # = 1.0 (a grid value) x 64/256; the paper picks lr per task on val
     weight_decay: float = 1e-4  # one value of the paper's grid
     # epochs 100, warmup_epochs 10, batch_size 64: inherited, as in VPT Appendix A
 
     def __post_init__(self) -> None:
+        if self.dropout is None:
+            self.dropout = 0.1 if self.deep else 0.0
         if self.num_tokens < 1:
             raise ValueError("num_tokens must be >= 1 (e.g. --set num_tokens=10)")
         if not 0.0 <= self.dropout < 1.0:

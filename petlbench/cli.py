@@ -135,6 +135,8 @@ def run(
     set_: Annotated[list[str] | None, typer.Option("--set", help="method config key=value (repeatable)")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     amp: Annotated[bool, typer.Option("--amp", help="bf16 autocast")] = False,
+    deterministic: Annotated[bool, typer.Option("--deterministic", help="deterministic kernels only "
+                                                "(torch.use_deterministic_algorithms; for GPU reproducibility)")] = False,
     trainval: Annotated[bool, typer.Option("--trainval", help="train on train+val, test once")] = False,
     limit: Annotated[int | None, typer.Option(help="cap images per split")] = None,
     out: Annotated[str, typer.Option(help="results store directory")] = DEFAULT_OUT,
@@ -153,7 +155,7 @@ def run(
     if img_size is not None and img_size <= 0:
         raise UserError(f"--img-size must be positive, got {img_size}")
     base = RunConfig(method=method, dataset=dataset, model=model, img_size=img_size, weights=weights, pretrained=not no_pretrained,
-                     device=device, amp=amp, limit=limit, trainval=trainval, overrides=overrides, label=label)
+                     device=device, amp=amp, deterministic=deterministic, limit=limit, trainval=trainval, overrides=overrides, label=label)
     results = execute([(replace(base, seed=s), dataset) for s in seed_list], out, force, suite=suite_name)
     _finish(results, {method})
 
@@ -220,6 +222,8 @@ def _as_command(cfg, out: str) -> str:
         parts.append("--no-pretrained")
     if cfg.amp:
         parts.append("--amp")
+    if cfg.deterministic:
+        parts.append("--deterministic")
     if cfg.trainval:
         parts.append("--trainval")
     if cfg.label:

@@ -26,6 +26,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = False  # bf16 autocast
+    deterministic: bool = False  # torch.use_deterministic_algorithms + cuBLAS workspace (GPU reproducibility)
     limit: int | None = None  # cap images per split (quick runs / CI)
     frozen_backbone_mode: str = "eval"  # eval | train: dropout/drop-path of frozen backbone modules
     num_workers: int = 0
@@ -153,7 +154,8 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 # ---------------------------------------------------------------- suites (benchmarks/*.toml)
 
 # keys a suite (top level or a [[group]]) may set, besides methods/datasets/seeds/set/label
-RUN_KEYS = {"model", "img_size", "weights", "pretrained", "device", "amp", "limit", "trainval", "frozen_backbone_mode"}
+RUN_KEYS = {"model", "img_size", "weights", "pretrained", "device", "amp", "deterministic", "limit", "trainval",
+            "frozen_backbone_mode"}
 RECIPE_KEYS = {"epochs", "lr", "batch_size", "weight_decay", "optimizer", "warmup_epochs"}
 SUITE_KEYS = RUN_KEYS | RECIPE_KEYS | {"methods", "datasets", "seeds", "set", "label", "name", "description", "group"}
 

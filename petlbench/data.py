@@ -4,7 +4,8 @@ Two stages so the model can be sized before preprocessing:
 ``load_data(name)`` -> ``RawData`` (classes known, images not yet preprocessed), then
 ``prepare(raw, data_cfg)`` -> ``Splits`` of torch datasets preprocessed with the backbone's
 timm data config (input size, mean, std). Small in-memory sets are preprocessed once into
-tensors; hub/local image datasets are decoded lazily with timm's eval transform.
+tensors; hub/local image datasets are decoded lazily; both go through one ``Preprocess``
+(squash-resize to the input size, no centre crop, as VTAB-1k protocols do).
 No augmentation (VTAB-1k protocol).
 """
 
@@ -91,8 +92,8 @@ class RawData:
             h = hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
             if isinstance(images, np.ndarray):
                 h.update(np.ascontiguousarray(images).tobytes())
-            else:
-                h.update(images.identity().encode())
+            else:  # decoded by petlbench: since 0.2 squashed to the input size (0.1 centre-cropped)
+                h.update(f"{images.identity()}|decode:squash".encode())
             out[split] = h.hexdigest()[:16]
         return out
 
@@ -339,55 +340,97 @@ def _load_noah(task: Path) -> RawData:
 
 @dataclass
 class Splits:
+    """What the loop trains (``train``), validates (``val``) and tests on; a method's search trains on
+    ``search_train`` and takes its rewards from ``search_val`` (under ``--trainval`` these are train and
+    val apart, while ``train`` is their union: a search never rewards on data it trains on)."""
+
     train: Dataset
     val: Dataset | None
     test: Dataset
     num_classes: int
+    search_train: Dataset | None = None
+    search_val: Dataset | None = None
+    preprocessing: str = ""
+
+
+class Preprocess:
+    """uint8 images -> normalised float tensors at the model's input size, as VTAB-1k protocols do:
+    resized straight to (H, W) (squash, no centre crop: VPT and NOAH resize to 224×224; timm's eval
+    transform would crop 87.5% and lose the borders structured tasks depend on), bilinear with
+    antialiasing (our choice; NOAH's loader uses PIL bicubic), the model's mean/std. In-memory and lazily
+    decoded data go through this one function, so the same image gives the same tensor on both paths."""
+
+    def __init__(self, input_size: tuple[int, int, int], mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.input_size, self.mean, self.std = tuple(input_size), tuple(mean), tuple(std)
+
+    def __call__(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 N×H×W(×C) -> float N×C×H×W."""
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        if x.ndim == 3:
+            x = x.unsqueeze(-1)
+        x = x.permute(0, 3, 1, 2).float().div_(255)
+        c, h, w = self.input_size
+        if x.shape[1] != c:
+            x = x.expand(-1, c, -1, -1) if x.shape[1] == 1 else x[:, :c]
+        if x.shape[-2:] != (h, w):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+        mean_t = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std_t = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return ((x - mean_t) / std_t).contiguous()
+
+    def describe(self) -> str:
+        """One line for the run's provenance."""
+        c, h, w = self.input_size
+        mean, std = (",".join(f"{v:.4g}" for v in t) for t in (self.mean, self.std))
+        return f"resize to {h}x{w} (squash, no crop; bilinear, antialias), {c} channels, mean ({mean}), std ({std})"
 
 
 class LazyImages(Dataset):
-    def __init__(self, images: ImageSource, labels: np.ndarray, transform: Callable) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
+    """Images decoded on access (hub / local files), through the same ``Preprocess`` as in-memory data."""
+
+    def __init__(self, images: ImageSource, labels: np.ndarray, preprocess: Preprocess) -> None:
+        self.images, self.labels, self.preprocess = images, labels, preprocess
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.images.load(i)), int(self.labels[i])
+        img = np.array(self.images.load(i), dtype=np.uint8)  # a writable copy
+        return self.preprocess(img[None])[0], int(self.labels[i])
 
 
 def preprocess_array(images: np.ndarray, input_size: tuple[int, int, int], mean, std) -> torch.Tensor:
-    """uint8 N×H×W(×C) -> float N×C×H×W resized to ``input_size`` and normalised."""
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    if x.ndim == 3:
-        x = x.unsqueeze(-1)
-    x = x.permute(0, 3, 1, 2).float().div_(255)
-    c, h, w = input_size
-    if x.shape[1] != c:
-        x = x.expand(-1, c, -1, -1) if x.shape[1] == 1 else x[:, :c]
-    if x.shape[-2:] != (h, w):
-        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return ((x - mean_t) / std_t).contiguous()
+    """uint8 N×H×W(×C) -> float N×C×H×W resized to ``input_size`` and normalised (see ``Preprocess``)."""
+    return Preprocess(input_size, mean, std)(images)
 
 
 def prepare(raw: RawData, data_cfg: dict[str, Any], trainval: bool = False) -> Splits:
-    """Preprocess every split with the backbone's data config; ``trainval`` merges val into train."""
-    from timm.data import create_transform
-
+    """Preprocess every split with the backbone's input size and mean/std; ``trainval`` merges val into
+    train for training (``Splits.search_train``/``search_val`` keep them apart for a method's search)."""
+    pre = Preprocess(data_cfg["input_size"], data_cfg["mean"], data_cfg["std"])
     out: dict[str, Dataset] = {}
-    transform = None
     for split, (images, labels) in raw.splits.items():
         if isinstance(images, np.ndarray):
-            x = preprocess_array(images, data_cfg["input_size"], data_cfg["mean"], data_cfg["std"])
-            out[split] = TensorDataset(x, torch.from_numpy(labels.astype(np.int64)))
+            out[split] = TensorDataset(pre(images), torch.from_numpy(labels.astype(np.int64)))
         else:
-            transform = transform or create_transform(**data_cfg, is_training=False)
-            out[split] = LazyImages(images, labels, transform)
-    if trainval and "val" in out:
-        out["train"] = torch.utils.data.ConcatDataset([out["train"], out.pop("val")])
-    return Splits(out["train"], out.get("val"), out["test"], raw.num_classes)
+            out[split] = LazyImages(images, labels, pre)
+    train, val = out["train"], out.get("val")
+    if trainval and val is not None:
+        return Splits(torch.utils.data.ConcatDataset([train, val]), None, out["test"], raw.num_classes,
+                      search_train=train, search_val=val, preprocessing=pre.describe())
+    return Splits(train, val, out["test"], raw.num_classes, search_train=train, search_val=val,
+                  preprocessing=pre.describe())
+
+
+def split_off(ds: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """(rest, held-out ``fraction``) of ``ds``, drawn with a fixed seed; in-memory sets stay in memory."""
+    n = len(ds)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    k = max(1, int(round(fraction * n)))
+    rest, held = perm[k:].sort().values, perm[:k].sort().values
+    if isinstance(ds, TensorDataset):
+        return TensorDataset(*(t[rest] for t in ds.tensors)), TensorDataset(*(t[held] for t in ds.tensors))
+    return torch.utils.data.Subset(ds, rest.tolist()), torch.utils.data.Subset(ds, held.tolist())
 
 
 def batches(ds: Dataset, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,

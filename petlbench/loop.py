@@ -33,21 +33,28 @@ from torch import nn
 from petlbench import measure
 from petlbench.backbones import backbone_kind, create_backbone, get_classifier, head_parameters
 from petlbench.config import RunConfig, build_method_config, identity_config, stable_hash, to_dict
-from petlbench.data import RawData, Splits, batches, num_batches, prepare
+from petlbench.data import RawData, Splits, batches, num_batches, prepare, split_off
 from petlbench.errors import UserError
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
 from petlbench.registry import get as get_method
 from petlbench.results import RunResult
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if deterministic:
-        # CPU kernels are deterministic for a fixed thread count; cuDNN needs to be told.
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+    # CPU kernels are deterministic for a fixed thread count; cuDNN needs to be told.
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def set_deterministic(enabled: bool) -> None:
+    """``--deterministic``: ask torch for deterministic kernels everywhere (an op without one raises).
+    cuBLAS needs a fixed workspace for that (set before its first use; PyTorch's reproducibility notes)."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled)
 
 
 def make_method(name: str, overrides: dict[str, Any] | None = None) -> Method:
@@ -86,8 +93,7 @@ def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, i
     counts = measure.param_counts(model, backbone_total)
     size = input_size(model)
     model = method.finalize(model)
-    base, _ = create_backbone(model_name, num_classes, pretrained=False, **kwargs)
-    g, g_base = measure.gmacs(model, size), measure.gmacs(base, size)
+    g, g_base = measure.gmacs(model, size), backbone_gmacs(model_name, num_classes, size, img_size)
     return {
         "method": method_name, "model": model_name, "num_classes": num_classes, "input_size": list(size),
         **counts, "gmacs": g, "gmacs_backbone": g_base, "gmacs_extra": g - g_base,
@@ -200,6 +206,34 @@ def _cached_features(model: nn.Module, splits: Splits, batch_size: int, device: 
     return train, feats(splits.val) if splits.val is not None else None
 
 
+def _search(model: nn.Module, method: Method, splits: Splits, device: torch.device, autocast,
+            gen: torch.Generator, num_workers: int, frozen_backbone_mode: str, log: Callable[[str], None]) -> None:
+    """Run ``method.search`` on ``search_train`` with rewards from ``search_val``: never on data it trains
+    on. Without a val split, 10% of train (fixed seed) is held out for the rewards during the search."""
+    mcfg = method.cfg
+    train, val = splits.search_train or splits.train, splits.search_val
+    if val is None:
+        train, val = split_off(train, 0.1, seed=0)
+        log(f"no val split: the search holds out {len(val)} training images (10%, fixed seed) for its rewards")
+
+    def to_dev(it: Iterator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in it:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    def val_stream() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:  # fresh held-out batches, endless
+            yield from to_dev(batches(val, mcfg.batch_size, shuffle=True, generator=gen))
+
+    ctx = SearchContext(
+        train_batches=lambda: to_dev(batches(train, mcfg.batch_size, True, gen, num_workers)),
+        val_batches=val_stream, device=device, loss_fn=F.cross_entropy, autocast=autocast,
+        make_optimizer=lambda ps: make_optimizer(list(ps), mcfg), steps_per_epoch=num_batches(train, mcfg.batch_size),
+        log=log,
+    )
+    set_train_mode(model, frozen_backbone_mode)
+    method.search(model, ctx)
+
+
 @dataclass
 class Outcome:
     """What the loop measured for one run (the CLI turns it into a RunResult row)."""
@@ -242,27 +276,14 @@ def train_and_evaluate(
         for x, y in it:
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
-    def val_stream() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        # Fresh held-out batches for search rewards; without a val split, training data (logged).
-        ds = splits.val if splits.val is not None else splits.train
-        if splits.val is None:
-            log("no val split: search rewards use training batches")
-        while True:
-            yield from to_dev(batches(ds, mcfg.batch_size, shuffle=True, generator=gen))
-
     steps_per_epoch = num_batches(splits.train, mcfg.batch_size)
-    measure.reset_peak_memory(device)
+    memory = measure.PeakMemory(device)
+    memory.start()
 
     search_timer = measure.Timer(device)
     if method.has_search():
-        ctx = SearchContext(
-            train_batches=lambda: to_dev(batches(splits.train, mcfg.batch_size, True, gen, num_workers)),
-            val_batches=val_stream, device=device, loss_fn=loss_fn, autocast=autocast,
-            make_optimizer=lambda ps: make_optimizer(list(ps), mcfg), steps_per_epoch=steps_per_epoch, log=log,
-        )
-        set_train_mode(model, frozen_backbone_mode)
         with search_timer():
-            method.search(model, ctx)
+            _search(model, method, splits, device, autocast, gen, num_workers, frozen_backbone_mode, log)
         params = [p for p in model.parameters() if p.requires_grad]
 
     # A head-only method on a frozen, eval-mode backbone without augmentation sees the same features
@@ -320,7 +341,7 @@ def train_and_evaluate(
     finally:
         reporter.stop()
     time_train = time.perf_counter() - t_train0
-    peak_mb, peak_kind = measure.peak_memory_mb(device)
+    peak_mb, peak_kind = memory.read()
     # counted after search and training-time pruning (masks), before finalize merges anything away
     out.metrics["counts"] = measure.param_counts(model, backbone_total)
 
@@ -335,7 +356,7 @@ def train_and_evaluate(
         steps=step,
         train_img_s=timed_images / train_timer.seconds if train_timer.seconds else float("nan"),
         infer_img_s=measure.infer_throughput(model, size, device, batch_size=mcfg.batch_size, autocast=autocast),
-        gmacs=measure.gmacs(model, size, device),
+        gmacs=measure.gmacs(model, size),
         peak_mem_train_mb=peak_mb,
         peak_mem_kind=peak_kind,
         time_search_s=search_timer.seconds,
@@ -419,14 +440,17 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
         group_hash=stable_hash({k: v for k, v in identity.items() if k != "seed"}),
         **counts, **{k: getattr(method.cfg, k) for k in ("optimizer", "lr", "weight_decay", "epochs",
                                                            "warmup_epochs", "batch_size")},
-        amp=cfg.amp, device=str(device), frozen_backbone_mode=cfg.frozen_backbone_mode, limit=cfg.limit or 0,
+        amp=cfg.amp, deterministic=cfg.deterministic, device=str(device),
+        frozen_backbone_mode=cfg.frozen_backbone_mode, limit=cfg.limit or 0, method_note=method.note,
+        preprocessing=splits.preprocessing,
         trainval=cfg.trainval, weights_source=info["weights_source"], weights_sha256=info["weights_sha256"],
         data_source=raw.source, data_group=raw.group or "", data_fingerprint=json.dumps(identity["data"]),
         num_classes=raw.num_classes, n_train=len(splits.train), n_val=len(splits.val) if splits.val else 0,
         n_test=len(splits.test), method_config=json.dumps(to_dict(method.cfg)), **provenance(device),
     )
-    res.extra = {"identity": identity, "data_config": dict(data_cfg), "method_note": method.note}
+    res.extra = {"identity": identity, "data_config": dict(data_cfg)}
     seed_everything(cfg.seed)
+    set_deterministic(cfg.deterministic)
     try:
         outcome = train_and_evaluate(
             model, method, splits, seed=cfg.seed, device=device, amp=cfg.amp, backbone_total=backbone_total,

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import re
 import resource
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from petlbench.backbones import head_parameters
@@ -43,15 +49,57 @@ def param_counts(model: nn.Module, backbone_total: int) -> dict[str, int]:
     }
 
 
-def gmacs(model: nn.Module, input_size: tuple[int, ...], device: torch.device | str = "cpu") -> float:
-    """Multiply-accumulates per image (GMAC) of one inference forward, via FlopCounterMode / 2."""
+def _register_fused_attention_formulas() -> None:
+    """FlopCounterMode knows the CUDA fused SDPA kernels but not the CPU flash kernel
+    (``_scaled_dot_product_flash_attention_for_cpu``, taken on e.g. Intel AMX CPUs): without a formula its
+    attention matmuls count as zero. Register the same formula torch uses for the CUDA kernels."""
+    for name in ("_scaled_dot_product_flash_attention_for_cpu",):
+        op = getattr(torch.ops.aten, name, None)
+        if op is None or op in flop_counter.flop_registry:
+            continue
+
+        def formula(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+            return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+        flop_counter.register_flop_formula(op)(formula)
+
+
+_register_fused_attention_formulas()
+
+# The attention path every count runs under: the math SDPA decomposes into matmuls FlopCounterMode sees,
+# whatever kernel this machine's CPU or GPU would pick (a test checks every available backend agrees).
+COUNT_BACKEND = SDPBackend.MATH
+
+
+def example_input(input_size: tuple[int, ...] | Mapping[str, Any] | torch.Tensor,
+                  device: torch.device | str = "cpu") -> Any:
+    """A batch of one: random image of ``input_size`` (C, H, W), or a given tensor / mapping as is."""
+    if isinstance(input_size, (torch.Tensor, Mapping)):
+        return input_size
+    return torch.randn(1, *input_size, device=device)
+
+
+def count_flops(model: nn.Module, inputs: Any, backend: SDPBackend = COUNT_BACKEND) -> int:
+    """FLOPs of one inference forward of ``model`` on ``inputs`` (on the CPU), under one SDPA backend."""
     was_training = model.training
     model.eval()
-    x = torch.randn(1, *input_size, device=device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    model.train(was_training)
-    return counter.get_total_flops() / 2 / 1e9
+    try:
+        with torch.no_grad(), sdpa_kernel(backend), FlopCounterMode(display=False) as counter:
+            model(inputs)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops()
+
+
+def gmacs(model: nn.Module, input_size: tuple[int, ...] | Mapping[str, Any] | torch.Tensor) -> float:
+    """Multiply-accumulates per input (GMAC) of one inference forward: FlopCounterMode / 2 under the
+    math attention path, always on the CPU (a model elsewhere is counted on a CPU copy), so the figure
+    is a property of the model, not of the machine or the kernel it picked. A model on the ``meta``
+    device (shapes only, used by fast anchor tests) is counted there: the same decomposition, no data."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if device.type not in ("cpu", "meta"):
+        model, device = copy.deepcopy(model).cpu(), torch.device("cpu")
+    return count_flops(model, example_input(input_size, device)) / 2 / 1e9
 
 
 def sync(device: torch.device) -> None:
@@ -80,17 +128,67 @@ def infer_throughput(
     return batch_size * steps / (time.perf_counter() - t0)
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+_CLEAR_REFS = "/proc/self/clear_refs"
 
 
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    """(MiB, kind): CUDA max allocated on GPU, else the process's peak RSS (never reset)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return (rss / 2**20 if sys.platform == "darwin" else rss / 2**10), "cpu_peak_rss"
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            m = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
+
+
+def _release_free_memory() -> None:
+    """Hand memory freed by earlier runs back to the OS (glibc ``malloc_trim``), so this run's peak RSS starts
+    from what is live, not from what the allocator kept cached; a no-op where glibc is absent."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class PeakMemory:
+    """Peak memory of one run, whatever ran before it in the same process.
+
+    - CUDA: ``torch.cuda.max_memory_allocated`` since ``start`` (kind ``cuda_max_allocated``);
+    - CPU on Linux: the process's resident-set high-water mark (``VmHWM``) after resetting it at ``start``
+      through ``/proc/self/clear_refs`` (kind ``cpu_peak_rss_run``): the largest RSS during this run,
+      including the interpreter, torch and the data it holds;
+    - elsewhere: ``getrusage`` peak RSS of the whole process, never reset (kind ``cpu_peak_rss_process``):
+      in a suite it is the largest of all jobs so far, and labelled as such.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.kind = device, "cpu_peak_rss_process"
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.kind = "cuda_max_allocated"
+            return
+        _release_free_memory()
+        try:
+            with open(_CLEAR_REFS, "w") as f:
+                f.write("5")  # Linux >= 4.0: reset the peak RSS to the current RSS
+            if _status_kib("VmHWM") is not None:
+                self.kind = "cpu_peak_rss_run"
+        except OSError:
+            pass
+
+    def read(self) -> tuple[float, str]:
+        """(MiB, kind)."""
+        if self.kind == "cuda_max_allocated":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20, self.kind
+        if self.kind == "cpu_peak_rss_run":
+            return (_status_kib("VmHWM") or 0) / 2**10, self.kind
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        return (rss / 2**20 if sys.platform == "darwin" else rss / 2**10), self.kind
 
 
 class Timer:

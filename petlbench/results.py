@@ -43,6 +43,7 @@ class RunResult:
     model: str = ""
     seed: int = 0
     label: str = ""  # suite group label (e.g. "random-init"), empty otherwise
+    method_note: str = ""  # the method's own label, e.g. "re-implementation (no official code)"
     suite: str = ""
     config_hash: str = ""  # identity of the run (incl. seed): re-runs are skipped unless --force
     group_hash: str = ""  # the same without the seed: rows that aggregate together
@@ -62,7 +63,7 @@ class RunResult:
     train_img_s: float = math.nan
     infer_img_s: float = math.nan
     peak_mem_train_mb: float = math.nan
-    peak_mem_kind: str = ""  # cuda_max_allocated | cpu_peak_rss
+    peak_mem_kind: str = ""  # cuda_max_allocated | cpu_peak_rss_run | cpu_peak_rss_process (measure.PeakMemory)
     time_search_s: float = 0.0
     time_train_s: float = math.nan
     time_total_s: float = math.nan
@@ -75,6 +76,7 @@ class RunResult:
     batch_size: int = 0
     steps: int = 0
     amp: bool = False
+    deterministic: bool = False  # torch.use_deterministic_algorithms (+ cuBLAS workspace) was on
     device: str = ""
     frozen_backbone_mode: str = ""
     limit: int = 0
@@ -85,6 +87,7 @@ class RunResult:
     data_source: str = ""
     data_group: str = ""  # VTAB group: natural | specialized | structured
     data_fingerprint: str = ""  # JSON {split: sha256[:16]}
+    preprocessing: str = ""  # how images became model inputs (data.Preprocess.describe)
     num_classes: int = 0
     n_train: int = 0
     n_val: int = 0

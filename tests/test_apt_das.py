@@ -4,6 +4,7 @@ fixing and physically removing skipped blocks), and that training touches only m
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from contextlib import nullcontext
 
@@ -240,7 +241,7 @@ def _ctx(num_classes: int = 3, n_train: int = 4, loss_fn=F.cross_entropy) -> Sea
 
 
 def test_das_search_fixes_k_blocks():
-    overrides = {"skip": 2, "search_epochs": 2, "search_warmup_epochs": 1, "search_every": 1}
+    overrides = {"skip": 2, "search_epochs": 2, "search_warmup_epochs": 1, "gate_updates_per_epoch": 1000}
     m, model, total = tiny("das", overrides)
     head0 = model.head.weight.detach().clone()
     model.train()
@@ -264,7 +265,7 @@ def test_das_search_fixes_k_blocks():
 
 def test_das_search_gate_update_on_deterministic_reward():
     """Reward depends only on which blocks are skipped: the gates must follow the formula exactly."""
-    cfg = {"skip": 1, "search_epochs": 2, "search_warmup_epochs": 1, "search_every": 2, "search_arms": 3}
+    cfg = {"skip": 1, "search_epochs": 2, "search_warmup_epochs": 1, "gate_updates_per_epoch": 2, "search_arms": 3}
     m, model, _ = tiny("das", cfg)
     state = das_state(model)
 
@@ -317,3 +318,18 @@ def test_das_cannot_switch_blocks_outside_search():
     _, model, _ = tiny("das", {"skip": 1})
     with pytest.raises(ValueError, match="only the search"):
         set_skipped(model, (0,))  # block 0 was built as a kept block (no skip adapter)
+
+
+def test_das_default_search_moves_the_gates_on_a_built_in_task():
+    """With its default search budget DAS makes enough gate updates on a 1k-image-style task to move them."""
+    from petlbench.config import RunConfig
+    from petlbench.data import load_data
+    from petlbench.loop import run_one
+
+    raw = load_data("shapes-ori")
+    res = run_one(RunConfig(method="das", dataset="shapes-ori", device="cpu", overrides={"epochs": 1}), raw)
+    stats = json.loads(res.method_stats)
+    assert res.status == "ok" and stats["das_searched"]
+    # 50 steps per epoch, 2 search epochs after the warm-up epoch, 25 updates each
+    assert stats["das_gate_updates"] == 50
+    assert max(stats["das_gate_logits"]) - min(stats["das_gate_logits"]) > 0.1

@@ -120,3 +120,51 @@ def test_installed_commit_comes_from_pep610_direct_url(monkeypatch):
     assert loop._installed_commit() == "0123456789ab"
     monkeypatch.setattr(metadata, "distribution", lambda name: Dist(None))  # wheel / sdist install: unknown
     assert loop._installed_commit() == ""
+
+
+class _RecordingSearch:
+    """Mixin for a test method whose ``search`` records which images it trained on and was rewarded on
+    (each image carries its own id as its constant pixel value)."""
+
+    def search(self, model, ctx):
+        ids = lambda x: {round(float(v), 3) for v in x.mean(dim=(1, 2, 3))}  # noqa: E731
+        model.seen = {"train": set(), "val": set()}
+        for x, _ in ctx.train_batches():
+            model.seen["train"] |= ids(x)
+        val = ctx.val_batches()
+        for _ in range(20):
+            model.seen["val"] |= ids(next(val)[0])
+
+
+def _id_raw(with_val: bool) -> RawData:
+    """Every image is constant with its own value (its id); train 24, val 12, test 12."""
+    n = 48
+    x = np.repeat(np.arange(n, dtype=np.uint8)[:, None, None, None] * 5, 16, 1).repeat(16, 2).repeat(3, 3)
+    y = np.arange(n) % 3
+    split = {"train": (x[:24], y[:24]), "test": (x[36:], y[36:])}
+    if with_val:
+        split["val"] = (x[24:36], y[24:36])
+    return RawData("ids", split, ["a", "b", "c"], "generated:ids")
+
+
+@pytest.mark.parametrize(("with_val", "trainval"), [(True, True), (True, False), (False, False)])
+def test_search_never_rewards_on_data_it_trains_on(with_val, trainval):
+    from petlbench.registry import get
+
+    cls = type("Recorder", (_RecordingSearch, get("bitfit")), {"name": "recorder"})
+    method = cls(cls.Config(epochs=1, batch_size=4, warmup_epochs=0))
+    seed_everything(0)
+    model, _, total = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    data_cfg = {**resolve_data_config_for(model), "mean": (0, 0, 0), "std": (1, 1, 1)}
+    splits = prepare(_id_raw(with_val), data_cfg, trainval=trainval)
+    out = train_and_evaluate(model, method, splits, seed=0, device=torch.device("cpu"), amp=False, backbone_total=total)
+    seen = model.seen
+    assert seen["train"] and seen["val"] and not seen["train"] & seen["val"]
+    train_ids = {round(5 * i / 255, 3) for i in range(24)}
+    val_ids = {round(5 * i / 255, 3) for i in range(24, 36)}
+    if with_val:
+        assert seen["train"] == train_ids and seen["val"] == val_ids
+    else:  # 10% of train held out for the rewards
+        assert seen["train"] | seen["val"] == train_ids and len(seen["val"]) == 2
+    # and the training after the search uses train+val under --trainval
+    assert out.metrics["steps"] == (36 if trainval else 24) // 4

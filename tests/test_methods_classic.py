@@ -37,7 +37,7 @@ def _vit_b(name: str, overrides: dict | None = None, finalize: bool = False):
 
 
 def _macs_vit_b(model: nn.Module) -> float:
-    return measure.gmacs(model, (3, 224, 224), device="meta")
+    return measure.gmacs(model, (3, 224, 224))
 
 
 def _analytic_gmacs(tokens: int, extra_per_block: int = 0) -> float:
