@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import types
+import typing
+from typing import Literal
 
 import torch
 from torch import nn
@@ -25,8 +27,10 @@ from torch import nn
 from petlbench.methods.base import MethodModule
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "identity": nn.Identity}
-DOWN_INITS = ("kaiming", "xavier", "normal")
-UP_INITS = ("zero", "normal")
+Activation = Literal[tuple(ACTIVATIONS)]  # config field types, derived from the tables they name
+DownInit = Literal["kaiming", "xavier", "normal"]
+UpInit = Literal["zero", "normal"]
+DOWN_INITS, UP_INITS = typing.get_args(DownInit), typing.get_args(UpInit)
 BRANCH_SLOTS = ("attn_seq", "attn_par", "mlp_seq", "mlp_par")
 
 

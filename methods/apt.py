@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from petlbench.config import Range
 from petlbench.errors import UserError
 from petlbench.methods._modules import embed_dim, vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule
@@ -40,18 +42,12 @@ from petlbench.registry import register
 class APTConfig(MethodConfig):
     """APT keys. The training recipe (AdamW, lr 1e-3, wd 1e-4, 100 epochs) is the shared VTAB-1k default."""
 
-    num_prompts: int = 200  # p; the spec's reference setting (p=200, r=4); the official ViLT code uses 50
-    rank: int = 4  # r of the low-rank update W1 W2 of P; official code (hidden 4) and spec
+    num_prompts: Annotated[int, Range(ge=1)] = 200  # p; the spec's reference setting (p=200, r=4); the official ViLT code uses 50
+    rank: Annotated[int, Range(ge=1)] = 4  # r of the low-rank update W1 W2 of P; official code (hidden 4) and spec
     layers: tuple[int, ...] | None = None  # block indices to adapt (negative = from the end); None = all
-    dropout: float = 0.0  # on A, before the diffusion and the max; official: the host attention's attn_drop = 0.0
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0  # on A, before the diffusion and the max; official: the host attention's attn_drop = 0.0
 
     def __post_init__(self) -> None:
-        if self.num_prompts < 1:
-            raise ValueError(f"num_prompts must be >= 1 (got {self.num_prompts}); e.g. --set num_prompts=200")
-        if self.rank < 1:
-            raise ValueError(f"rank must be >= 1 (got {self.rank}); e.g. --set rank=4")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1) (got {self.dropout}); e.g. --set dropout=0.1")
         if self.layers is not None:
             self.layers = tuple(self.layers)
             if not self.layers:

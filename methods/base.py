@@ -27,10 +27,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from torch import nn
+
+from petlbench.config import Flag, Range
+
+Optimizer = Literal["adamw", "sgd"]  # the loop's optimizers (type alias for configs that change the default)
 
 
 @dataclass
@@ -52,13 +56,14 @@ class MethodConfig:
 
     NEUTRAL: ClassVar[dict[str, Any]] = {"grad_clip": 0.0}
 
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    epochs: int = 100
-    warmup_epochs: int = 10
-    batch_size: int = 64
-    grad_clip: float = 0.0  # clip the global grad norm of the trainable parameters to this; 0 = off
+    optimizer: Optimizer = "adamw"  # adamw | sgd (momentum 0.9)
+    lr: Annotated[float, Range(gt=0), Flag("override the recipe's learning rate")] = 1e-3
+    weight_decay: Annotated[float, Range(ge=0), Flag("override the recipe's weight decay")] = 1e-4
+    epochs: Annotated[int, Range(ge=1), Flag("override the recipe's epochs")] = 100
+    warmup_epochs: Annotated[int, Range(ge=0)] = 10
+    batch_size: Annotated[int, Range(ge=1), Flag("override the recipe's batch size")] = 64
+    # clip the global grad norm of the trainable parameters to this; 0 = off
+    grad_clip: Annotated[float, Range(ge=0)] = 0.0
 
 
 @dataclass

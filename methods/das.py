@@ -36,11 +36,12 @@ import math
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import nn
 
+from petlbench.config import Range
 from petlbench.errors import UserError
 from petlbench.methods._modules import Bottleneck, add_branches, embed_dim, vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
@@ -52,43 +53,33 @@ class DASConfig(MethodConfig):
     """DAS keys; defaults from the official DAS code (ViLT/METER configs) unless noted.
     The training recipe is the shared VTAB-1k default (AdamW, lr 1e-3, wd 1e-4, 100 epochs)."""
 
-    skip: int = 1  # k blocks to skip; the paper reports several k (DAS_k); 1 = the smallest saving
-    bottleneck: int | None = None  # parallel adapters A0/A1; None = d/8 (96 on d=768, official default)
-    skip_bottleneck: int | None = None  # skip adapters; None = d/4 (192 on d=768, official ViLT: 96*2)
+    skip: Annotated[int, Range(ge=0)] = 1  # k blocks to skip; the paper reports several k (DAS_k); 1 = the smallest saving
+    bottleneck: Annotated[int | None, Range(ge=1)] = None  # parallel adapters A0/A1; None = d/8 (96 on d=768, official default)
+    skip_bottleneck: Annotated[int | None, Range(ge=1)] = None  # skip adapters; None = d/4 (192 on d=768, official ViLT: 96*2)
     adapter_norm: bool = True  # LayerNorm at the adapter input (official ParallelAdapter option "in")
     adapter_init: Literal["normal", "lora"] = "normal"  # normal: Down, Up ~ N(0, 0.02) (official "bert"
     # init); lora: Down kaiming-uniform, Up = 0 (kept blocks exactly unchanged at init). Biases 0.
     adapter_scale: float = 1.0  # s in s·Up(...) (official adapter_scalar "1.0")
-    adapter_dropout: float = 0.0  # inside the adapter bottleneck (official 0.0)
+    adapter_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0  # inside the adapter bottleneck (official 0.0)
     skip_blocks: tuple[int, ...] | None = None  # fixed blocks to skip (official train stage's
     # skip_module); disables the search. None = search (or the last k blocks when no search runs)
-    search_epochs: int = 3  # epochs of the search stage (official das_epoch = 3); 0 = no search
-    search_warmup_epochs: int = 1  # search epochs before gate updates start (official warmup_epoch = 1)
+    search_epochs: Annotated[int, Range(ge=0)] = 3  # epochs of the search stage (official das_epoch = 3); 0 = no search
+    search_warmup_epochs: Annotated[int, Range(ge=0)] = 1  # search epochs before gate updates start (official warmup_epoch = 1)
     # gate updates per search epoch after the warm-up, evenly spaced (at most one per step). The official
     # code updates every das_turn = 10 steps, i.e. a count that grows with the data (hundreds per epoch on
     # VQAv2, ~1-5 on a 1k-image task, where the gates then barely move); we fix the count per epoch so the
     # bandit gets the same number of updates whatever the data size. 25 is our choice.
-    gate_updates_per_epoch: int = 25
-    search_arms: int = 3  # distinct k-subsets scored per update (official das_step = 3)
+    gate_updates_per_epoch: Annotated[int, Range(ge=1)] = 25
+    search_arms: Annotated[int, Range(ge=2)] = 3  # (>= 2 for a reward baseline) distinct k-subsets scored per update (official das_step = 3)
     gate_lr: float = 1.0  # step of the gate update; official code defines lr 0.1 ("1.0 for VQA") but
     # applies the update without it, i.e. an effective 1.0
-    reward_batches: int = 1  # fresh validation batches per update (all arms see the same ones); official 1
+    reward_batches: Annotated[int, Range(ge=1)] = 1  # fresh validation batches per update (all arms see the same ones); official 1
     reward_eval_mode: bool = True  # score arms with dropout off (official: training mode); our choice,
     # less noisy rewards
     reinit_after_search: bool = True  # reset adapters and head after the search (official: separate
     # training run from the pre-trained model); False = keep the search-trained weights
 
     def __post_init__(self) -> None:
-        if self.skip < 0:
-            raise ValueError(f"skip must be >= 0 (got {self.skip}); e.g. --set skip=1")
-        for key in ("bottleneck", "skip_bottleneck"):
-            v = getattr(self, key)
-            if v is not None and v < 1:
-                raise ValueError(f"{key} must be >= 1 or none (got {v}); e.g. --set {key}=96")
-        if self.adapter_init not in ("normal", "lora"):
-            raise ValueError(f"adapter_init must be normal or lora (got {self.adapter_init!r})")
-        if not 0.0 <= self.adapter_dropout < 1.0:
-            raise ValueError(f"adapter_dropout must be in [0, 1) (got {self.adapter_dropout})")
         if self.skip_blocks is not None:
             self.skip_blocks = tuple(self.skip_blocks)
             if len(set(self.skip_blocks)) != len(self.skip_blocks):
@@ -98,20 +89,11 @@ class DASConfig(MethodConfig):
                     f"skip_blocks names {len(self.skip_blocks)} blocks but skip={self.skip}; "
                     f"set skip={len(self.skip_blocks)} too"
                 )
-        if self.search_epochs < 0 or self.search_warmup_epochs < 0:
-            raise ValueError("search_epochs and search_warmup_epochs must be >= 0; e.g. --set search_epochs=3")
         if self.search_epochs > 0 and self.search_warmup_epochs >= self.search_epochs:
             raise ValueError(
                 f"search_warmup_epochs ({self.search_warmup_epochs}) must be < search_epochs "
                 f"({self.search_epochs}) or no gate update happens; e.g. --set search_warmup_epochs=1"
             )
-        if self.gate_updates_per_epoch < 1:
-            raise ValueError(f"gate_updates_per_epoch must be >= 1 (got {self.gate_updates_per_epoch}); "
-                             "e.g. --set gate_updates_per_epoch=25")
-        if self.search_arms < 2:
-            raise ValueError(f"search_arms must be >= 2 for a reward baseline (got {self.search_arms})")
-        if self.reward_batches < 1:
-            raise ValueError(f"reward_batches must be >= 1 (got {self.reward_batches})")
 
 
 # ------------------------------------------------------------------------------------------ modules

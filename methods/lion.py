@@ -49,14 +49,15 @@ from __future__ import annotations
 import math
 import types
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from petlbench.config import Range
 from petlbench.methods._deq import SolveInfo, SolverSpec, equilibrium
-from petlbench.methods.base import Method, MethodConfig, MethodModule
+from petlbench.methods.base import Method, MethodConfig, MethodModule, Optimizer
 from petlbench.registry import register
 
 _ACTS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu}
@@ -71,72 +72,47 @@ class LionConfig(MethodConfig):
     et al. 2022); VPT grid-searches lr and weight decay per task, so lr 0.05 / wd 1e-4 is our
     mid-grid pick — tune per task."""
 
-    optimizer: str = "sgd"  # VPT protocol (SGD, momentum 0.9 in the loop)
+    optimizer: Optimizer = "sgd"  # VPT protocol (SGD, momentum 0.9 in the loop)
     lr: float = 0.05  # our pick inside VPT's grid (base lr × batch/256); tune per task
     weight_decay: float = 1e-4  # inside VPT's grid {0.01, 0.001, 1e-4, 0}
     # our choice: clip the global grad norm at 1.0. Without it SGD lr 0.05 diverged on the mini-vtab
     # shapes-loc task (train loss 6e6, test top-1 at chance); implicit layers are prone to this.
     grad_clip: float = 1.0
     # --- architecture (all re-implementation choices; the paper gives no equations)
-    in_channels: int = 8  # our choice: channels C of the pixel-space input equilibrium state
-    in_stride: int = 1  # our choice: solve the input layer at resolution H/s (avg-pool), upsample the prompt
-    out_rank: int = 64  # our choice: bottleneck r of the output layer (≈ VPT-deep p=10 budget after pruning)
-    act: Literal["relu", "tanh", "gelu"] = "relu"  # MDEQ uses ReLU after GroupNorm (Bai et al. 2020)
+    in_channels: Annotated[int, Range(ge=1)] = 8  # our choice: channels C of the pixel-space input equilibrium state
+    in_stride: Annotated[int, Range(ge=1)] = 1  # our choice: solve the input layer at resolution H/s (avg-pool), upsample the prompt
+    out_rank: Annotated[int, Range(ge=1)] = 64  # our choice: bottleneck r of the output layer (≈ VPT-deep p=10 budget after pruning)
+    act: Literal[tuple(_ACTS)] = "relu"  # MDEQ uses ReLU after GroupNorm (Bai et al. 2020)
     norm: Literal["group", "none"] = "none"  # our choice: "group" (MDEQ-style GN in f) breaks contraction
-    gn_groups: int = 4  # our choice; must divide in_channels and out_rank
+    gn_groups: Annotated[int, Range(ge=1)] = 4  # our choice; must divide in_channels and out_rank
     reparam: Literal["weight", "spectral", "none"] = "spectral"  # our choice (DEQ/MDEQ use "weight")
-    lipschitz: float = 0.9  # spectral only: bound on the recurrent operator norm = contraction factor (ours)
+    lipschitz: Annotated[float, Range(gt=0)] = 0.9  # spectral only: bound on the recurrent operator norm = contraction factor (ours)
     # --- solver (spec: fixed-point iteration / Anderson, ~30 iterations, tol 1e-3)
     solver: Literal["anderson", "iter"] = "anderson"  # DEQ default solver family
-    max_iter: int = 30  # spec: max iters ~30–40 (forward and adjoint solve)
-    tol: float = 1e-3  # spec: tol 1e-3; 0 = always run max_iter iterations
+    max_iter: Annotated[int, Range(ge=1)] = 30  # spec: max iters ~30–40 (forward and adjoint solve)
+    tol: Annotated[float, Range(ge=0)] = 1e-3  # spec: tol 1e-3; 0 = always run max_iter iterations
     stop_mode: Literal["rel", "abs"] = "rel"  # rel: ‖f(z)−z‖/‖f(z)‖ over the batch (DEQ convention)
-    anderson_m: int = 5  # Anderson history (DEQ tutorial value)
-    anderson_lam: float = 1e-4  # Anderson Tikhonov term, relative to mean ‖G‖² (DEQ tutorial: 1e-4 absolute)
-    anderson_beta: float = 1.0  # Anderson mixing (DEQ tutorial value)
+    anderson_m: Annotated[int, Range(ge=2)] = 5  # Anderson history (DEQ tutorial value)
+    anderson_lam: Annotated[float, Range(ge=0)] = 1e-4  # Anderson Tikhonov term, relative to mean ‖G‖² (DEQ tutorial: 1e-4 absolute)
+    anderson_beta: Annotated[float, Range(gt=0, le=1)] = 1.0  # Anderson mixing (DEQ tutorial value)
     # --- gradient
     grad: Literal["implicit", "phantom", "unrolled"] = "implicit"  # implicit = DEQ adjoint solve
-    phantom_steps: int = 1  # phantom gradient steps k (k=1, λ=1: Jacobian-free backprop, Fung et al.)
-    phantom_damping: float = 1.0  # phantom damping λ (Geng et al. 2021 use 0.5–1)
+    phantom_steps: Annotated[int, Range(ge=1)] = 1  # phantom gradient steps k (k=1, λ=1: Jacobian-free backprop, Fung et al.)
+    phantom_damping: Annotated[float, Range(gt=0, le=1)] = 1.0  # phantom damping λ (Geng et al. 2021 use 0.5–1)
     # --- lottery-ticket pruning (paper: magnitude split into key / non-key; values our choice)
-    keep_ratio: float = 0.8  # fraction of LION weights kept as key weights; 1 = no pruning (our choice)
+    keep_ratio: Annotated[float, Range(gt=0, le=1)] = 0.8  # fraction of LION weights kept as key weights; 1 = no pruning (our choice)
     prune_scope: Literal["layer", "global"] = "layer"  # rank per weight tensor or over all LION weights
-    prune_warmup: float = 0.1  # fraction of training steps trained dense before the split (our choice)
-    prune_hard: float = 0.3  # fraction of training after which non-key weights are hard-masked (our choice)
-    prune_strength: float = 0.05  # per-step decoupled decay of non-key weights in the soft phase (our choice)
+    prune_warmup: Annotated[float, Range(ge=0, le=1)] = 0.1  # fraction of training steps trained dense before the split (our choice)
+    prune_hard: Annotated[float, Range(ge=0, le=1)] = 0.3  # fraction of training after which non-key weights are hard-masked (our choice)
+    prune_strength: Annotated[float, Range(ge=0, le=1)] = 0.05  # per-step decoupled decay of non-key weights in the soft phase (our choice)
 
     def __post_init__(self) -> None:
-        choices = {
-            "act": tuple(_ACTS), "norm": ("group", "none"), "reparam": ("weight", "spectral", "none"),
-            "solver": ("anderson", "iter"), "stop_mode": ("rel", "abs"),
-            "grad": ("implicit", "phantom", "unrolled"), "prune_scope": ("layer", "global"),
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key}={getattr(self, key)!r} is not valid; set {key} to one of {', '.join(allowed)}")
-        for key in ("in_channels", "in_stride", "out_rank", "gn_groups", "max_iter", "phantom_steps"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1 (got {getattr(self, key)})")
         if self.norm == "group" and (self.in_channels % self.gn_groups or self.out_rank % self.gn_groups):
             raise ValueError(
                 f"gn_groups={self.gn_groups} must divide in_channels={self.in_channels} and out_rank={self.out_rank}"
             )
-        if self.anderson_m < 2:
-            raise ValueError(f"anderson_m must be >= 2 (got {self.anderson_m})")
-        if self.tol < 0:
-            raise ValueError(f"tol must be >= 0 (got {self.tol}); 0 runs exactly max_iter iterations")
-        if not 0 < self.keep_ratio <= 1:
-            raise ValueError(f"keep_ratio must be in (0, 1] (got {self.keep_ratio}); 1 disables pruning")
-        if not 0 <= self.prune_warmup <= self.prune_hard <= 1:
-            raise ValueError(
-                f"need 0 <= prune_warmup <= prune_hard <= 1 (got {self.prune_warmup}, {self.prune_hard})"
-            )
-        if not 0 <= self.prune_strength <= 1:
-            raise ValueError(f"prune_strength must be in [0, 1] (got {self.prune_strength})")
-        if not 0 < self.phantom_damping <= 1:
-            raise ValueError(f"phantom_damping must be in (0, 1] (got {self.phantom_damping})")
-        if self.lipschitz <= 0:
-            raise ValueError(f"lipschitz must be > 0 (got {self.lipschitz})")
+        if not self.prune_warmup <= self.prune_hard:
+            raise ValueError(f"need prune_warmup <= prune_hard (got {self.prune_warmup}, {self.prune_hard})")
 
     def solver_spec(self) -> SolverSpec:
         return SolverSpec(self.solver, self.max_iter, self.tol, self.stop_mode, self.anderson_m,

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from petlbench.config import Range
 from petlbench.methods._modules import vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule
 from petlbench.registry import register
-
-TARGETS = ("qkv", "q,v")
 
 
 class LoRALinear(MethodModule):
@@ -79,23 +79,12 @@ class LoRAConfig(MethodConfig):
     """LoRA keys; the training recipe is petlbench's shared VTAB-1k recipe (inherited from ``MethodConfig``:
     NOAH's values, with the differences documented there), which NOAH used for its LoRA baseline."""
 
-    rank: int = 8  # r; r=8 is the VTAB-1k setting of NOAH's LoRA baseline (294,912 params on ViT-B/16)
-    alpha: float = 8.0  # scaling alpha/r = 1; the paper sets alpha to the first r tried and does not tune it
+    rank: Annotated[int, Range(ge=1)] = 8  # r; r=8 is the VTAB-1k setting of NOAH's LoRA baseline (294,912 params on ViT-B/16)
+    alpha: Annotated[float, Range(gt=0)] = 8.0  # scaling alpha/r = 1; the paper sets alpha to the first r tried and does not tune it
     # qkv (default): adapt timm's fused qkv Linear as one 3d×d matrix, as vision PETL suites (NOAH,
     # V-PETL Bench) do, so it is the comparable number; q,v adapts only the q and v slices (paper, Sec. 7.1).
-    targets: str = "qkv"
-    dropout: float = 0.0  # dropout on the LoRA input (loralib option); 0 as in NOAH's VTAB LoRA baseline
-
-    def __post_init__(self) -> None:
-        self.targets = self.targets.replace(" ", "")
-        if self.targets not in TARGETS:
-            raise ValueError(f"targets must be one of {', '.join(TARGETS)} (e.g. --set targets=qkv)")
-        if self.rank < 1:
-            raise ValueError("rank must be >= 1 (e.g. --set rank=8)")
-        if self.alpha <= 0:
-            raise ValueError("alpha must be > 0 (e.g. --set alpha=8)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1) (e.g. --set dropout=0.1)")
+    targets: Literal["qkv", "q,v"] = "qkv"
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0  # dropout on the LoRA input (loralib option); 0 as in NOAH's VTAB LoRA baseline
 
 
 @register

@@ -7,7 +7,6 @@ head, which is freshly sized to the dataset. Methods then add their own paramete
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,7 +16,8 @@ import timm
 import torch
 from torch import nn
 
-from petlbench.errors import UserError, did_you_mean
+from petlbench.errors import UserError, hub_unreachable
+from petlbench.registry import Registry
 
 OFFLINE_HINT = (
     "offline, use the bundled backbone (omit --model), a local file (--weights PATH) "
@@ -48,15 +48,61 @@ BUNDLED: dict[str, BundledModel] = {
 DEFAULT_MODEL = "petl_vit_micro"
 
 
+MODELS: Registry[BundledModel] = Registry(
+    "model", "run 'petlbench list models' (any timm architecture name works too)")
+for _name, _spec in BUNDLED.items():
+    MODELS.add(_name, _spec)
+
+
 def bundled_weights_path(name: str) -> Path:
-    return Path(str(resources.files("petlbench.assets").joinpath(BUNDLED[name].file)))
+    return Path(str(resources.files("petlbench.assets").joinpath(MODELS.get(name).file)))
 
 
 def list_models() -> list[tuple[str, str]]:
     """(name, note) rows: bundled models first, then timm architectures (no weights needed)."""
-    rows = [(n, b.description) for n, b in BUNDLED.items()]
+    rows = [(n, b.description) for n, b in MODELS.all().items()]
     rows += [(n, "timm") for n in timm.list_models()]
     return rows
+
+
+@dataclass
+class Built:
+    """A backbone with a method applied: the model, its weights' provenance, and the parameter count of the
+    backbone (with its head) before ``apply`` (so ``params_added`` can be counted)."""
+
+    model: nn.Module
+    weights_info: dict[str, Any]
+    backbone_total: int
+
+
+def build(method: Any, model_name: str | None, num_classes: int, *, weights: str | None = None,
+          pretrained: bool = True, **timm_kwargs: Any) -> Built:
+    """Backbone + ``method.apply``; refuses a backbone kind the method does not support."""
+    model, info = create_backbone(model_name, num_classes, weights=weights, pretrained=pretrained, **timm_kwargs)
+    kind = backbone_kind(model)
+    if kind not in method.supports:
+        raise UserError(
+            f"method '{method.name}' does not support {kind} backbones (supports: {', '.join(sorted(method.supports))}); "
+            "pick another --model"
+        )
+    backbone_total = sum(p.numel() for p in model.parameters())
+    return Built(method.apply(model), info, backbone_total)
+
+
+def data_config(model: nn.Module) -> dict[str, Any]:
+    """timm's data config (input size, mean, std); a ViT built with another ``img_size`` than its
+    pretrained config takes its real input size."""
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if img_size is not None:
+        cfg["input_size"] = (cfg["input_size"][0], *img_size)
+    return cfg
+
+
+def input_size(model: nn.Module) -> tuple[int, int, int]:
+    return tuple(data_config(model)["input_size"])
 
 
 def backbone_kind(model: nn.Module) -> str:
@@ -159,8 +205,8 @@ def create_backbone(
     """
     name = name or DEFAULT_MODEL
     info: dict[str, Any] = {"model": name, "weights_source": "random-init", "weights_sha256": ""}
-    if name in BUNDLED:
-        spec = BUNDLED[name]
+    spec = MODELS.find(name)
+    if spec is not None:
         model = timm.create_model(spec.arch, pretrained=False, num_classes=num_classes, **spec.kwargs, **timm_kwargs)
         if weights is None and pretrained:
             path = bundled_weights_path(name)
@@ -172,17 +218,15 @@ def create_backbone(
             weights = str(path)
     else:
         if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
-            raise UserError(
-                f"unknown model '{name}'{did_you_mean(name, list(BUNDLED) + timm.list_models())}; "
-                "run 'petlbench list models'"
-            )
+            MODELS.get(name, also=timm.list_models())  # raises: unknown model, did you mean ...
         hub = pretrained and weights is None
         try:
             model = timm.create_model(name, pretrained=hub, num_classes=num_classes, **timm_kwargs)
-        except Exception as e:
-            if hub and _is_network_error(e):
-                raise UserError(f"cannot download weights for '{name}' from the Hugging Face hub; {OFFLINE_HINT}") from None
-            raise
+        except hub_unreachable() as e:
+            if not hub:
+                raise
+            raise UserError(f"cannot download weights for '{name}' from the Hugging Face hub "
+                            f"({type(e).__name__}); {OFFLINE_HINT}") from None
         if hub:
             info["weights_source"] = f"hub:{model.pretrained_cfg.get('hf_hub_id') or name}"
     if weights is not None and pretrained:
@@ -191,12 +235,6 @@ def create_backbone(
         info["weights_sha256"] = file_sha256(weights)
     freeze_backbone(model)
     return model, info
-
-
-def _is_network_error(e: Exception) -> bool:
-    text = f"{type(e).__name__} {e}".lower()
-    keys = ("localentrynotfound", "connection", "offline", "resolve", "timed out", "huggingface", "hub")
-    return any(k in text for k in keys) or os.environ.get("HF_HUB_OFFLINE") == "1"
 
 
 def freeze_backbone(model: nn.Module) -> None:

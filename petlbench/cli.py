@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,8 +22,9 @@ from rich.progress import (
 from rich.table import Table
 
 from petlbench.errors import UserError, did_you_mean
+from petlbench.options import with_run_options
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark parameter-efficient transfer learning (PETL) methods on vision transformers.")
 console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 180)))
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
@@ -31,8 +32,22 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
 DEFAULT_OUT = "results"
 
 
+def _version(value: bool) -> None:
+    if value:
+        from petlbench import __version__
+
+        print(f"petlbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """Benchmark parameter-efficient transfer learning (PETL) methods on vision transformers."""
+
+
 class RichReporter:
-    """Progress bar for the training loop: steps, loss, img/s."""
+    """Progress bar for the training loop (steps, loss, img/s) and log lines above it."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress, self.task = progress, None
@@ -47,6 +62,9 @@ class RichReporter:
         if self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None
+
+    def log(self, message: str) -> None:
+        self.progress.console.print(f"  {message}")
 
 
 def _progress() -> Progress:
@@ -68,95 +86,43 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _overrides(method: str, sets: list[str], **flags) -> dict:
-    from petlbench.config import parse_sets
-    from petlbench.registry import get
+def _execute(jobs: list, out: str, force: bool) -> list:
+    from petlbench.runner import execute
 
-    cls = get(method)
-    out = parse_sets(sets or [], cls.Config, method)
-    out.update({k: v for k, v in flags.items() if v is not None})  # ranges: config.build_method_config
-    return out
-
-
-def execute(jobs, out: str, force: bool, suite: str = "") -> list:
-    """Run jobs = [(RunConfig, dataset)] in order; validate each before storing anything."""
-    from petlbench.data import load_data
-    from petlbench.loop import prepare_run, run_one
-    from petlbench.results import Store
-
-    store = Store(out)
-    done = store.hashes()
-    results, raw_cache = [], {}
     with _progress() as progress:
-        reporter = RichReporter(progress)
-        for i, (cfg, dataset) in enumerate(jobs, 1):
-            key = (dataset, cfg.limit)
-            if key not in raw_cache:
-                raw_cache[key] = load_data(dataset, limit=cfg.limit)
-            raw = raw_cache[key]
-            prepared = prepare_run(cfg, raw)
-            tag = f"[{i}/{len(jobs)}] {cfg.method} on {raw.name} seed {cfg.seed}"
-            if prepared.config_hash in done and not force:
-                console.print(f"{tag}: skipped, already in {store.csv} (config {prepared.config_hash}; --force to rerun)")
-                continue
-            progress.console.print(f"{tag} ...")
-            res = run_one(cfg, raw, reporter=reporter, log=lambda s: progress.console.print(f"  {s}"),
-                          prepared=prepared)
-            res.suite = suite
-            store.append(res)
-            done.add(res.config_hash)
-            results.append(res)
-            line = f"  top-1 {res.top1_pct:.2f}%  ({res.time_total_s:.1f} s)" if res.status == "ok" else \
-                f"  [red]{res.status}[/]: {res.error}"
-            progress.console.print(line)
-    return results
+        return execute(jobs, out, force, RichReporter(progress), progress.console.print)
 
 
 def _note_for(methods: set[str]) -> str:
-    from petlbench.registry import get
+    from petlbench.registry import METHODS
 
-    notes = [f"{m}: {get(m).note}" for m in sorted(methods) if get(m).note]
+    notes = [f"{m}: {METHODS.get(m).note}" for m in sorted(methods) if METHODS.get(m).note]
     return "; ".join(notes)
 
 
 @app.command()
+@with_run_options
 def run(
     method: Annotated[str, typer.Argument(help="method name (see 'petlbench list methods')")],
-    dataset: Annotated[str | None, typer.Option(help="built-in name, hub name or local path")] = None,
-    model: Annotated[str | None, typer.Option(help="timm model name or bundled model")] = None,
-    img_size: Annotated[int | None, typer.Option(help="ViT input resolution (default: the model's)")] = None,
-    weights: Annotated[str | None, typer.Option(help="local .safetensors / torch state dict")] = None,
-    no_pretrained: Annotated[bool, typer.Option("--no-pretrained", help="random init")] = False,
-    epochs: Annotated[int | None, typer.Option(help="override the recipe's epochs")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="override the recipe's batch size")] = None,
-    lr: Annotated[float | None, typer.Option(help="override the recipe's learning rate")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="override the recipe's weight decay")] = None,
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
     set_: Annotated[list[str] | None, typer.Option("--set", help="method config key=value (repeatable)")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    amp: Annotated[bool, typer.Option("--amp", help="bf16 autocast")] = False,
-    deterministic: Annotated[bool, typer.Option("--deterministic", help="deterministic kernels only "
-                                                "(torch.use_deterministic_algorithms; for GPU reproducibility)")] = False,
-    trainval: Annotated[bool, typer.Option("--trainval", help="train on train+val, test once")] = False,
-    limit: Annotated[int | None, typer.Option(help="cap images per split")] = None,
     out: Annotated[str, typer.Option(help="results store directory")] = DEFAULT_OUT,
     force: Annotated[bool, typer.Option("--force", help="re-run configs already stored")] = False,
-    label: Annotated[str, typer.Option(help="tag stored with the run (part of its identity)")] = "",
-    suite_name: Annotated[str, typer.Option("--suite", hidden=True, help="suite the run belongs to")] = "",
+    **options: Any,
 ) -> None:
     """Train and evaluate METHOD on one dataset (default: the embedded offline task)."""
-    from petlbench.config import RunConfig
+    from petlbench.config import parse_sets
+    from petlbench.options import RunConfig, recipe_flags
+    from petlbench.registry import METHODS
 
     seed_list = _parse_seeds(seeds)
-    overrides = _overrides(method, set_ or [], epochs=epochs, batch_size=batch_size, lr=lr,
-                           weight_decay=weight_decay)
-    if limit is not None and limit <= 0:
-        raise UserError(f"--limit must be positive, got {limit}")
-    if img_size is not None and img_size <= 0:
-        raise UserError(f"--img-size must be positive, got {img_size}")
-    base = RunConfig(method=method, dataset=dataset, model=model, img_size=img_size, weights=weights, pretrained=not no_pretrained,
-                     device=device, amp=amp, deterministic=deterministic, limit=limit, trainval=trainval, overrides=overrides, label=label)
-    results = execute([(replace(base, seed=s), dataset) for s in seed_list], out, force, suite=suite_name)
+    overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)
+    overrides.update({k: v for k in recipe_flags() if (v := options.pop(k)) is not None})
+    for key in ("limit", "img_size"):
+        if options[key] is not None and options[key] <= 0:
+            raise UserError(f"--{key.replace('_', '-')} must be positive, got {options[key]}")
+    base = RunConfig(method=method, overrides=overrides, **options)
+    results = _execute([replace(base, seed=s) for s in seed_list], out, force)
     _finish(results, {method})
 
 
@@ -184,56 +150,17 @@ def suite(
                                                  help="print one 'petlbench run' per job for an external engine")] = False,
 ) -> None:
     """Run a benchmark suite (benchmarks/*.toml) sequentially, or print its jobs for a scheduler."""
-    from petlbench.config import RunConfig, load_suite, validate_overrides
-    from petlbench.registry import get
+    from petlbench.options import as_command
+    from petlbench.suites import suite_jobs
 
-    sname, _, runs = load_suite(name)
-    jobs = []
-    for r in runs:
-        validate_overrides(get(r.method).Config, r.overrides, r.method)
-        seed_list = _parse_seeds(seeds) if seeds else r.seeds
-        opts = dict(r.run)
-        if limit is not None:
-            opts["limit"] = limit
-        if device is not None:
-            opts["device"] = device
-        for s in seed_list:
-            jobs.append((RunConfig(method=r.method, dataset=r.dataset, seed=s, overrides=r.overrides,
-                                   label=r.label, suite=sname, **opts), r.dataset))
+    sname, jobs = suite_jobs(name, _parse_seeds(seeds) if seeds else None, limit=limit, device=device)
     if print_commands:
-        for cfg, _ in jobs:
-            print(_as_command(cfg, out))
+        for cfg in jobs:
+            print(as_command(cfg, out))
         return
     console.print(f"suite {sname}: {len(jobs)} runs -> {out}/results.csv")
-    results = execute(jobs, out, force, suite=sname)
-    _finish(results, {cfg.method for cfg, _ in jobs})
-
-
-def _as_command(cfg, out: str) -> str:
-    import shlex
-
-    parts = ["petlbench", "run", cfg.method, "--seeds", str(cfg.seed), "--out", out]
-    for flag, val in (("--dataset", cfg.dataset), ("--model", cfg.model), ("--img-size", cfg.img_size),
-                      ("--weights", cfg.weights),
-                      ("--limit", cfg.limit), ("--device", cfg.device)):
-        if val is not None:
-            parts += [flag, str(val)]
-    if not cfg.pretrained:
-        parts.append("--no-pretrained")
-    if cfg.amp:
-        parts.append("--amp")
-    if cfg.deterministic:
-        parts.append("--deterministic")
-    if cfg.trainval:
-        parts.append("--trainval")
-    if cfg.label:
-        parts += ["--label", cfg.label]
-    if cfg.suite:
-        parts += ["--suite", cfg.suite]
-    for k, v in cfg.overrides.items():
-        v = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v).lower() if isinstance(v, bool) else v
-        parts += ["--set", f"{k}={v}"]
-    return " ".join(shlex.quote(str(p)) for p in parts)
+    results = _execute(jobs, out, force)
+    _finish(results, {cfg.method for cfg in jobs})
 
 
 @app.command("list")
@@ -244,28 +171,29 @@ def list_(what: Annotated[str, typer.Argument(help="methods | datasets | models"
         raise UserError(f"cannot list '{what}'{did_you_mean(what, choices)}; choose methods, datasets or models")
     t = Table(title=what, title_justify="left")
     if what == "methods":
-        from petlbench.registry import available
+        from petlbench.registry import METHODS
 
         for col in ("name", "supports", "description"):
             t.add_column(col)
-        for name, cls in available().items():
+        for name, cls in METHODS.all().items():
             t.add_row(name, ",".join(sorted(cls.supports)), cls.description + (f" ({cls.note})" if cls.note else ""))
     elif what == "datasets":
-        from petlbench.data import default_dataset, list_datasets
+        from petlbench.offline import DEFAULT
+        from petlbench.sources import list_datasets
 
         for col in ("name", "kind", "notes"):
             t.add_column(col)
         for name, kind, note in list_datasets():
-            t.add_row(name + (" (default)" if name == default_dataset() else ""), kind, note)
+            t.add_row(name + (" (default)" if name == DEFAULT else ""), kind, note)
     else:
-        from petlbench.backbones import BUNDLED, DEFAULT_MODEL, list_models
+        from petlbench.backbones import DEFAULT_MODEL, MODELS, list_models
 
-        rows = list_models()
+        rows, n = list_models(), len(MODELS.all())
         t.add_column("name")
         t.add_column("notes")
-        for name, note in rows[: len(BUNDLED)]:
+        for name, note in rows[:n]:
             t.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), note)
-        t.add_row(f"... and {len(rows) - len(BUNDLED)} timm architectures", "e.g. vit_base_patch16_224, resnet50 "
+        t.add_row(f"... and {len(rows) - n} timm architectures", "e.g. vit_base_patch16_224, resnet50 "
                   "(hub weights online, --weights PATH offline, --no-pretrained)")
     console.print(t)
 
@@ -280,11 +208,14 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Build the model (random init, no data), apply METHOD, report parameter counts and GMACs."""
-    from petlbench.loop import inspect as do_inspect
+    from petlbench.config import parse_sets
+    from petlbench.registry import METHODS
+    from petlbench.runner import inspect as do_inspect
 
     if num_classes <= 0:
         raise UserError(f"--num-classes must be positive, got {num_classes}")
-    info = do_inspect(method, model, num_classes, img_size, _overrides(method, set_ or []))
+    overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)
+    info = do_inspect(method, model, num_classes, img_size, overrides)
     if as_json:
         print(json.dumps(info))
         return

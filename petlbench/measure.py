@@ -71,12 +71,37 @@ _register_fused_attention_formulas()
 COUNT_BACKEND = SDPBackend.MATH
 
 
+def example_like(sample: Any) -> Any:
+    """A batch of one shaped like a dataset sample (no batch dim): float tensors become fixed-seed random
+    values (so a data-dependent model, e.g. an equilibrium solver, is always measured on the same input),
+    integer tensors (token ids, masks) are kept; mappings are handled per key."""
+    if isinstance(sample, Mapping):
+        return {k: example_like(v) for k, v in sample.items()}
+    if isinstance(sample, torch.Tensor):
+        if sample.is_floating_point():
+            return torch.randn(1, *sample.shape, generator=torch.Generator().manual_seed(0))
+        return sample.unsqueeze(0).clone()
+    return sample
+
+
 def example_input(input_size: tuple[int, ...] | Mapping[str, Any] | torch.Tensor,
                   device: torch.device | str = "cpu") -> Any:
-    """A batch of one: random image of ``input_size`` (C, H, W), or a given tensor / mapping as is."""
+    """A batch of one: a fixed-seed random image of ``input_size`` (C, H, W), or a given batch as is."""
     if isinstance(input_size, (torch.Tensor, Mapping)):
-        return input_size
-    return torch.randn(1, *input_size, device=device)
+        return _to(input_size, device)
+    return example_like(torch.empty(*input_size)).to(device)
+
+
+def _to(batch: Any, device: torch.device | str) -> Any:
+    if isinstance(batch, Mapping):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch.to(device) if isinstance(batch, torch.Tensor) else batch
+
+
+def _repeat(example: Any, n: int) -> Any:
+    if isinstance(example, Mapping):
+        return {k: _repeat(v, n) for k, v in example.items()}
+    return example.expand(n, *example.shape[1:]).contiguous() if isinstance(example, torch.Tensor) else example
 
 
 def count_flops(model: nn.Module, inputs: Any, backend: SDPBackend = COUNT_BACKEND) -> int:
@@ -109,12 +134,13 @@ def sync(device: torch.device) -> None:
 
 @torch.no_grad()
 def infer_throughput(
-    model: nn.Module, input_size: tuple[int, ...], device: torch.device, batch_size: int = 64, steps: int = 10,
-    warmup: int = 2, autocast=None,
+    model: nn.Module, example: tuple[int, ...] | Mapping[str, Any] | torch.Tensor, device: torch.device,
+    batch_size: int = 64, steps: int = 10, warmup: int = 2, autocast=None,
 ) -> float:
-    """Images per second of ``model`` in inference mode on a fixed random batch."""
+    """Inputs per second of ``model`` in inference mode on a fixed batch of ``batch_size`` copies of
+    ``example`` (a batch of one, or an image size)."""
     model.eval()
-    x = torch.randn(batch_size, *input_size, device=device)
+    x = _repeat(example_input(example, device), batch_size)
     ctx = autocast or (lambda: torch.autocast(device.type, enabled=False))
     for _ in range(warmup):
         with ctx():

@@ -261,8 +261,9 @@ def t975(n: int) -> float:
 KEYS = ["dataset", "method", "label", "model", "group_hash"]
 
 
-def display_name(method: str, label: str) -> str:
-    return f"{method} [{label}]" if label else method
+def display_name(method: str, label: str, note: str = "") -> str:
+    """``method [label]``, with a † when the method carries a note (see ``notes_caption``)."""
+    return f"{method}{'†' if note else ''}" + (f" [{label}]" if label else "")
 
 
 def aggregate(df):
@@ -278,6 +279,8 @@ def aggregate(df):
         row["n"] = len(g)
         row["seeds"] = ",".join(str(int(s)) for s in sorted(g["seed"]))
         row["data_group"] = g["data_group"].iloc[0] if "data_group" in g else ""
+        row["method_note"] = _note(g)
+        row["batch_size"] = int(g["batch_size"].iloc[0]) if "batch_size" in g and len(g) else 0
         for m in METRICS:
             vals = g[m].astype(float)
             row[m] = vals.mean()
@@ -286,6 +289,26 @@ def aggregate(df):
         row["ppt"] = ppt(row["top1_pct"], row["params_trainable"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _note(rows) -> str:
+    """The method's own label (e.g. LION's re-implementation note): from the rows, or, for rows stored before
+    the column existed, from the registered method."""
+    notes = [n for n in rows.get("method_note", []) if isinstance(n, str) and n]
+    if notes:
+        return notes[0]
+    from petlbench.registry import METHODS
+
+    try:
+        return METHODS.get(str(rows["method"].iloc[0])).note
+    except UserError:  # a method this install does not know (a plug-in that is gone)
+        return ""
+
+
+def notes_caption(agg) -> str:
+    """'† lion: re-implementation ...' for every configuration with a method note ('' if none)."""
+    pairs = sorted({(r.method, r.method_note) for r in agg.itertuples() if getattr(r, "method_note", "")})
+    return "; ".join(f"† {m}: {n}" for m, n in pairs)
 
 
 def ppt(top1: float, params: float) -> float:
@@ -305,6 +328,7 @@ def vtab_summary(agg):
             "mean_of_tasks": g["top1_pct"].mean(), "mean_of_groups": groups.mean(),
             **{f"group_{k}": v for k, v in groups.items()},
             "params_trainable": g["params_trainable"].mean(), "gmacs": g["gmacs"].mean(),
+            "method_note": g["method_note"].iloc[0] if "method_note" in g else "",
         })
     return pd.DataFrame(rows).sort_values("mean_of_groups", ascending=False)
 
@@ -346,6 +370,7 @@ def fmt(v: float, nd: int = 2) -> str:
 
 
 def runs_table(results: list[RunResult], title: str = "petlbench runs"):
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
@@ -355,20 +380,23 @@ def runs_table(results: list[RunResult], title: str = "petlbench runs"):
                       ("peak MiB ↓", "right"), ("time s", "right"), ("recipe", "left"), ("status", "left")]:
         t.add_column(col, justify=just)
     for r in results:
-        t.add_row(display_name(r.method, r.label), r.dataset, str(r.seed), fmt(r.top1_pct), fmt(r.top1_val_pct),
+        t.add_row(escape(display_name(r.method, r.label, r.method_note)), r.dataset, str(r.seed), fmt(r.top1_pct), fmt(r.top1_val_pct),
                   fmt_int(r.params_trainable), fmt_int(r.params_trainable_excl_head), fmt(r.gmacs, 4),
                   fmt(r.train_img_s, 0), fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.time_total_s, 1),
                   f"{r.optimizer} lr={r.lr:g} ep={r.epochs} bs={r.batch_size}", r.status if r.status == "ok" else f"[red]{r.status}[/]: {r.error[:60]}")
     if results:
         r = results[-1]
-        t.caption = (f"model {r.model} ({r.weights_source}); data {r.data_source}; device {r.device}; "
-                     f"peak mem = {r.peak_mem_kind}; top-1 on test, evaluated once after the last epoch")
+        notes = sorted({f"† {x.method}: {x.method_note}" for x in results if x.method_note})
+        t.caption = escape(f"model {r.model} ({r.weights_source}); data {r.data_source}; device {r.device}; "
+                           f"peak mem = {r.peak_mem_kind}; img/s at the run's batch size (bs); top-1 on test, "
+                           f"evaluated once after the last epoch" + "".join(f"\n{n}" for n in notes))
         t.caption_justify = "left"
     return t
 
 
 def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
     """One Rich table per dataset (``by='dataset'``) or per method (``by='method'``), ranked by ``sort``."""
+    from rich.markup import escape
     from rich.table import Table
 
     if sort not in METRICS:
@@ -390,18 +418,23 @@ def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
             t.add_column(f"{label} {'↑' if hi else '↓'}", justify="right")
         t.add_column("PPT ↑", justify="right")
         for rank, r in enumerate(g.itertuples(), 1):
-            name = display_name(r.method, r.label) if outer == "dataset" else r.dataset
+            name = display_name(r.method, r.label, r.method_note) if outer == "dataset" else r.dataset
             if agg["model"].nunique() > 1:
                 name += f" ({r.model})"
+            name = escape(name)
             std = fmt(r.top1_pct_std) if r.n > 1 else "–"
             t.add_row(str(rank), name, str(r.n), f"{fmt(r.top1_pct)} ± {std}",
                       f"±{fmt(r.top1_pct_ci95)}", fmt_int(r.params_trainable), fmt(r.gmacs, 4), fmt(r.train_img_s, 0),
                       fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.ppt))
+        sizes, notes = ", ".join(str(b) for b in sorted(set(g["batch_size"]))), notes_caption(g)
+        t.caption = escape(f"img/s at batch size {sizes}" + (f"; {notes}" if notes else ""))
+        t.caption_justify = "left"
         tables.append(t)
     return tables
 
 
 def summary_table(summary):
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title="VTAB-style summary over datasets (top-1 %)", title_justify="left")
@@ -410,7 +443,7 @@ def summary_table(summary):
                 "trainable ↓"]:
         t.add_column(col, justify="left" if col == "method" else "right")
     for r in summary.to_dict("records"):
-        t.add_row(display_name(r["method"], r["label"]), str(r["tasks"]), fmt(r["mean_of_groups"]),
+        t.add_row(escape(display_name(r["method"], r["label"], r.get("method_note", ""))), str(r["tasks"]), fmt(r["mean_of_groups"]),
                   fmt(r["mean_of_tasks"]), *[fmt(r[c]) for c in group_cols], fmt_int(r["params_trainable"]))
     return t
 
@@ -437,7 +470,8 @@ def markdown_pivot(agg) -> str:
                 std = f" ± {m['top1_pct_std'].iloc[0]:.1f}" if m["n"].iloc[0] > 1 else ""
                 cells.append(f"{m['top1_pct'].iloc[0]:.1f}{std}")
         n = f"{rows['n'].min()}" if rows["n"].min() == rows["n"].max() else f"{rows['n'].min()}–{rows['n'].max()}"
-        lines.append("| " + " | ".join([display_name(r.method, r.label), *cells, fmt(r.mean_of_groups, 1),
+        lines.append("| " + " | ".join([display_name(r.method, r.label, r.method_note), *cells, fmt(r.mean_of_groups, 1),
                                          fmt(r.mean_of_tasks, 1), fmt_int(rows["params_trainable_excl_head"].mean()),
                                          fmt(rows["gmacs"].mean(), 4), n]) + " |")
-    return "\n".join(lines)
+    notes = notes_caption(agg)
+    return "\n".join(lines) + (f"\n\n{notes}" if notes else "")

@@ -13,9 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from petlbench import measure
-from petlbench.backbones import create_backbone
+from petlbench.backbones import build, create_backbone
 from petlbench.errors import UserError
-from petlbench.loop import build, make_method
 from petlbench.methods.apt import APTCore
 from petlbench.methods.base import SearchContext
 from petlbench.methods.das import (
@@ -27,6 +26,7 @@ from petlbench.methods.das import (
     set_skipped,
     top_k,
 )
+from petlbench.runner import make_method
 
 IMG = 32  # test_vit at 32x32: 4 patches + CLS, d=64, 6 blocks
 
@@ -34,7 +34,8 @@ IMG = 32  # test_vit at 32x32: 4 patches + CLS, d=64, 6 blocks
 def tiny(method: str, overrides: dict | None = None, num_classes: int = 3):
     torch.manual_seed(0)
     m = make_method(method, overrides)
-    model, _, total = build(m, "test_vit", num_classes, pretrained=False, img_size=IMG)
+    built = build(m, "test_vit", num_classes, pretrained=False, img_size=IMG)
+    model, total = built.model, built.backbone_total
     return m, model, total
 
 
@@ -93,7 +94,8 @@ def test_apt_max_term_carries_no_gradient():
 def test_apt_anchor_vit_base():
     m = make_method("apt", {"num_prompts": 200, "rank": 4})
     torch.manual_seed(0)
-    model, _, total = build(m, "vit_base_patch16_224", 100, pretrained=False)
+    built = build(m, "vit_base_patch16_224", 100, pretrained=False)
+    model, total = built.model, built.backbone_total
     counts = measure.param_counts(model, total)
     assert counts["params_trainable_excl_head"] == 1_916_940
     assert counts["params_added"] == 1_916_940
@@ -322,9 +324,9 @@ def test_das_cannot_switch_blocks_outside_search():
 
 def test_das_default_search_moves_the_gates_on_a_built_in_task():
     """With its default search budget DAS makes enough gate updates on a 1k-image-style task to move them."""
-    from petlbench.config import RunConfig
-    from petlbench.data import load_data
-    from petlbench.loop import run_one
+    from petlbench.options import RunConfig
+    from petlbench.runner import run_one
+    from petlbench.sources import load_data
 
     raw = load_data("shapes-ori")
     res = run_one(RunConfig(method="das", dataset="shapes-ori", device="cpu", overrides={"epochs": 1}), raw)

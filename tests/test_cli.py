@@ -150,12 +150,12 @@ def test_bad_input_one_line_exit_2_nothing_stored(cli, tmp_path, image_folder, a
 
 def test_failed_run_is_recorded_not_raised(cli, tmp_path, image_folder, monkeypatch):
     """A crash inside training (not bad input) becomes a row with status 'failed' and exit 1."""
-    from petlbench import loop
+    from petlbench import runner
 
     def boom(*a, **k):
         raise RuntimeError("simulated out of memory")
 
-    monkeypatch.setattr(loop, "train_and_evaluate", boom)
+    monkeypatch.setattr(runner, "train_and_evaluate", boom)
     out = tmp_path / "store"
     code, _, _ = cli("run", "linear", "--dataset", image_folder, *TINY_RUN, "--out", out)
     assert code == 1

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from petlbench import measure
+from petlbench.backbones import build
 from petlbench.errors import UserError
-from petlbench.loop import build, make_method
 from petlbench.methods._deq import SolverSpec, equilibrium, solve
 from petlbench.methods.lion import InputImplicit, LionConfig, OutputImplicit, PrunableWeight
+from petlbench.runner import make_method
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +28,8 @@ def _tiny(name: str = "test_vit", **overrides):
     torch.manual_seed(0)
     method = make_method("lion", overrides)
     kwargs = {"img_size": 32} if name == "test_vit" else {}
-    model, _, backbone_total = build(method, name, 10, pretrained=False, **kwargs)
+    built = build(method, name, 10, pretrained=False, **kwargs)
+    model, backbone_total = built.model, built.backbone_total
     return method, model, backbone_total
 
 
@@ -230,7 +232,8 @@ def test_resnet_train_step_and_gmacs_count_solver_iterations() -> None:
 def test_vit_base_parameter_anchor() -> None:
     torch.manual_seed(0)
     method = make_method("lion", {})
-    model, _, backbone_total = build(method, "vit_base_patch16_224", 100, pretrained=False)
+    built = build(method, "vit_base_patch16_224", 100, pretrained=False)
+    model, backbone_total = built.model, built.backbone_total
     counts = measure.param_counts(model, backbone_total)
     c, d, r = 8, 768, 64
     inp = c * c * 9 + (3 * c + c) + (c * 3 + 3)  # rec, inj + bias, proj + bias

@@ -7,17 +7,16 @@ import pytest
 import torch
 from torch import nn
 
+from petlbench.backbones import build, data_config
 from petlbench.data import RawData, prepare
-from petlbench.loop import (
-    build,
-    cosine_with_warmup,
-    make_method,
-    resolve_data_config_for,
-    seed_everything,
-    set_train_mode,
-    train_and_evaluate,
-)
+from petlbench.loop import Reporter, Runtime, cosine_with_warmup, set_train_mode, train_and_evaluate
 from petlbench.methods.base import MethodModule
+from petlbench.runner import make_method, seed_everything
+
+
+class _Log(Reporter):
+    def __init__(self, log):
+        self.log = log
 
 
 def _raw(n=48, classes=3, size=16, seed=0) -> RawData:
@@ -57,11 +56,11 @@ def _fit(method_name: str, mode: str = "eval", seed: int = 0, log=lambda m: None
     Also returns the head's initial weights, for tests that measure how far it moved."""
     seed_everything(seed)
     method = make_method(method_name, {"epochs": 2, "batch_size": 8, "warmup_epochs": 0, **recipe})
-    model, _, total = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    built = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    model = built.model
     head_init = model.head.weight.detach().clone()
-    splits = prepare(_raw(), resolve_data_config_for(model))
-    out = train_and_evaluate(model, method, splits, seed=seed, device=torch.device("cpu"), amp=False,
-                             backbone_total=total, frozen_backbone_mode=mode, log=log)
+    splits = prepare(_raw(), data_config(model))
+    out = train_and_evaluate(built, method, splits, Runtime(frozen_backbone_mode=mode, seed=seed), _Log(log))
     return model, head_init, out
 
 
@@ -106,7 +105,7 @@ def test_installed_commit_comes_from_pep610_direct_url(monkeypatch):
     import json
     from importlib import metadata
 
-    from petlbench import loop
+    from petlbench import provenance
 
     class Dist:
         def __init__(self, text):
@@ -117,9 +116,9 @@ def test_installed_commit_comes_from_pep610_direct_url(monkeypatch):
 
     info = {"url": "git+https://example.org/petlbench", "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0"}}
     monkeypatch.setattr(metadata, "distribution", lambda name: Dist(json.dumps(info)))
-    assert loop._installed_commit() == "0123456789ab"
+    assert provenance._installed_commit() == "0123456789ab"
     monkeypatch.setattr(metadata, "distribution", lambda name: Dist(None))  # wheel / sdist install: unknown
-    assert loop._installed_commit() == ""
+    assert provenance._installed_commit() == ""
 
 
 class _RecordingSearch:
@@ -149,15 +148,16 @@ def _id_raw(with_val: bool) -> RawData:
 
 @pytest.mark.parametrize(("with_val", "trainval"), [(True, True), (True, False), (False, False)])
 def test_search_never_rewards_on_data_it_trains_on(with_val, trainval):
-    from petlbench.registry import get
+    from petlbench.registry import METHODS
 
-    cls = type("Recorder", (_RecordingSearch, get("bitfit")), {"name": "recorder"})
+    cls = type("Recorder", (_RecordingSearch, METHODS.get("bitfit")), {"name": "recorder"})
     method = cls(cls.Config(epochs=1, batch_size=4, warmup_epochs=0))
     seed_everything(0)
-    model, _, total = build(method, "test_vit", 3, pretrained=False, img_size=32)
-    data_cfg = {**resolve_data_config_for(model), "mean": (0, 0, 0), "std": (1, 1, 1)}
+    built = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    model = built.model
+    data_cfg = {**data_config(model), "mean": (0, 0, 0), "std": (1, 1, 1)}
     splits = prepare(_id_raw(with_val), data_cfg, trainval=trainval)
-    out = train_and_evaluate(model, method, splits, seed=0, device=torch.device("cpu"), amp=False, backbone_total=total)
+    out = train_and_evaluate(built, method, splits, Runtime())
     seen = model.seen
     assert seen["train"] and seen["val"] and not seen["train"] & seen["val"]
     train_ids = {round(5 * i / 255, 3) for i in range(24)}
