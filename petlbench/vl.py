@@ -103,10 +103,6 @@ class VLModel(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     # -- structure
-    @property
-    def text_dim(self) -> int:
-        return int(self.text.config.hidden_size)
-
     def get_classifier(self) -> nn.Module:
         return self.head
 
