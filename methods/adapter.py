@@ -5,6 +5,11 @@ houlsby:  two adapters per block, on the attention output and on the MLP output,
 pfeiffer: one adapter per block, on the MLP output.
 Near-identity init: random Down, zero Up (not both zero: then only the up-bias would get a gradient).
 Params per adapter ``2·d·r + r + d``; ViT-B/16 r=8: houlsby 313,536, pfeiffer 156,768.
+
+VL model (post-LN BERT layers): the same adapters on the attention-output and FFN-output sublayers, after
+dense + dropout and before the residual add and LayerNorm, ``LN(x + h + Adapter(h))`` (Houlsby 2019 Fig. 2;
+the adapter-transformers "houlsby" config); pfeiffer = the FFN output only. See ``methods/_bert.py``.
+BERT-base, bottleneck 96: 24 × 148,320 = 3,559,680.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Annotated, Literal
 from torch import nn
 
 from petlbench.config import Range
+from petlbench.methods._bert import add_output_branches, attn_output, bert_layers, ffn_output, is_vl, text_dim
 from petlbench.methods._modules import (
     Activation,
     Bottleneck,
@@ -50,6 +56,7 @@ class Adapter(Method):
     name = "adapter"
     description = "Sequential bottleneck adapters after attention and MLP (Houlsby) or after the MLP (Pfeiffer)."
     Config = AdapterConfig
+    supports = frozenset({"vit", "vl"})
 
     def _make(self, d: int, dd: dict) -> Bottleneck:
         c = self.cfg
@@ -57,10 +64,20 @@ class Adapter(Method):
                           down_init=c.down_init, up_init=c.up_init, init_std=c.init_std, **dd)
 
     def apply(self, model: nn.Module) -> nn.Module:
+        if is_vl(model):
+            return self._apply_bert(model)
         d, dd = embed_dim(model), factory_kwargs(model)
         for block in vit_blocks(model):
             if self.cfg.style == "houlsby":
                 add_branches(block, attn_seq=self._make(d, dd), mlp_seq=self._make(d, dd))
             else:
                 add_branches(block, mlp_seq=self._make(d, dd))
+        return model
+
+    def _apply_bert(self, model: nn.Module) -> nn.Module:
+        d, dd = text_dim(model), factory_kwargs(model)
+        for layer in bert_layers(model):
+            if self.cfg.style == "houlsby":
+                add_output_branches(attn_output(layer), seq_adapter=self._make(d, dd))
+            add_output_branches(ffn_output(layer), seq_adapter=self._make(d, dd))
         return model

@@ -19,6 +19,10 @@ instance so ``blocks.i.attn(LN1 x)`` returns APT's output; backbone parameter na
 unchanged and the new ones are ``blocks.i.attn.apt.{prompt,w1,w2,log_scale}``.
 Parameters per layer: p·d + 2·d·r + 1 (ViT-B/16, p=200, r=4: 159,745; 12 layers: 1,916,940).
 APT is not identity at init (e ≠ 0 since P ≠ 0); only s starts at 0.
+
+VL model (post-LN BERT layers): the core sits after each layer's attention output dense, before its dropout,
+residual and LayerNorm, as in the official APT BertSelfOutput; it is fed ``x_norm`` = the layer input (what the
+attention read) and ``attn_out`` = the dense output (``methods/_bert.py``). BERT-base: the same 1,916,940.
 """
 
 from __future__ import annotations
@@ -33,6 +37,14 @@ from torch import nn
 
 from petlbench.config import Range
 from petlbench.errors import UserError
+from petlbench.methods._bert import (
+    add_output_branches,
+    attn_output,
+    bert_layers,
+    is_vl,
+    output_branch,
+    text_dim,
+)
 from petlbench.methods._modules import embed_dim, vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule
 from petlbench.registry import register
@@ -117,18 +129,32 @@ class APT(Method):
     name = "apt"
     description = "Approximated Prompt Tuning: prompt effect as a cheap per-layer diffusion step (Wu et al. 2023)."
     Config = APTConfig
-    supports = frozenset({"vit"})
+    supports = frozenset({"vit", "vl"})
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg: APTConfig = self.cfg  # type: ignore[assignment]
-        blocks = vit_blocks(model)
-        d = embed_dim(model)
+        vl = is_vl(model)
+        blocks = bert_layers(model) if vl else vit_blocks(model)
+        d = text_dim(model) if vl else embed_dim(model)
         for i in resolve_layers(cfg.layers, len(blocks)):
-            attach_apt(blocks[i].attn, APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout))
+            core = APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout)
+            if vl:
+                add_output_branches(attn_output(blocks[i]), apt=core)
+            else:
+                attach_apt(blocks[i].attn, core)
         return model
 
+    @staticmethod
+    def _cores(model: nn.Module) -> list[tuple[int, APTCore]]:
+        """(layer index, core) of every adapted layer, on either backbone kind."""
+        if is_vl(model):
+            found = [output_branch(attn_output(layer), "apt") for layer in bert_layers(model)]
+        else:
+            found = [getattr(b.attn, "apt", None) for b in vit_blocks(model)]
+        return [(i, c) for i, c in enumerate(found) if c is not None]
+
     def stats(self, model: nn.Module) -> dict[str, object]:
-        cores = [(i, b.attn.apt) for i, b in enumerate(vit_blocks(model)) if getattr(b.attn, "apt", None) is not None]
+        cores = self._cores(model)
         return {
             "apt_layers": [i for i, _ in cores],
             "apt_scale": [round(float(c.log_scale.detach().exp()), 6) for _, c in cores],  # exp(s) per layer

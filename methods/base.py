@@ -100,7 +100,7 @@ class Method:
     # shown with every run of the method, e.g. "re-implementation: no official code"
     note: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    # backbone kinds it can adapt: "vit" (timm ViT), "cnn" (other timm models), "bert" (VL track)
+    # backbone kinds it can adapt: "vit" (timm ViT), "cnn" (other timm models), "vl" (petlbench.vl.VLModel)
     supports: ClassVar[frozenset[str]] = frozenset({"vit"})
 
     def __init__(self, cfg: MethodConfig | None = None) -> None:

@@ -28,13 +28,18 @@ first adds the missing adapters (parallel ones for skipped blocks, skip ones for
 drops the unused ones at the end: the loop must build its training optimizer after ``search``.
 
 Gates, the chosen blocks and the number of gate updates live in ``model.das_state`` (buffers).
+
+VL model: the blocks are the language model's post-LN encoder layers (``model.text.encoder.layer``); a skipped
+layer becomes ``x + A_skip(x)`` like a ViT block, and a kept one gets the official METER placement of DAS's
+``BertSelfOutput`` / ``feed_forward_chunk``: ``a = LN1(x + Attn(x) + A0(x))``, ``y = LN2(a + FFN(a)) + A1(a)``
+(``methods/_bert.py``). ``_BlockKind`` holds the few kind-specific steps; the search is the same code.
 """
 
 from __future__ import annotations
 
 import math
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -43,6 +48,15 @@ from torch import nn
 
 from petlbench.config import Range
 from petlbench.errors import UserError
+from petlbench.methods._bert import (
+    add_output_branches,
+    attn_output,
+    bert_layers,
+    ffn_output,
+    is_vl,
+    output_branch,
+    text_dim,
+)
 from petlbench.methods._modules import Bottleneck, add_branches, embed_dim, vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
 from petlbench.registry import register
@@ -189,6 +203,48 @@ def top_k(gate: torch.Tensor, k: int) -> tuple[int, ...]:
 # ------------------------------------------------------------------------------------------ model plumbing
 
 
+@dataclass(frozen=True)
+class _BlockKind:
+    """The kind-specific steps of DAS: where the blocks are, their width, and the parallel adapters."""
+
+    container: Callable[[nn.Module], nn.Module]  # the block list (ModuleList / Sequential), replaced in place
+    dim: Callable[[nn.Module], int]
+    add_parallel: Callable[[nn.Module, nn.Module, nn.Module], None]  # (block, A0, A1)
+    has_parallel: Callable[[nn.Module], bool]
+    prepare: Callable[[nn.Module], None]  # make the block's own forward the kept-block path
+
+
+def _vit_container(model: nn.Module) -> nn.Module:
+    vit_blocks(model)  # friendly error for non-ViTs
+    return model.blocks
+
+
+def _vit_prepare(block: nn.Module) -> None:
+    if not hasattr(block, "attn_par"):
+        add_branches(block)  # branch slots = None, branched forward patched
+
+
+def _bert_add_parallel(layer: nn.Module, a0: nn.Module, a1: nn.Module) -> None:
+    add_output_branches(attn_output(layer), par_adapter=a0)
+    add_output_branches(ffn_output(layer), post_adapter=a1)
+
+
+_VIT = _BlockKind(
+    container=_vit_container, dim=embed_dim,
+    add_parallel=lambda b, a0, a1: add_branches(b, attn_par=a0, mlp_par=a1),
+    has_parallel=lambda b: getattr(b, "attn_par", None) is not None, prepare=_vit_prepare,
+)
+_BERT = _BlockKind(
+    container=bert_layers, dim=text_dim, add_parallel=_bert_add_parallel,
+    has_parallel=lambda layer: output_branch(attn_output(layer), "par_adapter") is not None,
+    prepare=lambda layer: None,  # its adapters live in the output modules; the layer forward is unchanged
+)
+
+
+def block_kind(model: nn.Module) -> _BlockKind:
+    return _BERT if is_vl(model) else _VIT
+
+
 def das_state(model: nn.Module) -> DASState:
     state = getattr(model, "das_state", None)
     if not isinstance(state, DASState):
@@ -203,9 +259,10 @@ def set_skipped(model: nn.Module, skip: Sequence[int]) -> None:
         raise RuntimeError("the DAS architecture is already fixed (skipped blocks removed)")
     mask = torch.zeros(len(state.skipped), dtype=torch.bool)
     mask[torch.tensor(list(skip), dtype=torch.long)] = True
-    blocks = vit_blocks(model)
+    kind = block_kind(model)
+    blocks = list(kind.container(model))
     for i, block in enumerate(blocks):  # outside the search only the built architecture is possible
-        if getattr(block, "das_skip" if mask[i] else "attn_par", None) is None:
+        if not (getattr(block, "das_skip", None) is not None if mask[i] else kind.has_parallel(block)):
             raise ValueError(f"block {i} has no {'skip' if mask[i] else 'parallel'} adapter: "
                              "only the search can change which blocks are skipped")
     state.skipped.copy_(mask)
@@ -217,7 +274,8 @@ class _Factory:
     """Builds adapters for one model from the config (on the model's device/dtype)."""
 
     def __init__(self, cfg: DASConfig, model: nn.Module) -> None:
-        self.cfg, self.dim = cfg, embed_dim(model)
+        self.cfg, self.kind = cfg, block_kind(model)
+        self.dim = self.kind.dim(model)
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
 
@@ -235,15 +293,12 @@ class _Factory:
 
 def _install(block: nn.Module, parallel: bool, skip: bool, make: _Factory) -> None:
     """Give ``block`` the adapters it lacks (parallel A0/A1 and/or the skip adapter) + the DAS forward."""
-    patched = False
-    if parallel and getattr(block, "attn_par", None) is None:
-        add_branches(block, attn_par=make.parallel(), mlp_par=make.parallel())
-        patched = True
-    elif not hasattr(block, "attn_par"):
-        add_branches(block)  # branch slots = None, forward patched
-        patched = True
-    if patched:
-        # add_branches (re)patched block.forward: keep it as the kept-block path, put DAS's on top
+    kind = make.kind
+    if parallel and not kind.has_parallel(block):
+        kind.add_parallel(block, make.parallel(), make.parallel())
+    kind.prepare(block)
+    if getattr(block.forward, "__func__", None) is not _das_block_forward:
+        # first install, or add_branches re-patched block.forward: keep it as the kept-block path, put DAS's on top
         block.das_kept_forward = block.forward
         block.forward = types.MethodType(_das_block_forward, block)
     if skip and getattr(block, "das_skip", None) is None:
@@ -256,7 +311,7 @@ def commit(model: nn.Module) -> None:
     state = das_state(model)
     if bool(state.committed):
         return
-    blocks = model.blocks
+    blocks = block_kind(model).container(model)
     for i, block in enumerate(list(blocks)):
         if bool(state.skipped[i]):
             blocks[i] = SkippedBlock(block.das_skip)
@@ -281,7 +336,7 @@ class DAS(Method):
     name = "das"
     description = "Dynamic Architecture Skipping: bandit-searched block skipping + adapters (Wu et al. 2023)."
     Config = DASConfig
-    supports = frozenset({"vit"})
+    supports = frozenset({"vit", "vl"})
 
     def _default_skip(self, depth: int) -> tuple[int, ...]:
         cfg: DASConfig = self.cfg  # type: ignore[assignment]
@@ -297,7 +352,8 @@ class DAS(Method):
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg: DASConfig = self.cfg  # type: ignore[assignment]
-        blocks = vit_blocks(model)
+        kind = block_kind(model)
+        blocks = list(kind.container(model))
         if cfg.skip >= len(blocks):
             raise UserError(f"skip={cfg.skip} would remove all {len(blocks)} blocks; use skip < {len(blocks)}")
         skip = self._default_skip(len(blocks))
@@ -324,9 +380,8 @@ class DAS(Method):
             return
         # sampling generator drawn first from the run's seeded global RNG (reproducible search)
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
-        blocks, k = vit_blocks(model), cfg.skip
-        make = _Factory(cfg, model)
-        for block in blocks:  # supernet: every block can be kept or skipped
+        k, make = cfg.skip, _Factory(cfg, model)
+        for block in make.kind.container(model):  # supernet: every block can be kept or skipped
             _install(block, parallel=True, skip=True, make=make)
         params = [p for p in model.parameters() if p.requires_grad]
         start = [p.detach().clone() for p in params] if cfg.reinit_after_search else None

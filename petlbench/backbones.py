@@ -106,7 +106,8 @@ def input_size(model: nn.Module) -> tuple[int, int, int]:
 
 
 def backbone_kind(model: nn.Module) -> str:
-    """'vit' for timm ViT-like models (patch_embed + blocks), 'bert' for VL encoders, else 'cnn'."""
+    """A model's own ``petl_kind`` ('vl' for ``petlbench.vl.VLModel``), else 'vit' for timm ViT-like models
+    (patch_embed + blocks), else 'cnn'."""
     if getattr(model, "petl_kind", None):
         return model.petl_kind
     if hasattr(model, "patch_embed") and hasattr(model, "blocks") and hasattr(model, "_pos_embed"):

@@ -62,7 +62,7 @@ def test_method_declares_its_contract(name):
     assert issubclass(cls, Method) and cls.name == name
     assert cls.description and len(cls.description.splitlines()) == 1
     assert issubclass(cls.Config, MethodConfig)
-    assert cls.supports <= {"vit", "cnn", "bert"} and cls.supports
+    assert cls.supports <= {"vit", "cnn", "vl"} and cls.supports
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
