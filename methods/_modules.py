@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from petlbench.errors import UserError
 from petlbench.methods.base import MethodModule
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "identity": nn.Identity}
@@ -91,6 +92,20 @@ def vit_blocks(model: nn.Module) -> list[nn.Module]:
     if blocks is None:
         raise ValueError(f"{type(model).__name__} has no 'blocks': this method needs a timm ViT (pick another --model)")
     return list(blocks)
+
+
+def resolve_indices(indices: tuple[int, ...] | None, depth: int, key: str) -> list[int]:
+    """Block / layer indices of a config key (negatives count from the end; None = all) -> sorted
+    non-negative list; a one-line UserError when one is out of range or named twice."""
+    if indices is None:
+        return list(range(depth))
+    bad = [i for i in indices if not -depth <= i < depth]
+    if bad:
+        raise UserError(f"{key} {bad} out of range for a {depth}-block model; use indices in [0, {depth - 1}]")
+    out = sorted({i % depth for i in indices})
+    if len(out) != len(indices):
+        raise UserError(f"{key} {list(indices)} name the same block twice; list each block once")
+    return out
 
 
 def factory_kwargs(module: nn.Module) -> dict:

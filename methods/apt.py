@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from petlbench.config import Range
-from petlbench.errors import UserError
 from petlbench.methods._bert import (
     add_output_branches,
     attn_output,
@@ -45,7 +44,7 @@ from petlbench.methods._bert import (
     output_branch,
     text_dim,
 )
-from petlbench.methods._modules import embed_dim, vit_blocks
+from petlbench.methods._modules import embed_dim, resolve_indices, vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule
 from petlbench.registry import register
 
@@ -111,19 +110,6 @@ def attach_apt(attn: nn.Module, core: APTCore) -> None:
     attn.forward = types.MethodType(_apt_attention_forward, attn)
 
 
-def resolve_layers(layers: tuple[int, ...] | None, depth: int, key: str = "layers") -> list[int]:
-    """Block indices (negatives count from the end) -> sorted non-negative list; UserError if out of range."""
-    if layers is None:
-        return list(range(depth))
-    bad = [i for i in layers if not -depth <= i < depth]
-    if bad:
-        raise UserError(f"{key} {bad} out of range for a {depth}-block model; use indices in [0, {depth - 1}]")
-    out = sorted({i % depth for i in layers})
-    if len(out) != len(layers):
-        raise UserError(f"{key} {list(layers)} name the same block twice; list each block once")
-    return out
-
-
 @register
 class APT(Method):
     name = "apt"
@@ -136,7 +122,7 @@ class APT(Method):
         vl = is_vl(model)
         blocks = bert_layers(model) if vl else vit_blocks(model)
         d = text_dim(model) if vl else embed_dim(model)
-        for i in resolve_layers(cfg.layers, len(blocks)):
+        for i in resolve_indices(cfg.layers, len(blocks), "layers"):
             core = APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout)
             if vl:
                 add_output_branches(attn_output(blocks[i]), apt=core)

@@ -57,7 +57,7 @@ from petlbench.methods._bert import (
     output_branch,
     text_dim,
 )
-from petlbench.methods._modules import Bottleneck, add_branches, embed_dim, vit_blocks
+from petlbench.methods._modules import Bottleneck, add_branches, embed_dim, resolve_indices, vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
 from petlbench.registry import register
 
@@ -342,13 +342,7 @@ class DAS(Method):
         cfg: DASConfig = self.cfg  # type: ignore[assignment]
         if cfg.skip_blocks is None:
             return tuple(range(depth - cfg.skip, depth))  # no search: the last k blocks
-        bad = [i for i in cfg.skip_blocks if not -depth <= i < depth]
-        if bad:
-            raise UserError(f"skip_blocks {bad} out of range for a {depth}-block model; use [0, {depth - 1}]")
-        out = tuple(sorted({i % depth for i in cfg.skip_blocks}))
-        if len(out) != len(cfg.skip_blocks):
-            raise UserError(f"skip_blocks {list(cfg.skip_blocks)} name the same block twice")
-        return out
+        return tuple(resolve_indices(cfg.skip_blocks, depth, "skip_blocks"))
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg: DASConfig = self.cfg  # type: ignore[assignment]

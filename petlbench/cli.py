@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -47,7 +49,7 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 class RichReporter:
-    """Progress bar for the training loop (steps, loss, img/s) and log lines above it."""
+    """Progress bar for a terminal (steps, loss, img/s, ETA) and log lines above it."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress, self.task = progress, None
@@ -67,12 +69,70 @@ class RichReporter:
         self.progress.console.print(f"  {message}")
 
 
+class PlainReporter:
+    """Progress as plain lines when output is not a terminal (CI logs, nohup, Slurm): one line every
+    ``interval`` seconds with steps, loss, img/s and the ETA, plus a line when training starts and ends."""
+
+    def __init__(self, say, interval: float) -> None:
+        self.say, self.interval = say, interval
+
+    def start(self, total_steps: int, description: str) -> None:
+        self.total, self.name, self.done = total_steps, description, 0
+        self.t0 = self.last = time.monotonic()
+        self.say(f"  {description}: {total_steps} steps")
+
+    def step(self, loss: float, img_s: float) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last, rate = now, self.done / max(now - self.t0, 1e-9)
+            eta = (self.total - self.done) / rate if rate else float("nan")
+            self.say(f"  {self.name} step {self.done}/{self.total} ({100 * self.done / max(self.total, 1):.0f}%) "
+                     f"loss {loss:.3f} {img_s:.0f} img/s elapsed {now - self.t0:.0f}s ETA {eta:.0f}s")
+
+    def stop(self) -> None:
+        self.say(f"  {self.name}: {self.done} steps in {time.monotonic() - self.t0:.1f}s")
+
+    def log(self, message: str) -> None:
+        self.say(f"  {message}")
+
+
+PROGRESS_MODES = ("auto", "bar", "plain", "off")
+
+
+@contextmanager
+def _reporter():
+    """The progress reporter ``PETLBENCH_PROGRESS`` asks for: ``auto`` (default: a bar on a terminal, plain
+    lines every ``PETLBENCH_PROGRESS_INTERVAL`` seconds (default 30) otherwise), ``bar``, ``plain`` or ``off``.
+    Yields (reporter, print function for lines above the progress)."""
+    from petlbench.loop import Reporter
+
+    mode = os.environ.get("PETLBENCH_PROGRESS", "auto").lower()
+    mode = {"1": "bar", "0": "off"}.get(mode, mode)
+    if mode not in PROGRESS_MODES:
+        raise UserError(f"PETLBENCH_PROGRESS={mode!r} is not one of {', '.join(PROGRESS_MODES)}")
+    if mode == "bar" or (mode == "auto" and console.is_terminal):
+        with _progress() as progress:
+            yield RichReporter(progress), progress.console.print
+        return
+    say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
+    if mode == "off":
+        quiet = Reporter()
+        quiet.log = lambda message: say(f"  {message}")
+        yield quiet, say
+        return
+    try:
+        interval = float(os.environ.get("PETLBENCH_PROGRESS_INTERVAL", "30"))
+    except ValueError:
+        raise UserError("PETLBENCH_PROGRESS_INTERVAL must be a number of seconds, e.g. 30") from None
+    yield PlainReporter(say, interval), say
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[img_s]:.0f} img/s"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
-        disable=not console.is_terminal and os.environ.get("PETLBENCH_PROGRESS") != "1",
     )
 
 
@@ -89,8 +149,8 @@ def _parse_seeds(text: str) -> list[int]:
 def _execute(jobs: list, out: str, force: bool) -> list:
     from petlbench.runner import execute
 
-    with _progress() as progress:
-        return execute(jobs, out, force, RichReporter(progress), progress.console.print)
+    with _reporter() as (reporter, say):
+        return execute(jobs, out, force, reporter, say)
 
 
 def _note_for(methods: set[str]) -> str:
@@ -304,7 +364,9 @@ def pretrain(
     for name, val in (("steps", steps), ("batch-size", batch_size), ("lr", lr)):
         if val <= 0:
             raise UserError(f"--{name} must be positive, got {val}")
-    info = do_pretrain(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, progress=True)
+    with _reporter() as (reporter, _):
+        info = do_pretrain(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads,
+                           reporter=reporter)
     console.print_json(json.dumps(info, default=str))
 
 

@@ -201,6 +201,15 @@ def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, i
     }
 
 
+def describe_recipe(mcfg: MethodConfig, raw: RawData, trainval: bool) -> str:
+    """The resolved recipe and the number of optimizer steps, said before training starts."""
+    n = len(raw.splits["train"][1]) + (len(raw.splits["val"][1]) if trainval and "val" in raw.splits else 0)
+    steps = -(-n // mcfg.batch_size) * mcfg.epochs
+    return (f"recipe: {mcfg.optimizer} lr {mcfg.lr:g} wd {mcfg.weight_decay:g}, {mcfg.epochs} epochs "
+            f"({mcfg.warmup_epochs} warm-up) of batch {mcfg.batch_size} on {n} images = {steps} steps"
+            + (f", grad clip {mcfg.grad_clip:g}" if mcfg.grad_clip else ""))
+
+
 def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
             say: Callable[[str], None]) -> list[RunResult]:
     """Run ``jobs`` in order into the store at ``out``; each is validated and built before anything of it
@@ -222,6 +231,7 @@ def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
             say(f"{tag}: skipped, already in {store.csv} (config {prepared.config_hash}; --force to rerun)")
             continue
         say(f"{tag} ...")
+        say(f"  {describe_recipe(prepared.method.cfg, raw, cfg.trainval)}")
         res = run_one(cfg, raw, reporter=reporter, prepared=prepared)
         store.append(res)
         done.add(res.config_hash)

@@ -128,7 +128,7 @@ def test_bundled_weights_load_and_differ_from_random() -> None:
 @pytest.mark.skipif(not fashion_available(), reason="Fashion-MNIST absent: apt-get install dataset-fashion-mnist")
 def test_pretrain_few_steps_roundtrip(tmp_path: Path) -> None:
     out = tmp_path / "w.safetensors"
-    meta = pretrain(out, steps=2, batch_size=8, lr=1e-3, seed=0, threads=None, progress=False, eval_images=64)
+    meta = pretrain(out, steps=2, batch_size=8, lr=1e-3, seed=0, threads=None, eval_images=64)
     assert meta["steps"] == 2 and 0 <= meta["fashion_mnist_test_acc"] <= 100
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["sha256"] and saved["torch"] == torch.__version__
@@ -138,7 +138,7 @@ def test_pretrain_few_steps_roundtrip(tmp_path: Path) -> None:
 
 def test_pretrain_without_fashion_mnist_names_the_package(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
-        pretrain(tmp_path / "w.safetensors", steps=1, batch_size=2, data_dir=tmp_path, progress=False)
+        pretrain(tmp_path / "w.safetensors", steps=1, batch_size=2, data_dir=tmp_path)
 
 
 # ----------------------------------------------------------------------------- suite files
