@@ -308,8 +308,8 @@ def compare(
     max_drop: Annotated[float, typer.Option(help="allowed top-1 drop (points) vs --baseline")] = 2.0,
     markdown: Annotated[bool, typer.Option("--markdown", help="print one Markdown pivot table instead")] = False,
     dataset: Annotated[list[str] | None, typer.Option(help="only these datasets (repeatable)")] = None,
-    vs: Annotated[str | None, typer.Option(help="baseline configuration for paired differences over seeds, "
-                                                  "e.g. linear or 'linear [random-init]'")] = None,
+    vs: Annotated[str | None, typer.Option(help="baseline for paired top-1 differences over seeds, e.g. linear "
+                                                  "or 'linear [random-init]' (per dataset, ranked with ties)")] = None,
     published: Annotated[bool, typer.Option("--published", help="show ours − published next to each cell "
                                                                  "that has a published number")] = False,
 ) -> None:

@@ -22,9 +22,9 @@ from petlbench.results import aggregate, display_name, fmt, fmt_int, markdown_pi
 
 # cost column -> (axis label, log x)
 COSTS: dict[str, tuple[str, bool]] = {
-    "params_trainable": ("trainable parameters incl. head (count, log scale)", True),
-    "gmacs": ("inference compute (GMACs per image)", False),
-    "peak_mem_train_mb": ("peak training memory (MiB{kind})", False),
+    "params_trainable": ("trainable parameters incl. head, count (log scale)", True),
+    "gmacs": ("inference compute, GMACs per image", False),
+    "peak_mem_train_mb": ("peak training memory, MiB{kind}", False),
 }
 AXIS_SHORT = {"params_trainable": "trainable params (log)", "gmacs": "GMACs / image", "peak_mem_train_mb": "peak MiB"}
 COST_TITLES = {"params_trainable": "trainable parameters", "gmacs": "GMACs", "peak_mem_train_mb": "peak memory"}
@@ -143,7 +143,7 @@ def _xlabel(cost: str, df) -> str:
     label = COSTS[cost][0]
     if cost == "peak_mem_train_mb":
         kinds = sorted(set(df["peak_mem_kind"].dropna()) - {""})
-        label = label.format(kind=", " + " / ".join(MEM_KINDS.get(k, k) for k in kinds) if kinds else "")
+        label = label.format(kind=" (" + " / ".join(MEM_KINDS.get(k, k) for k in kinds) + ")" if kinds else "")
     return label
 
 
@@ -182,7 +182,7 @@ def task_figure(plt, agg, cost: str, df, styles, path: Path) -> dict[str, list[s
     names = list(styles)
     fig.legend(*_legend_handles(styles, names), loc="lower center", ncol=min(6, len(names)), fontsize=9,
                frameon=False)
-    fig.suptitle(f"Per task: top-1 vs {COST_TITLES[cost]} ({_xlabel(cost, df)})\n"
+    fig.suptitle(f"Per task: top-1 vs {COST_TITLES[cost]}; x = {_xlabel(cost, df)}\n"
                  "error bars: ±1 std over seeds; dashed line and black edges: Pareto frontier of the task", fontsize=11)
     fig.tight_layout(rect=(0, 0.07 if rows > 1 else 0.12, 1, 1))
     fig.savefig(path, dpi=90)

@@ -1,8 +1,8 @@
 """Paired statistics for ``petlbench compare --vs BASELINE``.
 
-Seeds fix the data order and the initialisation shared by every method (petlbench seeds Python, NumPy and
-torch and the loader the same way for each run), so two configurations run on the same (dataset, model,
-seed) form a *pair*. Differences are taken per pair, which removes the seed-to-seed variation both share.
+A seed fixes the Python, NumPy and torch RNGs and the data order the same way for every method, so two
+configurations run on the same (dataset, model, seed) form a *pair*. Differences are taken per pair, which
+removes the seed-to-seed variation both share (e.g. a lucky data order).
 
 Per task: the mean of the per-seed differences with a 95% CI from the paired t-test over seeds.
 Over tasks: the mean of the per-task mean differences with a 95% t CI over tasks, the sign count
