@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -302,6 +303,10 @@ def compare(
     max_drop: Annotated[float, typer.Option(help="allowed top-1 drop (points) vs --baseline")] = 2.0,
     markdown: Annotated[bool, typer.Option("--markdown", help="print one Markdown pivot table instead")] = False,
     dataset: Annotated[list[str] | None, typer.Option(help="only these datasets (repeatable)")] = None,
+    vs: Annotated[str | None, typer.Option(help="baseline for paired top-1 differences over seeds, e.g. linear "
+                                                  "or 'linear [random-init]' (per dataset, ranked with ties)")] = None,
+    published: Annotated[bool, typer.Option("--published", help="show ours − published next to each cell "
+                                                                 "that has a published number")] = False,
 ) -> None:
     """Aggregate seeds (mean ± std, 95% CI), rank methods, show accuracy next to cost."""
     from petlbench.results import (
@@ -328,10 +333,17 @@ def compare(
     if markdown:
         print(markdown_pivot(agg))
         return
-    for t in compare_tables(agg, by, sort):
-        console.print(t)
+    if vs:
+        _compare_vs(df, vs)
+    else:
+        for t in compare_tables(agg, by, sort):
+            console.print(t)
     if agg["dataset"].nunique() > 1:
         console.print(summary_table(vtab_summary(agg)))
+    if vs:
+        _compare_vs(df, vs, summary=True)
+    if published:
+        _compare_published(df, agg)
     failed = int((df["status"] != "ok").sum())
     if failed:
         console.print(f"[yellow]{failed} run(s) not ok were left out (status/error columns of the CSV)[/]")
@@ -347,6 +359,40 @@ def compare(
                 err_console.print(f"[red]regression[/]: {p}")
             raise typer.Exit(1)
         console.print(f"[green]no regression against {baseline} (max drop {max_drop} points)[/]")
+
+
+def _compare_vs(df, vs: str, summary: bool = False) -> None:
+    """``compare --vs``: per-task tables ranked with ties, or (``summary``) the paired summary over tasks."""
+    from petlbench.stats import paired_tables, paired_vs, parse_config, summary_table
+
+    paired = paired_vs(df, *parse_config(vs))
+    if summary:
+        if paired.per_task["dataset"].nunique() > 1:
+            console.print(summary_table(paired))
+        return
+    for t in paired_tables(df, paired):
+        console.print(t)
+
+
+def _compare_published(df, agg) -> None:
+    """``compare --published``: ours − published where a published number exists, the reason elsewhere."""
+    from petlbench.published import load_published, published_deltas, published_tables
+
+    for t in published_tables(published_deltas(df, agg, load_published())):
+        console.print(t)
+
+
+@app.command()
+def report(
+    results: Annotated[list[str] | None, typer.Argument(help="results CSVs or store dirs")] = None,
+    out: Annotated[Path, typer.Option(help="output directory (index.html, report.md, PNGs)")] = Path("report"),
+) -> None:
+    """Write a self-contained HTML page and a Markdown report with tables and Pareto plots."""
+    from petlbench.report import write_report
+    from petlbench.results import load_frame
+
+    page, md = write_report(load_frame(results or [DEFAULT_OUT]), out)
+    console.print(f"report written: {page} (self-contained) and {md} (with PNGs next to it)")
 
 
 @app.command()
@@ -375,7 +421,8 @@ def main() -> None:
     try:
         app()
     except UserError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escaped: a message naming 'linear [random-init]' is text, not Rich markup
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
