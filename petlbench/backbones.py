@@ -16,7 +16,8 @@ import timm
 import torch
 from torch import nn
 
-from petlbench.errors import UserError, hub_unreachable
+from petlbench.errors import UserError
+from petlbench.hub import offline_if_unreachable, unreachable
 from petlbench.registry import Registry
 
 OFFLINE_HINT = (
@@ -161,15 +162,33 @@ def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> No
     for k in list(sd):
         if k in head_names and (k not in own or sd[k].shape != own[k].shape):
             del sd[k]  # a head for another number of classes: keep the fresh one
+    arch = model.default_cfg.get("architecture", "?")
+    bad = [k for k in sd if k in own and sd[k].shape != own[k].shape]
+    if bad:  # checked before load_state_dict, which would raise a long size-mismatch traceback
+        k = bad[0]
+        raise UserError(f"weights in {source} have the keys of model '{arch}' but other shapes ({len(bad)} tensors, "
+                        f"e.g. '{k}': {tuple(sd[k].shape)} in the file vs {tuple(own[k].shape)} in the model); "
+                        "they belong to another size of this architecture: pass the matching --model")
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if k not in head_names]
-    bad = [k for k in sd if k in own and sd[k].shape != own[k].shape]
-    if missing or unexpected or bad:
-        sample = (missing or unexpected or bad)[:3]
-        raise UserError(
-            f"weights in {source} do not fit model '{model.default_cfg.get('architecture', '?')}' "
-            f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {sample}); pass the matching --model"
-        )
+    if missing or unexpected:
+        sample = (missing or unexpected)[:3]
+        raise UserError(f"weights in {source} do not fit model '{arch}' ({len(missing)} missing, {len(unexpected)} "
+                        f"unexpected keys, e.g. {sample}); {_foreign_hint(unexpected)}pass the matching --model")
+
+
+TORCHVISION_PREFIXES = ("features.", "classifier.", "encoder.layers.encoder_layer_", "conv_proj.", "heads.head.",
+                        "stem.", "trunk_output.")
+
+
+def _foreign_hint(unexpected: list[str]) -> str:
+    """A hint when the unexpected keys look like a torchvision checkpoint (timm names layers differently)."""
+    if not any(k.startswith(TORCHVISION_PREFIXES) for k in unexpected):
+        return ""
+    return ("the keys look like a torchvision checkpoint (torchvision and timm name layers differently, except "
+            "ResNets, whose torchvision weights load into timm's resnet* models as they are): save the weights "
+            "from the matching timm model instead, e.g. timm.create_model('mobilenetv2_100', pretrained=True) "
+            "for torchvision's mobilenet_v2, or convert the keys to timm's names; ")
 
 
 def get_classifier(model: nn.Module) -> nn.Module:
@@ -208,7 +227,9 @@ def create_backbone(
     info: dict[str, Any] = {"model": name, "weights_source": "random-init", "weights_sha256": ""}
     spec = MODELS.find(name)
     if spec is not None:
-        model = timm.create_model(spec.arch, pretrained=False, num_classes=num_classes, **spec.kwargs, **timm_kwargs)
+        # the caller's kwargs (e.g. --img-size) override the bundled architecture's
+        model = timm.create_model(spec.arch, pretrained=False, num_classes=num_classes,
+                                  **{**spec.kwargs, **timm_kwargs})
         if weights is None and pretrained:
             path = bundled_weights_path(name)
             if not path.is_file():
@@ -221,9 +242,11 @@ def create_backbone(
         if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
             MODELS.get(name, also=timm.list_models())  # raises: unknown model, did you mean ...
         hub = pretrained and weights is None
+        if hub:
+            offline_if_unreachable()
         try:
             model = timm.create_model(name, pretrained=hub, num_classes=num_classes, **timm_kwargs)
-        except hub_unreachable() as e:
+        except unreachable() as e:
             if not hub:
                 raise
             raise UserError(f"cannot download weights for '{name}' from the Hugging Face hub "

@@ -150,8 +150,16 @@ def _parse_seeds(text: str) -> list[int]:
 def _execute(jobs: list, out: str, force: bool) -> list:
     from petlbench.runner import execute
 
-    with _reporter() as (reporter, say):
-        return execute(jobs, out, force, reporter, say)
+    finished: list = []
+    try:
+        with _reporter() as (reporter, say):
+            return execute(jobs, out, force, reporter, say, finished)
+    except KeyboardInterrupt:
+        ok = sum(r.status == "ok" for r in finished)
+        err_console.print(f"interrupted: {len(finished)} of {len(jobs)} runs finished and are stored in "
+                          f"{Path(out) / 'results.csv'} ({ok} ok); the run in progress was not stored. Run the same "
+                          "command again to resume: stored configurations are skipped.", highlight=False)
+        raise SystemExit(130) from None
 
 
 def _note_for(methods: set[str]) -> str:

@@ -38,6 +38,7 @@ class RawData:
     classes: list[str]
     source: str  # where the data came from (hub id, path, generator + version)
     group: str | None = None
+    note: str = ""  # said to the user when loaded, e.g. how a single file was split
     epochs: int | None = None  # compact epoch budget of built-in tasks (None = method recipe)
     batch_size: int | None = None
 
@@ -59,7 +60,8 @@ class RawData:
 
 
 class ImageSource:
-    """Lazily decoded images: a list of file paths or a hub dataset column."""
+    """Lazily decoded images: a list of file paths / encoded bytes / ``{bytes, path}`` records, or a hub
+    dataset column. A file that cannot be decoded raises an error naming it."""
 
     def __init__(self, items: Any, identity: str) -> None:
         self.items, self._identity = items, identity
@@ -78,11 +80,22 @@ class ImageSource:
         return ImageSource(items, f"{self._identity}|{hashlib.sha256(idx.tobytes()).hexdigest()[:12]}")
 
     def load(self, i: int):
+        import io
+
         from PIL import Image
 
         item = self.items[int(i)]
-        img = Image.open(item) if isinstance(item, (str, Path)) else item
-        return img.convert("RGB")
+        if isinstance(item, dict):  # a parquet image record: {bytes, path}
+            item = item.get("bytes") or item.get("path")
+        where = str(item) if isinstance(item, (str, Path)) else f"image {int(i)} of {self._identity}"
+        try:
+            if isinstance(item, (bytes, bytearray)):
+                item = Image.open(io.BytesIO(item))
+            elif isinstance(item, (str, Path)):
+                item = Image.open(item)
+            return item.convert("RGB")  # decodes now: a truncated file fails here, with its name
+        except (OSError, ValueError, SyntaxError) as e:
+            raise ValueError(f"cannot decode {where}: {e}") from None
 
 
 # ----------------------------------------------------------------------------- preprocessing

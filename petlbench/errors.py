@@ -15,28 +15,3 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
     return f" (did you mean '{match[0]}'?)" if match else ""
 
-
-def hub_unreachable() -> tuple[type[BaseException], ...]:
-    """Exception classes meaning "the Hugging Face hub could not be reached" (offline mode, no network, a
-    file that is not cached): ``huggingface_hub``'s own classes, the HTTP client's transport errors, and the
-    builtin ``ConnectionError`` that ``datasets.load_dataset`` raises. Recognised by class, not by message."""
-    classes: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    try:
-        from huggingface_hub import errors as hf
-
-        classes += [hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled]
-    except ImportError:
-        pass
-    try:
-        import httpx
-
-        classes.append(httpx.TransportError)
-    except ImportError:
-        pass
-    try:
-        import requests
-
-        classes += [requests.exceptions.ConnectionError, requests.exceptions.Timeout]
-    except ImportError:
-        pass
-    return tuple(classes)

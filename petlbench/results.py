@@ -158,6 +158,30 @@ class Store:
             data = f.seek(0) or f.read()
             f.truncate(data.rfind(b"\n") + 1)
 
+    def check_writable(self) -> None:
+        """A one-line UserError, before any work and without writing anything, when the store cannot be
+        written: ``--out`` is a file, or it (or the folder it would be created in) is not writable."""
+        where = self.root if self.root.exists() else next(p for p in self.root.absolute().parents if p.exists())
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"--out '{self.root}' is a file, not a results directory; pass a directory")
+        if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
+            raise UserError(f"cannot write the results store '{self.root}' ('{where}' is not writable); "
+                            "pass a writable --out")
+        for path in (self.csv, self.root / ".lock"):
+            if path.exists() and not os.access(path, os.W_OK):
+                raise UserError(f"cannot write '{path}' (read-only); pass a writable --out or fix its permissions")
+
+    def _rewrite(self, rows: list[dict[str, str]], columns: list[str]) -> None:
+        """Replace the CSV atomically (temp file + rename): a crash leaves the old or the new file, whole."""
+        tmp = self.csv.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.csv)
+
     def _ensure_header(self) -> None:
         if not self.csv.exists() or self.csv.stat().st_size == 0:
             with open(self.csv, "w") as f:
@@ -166,43 +190,67 @@ class Store:
         with open(self.csv) as f:
             header = f.readline().strip().split(",")
         if header != COLUMNS:  # older schema: rewrite atomically with the union of columns
-            rows = list(csv.DictReader(open(self.csv)))
-            tmp = self.csv.with_suffix(".csv.tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=COLUMNS + [c for c in header if c not in COLUMNS],
-                                   lineterminator="\n", extrasaction="ignore")
-                w.writeheader()
-                w.writerows(rows)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.csv)
+            self._rewrite(read_rows(self.csv), COLUMNS + [c for c in header if c not in COLUMNS])
 
-    def append(self, res: RunResult) -> None:
-        """Append one row and write its JSON record; safe against concurrency and crashes."""
+    def _write_record(self, res: RunResult) -> None:
+        runs = self.root / "runs"
+        runs.mkdir(exist_ok=True)
+        tmp = runs / f".{res.run_id}.json.tmp"
+        with open(tmp, "w") as f:  # strict JSON: NaN / inf become null
+            json.dump(_finite(_expand_json(dataclasses.asdict(res))), f, indent=2, default=str, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, runs / f"{res.run_id}.json")
+
+    def append(self, res: RunResult, replace: bool = False) -> bool:
+        """Store one run: its JSON record and one CSV row; safe against concurrency and crashes.
+
+        Under the lock, a configuration already stored (same config hash, status ok) is a duplicate: with
+        ``replace`` (``--force``) the new row replaces the earlier ones (whose JSON records stay in ``runs/`` as
+        history, named in the new record's ``extra.replaces``); without it (another process finished the same
+        configuration first) no row is added and the record is kept as history only. Returns whether a row
+        was written."""
         with self._locked():
             self._repair_tail()
             self._ensure_header()
-            record = dataclasses.asdict(res)
-            runs = self.root / "runs"
-            runs.mkdir(exist_ok=True)
-            tmp = runs / f".{res.run_id}.json.tmp"
-            with open(tmp, "w") as f:
-                json.dump(_expand_json(record), f, indent=2, default=str)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, runs / f"{res.run_id}.json")
+            rows = read_rows(self.csv)
+            earlier = [r["run_id"] for r in rows if r.get("config_hash") == res.config_hash and r.get("status") == "ok"]
+            if earlier and not replace:
+                res.extra["duplicate_of"] = earlier[-1]
+                self._write_record(res)
+                return False
+            if replace and earlier:
+                res.extra["replaces"] = earlier
+            self._write_record(res)
+            if replace and any(r.get("config_hash") == res.config_hash for r in rows):
+                kept = [r for r in rows if r.get("config_hash") != res.config_hash]
+                with open(self.csv) as f:
+                    header = f.readline().strip().split(",")
+                self._rewrite(kept, header)
             fd = os.open(self.csv, os.O_WRONLY | os.O_APPEND)
             try:
                 os.write(fd, _row_text(res).encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            return True
 
     def hashes(self, status: str = "ok") -> set[str]:
         """Config hashes of stored runs with ``status``."""
         if not self.csv.exists():
             return set()
         return {r["config_hash"] for r in read_rows(self.csv) if r.get("status") == status}
+
+
+def _finite(value: Any) -> Any:
+    """NaN / inf -> None, recursively (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _expand_json(record: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +319,9 @@ def aggregate(df):
     import pandas as pd
 
     ok = df[df["status"] == "ok"].copy()
+    if "config_hash" in ok:  # one configuration counts once, whatever the store holds (the latest row wins)
+        hashed = ok["config_hash"].fillna("").astype(str) != ""
+        ok = pd.concat([ok[~hashed], ok[hashed].drop_duplicates("config_hash", keep="last")])
     for k in KEYS:
         ok[k] = ok[k].fillna("") if k in ok else ""
     rows = []

@@ -211,19 +211,24 @@ def describe_recipe(mcfg: MethodConfig, raw: RawData, trainval: bool) -> str:
 
 
 def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
-            say: Callable[[str], None]) -> list[RunResult]:
+            say: Callable[[str], None], results: list[RunResult] | None = None) -> list[RunResult]:
     """Run ``jobs`` in order into the store at ``out``; each is validated and built before anything of it
-    is stored, and a job whose config hash is stored already is skipped unless ``force``."""
+    is stored, and a job whose config hash is stored already is skipped unless ``force`` (which replaces
+    the stored row). Finished runs are appended to ``results`` as they complete (so a caller that is
+    interrupted knows what was kept)."""
     from petlbench.results import Store
     from petlbench.sources import load_data
 
     store = Store(out)
-    done = store.hashes()
-    results, raw_cache = [], {}
+    store.check_writable()  # before any work: a run must never train and then fail to store
+    done, results = store.hashes(), results if results is not None else []
+    raw_cache: dict = {}
     for i, cfg in enumerate(jobs, 1):
         key = (cfg.dataset, cfg.limit)
         if key not in raw_cache:
             raw_cache[key] = load_data(cfg.dataset, limit=cfg.limit)
+            if raw_cache[key].note:
+                say(f"data {raw_cache[key].name}: {raw_cache[key].note}")
         raw = raw_cache[key]
         prepared = prepare_run(cfg, raw)
         tag = f"[{i}/{len(jobs)}] {cfg.method} on {raw.name} seed {cfg.seed}"
@@ -233,7 +238,9 @@ def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
         say(f"{tag} ...")
         say(f"  {describe_recipe(prepared.method.cfg, raw, cfg.trainval)}")
         res = run_one(cfg, raw, reporter=reporter, prepared=prepared)
-        store.append(res)
+        if not store.append(res, replace=force):
+            say(f"  another process stored this configuration meanwhile (run {res.extra['duplicate_of']}); "
+                f"this run is kept as history in {store.root / 'runs'}, not as a second row")
         done.add(res.config_hash)
         results.append(res)
         say(f"  top-1 {res.top1_pct:.2f}%  ({res.time_total_s:.1f} s)" if res.status == "ok" else

@@ -234,10 +234,10 @@ def packaged_text_dir() -> Path:
     return path
 
 
-def _in_chain(e: BaseException | None, kinds: tuple[type, ...], names: tuple[str, ...] = ()) -> bool:
-    """True when ``e`` or an exception it was raised from is one of ``kinds`` (or has a class name in ``names``)."""
+def _in_chain(e: BaseException | None, kinds: tuple[type, ...]) -> bool:
+    """True when ``e`` or an exception it was raised from is one of ``kinds``."""
     while e is not None:
-        if isinstance(e, kinds) or type(e).__name__ in names:
+        if isinstance(e, kinds):
             return True
         e = e.__cause__ or e.__context__
     return False
@@ -249,11 +249,13 @@ def _hub(name: str) -> Iterator[None]:
     huggingface_hub's offline / not-cached errors, connection errors; unknown repository ids)."""
     from huggingface_hub import errors as hf
 
+    from petlbench.hub import offline_if_unreachable, unreachable
+
+    offline_if_unreachable()
     try:
         yield
     except Exception as e:
-        offline = (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled, ConnectionError, TimeoutError)
-        if _in_chain(e, offline, names=("ConnectError", "ConnectTimeout")):  # httpx's, without importing it
+        if _in_chain(e, unreachable()):
             raise UserError(
                 f"cannot load text model '{name}' from the Hugging Face hub (offline or not cached); offline, use "
                 f"--model {DEFAULT_VL_MODEL} (no download), a local model directory, or --no-pretrained with one "

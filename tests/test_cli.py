@@ -57,7 +57,7 @@ def test_run_stores_row_and_json_then_skips_and_forces(cli, tmp_path, image_fold
     assert code == 0 and "skipped" in stdout
     assert len(read_rows(out / "results.csv")) == 1
     code, _, _ = cli(*args, "--force")
-    assert code == 0 and len(read_rows(out / "results.csv")) == 2
+    assert code == 0 and len(read_rows(out / "results.csv")) == 1  # --force replaces the stored row (issue 12)
 
 
 def test_seeds_and_compare(cli, tmp_path, image_folder):

@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from petlbench.sources import HUB
 from petlbench.errors import UserError
 from petlbench.published import (
     COLUMNS,
@@ -22,6 +21,7 @@ from petlbench.published import (
     published_path,
 )
 from petlbench.results import aggregate
+from petlbench.sources import HUB
 
 from .runs_table import frame, paired_rows
 
