@@ -221,15 +221,53 @@ def suite(
     """Run a benchmark suite (benchmarks/*.toml) sequentially, or print its jobs for a scheduler."""
     from petlbench.options import as_command
     from petlbench.suites import suite_jobs
+    from petlbench.tune import commands
 
-    sname, jobs = suite_jobs(name, _parse_seeds(seeds) if seeds else None, limit=limit, device=device)
+    sname, jobs, plans = suite_jobs(name, _parse_seeds(seeds) if seeds else None, limit=limit, device=device)
     if print_commands:
-        for cfg in jobs:
-            print(as_command(cfg, out))
+        for line in [as_command(cfg, out) for cfg in jobs] + [c for plan in plans for c in commands(plan, out)]:
+            print(line)
         return
-    console.print(f"suite {sname}: {len(jobs)} runs -> {out}/results.csv")
-    results = _execute(jobs, out, force)
-    _finish(results, {cfg.method for cfg in jobs})
+    console.print(f"suite {sname}: {len(jobs)} runs" + (f" + {len(plans)} tuned" if plans else "") + f" -> {out}/results.csv")
+    results = _execute(jobs, out, force) + [r for plan in plans for r in _execute_tune(plan, out, force)]
+    _finish(results, {cfg.method for cfg in jobs} | {plan.base.method for plan in plans})
+
+
+def _execute_tune(plan, out: str, force: bool) -> list:
+    from petlbench.runner import execute_tune
+
+    with _reporter() as (reporter, say):
+        return execute_tune(plan, out, force, reporter, say)
+
+
+@app.command()
+@with_run_options
+def tune(
+    method: Annotated[str, typer.Argument(help="method name (see 'petlbench list methods')")],
+    grid: Annotated[list[str], typer.Option(help="key=v1,v2,... of the method config (repeatable; the product is "
+                                                  "the grid)")],
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds of the final runs (the grid uses the first)")] = "0",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="fixed method config key=value (repeatable)")] = None,
+    out: Annotated[str, typer.Option(help="results store directory")] = DEFAULT_OUT,
+    force: Annotated[bool, typer.Option("--force", help="re-run configs already stored")] = False,
+    print_commands: Annotated[bool, typer.Option("--print-commands", help="print the grid's runs (or, once they "
+                                                 "are stored, the final runs) for an external engine")] = False,
+    **options: Any,
+) -> None:
+    """The tuned VTAB-1k protocol: choose on val (train -> val), then train+val -> test once per seed."""
+    from petlbench.config import parse_sets
+    from petlbench.options import RunConfig, recipe_flags
+    from petlbench.registry import METHODS
+    from petlbench.tune import Plan, commands, parse_grid
+
+    overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)
+    overrides.update({k: v for k in recipe_flags() if (v := options.pop(k)) is not None})
+    plan = Plan(RunConfig(method=method, overrides=overrides, **options), parse_grid(grid, method), _parse_seeds(seeds))
+    if print_commands:
+        for line in commands(plan, out):
+            print(line)
+        return
+    _finish(_execute_tune(plan, out, force), {method})
 
 
 @app.command("list")

@@ -126,7 +126,7 @@ class Splits:
 
     train: Dataset
     val: Dataset | None
-    test: Dataset
+    test: Dataset | None  # None for a selection run (hyper-parameter choice on val)
     num_classes: int
     search_train: Dataset | None = None
     search_val: Dataset | None = None
@@ -185,21 +185,24 @@ def preprocess_array(images: np.ndarray, input_size: tuple[int, int, int], mean,
     return Preprocess(input_size, mean, std)(images)
 
 
-def prepare(raw: RawData, data_cfg: dict[str, Any], trainval: bool = False) -> Splits:
+def prepare(raw: RawData, data_cfg: dict[str, Any], trainval: bool = False, selection: bool = False) -> Splits:
     """Preprocess every split with the backbone's input size and mean/std; ``trainval`` merges val into
-    train for training (``Splits.search_train``/``search_val`` keep them apart for a method's search)."""
+    train for training (``Splits.search_train``/``search_val`` keep them apart for a method's search).
+    A ``selection`` run (hyper-parameter choice) gets no test split at all: it is never read."""
     pre = Preprocess(data_cfg["input_size"], data_cfg["mean"], data_cfg["std"])
     out: dict[str, Dataset] = {}
     for split, (images, labels) in raw.splits.items():
+        if selection and split == "test":
+            continue
         if isinstance(images, np.ndarray):
             out[split] = TensorDataset(pre(images), torch.from_numpy(labels.astype(np.int64)))
         else:
             out[split] = LazyImages(images, labels, pre)
     train, val = out["train"], out.get("val")
     if trainval and val is not None:
-        return Splits(torch.utils.data.ConcatDataset([train, val]), None, out["test"], raw.num_classes,
+        return Splits(torch.utils.data.ConcatDataset([train, val]), None, out.get("test"), raw.num_classes,
                       search_train=train, search_val=val, preprocessing=pre.describe())
-    return Splits(train, val, out["test"], raw.num_classes, search_train=train, search_val=val,
+    return Splits(train, val, out.get("test"), raw.num_classes, search_train=train, search_val=val,
                   preprocessing=pre.describe())
 
 

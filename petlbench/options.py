@@ -33,6 +33,7 @@ class Opt:
 
     help: str
     identity: bool = True
+    neutral: bool = False  # in the identity only when it differs from its default (added after results existed)
     cli: bool = True
     suite: bool = True
     flag: str | None = None
@@ -69,6 +70,11 @@ class RunConfig:
     trainval: bool = opt(False, "train on train+val, test once (the final VTAB-1k run)",
                          flag="--trainval/--no-trainval")
     label: str = opt("", "tag stored with the run (part of its identity), e.g. a suite group")
+    # a hyper-parameter selection run of `petlbench tune`: trains on train, is scored on val, never sees test
+    selection: bool = opt(False, "selection run (train -> val only; used by tune)", neutral=True, hidden=True,
+                          suite=False, flag="--selection/--no-selection")
+    # a tune's final run: how its hyper-parameters were chosen (JSON; provenance, not identity)
+    tune: str = opt("", "the tune record of a final run (JSON)", identity=False, hidden=True, suite=False)
     suite: str = opt("", "suite the run belongs to", identity=False, hidden=True)
     overrides: dict[str, Any] = field(default_factory=dict)  # method-config keys (recipe included)
 
@@ -155,7 +161,9 @@ def identity(cfg: RunConfig, method_config: Any, facts: dict[str, Any]) -> dict[
     fingerprint, weights source and hash)."""
     from petlbench.config import identity_config
 
-    return {**{k: getattr(cfg, k) for k in IDENTITY_KEYS}, "method_config": identity_config(method_config), **facts}
+    neutral = {f.name: f.default for f in options() if _meta(f).neutral}
+    opts = {k: getattr(cfg, k) for k in IDENTITY_KEYS if not (k in neutral and getattr(cfg, k) == neutral[k])}
+    return {**opts, "method_config": identity_config(method_config), **facts}
 
 
 def config_hash(ident: dict[str, Any]) -> str:

@@ -43,6 +43,7 @@ class RunResult:
     model: str = ""
     seed: int = 0
     label: str = ""  # suite group label (e.g. "random-init"), empty otherwise
+    selection: bool = False  # a tune selection run (train -> val; no test score): not a result
     method_note: str = ""  # the method's own label, e.g. "re-implementation (no official code)"
     suite: str = ""
     config_hash: str = ""  # identity of the run (incl. seed): re-runs are skipped unless --force
@@ -102,6 +103,7 @@ class RunResult:
     schema_version: int = SCHEMA_VERSION
     method_config: str = ""  # JSON
     method_stats: str = ""  # JSON, method-specific numbers
+    tune: str = ""  # JSON, final runs of `petlbench tune`: the grid, each point's val score, the choice
 
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # JSON record only
 
@@ -315,10 +317,14 @@ def display_name(method: str, label: str, note: str = "") -> str:
 
 
 def aggregate(df):
-    """Mean / std / n / 95% CI half-width per configuration over seeds (status ok only)."""
+    """Mean / std / n / 95% CI half-width per configuration over seeds (status ok only; a tune's selection
+    runs, scored on val and never on test, are not results and are left out)."""
     import pandas as pd
 
-    ok = df[df["status"] == "ok"].copy()
+    keep = df["status"] == "ok"
+    if "selection" in df:
+        keep &= ~df["selection"].astype(bool)
+    ok = df[keep].copy()
     if "config_hash" in ok:  # one configuration counts once, whatever the store holds (the latest row wins)
         hashed = ok["config_hash"].fillna("").astype(str) != ""
         ok = pd.concat([ok[~hashed], ok[hashed].drop_duplicates("config_hash", keep="last")])

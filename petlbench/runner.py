@@ -132,7 +132,8 @@ def _row(p: Prepared, raw: RawData, splits, device: torch.device, data_cfg: dict
         weights_sha256=info["weights_sha256"], data_source=raw.source, data_group=raw.group or "",
         data_fingerprint=json.dumps(p.identity["data"]), preprocessing=splits.preprocessing,
         num_classes=raw.num_classes, n_train=len(splits.train), n_val=len(splits.val) if splits.val else 0,
-        n_test=len(splits.test), method_config=json.dumps(to_dict(method.cfg)), **provenance(device),
+        n_test=len(splits.test) if splits.test is not None else 0, selection=cfg.selection, tune=cfg.tune,
+        method_config=json.dumps(to_dict(method.cfg)), **provenance(device),
     )
     res.extra = {"identity": p.identity, "data_config": dict(data_cfg)}
     return res
@@ -158,7 +159,7 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
     p = prepared or prepare_run(cfg, raw)
     device = resolve_device(p.cfg.device)
     data_cfg = data_config(p.built.model)
-    splits = prepare(raw, data_cfg, trainval=p.cfg.trainval)
+    splits = prepare(raw, data_cfg, trainval=p.cfg.trainval, selection=p.cfg.selection)
     res = _row(p, raw, splits, device, data_cfg)
     seed_everything(p.cfg.seed)  # once per run, right before training
     set_deterministic(p.cfg.deterministic)
@@ -246,3 +247,32 @@ def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
         say(f"  top-1 {res.top1_pct:.2f}%  ({res.time_total_s:.1f} s)" if res.status == "ok" else
             f"  [red]{res.status}[/]: {res.error}")
     return results
+
+
+def execute_tune(plan, out: str, force: bool, reporter: Reporter, say: Callable[[str], None]) -> list[RunResult]:
+    """The tuned protocol (``petlbench.tune``): the grid's selection runs, the choice on val, then one final
+    train+val run per seed, all through ``execute`` (stored, resumable)."""
+    from petlbench.tune import choose, tune_record
+
+    select = plan.selection_jobs()
+    execute(select, out, force, reporter, say)
+    scores = stored_val_scores(select, out)
+    best, choice = choose(plan.grid, scores)
+    record = tune_record(plan.grid, scores, best, plan.seeds[0])
+    say(f"tune: val top-1 per grid point {[round(s, 2) for s in scores]} -> chose {choice}")
+    finals = [replace(j, tune=json.dumps(record, sort_keys=True)) for j in plan.final_jobs(choice, record)]
+    return execute(finals, out, force, reporter, say)
+
+
+def stored_val_scores(jobs: list[RunConfig], out: str) -> list[float]:
+    """The stored val top-1 of each (selection) job, NaN where it is not stored yet."""
+    from petlbench.results import Store, read_rows
+    from petlbench.sources import load_data
+
+    store = Store(out)
+    rows = {r["config_hash"]: r for r in read_rows(store.csv) if r.get("status") == "ok"} if store.csv.exists() else {}
+    scores = []
+    for job in jobs:
+        row = rows.get(prepare_run(job, load_data(job.dataset, limit=job.limit)).config_hash)
+        scores.append(float(row["top1_val_pct"]) if row and row.get("top1_val_pct") else math.nan)
+    return scores

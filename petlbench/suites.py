@@ -9,15 +9,16 @@ the top level. Every value is validated (types and ranges) when the suite is loa
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from petlbench.config import build_method_config, check_type
 from petlbench.errors import UserError, did_you_mean
 from petlbench.options import SUITE_KEYS, RunConfig, options
+from petlbench.tune import Plan, grid_from_table
 
-STRUCTURE_KEYS = frozenset({"methods", "datasets", "seeds", "set", "name", "description", "group"})
+STRUCTURE_KEYS = frozenset({"methods", "datasets", "seeds", "set", "name", "description", "group", "tune"})
 
 
 def recipe_keys() -> frozenset[str]:
@@ -36,6 +37,7 @@ class SuiteRun:
     run: dict[str, Any]
     overrides: dict[str, Any]
     label: str = ""
+    grid: dict[str, list[Any]] | None = None  # a `tune = {...}` block: the tuned protocol instead of runs
 
 
 def find_suite(name_or_path: str) -> Path:
@@ -89,8 +91,9 @@ def _runs_of_block(merged: dict[str, Any], where: str) -> list[SuiteRun]:
         overrides = {k: merged[k] for k in recipe_keys() if k in merged}
         overrides.update(merged.get("set", {}).get(method, {}))
         build_method_config(METHODS.get(method).Config, overrides, method)  # validate now, before any run
+        grid = grid_from_table(merged["tune"], method) if "tune" in merged else None
         for dataset in merged.get("datasets") or [None]:
-            runs.append(SuiteRun(method, dataset, list(seeds), run, overrides, label=label))
+            runs.append(SuiteRun(method, dataset, list(seeds), run, overrides, label=label, grid=grid))
     return runs
 
 
@@ -112,13 +115,18 @@ def load_suite(name_or_path: str) -> tuple[str, str, list[SuiteRun]]:
     return data.get("name", path.stem), data.get("description", ""), runs
 
 
-def suite_jobs(name_or_path: str, seeds: list[int] | None = None, **run_overrides: Any) -> tuple[str, list[RunConfig]]:
-    """(suite name, one ``RunConfig`` per job); ``run_overrides`` (e.g. limit, device) replace the suite's."""
+def suite_jobs(name_or_path: str, seeds: list[int] | None = None,
+               **run_overrides: Any) -> tuple[str, list[RunConfig], list[Plan]]:
+    """(suite name, one ``RunConfig`` per plain job, one tune ``Plan`` per tuned (method, dataset));
+    ``run_overrides`` (e.g. limit, device) replace the suite's."""
     name, _, runs = load_suite(name_or_path)
-    jobs = []
+    jobs, plans = [], []
     for r in runs:
         opts = {**r.run, **{k: v for k, v in run_overrides.items() if v is not None}}
-        for s in seeds or r.seeds:
-            jobs.append(RunConfig(method=r.method, dataset=r.dataset, seed=s, overrides=dict(r.overrides),
-                                  label=r.label, suite=name, **opts))
-    return name, jobs
+        base = RunConfig(method=r.method, dataset=r.dataset, overrides=dict(r.overrides), label=r.label, suite=name,
+                         **opts)
+        if r.grid is not None:
+            plans.append(Plan(base, r.grid, list(seeds or r.seeds)))
+            continue
+        jobs += [replace(base, seed=s) for s in seeds or r.seeds]
+    return name, jobs, plans

@@ -4,6 +4,7 @@ every registered method config is validated the same way on every path (suite, -
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import typing
 
@@ -21,7 +22,8 @@ EXAMPLES = {
     "deterministic": True, "limit": 24, "frozen_backbone_mode": "train", "num_workers": 1, "trainval": True,
     "label": "a b",
 }
-STRUCTURAL = {"method": "methods", "dataset": "datasets", "seed": "seeds", "suite": "name"}  # suite structure
+STRUCTURAL = {"method": "methods", "dataset": "datasets", "seed": "seeds", "suite": "name",
+              "selection": "tune", "tune": "tune"}  # set by the suite's structure, not as keys
 
 
 def test_every_option_has_an_example_or_is_suite_structure():
@@ -55,7 +57,7 @@ def test_print_commands_round_trip_every_option(cli, tmp_path, monkeypatch):
                      "[set.lora]\nrank = 4\ntargets = \"q,v\"\n")
     from petlbench.suites import suite_jobs
 
-    _, in_process = suite_jobs(str(suite))
+    _, in_process, _ = suite_jobs(str(suite))
     code, printed, err = cli("suite", suite, "--print-commands", "--out", tmp_path / "store")
     assert code == 0, err
     commands = [line for line in printed.splitlines() if line.startswith("petlbench run")]
@@ -127,3 +129,52 @@ def test_suite_rejects_a_float_for_an_integer_key(cli, tmp_path, line):
     code, _, err = cli("suite", suite, "--out", tmp_path / "store")
     assert code == 2 and "expected an integer" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "store").exists()
+
+
+# ----------------------------------------------------------------------------- the tuned protocol
+
+
+def test_tune_chooses_on_val_before_reading_test_and_resumes(cli, tmp_path, monkeypatch):
+    from petlbench import data, runner
+    from petlbench.results import read_rows
+
+    calls: list[tuple[bool, bool]] = []  # (selection run, test split prepared) in order
+    real_prepare = data.prepare
+
+    def recording_prepare(raw, data_cfg, trainval=False, selection=False):
+        splits = real_prepare(raw, data_cfg, trainval=trainval, selection=selection)
+        calls.append((selection, splits.test is not None))
+        return splits
+
+    monkeypatch.setattr(runner, "prepare", recording_prepare)
+    args = ["tune", "linear", "--dataset", "shapes-loc", "--model", "test_vit", "--img-size", "32", "--no-pretrained",
+            "--limit", "24", "--epochs", "1", "--grid", "lr=0.01,0.1", "--grid", "weight_decay=0,1e-4",
+            "--seeds", "0,1", "--out", tmp_path / "store"]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert [c[0] for c in calls] == [True] * 4 + [False] * 2  # the whole grid first, then the final runs
+    assert all(not test for sel, test in calls if sel)  # selection runs never even load the test split
+    rows = read_rows(tmp_path / "store" / "results.csv")
+    grid, finals = [r for r in rows if r["selection"] == "True"], [r for r in rows if r["selection"] != "True"]
+    assert len(grid) == 4 and all(r["top1_pct"] == "" and r["n_test"] == "0" for r in grid)
+    scores = [float(r["top1_val_pct"]) for r in grid]
+    best = max(range(4), key=lambda i: (scores[i], -i))  # the documented tie rule
+    record = json.loads(finals[0]["tune"])
+    assert len(finals) == 2 and {r["trainval"] for r in finals} == {"True"}
+    assert record["choice"] == [{"lr": a, "weight_decay": b} for a in (0.01, 0.1) for b in (0.0, 1e-4)][best]
+    assert float(finals[0]["lr"]) == record["choice"]["lr"]
+    calls.clear()
+    code, out, _ = cli(*args)  # killed or not, a rerun trains nothing twice
+    assert code == 0 and calls == [] and out.count("skipped") == 6
+    code, out, _ = cli(*args, "--print-commands")
+    assert code == 0 and all("--trainval" in line for line in out.strip().splitlines())
+
+
+def test_compare_leaves_selection_runs_out(tmp_path):
+    from petlbench.results import RunResult, Store, aggregate, load_frame
+
+    store = Store(tmp_path)
+    for i, selection in enumerate([True, False]):
+        store.append(RunResult(run_id=f"r{i}", config_hash=f"h{i}", method="linear", dataset="d", top1_pct=50.0,
+                               selection=selection, status="ok"))
+    assert list(aggregate(load_frame([tmp_path]))["n"]) == [1]
