@@ -77,9 +77,10 @@ class Built:
 
 
 def build(method: Any, model_name: str | None, num_classes: int, *, weights: str | None = None,
-          pretrained: bool = True, **timm_kwargs: Any) -> Built:
+          pretrained: bool = True, modality: str = "both", **timm_kwargs: Any) -> Built:
     """Backbone + ``method.apply``; refuses a backbone kind the method does not support."""
-    model, info = create_backbone(model_name, num_classes, weights=weights, pretrained=pretrained, **timm_kwargs)
+    model, info = create_backbone(model_name, num_classes, weights=weights, pretrained=pretrained, modality=modality,
+                                  **timm_kwargs)
     kind = backbone_kind(model)
     if kind not in method.supports:
         raise UserError(
@@ -215,14 +216,23 @@ def create_backbone(
     *,
     weights: str | None = None,
     pretrained: bool = True,
+    modality: str = "both",
     **timm_kwargs: Any,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Build ``name`` with a ``num_classes`` head; freeze everything but the head.
 
-    Returns the model and provenance: ``{"model", "weights_source", "weights_sha256"}``.
-    Weights come from ``weights`` (a file) if given, else the bundled file for bundled models,
-    else the timm hub when ``pretrained``, else nowhere (random init).
+    ``name`` is a bundled model, a timm architecture, or a vision-language pair ``TEXT+VISION``
+    (``petlbench.vl``; ``modality`` selects its text-only / image-only baselines). Returns the model and
+    provenance ``{"model", "weights_source", "weights_sha256"}``. Weights come from ``weights`` (a file) if
+    given, else the bundled file for bundled models, else the hub when ``pretrained``, else nowhere.
     """
+    from petlbench import vl
+
+    if vl.is_vl_model_name(name):
+        return vl.create_vl_backbone(name, num_classes, pretrained=pretrained, weights=weights, modality=modality,
+                                     **timm_kwargs)
+    if modality != "both":
+        raise UserError(f"--modality {modality} applies to vision-language models (TEXT+VISION), not '{name}'")
     name = name or DEFAULT_MODEL
     info: dict[str, Any] = {"model": name, "weights_source": "random-init", "weights_sha256": ""}
     spec = MODELS.find(name)
@@ -231,34 +241,39 @@ def create_backbone(
         model = timm.create_model(spec.arch, pretrained=False, num_classes=num_classes,
                                   **{**spec.kwargs, **timm_kwargs})
         if weights is None and pretrained:
-            path = bundled_weights_path(name)
-            if not path.is_file():
-                raise UserError(
-                    f"bundled weights for '{name}' are missing ({path}); rebuild them with 'petlbench pretrain' "
-                    "or use --no-pretrained"
-                )
-            weights = str(path)
+            weights = _bundled_file(name)
     else:
-        if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
-            MODELS.get(name, also=timm.list_models())  # raises: unknown model, did you mean ...
-        hub = pretrained and weights is None
-        if hub:
-            offline_if_unreachable()
-        try:
-            model = timm.create_model(name, pretrained=hub, num_classes=num_classes, **timm_kwargs)
-        except unreachable() as e:
-            if not hub:
-                raise
-            raise UserError(f"cannot download weights for '{name}' from the Hugging Face hub "
-                            f"({type(e).__name__}); {OFFLINE_HINT}") from None
-        if hub:
-            info["weights_source"] = f"hub:{model.pretrained_cfg.get('hf_hub_id') or name}"
+        model, info["weights_source"] = _timm_model(name, num_classes, pretrained and weights is None, timm_kwargs)
     if weights is not None and pretrained:
         _load_into(model, load_state_dict_file(weights), source=f"'{weights}'")
         info["weights_source"] = f"file:{Path(weights).name}"
         info["weights_sha256"] = file_sha256(weights)
     freeze_backbone(model)
     return model, info
+
+
+def _bundled_file(name: str) -> str:
+    path = bundled_weights_path(name)
+    if not path.is_file():
+        raise UserError(f"bundled weights for '{name}' are missing ({path}); rebuild them with 'petlbench pretrain' "
+                        "or use --no-pretrained")
+    return str(path)
+
+
+def _timm_model(name: str, num_classes: int, hub: bool, timm_kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
+    """A timm architecture, with hub weights when ``hub`` (one short probe first, one line when unreachable)."""
+    if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
+        MODELS.get(name, also=timm.list_models())  # raises: unknown model, did you mean ...
+    if hub:
+        offline_if_unreachable()
+    try:
+        model = timm.create_model(name, pretrained=hub, num_classes=num_classes, **timm_kwargs)
+    except unreachable() as e:
+        if not hub:
+            raise
+        raise UserError(f"cannot download weights for '{name}' from the Hugging Face hub "
+                        f"({type(e).__name__}); {OFFLINE_HINT}") from None
+    return model, (f"hub:{model.pretrained_cfg.get('hf_hub_id') or name}" if hub else "random-init")
 
 
 def freeze_backbone(model: nn.Module) -> None:
