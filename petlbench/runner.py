@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from petlbench import measure
+from petlbench import distributed, measure
 from petlbench.backbones import Built, build, create_backbone, data_config, input_size
 from petlbench.config import build_method_config, to_dict
 from petlbench.data import RawData, prepare
@@ -156,18 +156,22 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
     """Train and evaluate one (method, dataset, model, seed); failures become a row with a status."""
     t0 = time.perf_counter()
     p = prepared or prepare_run(cfg, raw)
-    device = resolve_device(p.cfg.device)
+    dist = distributed.session()  # torchrun: DDP over its processes; alone: the identity
+    device = dist.place(resolve_device(p.cfg.device))
     data_cfg = data_config(p.built.model)
     splits = prepare(raw, data_cfg, trainval=p.cfg.trainval)
     res = _row(p, raw, splits, device, data_cfg)
+    res.processes = dist.world
     seed_everything(p.cfg.seed)  # once per run, right before training
     set_deterministic(p.cfg.deterministic)
-    rt = Runtime(device, p.cfg.amp, p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed)
+    rt = Runtime(device, p.cfg.amp, p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed, dist)
     try:
         outcome = train_and_evaluate(p.built, p.method, splits, rt, reporter)
     except UserError:
         raise
     except Exception as e:  # a failed run is a result too (OOM, bad data, method bug): record it
+        if dist.world > 1:  # DDP: the other processes would wait in a collective; torchrun ends them all
+            raise
         res.status, res.error = "failed", f"{type(e).__name__}: {e}"[:500]
     else:
         _record(res, outcome, p, data_cfg)
@@ -221,6 +225,9 @@ def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
 
     store = Store(out)
     store.check_writable()  # before any work: a run must never train and then fail to store
+    dist = distributed.session()
+    if not dist.is_main:  # torchrun: rank 0 prints and stores, the other processes are silent
+        reporter, say = Reporter(), lambda _text: None
     done, results = store.hashes(), results if results is not None else []
     raw_cache: dict = {}
     for i, cfg in enumerate(jobs, 1):
@@ -232,13 +239,13 @@ def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
         raw = raw_cache[key]
         prepared = prepare_run(cfg, raw)
         tag = f"[{i}/{len(jobs)}] {cfg.method} on {raw.name} seed {cfg.seed}"
-        if prepared.config_hash in done and not force:
+        if dist.agree(prepared.config_hash in done and not force):  # rank 0 read the store
             say(f"{tag}: skipped, already in {store.csv} (config {prepared.config_hash}; --force to rerun)")
             continue
         say(f"{tag} ...")
         say(f"  {describe_recipe(prepared.method.cfg, raw, cfg.trainval)}")
         res = run_one(cfg, raw, reporter=reporter, prepared=prepared)
-        if not store.append(res, replace=force):
+        if dist.is_main and not store.append(res, replace=force):
             say(f"  another process stored this configuration meanwhile (run {res.extra['duplicate_of']}); "
                 f"this run is kept as history in {store.root / 'runs'}, not as a second row")
         done.add(res.config_hash)
