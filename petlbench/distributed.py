@@ -187,9 +187,11 @@ class DDP(Dist):
             raise RuntimeError("the processes built different models (a search decided differently?); rerun with "
                                "--deterministic, or on one process")
         device = next(net.parameters()).device
-        # find_unused_parameters: a method may leave trainable parameters out of some forward passes
+        # static_graph: the trainable parameters a forward uses (and leaves out: allowed) are the same every step,
+        # found on the first one, without find_unused_parameters' graph walk per step; gradient_as_bucket_view:
+        # gradients live in the all-reduce buckets (no copy, whatever their strides)
         return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
-                                       broadcast_buffers=False, find_unused_parameters=True)
+                                       static_graph=True, gradient_as_bucket_view=True)
 
     def cached_features(self, compute: Callable[[Any], Any], splits: Any) -> Any:
         if min(len(ds) for ds in (splits.train, splits.val) if ds is not None) < self.world:

@@ -150,9 +150,10 @@ def preflight(jobs: list[RunConfig], out: str, ex: Execution) -> None:
     _submitit()
     if distributed.launched():
         raise UserError("--executor submits jobs of its own; run it as a plain command, not under torchrun")
-    if ex.executor == "slurm" and shutil.which("sbatch") is None:
-        raise UserError("--executor slurm needs Slurm's sbatch on PATH (run it on a login node); --executor local "
-                        "runs the same jobs on this machine")
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if ex.executor == "slurm" and missing:
+        raise UserError(f"--executor slurm needs Slurm's {' and '.join(missing)} on PATH (run it on a login node); "
+                        "--executor local runs the same jobs on this machine")
     Store(out).check_writable()
     for cfg in jobs:
         make_method(cfg.method, cfg.overrides)

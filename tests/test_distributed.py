@@ -134,3 +134,22 @@ def test_alone_every_hook_is_the_identity(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert distributed.launched() == (1, 2, 1) and not distributed.is_main()
+
+
+@pytest.mark.slow
+def test_torchrun_command_line_two_processes_one_row_one_table(tmp_path):
+    """The documented command: ``torchrun --nproc-per-node 2 -m petlbench run ...`` (gloo on the CPU)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "store"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PETLBENCH_PROGRESS": "plain", "PETLBENCH_PROGRESS_INTERVAL": "0"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-port", str(_free_port()), "-m", "petlbench", "run", "lora",
+                           "--dataset", "shapes-loc", "--model", "test_vit", "--img-size", "32", "--no-pretrained",
+                           "--limit", "16", "--epochs", "2", "--batch-size", "5", "--device", "cpu", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = read_rows(out / "results.csv")
+    assert len(rows) == 1 and rows[0]["processes"] == "2" and rows[0]["steps"] == "8"
+    assert proc.stdout.count("petlbench runs") == 1 and proc.stdout.count("lora step 8/8") == 1  # rank 1 silent
