@@ -178,7 +178,8 @@ def _run_jobs(jobs: list, out: str, force: bool, execution, methods: set[str], n
     with _reporter() as (_, say):
         results, errors, failed = run_jobs(jobs, out, force, execution,
                                            partial(PlainReporter, print, _progress_interval()), say, name)
-    problems = [f"{len(failed)} job(s) failed after {execution.retries} retries: {', '.join(failed)}"] if failed else []
+    problems = [f"{len(failed)} run(s) not done (job failed after {execution.retries} retries, or cancelled): "
+                f"{', '.join(failed)}"] if failed else []
     _finish(results, methods, problems)
     if errors:
         raise UserError(errors[0] + (f" (and {len(errors) - 1} more job(s) with errors)" if len(errors) > 1 else ""))
@@ -249,6 +250,7 @@ def suite(
     **execution_options: Any,
 ) -> None:
     """Run a benchmark suite (benchmarks/*.toml) here, as Slurm jobs (--executor slurm), or print its jobs."""
+    from petlbench.distributed import is_main
     from petlbench.executors import Execution
     from petlbench.options import as_command
     from petlbench.suites import suite_jobs
@@ -261,7 +263,8 @@ def suite(
         for cfg in jobs:
             print(as_command(cfg, out))
         return
-    console.print(f"suite {sname}: {len(jobs)} runs -> {out}/results.csv")
+    if is_main():  # under torchrun, rank 0 speaks
+        console.print(f"suite {sname}: {len(jobs)} runs -> {out}/results.csv")
     _run_jobs(jobs, out, force, execution, {cfg.method for cfg in jobs}, f"petlbench-{sname}")
 
 

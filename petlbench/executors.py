@@ -4,8 +4,8 @@ jobs as processes on this machine: the code path of ``slurm`` without a cluster,
 
 Every job runs ``runner.execute([cfg])`` into the same store (``results.Store``: locked, safe across
 processes and machines sharing the file system), so a job skips a configuration that is stored already and
-a resubmitted job never adds a second row. Submission logs, pickles and each job's stdout/stderr go to
-``<out>/slurm/<job id>/``. A job whose process fails (crash, node failure, killed) is resubmitted up to
+a resubmitted job never adds a second row. Submission pickles and each job's stdout/stderr go to
+``<out>/slurm/`` (named by job id). A job whose process fails (crash, node failure, killed) is resubmitted up to
 ``--retries`` times; a Slurm job that times out or is preempted is requeued by submitit (the job is
 checkpointable: it starts the run again). A run that fails inside the loop is a stored ``failed`` row, as
 inline, not a job failure. The options are execution options: never part of a run's identity.
@@ -56,8 +56,13 @@ class Execution:
 
     def changed(self) -> list[str]:
         """The flags set to something other than their default, other than ``--executor``."""
-        return [f"--{f.name.replace('_', '-')}" for f in fields(self)
-                if f.name != "executor" and getattr(self, f.name) != f.default]
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "executor" and value != f.default:
+                pos, _, neg = (f.metadata["opt"].flag or f"--{f.name.replace('_', '-')}").partition("/")
+                out.append(neg if value is False and neg else pos)
+        return out
 
     def check(self) -> None:
         if self.executor not in EXECUTORS:
@@ -163,7 +168,7 @@ def submit(jobs: list[RunConfig], out: str, force: bool, ex: Execution, reporter
            name: str = "petlbench") -> list:
     """Submit one job per run (a job array); returns the submitit jobs, in the order of ``jobs``."""
     submitit = _submitit()
-    executor = submitit.AutoExecutor(folder=Path(out) / "slurm" / "%j", cluster=ex.executor)
+    executor = submitit.AutoExecutor(folder=Path(out) / "slurm", cluster=ex.executor)
     executor.update_parameters(**ex.parameters(name))
     n = len(jobs)
     return executor.map_array(RunJob(), jobs, [out] * n, [force] * n, [reporter] * n, [ex.slurm_cpus] * n)
@@ -182,17 +187,18 @@ def _describe(cfg: RunConfig) -> str:
 def collect(submitted: list, jobs: list[RunConfig], resubmit: Callable[[list[RunConfig]], list], retries: int,
             say: Callable[[str], None], poll_s: float) -> tuple[list, list[str], list[str]]:
     """Wait for ``submitted`` (one job per config of ``jobs``), resubmit the configs whose job failed up to
-    ``retries`` times. Returns (finished RunResults, bad-input errors, failures after the last attempt)."""
+    ``retries`` times (not those cancelled). Returns (finished RunResults, bad-input errors, the runs whose job
+    failed at the last attempt or was cancelled)."""
     from submitit.helpers import as_completed
 
-    results, errors, pending, attempt = [], [], list(zip(submitted, jobs, strict=True)), 0
+    results, errors, cancelled, pending, attempt = [], [], [], list(zip(submitted, jobs, strict=True)), 0
     while True:
         failed = []
         by_job = {id(job): cfg for job, cfg in pending}
         for job in as_completed([job for job, _ in pending], poll_frequency=poll_s):
             cfg = by_job[id(job)]
-            if job.exception() is not None:
-                failed.append(cfg)
+            if job.exception() is not None:  # a job cancelled by someone (scancel) is not resubmitted
+                (cancelled if str(getattr(job, "state", "")).startswith("CANCELLED") else failed).append(cfg)
                 say(f"job {job.job_id} ({_describe(cfg)}) failed: {_failure(job)}")
                 continue
             outcome = job.result()
@@ -202,7 +208,7 @@ def collect(submitted: list, jobs: list[RunConfig], resubmit: Callable[[list[Run
             say(f"job {job.job_id} ({_describe(cfg)}): " + (f"error: {outcome.error}" if outcome.error else
                 ", ".join(_summary(r) for r in outcome.results) or "nothing to do"))
         if not failed or attempt >= retries:
-            return results, errors, [_describe(cfg) for cfg in failed]
+            return results, errors, [_describe(cfg) for cfg in cancelled + failed]
         attempt += 1
         say(f"resubmitting {len(failed)} failed job(s) (retry {attempt} of {retries})")
         pending = list(zip(resubmit(failed), failed, strict=True))
@@ -217,13 +223,19 @@ def run_jobs(jobs: list[RunConfig], out: str, force: bool, ex: Execution, report
     """Submit ``jobs`` through submitit and (unless ``--no-wait``) wait for them; see ``collect``."""
     out = str(Path(out).resolve())  # the jobs may start elsewhere
     preflight(jobs, out, ex)
+    if not jobs:
+        return [], [], []
     resubmit = lambda cfgs: submit(cfgs, out, force, ex, reporter, name)  # noqa: E731
     submitted = resubmit(jobs)
     ids = sorted({str(job.job_id).split("_")[0] for job in submitted})
     say(f"submitted {len(submitted)} {ex.executor} job(s) ({', '.join(ids)}); logs in {Path(out) / 'slurm'}")
     if not ex.wait:
         say(f"not waiting: results land in {Path(out) / 'results.csv'} as the jobs finish ('petlbench compare "
-            f"{out}'); the same command again reruns only what is not stored")
+            f"{out}'); the same command again submits every run, and the stored ones are skipped")
         return [], [], []
-    # our choice: the local processes are checked every second, Slurm's accounting every 30 s
-    return collect(submitted, jobs, resubmit, ex.retries, say, poll_s=1.0 if ex.executor == "local" else 30.0)
+    try:  # our choice: the local processes are checked every second, Slurm's accounting every 30 s
+        return collect(submitted, jobs, resubmit, ex.retries, say, poll_s=1.0 if ex.executor == "local" else 30.0)
+    except KeyboardInterrupt:
+        say(f"interrupted while waiting: submitted jobs are not cancelled (Slurm: scancel {' '.join(ids)}); "
+            f"finished runs are in {Path(out) / 'results.csv'}")
+        raise

@@ -31,7 +31,7 @@ def test_local_executor_runs_one_job_per_run_into_the_store(cli, tmp_path, monke
     assert sorted(int(r["seed"]) for r in rows) == [0, 1] and {r["status"] for r in rows} == {"ok"}
     assert {r["processes"] for r in rows} == {"1"}
     assert "submitted 2 local job(s)" in stdout and stdout.count("top-1") >= 2
-    logs = sorted((out / "slurm").glob("*/*_log.out"))
+    logs = sorted((out / "slurm").glob("*_log.out"))
     assert len(logs) == 2 and all("lora on shapes-loc seed" in log.read_text() for log in logs)
     pids = {r["run_id"].rsplit("-", 1)[1] for r in rows}
     assert len(pids) == 2 and str(os.getpid()) not in pids  # each run trained in its own job process
@@ -61,13 +61,14 @@ def test_slurm_submits_a_job_array_with_the_options(cli, tmp_path, monkeypatch):
     assert "submitted 3 slurm job(s) (4242)" in stdout and "not waiting" in stdout
     script = fake.script.read_text()
     for line in ("--array=0-2%2", "--partition=gpu", "--account=lab", "--time=30", "--gpus-per-node=1",
-                 "--cpus-per-task=4", "--mem=16GB", "--job-name=petlbench-lora", f"--output={out / 'slurm'}"):
+                 "--cpus-per-task=4", "--mem=16GB", "--job-name=petlbench-lora", f"--output={out / 'slurm'}/%A_%a_0_log.out"):
         assert f"#SBATCH {line}" in script
     assert not (out / "results.csv").exists()  # nothing ran here
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--slurm-partition", "gpu"], "applies to --executor slurm or local"),
+    (["--slurm-partition", "gpu"], "--slurm-partition applies to --executor slurm or local"),
+    (["--no-wait"], "--no-wait applies to --executor slurm or local"),
     (["--executor", "slurm"], "needs Slurm's sbatch and srun on PATH"),
     (["--executor", "local", "--slurm-time", "0"], "--slurm-time must be positive"),
     (["--executor", "local", "--retries", "-1"], "--retries must be 0 or more"),
@@ -103,9 +104,10 @@ def test_print_commands_and_torchrun_refuse_an_executor(cli, tmp_path, monkeypat
 class _Job:
     """A finished submitit job: its result, or the exception its process died with."""
 
-    def __init__(self, job_id: str, outcome: JobOutcome | None = None, error: Exception | None = None) -> None:
-        self.job_id, self.outcome, self.error = job_id, outcome, error
-        self.paths = SimpleNamespace(stderr=f"slurm/{job_id}/{job_id}_0_log.err")
+    def __init__(self, job_id: str, outcome: JobOutcome | None = None, error: Exception | None = None,
+                 state: str = "COMPLETED") -> None:
+        self.job_id, self.outcome, self.error, self.state = job_id, outcome, error, state
+        self.paths = SimpleNamespace(stderr=f"slurm/{job_id}_0_log.err")
 
     def done(self) -> bool:
         return True
@@ -134,7 +136,7 @@ def test_failed_jobs_are_resubmitted_until_they_succeed_or_retries_run_out():
                                       retries=1, say=said.append, poll_s=0)
     assert sorted(r.seed for r in results) == [0, 1] and errors == [] and failed == []
     assert resubmitted == [[1]]
-    assert any("node n17 died" in s and "slurm/1_1/1_1_0_log.err" in s for s in said)
+    assert any("node n17 died" in s and "slurm/1_1_0_log.err" in s for s in said)
 
     def crash_again(cfgs):
         resubmitted.append([c.seed for c in cfgs])
@@ -144,6 +146,11 @@ def test_failed_jobs_are_resubmitted_until_they_succeed_or_retries_run_out():
     results, _, failed = collect([_Job("1_0", error=crash)], jobs[:1], crash_again, retries=2, say=said.append,
                                  poll_s=0)
     assert results == [] and resubmitted == [[0], [0]] and failed == ["lora on the default task seed 0"]
+
+    resubmitted.clear()  # cancelled (scancel): reported, never resubmitted
+    _, _, failed = collect([_Job("1_0", error=crash, state="CANCELLED by 1000")], jobs[:1], crash_again, retries=2,
+                           say=said.append, poll_s=0)
+    assert resubmitted == [] and failed == ["lora on the default task seed 0"]
 
 
 def test_bad_input_in_a_job_is_reported_not_retried(tmp_path):
