@@ -175,9 +175,17 @@ def submit(jobs: list[RunConfig], out: str, force: bool, ex: Execution, reporter
 
 
 def _failure(job) -> str:
-    """The last line of a failed job's error (the full traceback is in its log)."""
-    lines = [line for line in str(job.exception()).strip().splitlines() if line.strip()]
-    return (lines[-1].strip() if lines else "no error message") + f" (log: {job.paths.stderr})"
+    """One line on a failed job: the exception its run raised (last line of the traceback), or that its process
+    ended without a result (killed, node failure, cancelled); the full story is in its log."""
+    from submitit.core.utils import FailedJobError
+
+    exc = job.exception()
+    if isinstance(exc, FailedJobError):
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        what = lines[-1] if lines else "no error message"
+    else:
+        what = f"no result (state {getattr(job, 'state', 'unknown')})"
+    return f"{what} (log: {job.paths.stderr})"
 
 
 def _describe(cfg: RunConfig) -> str:

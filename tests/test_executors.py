@@ -125,7 +125,9 @@ def _ok(cfg: RunConfig) -> JobOutcome:
 
 def test_failed_jobs_are_resubmitted_until_they_succeed_or_retries_run_out():
     jobs = [RunConfig(method="lora", seed=0), RunConfig(method="lora", seed=1)]
-    crash = RuntimeError("Traceback ...\nsubmitit.core.utils.FailedJobError: node n17 died")
+    from submitit.core.utils import FailedJobError
+
+    crash = FailedJobError("Job (task=0) failed during processing with trace:\nTraceback ...\nRuntimeError: node n17 died")
     resubmitted, said = [], []
 
     def resubmit(cfgs):
