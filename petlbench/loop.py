@@ -25,6 +25,7 @@ from torch import nn
 from petlbench import measure
 from petlbench.backbones import Built, get_classifier, head_parameters
 from petlbench.data import Splits, batches, num_batches, split_off
+from petlbench.distributed import Dist
 from petlbench.errors import UserError
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
 
@@ -32,13 +33,15 @@ from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchCon
 @dataclass
 class Runtime:
     """How to run (not what): device, precision, frozen-backbone policy, data workers, the seed of the data
-    order. Global RNGs are seeded once, by the caller, before the model is built."""
+    order, the processes (``distributed.Dist``: DDP under torchrun, the identity alone). Global RNGs are
+    seeded once, by the caller, before the model is built."""
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     amp: bool = False
     frozen_backbone_mode: str = "eval"
     num_workers: int = 0
     seed: int = 0
+    dist: Dist = field(default_factory=Dist)
 
     def autocast(self):
         """bf16 autocast when ``amp`` (losses are computed in fp32 on the logits), else a no-op."""
@@ -124,13 +127,14 @@ def evaluate(model: nn.Module, ds, splits: Splits, batch_size: int, rt: Runtime)
     """(metric %, mean loss) of ``model`` on ``ds`` under the task's metric and loss."""
     model.eval()
     score, loss_sum, n = 0.0, 0.0, 0
-    for x, y in batches(ds, batch_size):
+    for x, y in batches(rt.dist.shard(ds), batch_size):  # DDP: this process's part of the split
         x, y = to_device(x, rt.device), to_device(y, rt.device)
         with rt.autocast():
             logits = model(x)
         loss_sum += float(splits.task.loss(logits.float(), y)) * batch_size_of(y)
         score += float(splits.task.score(logits.float(), y))
         n += batch_size_of(y)
+    score, loss_sum, n = rt.dist.sum(score, loss_sum, n)  # DDP: every image counted once
     return 100.0 * score / max(n, 1), loss_sum / max(n, 1)
 
 
@@ -211,8 +215,10 @@ class _Loop:
         self.finish(self.method.finalize(self.model))
         return self.out
 
-    def batches(self, ds, shuffle: bool = True) -> Iterator:
+    def batches(self, ds, shuffle: bool = True, shard: bool = False) -> Iterator:
         for x, y in batches(ds, self.cfg.batch_size, shuffle, self.gen, self.rt.num_workers):
+            if shard:  # DDP: this process's part of the global batch (alone: all of it)
+                x, y = self.rt.dist.shard_batch(x, y)
             yield to_device(x, self.rt.device), to_device(y, self.rt.device)
 
     def search(self) -> None:
@@ -243,7 +249,8 @@ class _Loop:
         computed once (the linear-probe shortcut)."""
         if self.rt.frozen_backbone_mode == "eval" and _trains_head_only(self.model, self.method):
             t0 = time.perf_counter()
-            cached = _cached_features(self.model, self.splits, self.cfg.batch_size, self.rt)
+            cached = self.rt.dist.cached_features(  # DDP: each process computes its part, gathered in order
+                lambda splits: _cached_features(self.model, splits, self.cfg.batch_size, self.rt), self.splits)
             if cached is not None:
                 self.fit.timed_s = time.perf_counter() - t0  # the feature pass is part of the training cost
                 self.reporter.log("head-only training: frozen features computed once and cached")
@@ -257,12 +264,13 @@ class _Loop:
         per_epoch = num_batches(train_ds, self.cfg.batch_size)
         total = per_epoch * self.cfg.epochs
         sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, per_epoch * self.cfg.warmup_epochs))
+        stepped = self.rt.dist.wrap(net)  # DDP: gradients averaged over the processes (alone: net itself)
         self.reporter.start(total, self.method.name)
         try:
             for _epoch in range(self.cfg.epochs):
                 set_train_mode(net, self.rt.frozen_backbone_mode)
-                for x, y in self.batches(train_ds):
-                    if not self.step(net, params, opt, x, y, total):
+                for x, y in self.batches(train_ds, shard=True):
+                    if not self.step(stepped, params, opt, x, y, total):
                         return
                     sched.step()
                 if val_ds is not None:
@@ -278,8 +286,10 @@ class _Loop:
         with self.rt.autocast():
             loss = self.splits.task.loss(net(x).float(), y)
             extra = self.method.extra_loss(self.model)
-            total_loss = loss if extra is None else loss + extra
-        if not torch.isfinite(total_loss):
+        # DDP: back-propagate this process's weighted share; log and check the global batch's loss (alone: loss)
+        share, loss, n = self.rt.dist.batch_loss(loss, batch_size_of(y))
+        total_loss = share if extra is None else share + extra
+        if not torch.isfinite(loss if extra is None else loss + extra):
             self.out.status, self.out.error = "diverged", f"non-finite loss at step {self.fit.steps + 1}"
             return False
         opt.zero_grad(set_to_none=True)
@@ -290,7 +300,7 @@ class _Loop:
         self.fit.steps += 1
         self.method.on_step(self.model, self.fit.steps, total)
         measure.sync(self.rt.device)
-        self._account(loss.item(), batch_size_of(y), time.perf_counter() - t0)
+        self._account(loss.item(), n, time.perf_counter() - t0)
         return True
 
     def _account(self, loss: float, n: int, dt: float) -> None:
@@ -310,8 +320,9 @@ class _Loop:
         self.out.method_stats = self.method.stats(model)  # before the random-input throughput/GMAC forwards
         example = measure.example_like(self.splits.train[0][0])
         m["gmacs"] = measure.gmacs(model, example)
-        m["infer_img_s"] = measure.infer_throughput(model, example, self.rt.device, self.cfg.batch_size,
-                                                    autocast=self.rt.autocast)
+        with self.rt.dist.in_turn():  # DDP on shared CPUs: processes measure one after the other
+            m["infer_img_s"] = measure.infer_throughput(model, example, self.rt.device, self.cfg.batch_size,
+                                                        autocast=self.rt.autocast)
 
 
 def train_and_evaluate(built: Built, method: Method, splits: Splits, rt: Runtime,

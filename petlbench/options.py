@@ -88,7 +88,6 @@ def _meta(f: dataclasses.Field) -> Opt:
     return f.metadata["opt"]
 
 
-_HINTS = typing.get_type_hints(RunConfig)
 SUITE_KEYS = frozenset(f.name for f in options() if _meta(f).suite)
 IDENTITY_KEYS = tuple(f.name for f in options() if _meta(f).identity)
 
@@ -113,28 +112,39 @@ def recipe_flags() -> dict[str, tuple[Any, str]]:
     return out
 
 
+def option_parameters(cls: type) -> list[inspect.Parameter]:
+    """Typer parameters for the command-line fields (with an ``Opt``) of dataclass ``cls``, typed from it."""
+    hints, params = typing.get_type_hints(cls), []
+    for f in dataclasses.fields(cls):
+        m = f.metadata.get("opt")
+        if m is None or not m.cli:
+            continue
+        decls = [m.flag] if m.flag else [f"--{f.name.replace('_', '-')}"]
+        ann = Annotated[hints[f.name], typer.Option(*decls, help=m.help, hidden=m.hidden)]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=ann))
+    return params
+
+
 def typer_parameters() -> list[inspect.Parameter]:
     """``petlbench run`` parameters for every command-line option and recipe flag, typed from the declaration."""
     params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                                 annotation=Annotated[tp | None, typer.Option(help=f"{help} (default: the recipe's)")])
               for name, (tp, help) in recipe_flags().items()]
-    for f in options():
-        m = _meta(f)
-        if not m.cli:
-            continue
-        decls = [m.flag] if m.flag else [f"--{f.name.replace('_', '-')}"]
-        ann = Annotated[_HINTS[f.name], typer.Option(*decls, help=m.help, hidden=m.hidden)]
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=ann))
-    return params
+    return params + option_parameters(RunConfig)
+
+
+def with_parameters(fn, params: list[inspect.Parameter]):
+    """Give ``fn(**kw)`` ``params`` as extra Typer parameters (``fn`` gets them as kwargs)."""
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    fn.__signature__ = sig.replace(parameters=own + params)
+    fn.__annotations__ = {**getattr(fn, "__annotations__", {}), **{p.name: p.annotation for p in params}}
+    return fn
 
 
 def with_run_options(fn):
     """Give ``fn(**kw)`` the declared run options as extra Typer parameters (``fn`` gets them as kwargs)."""
-    sig = inspect.signature(fn, eval_str=True)
-    own = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
-    fn.__signature__ = sig.replace(parameters=own + typer_parameters())
-    fn.__annotations__ = {**getattr(fn, "__annotations__", {}), **{p.name: p.annotation for p in typer_parameters()}}
-    return fn
+    return with_parameters(fn, typer_parameters())
 
 
 def as_command(cfg: RunConfig, out: str) -> str:
@@ -176,4 +186,4 @@ def group_hash(ident: dict[str, Any]) -> str:
 
 
 __all__ = ["RunConfig", "Opt", "options", "SUITE_KEYS", "IDENTITY_KEYS", "typer_parameters", "with_run_options",
-           "as_command", "identity", "config_hash", "group_hash", "to_dict"]
+           "option_parameters", "with_parameters", "as_command", "identity", "config_hash", "group_hash", "to_dict"]

@@ -79,6 +79,7 @@ class RunResult:
     amp: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms (+ cuBLAS workspace) was on
     device: str = ""
+    processes: int = 1  # processes that trained the run together (torchrun DDP); batch_size is the global batch
     frozen_backbone_mode: str = ""
     limit: int = 0
     trainval: bool = False

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from petlbench import measure
+from petlbench import distributed, measure
 from petlbench.backbones import Built, build, create_backbone, data_config, input_size
 from petlbench.config import build_method_config, to_dict
 from petlbench.data import RawData, prepare
@@ -121,7 +122,7 @@ def _row(p: Prepared, raw: RawData, splits, device: torch.device, data_cfg: dict
     """The result row before training: identity, recipe, provenance."""
     cfg, method, info = p.cfg, p.method, p.built.weights_info
     res = RunResult(
-        run_id=f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{p.config_hash[:8]}-{os.getpid()}",
+        run_id=f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{p.config_hash[:8]}-{secrets.token_hex(3)}-{os.getpid()}",
         timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         method=method.name, dataset=raw.name, model=info["model"], seed=cfg.seed, label=cfg.label,
         method_note=method.note, suite=cfg.suite, config_hash=p.config_hash, group_hash=group_hash(p.identity),
@@ -157,18 +158,22 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
     """Train and evaluate one (method, dataset, model, seed); failures become a row with a status."""
     t0 = time.perf_counter()
     p = prepared or prepare_run(cfg, raw)
-    device = resolve_device(p.cfg.device)
+    dist = distributed.session()  # torchrun: DDP over its processes; alone: the identity
+    device = dist.place(resolve_device(p.cfg.device))
     data_cfg = data_config(p.built.model)
     splits = prepare(raw, data_cfg, trainval=p.cfg.trainval, selection=p.cfg.selection)
     res = _row(p, raw, splits, device, data_cfg)
+    res.processes = dist.world
     seed_everything(p.cfg.seed)  # once per run, right before training
     set_deterministic(p.cfg.deterministic)
-    rt = Runtime(device, p.cfg.amp, p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed)
+    rt = Runtime(device, p.cfg.amp, p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed, dist)
     try:
         outcome = train_and_evaluate(p.built, p.method, splits, rt, reporter)
     except UserError:
         raise
     except Exception as e:  # a failed run is a result too (OOM, bad data, method bug): record it
+        if dist.world > 1:  # DDP: the other processes would wait in a collective; torchrun ends them all
+            raise
         res.status, res.error = "failed", f"{type(e).__name__}: {e}"[:500]
     else:
         _record(res, outcome, p, data_cfg)
@@ -222,6 +227,9 @@ def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
 
     store = Store(out)
     store.check_writable()  # before any work: a run must never train and then fail to store
+    dist = distributed.session()
+    if not dist.is_main:  # torchrun: rank 0 prints and stores, the other processes are silent
+        reporter, say = Reporter(), lambda _text: None
     done, results = store.hashes(), results if results is not None else []
     raw_cache: dict = {}
     for i, cfg in enumerate(jobs, 1):
@@ -233,13 +241,13 @@ def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
         raw = raw_cache[key]
         prepared = prepare_run(cfg, raw)
         tag = f"[{i}/{len(jobs)}] {cfg.method} on {raw.name} seed {cfg.seed}"
-        if prepared.config_hash in done and not force:
+        if dist.agree(prepared.config_hash in done and not force):  # rank 0 read the store
             say(f"{tag}: skipped, already in {store.csv} (config {prepared.config_hash}; --force to rerun)")
             continue
         say(f"{tag} ...")
         say(f"  {describe_recipe(prepared.method.cfg, raw, cfg.trainval)}")
         res = run_one(cfg, raw, reporter=reporter, prepared=prepared)
-        if not store.append(res, replace=force):
+        if dist.is_main and not store.append(res, replace=force):
             say(f"  another process stored this configuration meanwhile (run {res.extra['duplicate_of']}); "
                 f"this run is kept as history in {store.root / 'runs'}, not as a second row")
         done.add(res.config_hash)

@@ -47,9 +47,9 @@ def report(rows: dict[str, dict[str, dict[str, str]]]) -> float:
         top1 = [float(r["top1_pct"]) for r in got if r and r["top1_pct"]]
         spread = max(top1) - min(top1) if top1 else float("nan")
         worst = max(worst, spread)
-        same = lambda k: len({r[k] for r in got if r}) == 1  # noqa: E731
+        same = {k: len({r[k] for r in got if r}) == 1 for k in ("params_trainable", "gmacs")}
         print(f"{m} | " + " | ".join(f"{float(r['top1_pct']):.2f}" if r and r["top1_pct"] else "-" for r in got)
-              + f" | {spread:.2f} | {same('params_trainable')} | {same('gmacs')}")
+              + f" | {spread:.2f} | {same['params_trainable']} | {same['gmacs']}")
     print(f"largest top-1 spread: {worst:.2f} points")
     return worst
 
