@@ -44,6 +44,11 @@ Facts from the official code (github.com/hsb1357173526/Dynamic_Visual_Prompting,
   restores every trained tensor (LM / adapters / head) to its value before the search and builds a fresh
   module at K; the loop then trains it normally.
 
+GMACs: ``petlbench.vl.vl_gmacs`` counts this forward as it runs: ``gmacs_text`` = the DVP module + the LM over
+T tokens before K and T + 1 from K + the head, against the VL baseline's visual projection + LM over T + Nv
+tokens + head (``benchmarks/perf/dvp_gmacs.py``; BERT-base + CLIP ViT-B/16, 16 text tokens: 1.68 GMACs at K = 0,
+1.60 at K = 11, 19.04 for all 197 visual tokens).
+
 Deviations (labelled at the keys below): rewards come from petlbench's held-out split (the official code reads
 the VQAv2 val / GQA testdev / SNLI-VE val split, which it also reports on), batches of the run's batch size
 (official: half of it); the search trains what the variant trains (the official BERT searches always fine-tune
@@ -298,8 +303,9 @@ class DVP(Method):
             return
         depth = int(state.alpha.numel())
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))  # from the run's seeded RNG
-        kept = [p for p in model.parameters() if p.requires_grad]  # LM / adapters / head: restored afterwards
-        start = [p.detach().clone() for p in kept]
+        own = {id(p) for p in state.parameters()}
+        kept = [p for p in model.parameters() if p.requires_grad and id(p) not in own]  # LM / adapters / head
+        start = [p.detach().clone() for p in kept]  # restored after the search (official: a separate run)
         state.prompts = nn.ModuleDict({str(k): self._prompt(model) for k in range(depth)})  # the candidates
         opt = ctx.make_optimizer([p for p in model.parameters() if p.requires_grad])
         val = ctx.val_batches()

@@ -17,7 +17,7 @@ from petlbench import measure
 from petlbench.backbones import Built
 from petlbench.data import Splits
 from petlbench.errors import UserError
-from petlbench.loop import Reporter, Runtime, _Loop
+from petlbench.loop import Reporter, Runtime, _Loop, train_and_evaluate
 from petlbench.methods import dvp as dvp_mod
 from petlbench.methods.base import SearchContext
 from petlbench.methods.dvp import DVP, DVPConfig, dvp_state, preference_update, score_percent
@@ -282,3 +282,24 @@ def test_search_trains_on_train_rewards_on_held_out_and_never_reads_test():
     _Loop(Built(model, {}, 0), method, splits, Runtime(), Reporter()).search()
     assert seen["train"] == set(range(50, 62)) and seen["reward"] <= set(range(70, 78)) and seen["reward"]
     assert method.stats(model)["dvp_updates"] == 3  # one per optimizer step (12 samples / batch 4)
+
+
+@pytest.mark.parametrize("variant", ["full", "adp"])
+def test_the_loop_runs_dvp_end_to_end_with_its_search(variant):
+    torch.manual_seed(0)
+    method = make_method("dvp", {"variant": variant, "search_epochs": 1, "batch_size": 4, "epochs": 2,
+                                 "warmup_epochs": 0})
+    model = method.apply(tiny_vl())
+    total = sum(p.numel() for p in tiny_vl().parameters())
+    train, val = _Tagged(range(50, 62)), _Tagged(range(70, 78))
+    splits = Splits(train, val, _Tagged(range(90, 94)), CLASSES, search_train=train, search_val=val)
+    out = train_and_evaluate(Built(model, {}, total), method, splits, Runtime())
+    m, stats = out.metrics, out.method_stats
+    assert out.status == "ok" and m["steps"] == 2 * 3 and m["time_search_s"] > 0 and 0 <= m["top1"] <= 100
+    assert stats["dvp_searched"] and stats["dvp_updates"] == 3 and stats["dvp_variant"] == variant
+    assert len(stats["dvp_pi"]) == DEPTH and stats["dvp_pi"].index(max(stats["dvp_pi"])) == stats["dvp_insert_layer"]
+    # counted after the search: one DVP module, the fusion layers gone
+    d, dv = 32, model.vision.embed_dim
+    module = 2 * (d * d + d) + 2 * (dv * d + d) + 2 * d
+    assert m["counts"]["params_added"] == module - (dv * d + 2 * d) + (
+        0 if variant == "full" else 2 * DEPTH * (2 * d * 4 + 4 + d))
