@@ -259,7 +259,7 @@ def test_bitfit_on_bert_base_trains_the_language_model_biases_only(bert_base):
 
 
 def test_vl_methods_are_the_ones_the_issue_names():
-    assert VL_METHODS == ["adapter", "apt", "bitfit", "das", "full", "linear", "lora"]
+    assert VL_METHODS == ["adapter", "apt", "bitfit", "das", "dvp", "full", "linear", "lora"]
     for name in ("vpt", "adaptformer"):
         assert "vl" not in METHODS.get(name).supports
 
@@ -286,10 +286,14 @@ def test_vl_only_method_parameters_head_and_fusion_change(name):
     now = dict(model.named_parameters())
     assert all(torch.equal(now[n], v) for n, v in frozen.items())
     changed = {n for n, v in trainable.items() if not torch.equal(now[n], v)}
-    assert {"head.weight", "vis_proj.weight"} <= changed
+    # DVP removes the fusion layers (its cross-attention reads the visual tokens itself)
+    assert {"head.weight"} | ({"vis_proj.weight"} if name != "dvp" else set()) <= changed
     backbone_changed = {n for n in changed & base if not n.startswith(("head.", "vis_"))}
     added_changed = changed - base
-    if name == "linear":
+    if name == "dvp":  # full variant: the whole language model + the DVP module
+        assert backbone_changed and all(n.startswith("text.") for n in backbone_changed)
+        assert added_changed and all(n.startswith("dvp.") for n in added_changed)
+    elif name == "linear":
         assert not backbone_changed and not added_changed
     elif name in ("full", "bitfit"):
         assert backbone_changed and all(n.startswith("text.") for n in backbone_changed) and not added_changed
