@@ -218,8 +218,9 @@ def split_off(ds: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dat
 
 
 def batches(ds: Dataset, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
-            num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Mini-batches of ``ds``; in-memory tensor sets are sliced directly (no per-sample collation)."""
+            num_workers: int = 0, pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Mini-batches of ``ds``; in-memory tensor sets are sliced directly (no per-sample collation);
+    ``pin_memory``: loader batches arrive in pinned memory (for non-blocking copies to a GPU)."""
     if isinstance(ds, TensorDataset):
         n = len(ds)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
@@ -228,7 +229,8 @@ def batches(ds: Dataset, batch_size: int, shuffle: bool = False, generator: torc
             idx = order[i:i + batch_size]
             yield x[idx], y[idx]
         return
-    yield from DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers)
+    yield from DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers,
+                          pin_memory=pin_memory)
 
 
 def num_batches(ds: Dataset, batch_size: int) -> int:

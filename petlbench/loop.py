@@ -33,8 +33,8 @@ from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchCon
 @dataclass
 class Runtime:
     """How to run (not what): device, precision, frozen-backbone policy, data workers, the seed of the data
-    order, the processes (``distributed.Dist``: DDP under torchrun, the identity alone). Global RNGs are
-    seeded once, by the caller, before the model is built."""
+    order, the processes (``distributed.Dist``: DDP under torchrun, the identity alone), ``torch.compile``,
+    how often losses are read back. Global RNGs are seeded once, by the caller, before the model is built."""
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     amp: bool = False
@@ -42,10 +42,23 @@ class Runtime:
     num_workers: int = 0
     seed: int = 0
     dist: Dist = field(default_factory=Dist)
+    compile: bool = False
+    # steps between loss read-backs (progress, loss EMA, divergence check); each read-back is a host
+    # synchronisation on a GPU. None: every step on the CPU (free there), every 32 on a GPU (our choice)
+    readback_every: int | None = None
 
     def autocast(self):
         """bf16 autocast when ``amp`` (losses are computed in fp32 on the logits), else a no-op."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
+
+    @property
+    def readback(self) -> int:
+        return self.readback_every or (32 if self.device.type == "cuda" else 1)
+
+    @property
+    def pin_memory(self) -> bool:
+        """Batches go to a GPU from pinned host memory, copied without blocking the host."""
+        return self.device.type == "cuda"
 
 
 class Reporter:
@@ -70,14 +83,17 @@ class Outcome:
     error: str = ""
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
-    """A tensor, or a mapping / tuple of them, on ``device``."""
+def to_device(batch: Any, device: torch.device, pin: bool = False) -> Any:
+    """A tensor, or a mapping / tuple of them, on ``device``; ``pin``: staged through pinned host memory so
+    the copy does not block the host (CUDA)."""
     if isinstance(batch, torch.Tensor):
+        if pin and batch.device.type == "cpu" and not batch.is_pinned():
+            batch = batch.pin_memory()
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
-        return {k: to_device(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device, pin) for k, v in batch.items()}
     if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(v, device) for v in batch)
+        return type(batch)(to_device(v, device, pin) for v in batch)
     return batch
 
 
@@ -181,8 +197,9 @@ class _Fit:
 
     steps: int = 0
     loss_ema: float = float("nan")
-    timed_s: float = 0.0
-    timed_images: int = 0
+    timed_s: float = 0.0  # a cached-feature pass before head-only training; the step clock adds the rest
+    # (task loss, total loss) of the steps not yet read back, kept on the device
+    pending: list[torch.Tensor] = field(default_factory=list)
 
 
 class _Loop:
@@ -193,7 +210,7 @@ class _Loop:
         self.built, self.method, self.splits, self.rt, self.reporter = built, method, splits, rt, reporter
         self.model, self.cfg = built.model.to(rt.device), method.cfg
         self.gen = torch.Generator().manual_seed(rt.seed)  # data order and search sampling, same for every method
-        self.out, self.fit = Outcome(), _Fit()
+        self.out, self.fit, self.clock = Outcome(), _Fit(), measure.StepClock(rt.device)
 
     def run(self) -> Outcome:
         if not any(p.requires_grad for p in self.model.parameters()):
@@ -208,18 +225,23 @@ class _Loop:
         m = self.out.metrics
         m.update(time_train_s=time.perf_counter() - t0, time_search_s=search_timer.seconds,
                  loss_train=self.fit.loss_ema, steps=self.fit.steps,
-                 train_img_s=self.fit.timed_images / self.fit.timed_s if self.fit.timed_s else float("nan"))
+                 train_img_s=self._train_img_s())
         m["peak_mem_train_mb"], m["peak_mem_kind"] = memory.read()
         # counted after search and training-time pruning (masks), before finalize merges anything away
         m["counts"] = measure.param_counts(self.model, self.built.backbone_total)
         self.finish(self.method.finalize(self.model))
         return self.out
 
+    def _train_img_s(self) -> float:
+        seconds = self.fit.timed_s + self.clock.timed_s
+        return self.clock.timed_images / seconds if seconds and self.clock.timed_images else float("nan")
+
     def batches(self, ds, shuffle: bool = True, shard: bool = False) -> Iterator:
-        for x, y in batches(ds, self.cfg.batch_size, shuffle, self.gen, self.rt.num_workers):
+        rt = self.rt
+        for x, y in batches(ds, self.cfg.batch_size, shuffle, self.gen, rt.num_workers, rt.pin_memory):
             if shard:  # DDP: this process's part of the global batch (alone: all of it)
-                x, y = self.rt.dist.shard_batch(x, y)
-            yield to_device(x, self.rt.device), to_device(y, self.rt.device)
+                x, y = rt.dist.shard_batch(x, y)
+            yield to_device(x, rt.device, rt.pin_memory), to_device(y, rt.device, rt.pin_memory)
 
     def search(self) -> None:
         """``method.search`` on ``search_train`` with rewards from ``search_val``: never on data it trains
@@ -265,14 +287,17 @@ class _Loop:
         total = per_epoch * self.cfg.epochs
         sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, per_epoch * self.cfg.warmup_epochs))
         stepped = self.rt.dist.wrap(net)  # DDP: gradients averaged over the processes (alone: net itself)
+        forward = torch.compile(stepped) if self.rt.compile else stepped  # same parameters; eval stays eager
         self.reporter.start(total, self.method.name)
         try:
             for _epoch in range(self.cfg.epochs):
                 set_train_mode(net, self.rt.frozen_backbone_mode)
                 for x, y in self.batches(train_ds, shard=True):
-                    if not self.step(stepped, params, opt, x, y, total):
+                    if not self.step(forward, params, opt, x, y, total):
                         return
                     sched.step()
+                if not self.read_back():
+                    return
                 if val_ds is not None:
                     self.out.metrics["top1_val"], self.out.metrics["loss_val"] = evaluate(
                         net, val_ds, self.splits, self.cfg.batch_size, self.rt)
@@ -281,17 +306,15 @@ class _Loop:
 
     def step(self, net: nn.Module, params: list, opt: torch.optim.Optimizer, x: Any, y: torch.Tensor,
              total: int) -> bool:
-        """One optimizer step; False (and status 'diverged') on a non-finite loss."""
-        t0 = time.perf_counter()
+        """One optimizer step. Its loss stays on the device until the next read-back (every
+        ``rt.readback`` steps); False (and status 'diverged') once a read-back finds a non-finite loss."""
+        self.clock.start()
         with self.rt.autocast():
             loss = self.splits.task.loss(net(x).float(), y)
             extra = self.method.extra_loss(self.model)
         # DDP: back-propagate this process's weighted share; log and check the global batch's loss (alone: loss)
         share, loss, n = self.rt.dist.batch_loss(loss, batch_size_of(y))
         total_loss = share if extra is None else share + extra
-        if not torch.isfinite(loss if extra is None else loss + extra):
-            self.out.status, self.out.error = "diverged", f"non-finite loss at step {self.fit.steps + 1}"
-            return False
         opt.zero_grad(set_to_none=True)
         total_loss.backward()
         if self.cfg.grad_clip > 0:
@@ -299,17 +322,29 @@ class _Loop:
         opt.step()
         self.fit.steps += 1
         self.method.on_step(self.model, self.fit.steps, total)
-        measure.sync(self.rt.device)
-        self._account(loss.item(), n, time.perf_counter() - t0)
-        return True
+        self.clock.stop(n)
+        logged = loss if extra is None else loss + extra
+        self.fit.pending.append(torch.stack([loss.detach().float(), logged.detach().float()]))
+        return len(self.fit.pending) < self.rt.readback or self.read_back()
 
-    def _account(self, loss: float, n: int, dt: float) -> None:
+    def read_back(self) -> bool:
+        """Read the pending losses back (one host synchronisation): loss EMA, progress, divergence check.
+        False (and status 'diverged') at the first non-finite loss; the steps after it within the same
+        read-back window have run (on a GPU; on the CPU the window is one step)."""
         fit = self.fit
-        if fit.steps > 2:  # the first steps warm up allocators / kernels
-            fit.timed_s += dt
-            fit.timed_images += n
-        fit.loss_ema = loss if math.isnan(fit.loss_ema) else 0.9 * fit.loss_ema + 0.1 * loss
-        self.reporter.step(fit.loss_ema, n / dt if dt > 0 else 0.0)
+        if not fit.pending:
+            return True
+        losses, first = torch.stack(fit.pending).tolist(), fit.steps - len(fit.pending) + 1
+        fit.pending.clear()
+        seconds, images = self.clock.read()
+        img_s = images / seconds if seconds > 0 else 0.0
+        for i, (loss, total_loss) in enumerate(losses):
+            if not math.isfinite(total_loss):
+                self.out.status, self.out.error = "diverged", f"non-finite loss at step {first + i}"
+                return False
+            fit.loss_ema = loss if math.isnan(fit.loss_ema) else 0.9 * fit.loss_ema + 0.1 * loss
+            self.reporter.step(fit.loss_ema, img_s)
+        return True
 
     def finish(self, model: nn.Module) -> None:
         """Test once, then what is measured on the final model: method stats, GMACs, inference throughput."""

@@ -235,3 +235,52 @@ class Timer:
             if self.device is not None:
                 sync(self.device)
             self.seconds += time.perf_counter() - t0
+
+
+class StepClock:
+    """Time of training steps without a host synchronisation per step. On a GPU each step is bracketed by
+    two CUDA events, read only when the loop reads its losses back anyway (``read``); on the CPU a step has
+    finished when its Python call returns, so ``perf_counter`` is exact. The first ``warmup`` steps
+    (allocator and kernel warm-up) are left out of the timed total, not out of the progress window."""
+
+    def __init__(self, device: torch.device, warmup: int = 2) -> None:
+        self.cuda, self.warmup = device.type == "cuda", warmup
+        self.steps, self.timed_s, self.timed_images = 0, 0.0, 0
+        self._open: Any = None
+        self._pending: list[tuple[Any, Any, int, bool]] = []  # CUDA: (start, end, images, timed)
+        self._window_s, self._window_images = 0.0, 0
+
+    def start(self) -> None:
+        if self.cuda:
+            self._open = torch.cuda.Event(enable_timing=True)
+            self._open.record()
+        else:
+            self._open = time.perf_counter()
+
+    def stop(self, images: int) -> None:
+        self.steps += 1
+        timed = self.steps > self.warmup
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._pending.append((self._open, end, images, timed))
+        else:
+            self._add(time.perf_counter() - self._open, images, timed)
+
+    def _add(self, seconds: float, images: int, timed: bool) -> None:
+        self._window_s += seconds
+        self._window_images += images
+        if timed:
+            self.timed_s += seconds
+            self.timed_images += images
+
+    def read(self) -> tuple[float, int]:
+        """(seconds, images) of the steps since the last ``read`` (the progress window); on a GPU this waits
+        for the last recorded step, which the caller has just waited for by reading its loss back."""
+        for start, end, images, timed in self._pending:
+            end.synchronize()
+            self._add(start.elapsed_time(end) / 1e3, images, timed)
+        self._pending.clear()
+        out = (self._window_s, self._window_images)
+        self._window_s, self._window_images = 0.0, 0
+        return out

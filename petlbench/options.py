@@ -67,6 +67,8 @@ class RunConfig:
     frozen_backbone_mode: Literal["eval", "train"] = opt(
         "eval", "dropout/drop-path of frozen backbone modules: eval (off, recorded) or train")
     num_workers: int = opt(0, "DataLoader workers for lazily decoded data", identity=False)
+    compile: bool = opt(False, "torch.compile the model for training (same numbers up to float noise; "
+                               "the first steps compile)", identity=False, flag="--compile/--no-compile")
     trainval: bool = opt(False, "train on train+val, test once (the final VTAB-1k run)",
                          flag="--trainval/--no-trainval")
     label: str = opt("", "tag stored with the run (part of its identity), e.g. a suite group")

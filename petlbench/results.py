@@ -78,6 +78,8 @@ class RunResult:
     steps: int = 0
     amp: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms (+ cuBLAS workspace) was on
+    compile: bool = False  # the model was trained through torch.compile
+    flush_denormal: bool = False  # CPU: denormals flushed to zero on every compute thread (numerics.py)
     device: str = ""
     processes: int = 1  # processes that trained the run together (torchrun DDP); batch_size is the global batch
     frozen_backbone_mode: str = ""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from petlbench import distributed, measure
+from petlbench import distributed, measure, numerics
 from petlbench.backbones import Built, build, create_backbone, data_config, input_size
 from petlbench.config import build_method_config, to_dict
 from petlbench.data import RawData, prepare
@@ -128,7 +128,8 @@ def _row(p: Prepared, raw: RawData, splits, device: torch.device, data_cfg: dict
         method_note=method.note, suite=cfg.suite, config_hash=p.config_hash, group_hash=group_hash(p.identity),
         **measure.param_counts(p.built.model, p.built.backbone_total),
         **{k: getattr(method.cfg, k) for k in RECIPE_COLUMNS},
-        amp=cfg.amp, deterministic=cfg.deterministic, device=str(device), frozen_backbone_mode=cfg.frozen_backbone_mode,
+        amp=cfg.amp, deterministic=cfg.deterministic, compile=cfg.compile, device=str(device),
+        frozen_backbone_mode=cfg.frozen_backbone_mode,
         limit=cfg.limit or 0, trainval=cfg.trainval, weights_source=info["weights_source"],
         weights_sha256=info["weights_sha256"], data_source=raw.source, data_group=raw.group or "",
         data_fingerprint=json.dumps(p.identity["data"]), preprocessing=splits.preprocessing,
@@ -166,9 +167,11 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
     res.processes = dist.world
     seed_everything(p.cfg.seed)  # once per run, right before training
     set_deterministic(p.cfg.deterministic)
-    rt = Runtime(device, p.cfg.amp, p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed, dist)
+    rt = Runtime(device, p.cfg.amp, p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed, dist, p.cfg.compile)
     try:
-        outcome = train_and_evaluate(p.built, p.method, splits, rt, reporter)
+        # on the CPU, training and evaluation run with denormals flushed to zero on every thread (numerics.py)
+        with numerics.flush_denormal(device.type == "cpu") as res.flush_denormal:
+            outcome = train_and_evaluate(p.built, p.method, splits, rt, reporter)
     except UserError:
         raise
     except Exception as e:  # a failed run is a result too (OOM, bad data, method bug): record it

@@ -51,7 +51,7 @@ def test_frozen_modules_go_to_eval_method_modules_stay_in_train():
     assert model[0].training
 
 
-def _fit(method_name: str, mode: str = "eval", seed: int = 0, log=lambda m: None, **recipe):
+def _fit(method_name: str, mode: str = "eval", seed: int = 0, log=lambda m: None, readback_every=None, **recipe):
     """Build test_vit (random init, 32 px), train ``method_name`` on the toy task -> (model, outcome).
     Also returns the head's initial weights, for tests that measure how far it moved."""
     seed_everything(seed)
@@ -60,7 +60,8 @@ def _fit(method_name: str, mode: str = "eval", seed: int = 0, log=lambda m: None
     model = built.model
     head_init = model.head.weight.detach().clone()
     splits = prepare(_raw(), data_config(model))
-    out = train_and_evaluate(built, method, splits, Runtime(frozen_backbone_mode=mode, seed=seed), _Log(log))
+    rt = Runtime(frozen_backbone_mode=mode, seed=seed, readback_every=readback_every)
+    out = train_and_evaluate(built, method, splits, rt, _Log(log))
     return model, head_init, out
 
 
@@ -86,6 +87,32 @@ def test_non_finite_loss_stops_with_status_diverged():
     _, _, out = _fit("full", epochs=1, lr=1e30)
     assert out.status == "diverged" and "non-finite" in out.error
     assert "top1" not in out.metrics
+
+
+def test_losses_read_back_every_few_steps_give_the_same_run():
+    # the GPU path (a host synchronisation every N steps, not every step), exercised on the CPU
+    (_, _, every), (_, _, late) = _fit("bitfit"), _fit("bitfit", readback_every=4)
+    for key in ("loss_train", "top1", "steps"):
+        assert every.metrics[key] == late.metrics[key]
+    assert late.metrics["train_img_s"] > 0
+
+
+def test_a_late_read_back_still_stops_a_diverged_run():
+    _, _, out = _fit("full", epochs=2, lr=1e30, readback_every=100)  # read back only at the epoch's end
+    assert out.status == "diverged" and "non-finite loss at step" in out.error
+    assert out.metrics["steps"] == 3 and "top1" not in out.metrics  # one epoch of 3 steps, then stopped
+
+
+def test_step_clock_times_steps_after_warm_up():
+    from petlbench.measure import StepClock
+
+    clock = StepClock(torch.device("cpu"), warmup=2)
+    for _ in range(5):
+        clock.start()
+        clock.stop(8)
+    seconds, images = clock.read()
+    assert images == 40 and clock.timed_images == 24 and 0 <= clock.timed_s <= seconds
+    assert clock.read() == (0.0, 0)  # the window restarts after each read
 
 
 def _head_shift(grad_clip: float) -> float:

@@ -19,8 +19,8 @@ from petlbench.registry import METHODS
 # A non-default value for every declared run option (a new option without one fails the first test).
 EXAMPLES = {
     "model": "test_vit", "img_size": 32, "weights": "WEIGHTS", "pretrained": False, "device": "cpu", "amp": True,
-    "deterministic": True, "limit": 24, "frozen_backbone_mode": "train", "num_workers": 1, "trainval": True,
-    "label": "a b",
+    "deterministic": True, "limit": 24, "frozen_backbone_mode": "train", "num_workers": 1, "compile": True,
+    "trainval": True, "label": "a b",
 }
 STRUCTURAL = {"method": "methods", "dataset": "datasets", "seed": "seeds", "suite": "name",
               "selection": "tune", "tune": "tune"}  # set by the suite's structure, not as keys
