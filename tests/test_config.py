@@ -73,7 +73,9 @@ def test_neutral_recipe_keys_stay_out_of_the_run_identity():
     linear, lion = get("linear").Config(), get("lion").Config()
     assert "grad_clip" not in identity_config(linear)  # off: hashes of older stored results still match
     assert identity_config(get("linear").Config(grad_clip=0.5))["grad_clip"] == 0.5
-    assert identity_config(lion)["grad_clip"] == lion.grad_clip == 1.0  # LION clips by default (our choice)
+    # LION clips its own tensors (layer_grad_clip), not the global norm: grad_clip is off and stays out of its identity
+    assert lion.grad_clip == 0.0 and "grad_clip" not in identity_config(lion)
+    assert identity_config(lion)["layer_grad_clip"] == 1.0
 
 
 @pytest.mark.parametrize("pair", ["lr=0", "lr=-1", "epochs=0", "batch_size=0", "grad_clip=-1", "weight_decay=-0.1"])
