@@ -9,10 +9,11 @@ from pathlib import Path
 from petlbench.results import read_rows
 from petlbench.suites import load_suite
 
-# Top-1 tolerance (points, both ways). benchmarks/perf/smoke_spread.py runs the smoke suite under the kernel
-# variants that differ between CPUs (AMX/AVX-512, AVX2-only, the default ISA; 1 and 2 threads): the largest
-# spread of any method was 1.56 points (README, "CI regression sweep"); 3 points is about twice that.
-TOLERANCE = 3.0
+# Top-1 tolerance (points, both ways). benchmarks/perf/smoke_spread.py ran the smoke suite under the kernel
+# variants that differ between CPUs (native AMX/AVX-512 with 2 threads, AVX2-only and the default ISA with 1
+# thread): the largest spread of any method was 0.39 points, one test image of 256 (README, "CI regression
+# sweep"). 2 points (5 images) leaves room for CPUs we could not emulate here (AMD Zen's oneDNN kernels).
+TOLERANCE = 2.0
 
 
 def test_smoke_suite_matches_the_committed_reference(cli, tmp_path):
