@@ -110,6 +110,14 @@ class RunResult:
 
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # JSON record only
 
+    def summary(self) -> str:
+        """One line for progress output: the test top-1 (a selection run has none: its val top-1), time."""
+        if self.status != "ok":
+            return f"{self.status}: {self.error}"
+        score = f"top-1 {self.top1_pct:.2f}%" if not math.isnan(self.top1_pct) else \
+            f"val top-1 {self.top1_val_pct:.2f}% (selection run, no test split)"
+        return f"{score}  ({self.time_total_s:.1f} s)"
+
 
 COLUMNS = [f.name for f in dataclasses.fields(RunResult) if f.name != "extra"]
 _TYPES = {f.name: f.type for f in dataclasses.fields(RunResult)}

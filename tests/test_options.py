@@ -157,6 +157,7 @@ def test_tune_chooses_on_val_before_reading_test_and_resumes(cli, tmp_path, monk
     rows = read_rows(tmp_path / "store" / "results.csv")
     grid, finals = [r for r in rows if r["selection"] == "True"], [r for r in rows if r["selection"] != "True"]
     assert len(grid) == 4 and all(r["top1_pct"] == "" and r["n_test"] == "0" for r in grid)
+    assert out.count("(selection run, no test split)") == 4 and "top-1 nan" not in out  # said as such
     scores = [float(r["top1_val_pct"]) for r in grid]
     best = max(range(4), key=lambda i: (scores[i], -i))  # the documented tie rule
     record = json.loads(finals[0]["tune"])
