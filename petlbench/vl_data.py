@@ -234,16 +234,15 @@ class _HFImages:
 class _Table:
     """The rows of one split: a ``datasets.Dataset`` or a list of dict rows (JSONL), images left lazy."""
 
-    def __init__(self, rows: Any, identity: str, root: Path | None = None, joined: ImageSource | None = None) -> None:
+    def __init__(self, rows: Any, identity: str, root: Path | None = None, joined: ImageSource | None = None,
+                 columns: list[str] | None = None) -> None:
         self.rows, self.identity, self.root = rows, identity, root
         self.joined = joined  # images of the rows kept in another table (GQA), else None
         self.is_hf = not isinstance(rows, list)
-
-    @property
-    def columns(self) -> list[str]:
         if self.is_hf:
-            return list(self.rows.column_names)
-        return list(dict.fromkeys(k for r in self.rows[:100] for k in r))
+            self.columns = list(rows.column_names)
+        else:  # JSONL rows: the keys of the rows (of the whole file, kept by subsets)
+            self.columns = columns if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -259,7 +258,8 @@ class _Table:
     def subset(self, idx: np.ndarray) -> _Table:
         ident = f"{self.identity}|{hashlib.sha256(np.asarray(idx, np.int64).tobytes()).hexdigest()[:12]}"
         rows = self.rows.select(idx.tolist()) if self.is_hf else [self.rows[i] for i in idx]
-        return _Table(rows, ident, self.root, self.joined.subset(idx) if self.joined is not None else None)
+        joined = self.joined.subset(idx) if self.joined is not None else None
+        return _Table(rows, ident, self.root, joined, self.columns)
 
     def images(self, col: str, where: str) -> ImageSource:
         if self.joined is not None:
@@ -378,6 +378,11 @@ def assemble(name: str, tables: dict[str, _Table], cols: Columns, kind: str, sou
     mode = _answer_mode(tables["train"].values(cols.answer), f"dataset '{name}'", cols.answer)
     task = _make_task(name, kind, mode, tables["train"], cols, vocab_size, classes)
     splits = {s: _make_split(t, cols, task, mode, f"dataset '{name}' ({s})") for s, t in tables.items()}
+    for split, sp in splits.items():
+        if len(sp) == 0:
+            sizes = ", ".join(f"{s} {len(v)}" for s, v in splits.items())
+            raise UserError(f"dataset '{name}' has an empty '{split}' split ({sizes} rows); "
+                            "give more rows or separate train/val/test files")
     return VLRawData(name, task, splits, source, notes)
 
 
@@ -606,7 +611,8 @@ def load_vl_local(path: Path) -> VLRawData:
     single-answer classification (CE, top-1); an integer -> class ids. A ``hypothesis`` / ``statement`` text
     column makes it an entailment task.
     """
-    name = path.stem or path.name
+    split_word = path.stem.lower() in ("train", "val", "validation", "dev", "test")
+    name = path.resolve().parent.name if split_word else (path.stem or path.name)
     tables = _read_local(path)
     cols = _detect_columns(next(iter(tables.values())), f"local VL data '{path}'")
     tables, note = plan_splits(tables, _group_col(next(iter(tables.values()))))

@@ -243,18 +243,26 @@ def _sample(template: Template, target: str, rng: np.random.Generator, tries: in
     raise RuntimeError(f"no scene answers {text!r} with {target!r} in {tries} draws")
 
 
-def generate(task: str, split: str, n: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """(images uint8 N×32×32×3, texts, label indices) of one split; deterministic per (task, split)."""
+def generate_scenes(task: str, split: str, n: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray, list]:
+    """(images uint8 N×32×32×3, texts, label indices, scenes) of one split; deterministic per (task, split)."""
+    if task not in BUILTIN:
+        raise ValueError(f"unknown generated VL task {task!r}")
     types, answers = (VQA_TYPES, VQA_ANSWERS) if task == "shapes-vqa" else (VE_TYPES, VE_LABELS)
     rng = np.random.default_rng([zlib.crc32(task.encode()), zlib.crc32(split.encode()), 11])
     index = {a: i for i, a in enumerate(answers)}
-    images, texts, labels = [], [], []
+    images, texts, labels, scenes = [], [], [], []
     for qtype, target in _cells(types, n or SIZES[split], rng):
         text, scene = _sample(types[qtype][0], target, rng)
         images.append(render(scene, rng))
         texts.append(text)
         labels.append(index[target])
-    return np.stack(images), texts, np.asarray(labels, dtype=np.int64)
+        scenes.append(scene)
+    return np.stack(images), texts, np.asarray(labels, dtype=np.int64), scenes
+
+
+def generate(task: str, split: str, n: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(images, texts, labels) of one split (``n`` samples, default the split's size)."""
+    return generate_scenes(task, split, n)[:3]
 
 
 # ----------------------------------------------------------------------------- cache and registry
