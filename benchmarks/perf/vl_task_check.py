@@ -38,15 +38,19 @@ def _words(text: str) -> list[str]:
 
 
 class FiLMNet(nn.Module):
-    def __init__(self, vocab: int, answers: int, width: int = 48, text_dim: int = 64) -> None:
+    def __init__(self, vocab: int, answers: int, width: int = 48, text_dim: int = 64, head: str = "max") -> None:
         super().__init__()
+        self.pool = head
         self.embed = nn.Embedding(vocab, 32, padding_idx=0)
         self.gru = nn.GRU(32, text_dim, batch_first=True)
         self.conv1 = nn.Conv2d(5, width, 3, padding=1)  # RGB + x/y coordinates
         self.conv2 = nn.Conv2d(width, width, 3, stride=2, padding=1)  # 16×16
         self.conv3 = nn.Conv2d(width, width, 3, padding=1)
         self.film = nn.Linear(text_dim, 4 * width)  # (gamma, beta) for conv2 and conv3
-        self.head = nn.Sequential(nn.Linear(width, 128), nn.ReLU(), nn.Linear(128, answers))
+        # "max": global max-pool; "flat": a stride-2 conv to 8×8 then flatten (keeps where things are)
+        self.down = nn.Conv2d(width, 16, 3, stride=2, padding=1) if head == "flat" else None
+        feat = 16 * 64 if head == "flat" else width
+        self.head = nn.Sequential(nn.Linear(feat, 128), nn.ReLU(), nn.Linear(128, answers))
         yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
         self.register_buffer("coords", torch.stack([xx, yy])[None])
 
@@ -58,7 +62,8 @@ class FiLMNet(nn.Module):
         h = torch.relu(self.conv1(torch.cat([x, self.coords.expand(len(x), -1, -1, -1)], 1)))
         h = torch.relu(self.conv2(h) * (1 + g2) + b2)
         h = torch.relu(self.conv3(h) * (1 + g3) + b3)
-        return self.head(h.amax(dim=(2, 3)))
+        pooled = h.amax(dim=(2, 3)) if self.down is None else torch.relu(self.down(h)).flatten(1)
+        return self.head(pooled)
 
 
 def _tensors(split: VLSplit, task: VLTask, index: dict[str, int], max_len: int) -> tuple:
@@ -84,16 +89,17 @@ def _evaluate(model: nn.Module, task: VLTask, data: tuple, mode: str) -> np.ndar
     return (y[torch.arange(len(y)), pred] if task.soft else (pred == y).float()).numpy()
 
 
-def train_eval(task: VLTask, train: tuple, test: tuple, vocab: int, mode: str, epochs: int, seed: int) -> np.ndarray:
+def train_eval(task: VLTask, train: tuple, test: tuple, vocab: int, mode: str, epochs: int, seed: int,
+               head: str = "max", batch: int = 64) -> np.ndarray:
     torch.manual_seed(seed)
-    model = FiLMNet(vocab, task.num_answers)
+    model = FiLMNet(vocab, task.num_answers, head=head)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    steps = epochs * -(-len(train[0]) // 64)
+    steps = epochs * -(-len(train[0]) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         model.train()
-        for idx in torch.randperm(len(train[0]), generator=gen).split(64):
+        for idx in torch.randperm(len(train[0]), generator=gen).split(batch):
             x, tok = _ablate(train[0][idx], train[1][idx], mode)
             loss = task.loss_fn(model(x, tok), train[2][idx])
             opt.zero_grad()
@@ -111,7 +117,8 @@ def _train_split(name: str, size: int) -> VLSplit:
     return VLSplit(np.concatenate([base.images, x]), base.texts + t, np.concatenate([base.labels, y]))
 
 
-def check(name: str, train_size: int = 800, epochs: int = 30, seed: int = 0, modes=MODES) -> dict:
+def check(name: str, train_size: int = 800, epochs: int = 30, seed: int = 0, modes=MODES, head: str = "max",
+          batch: int = 64) -> dict:
     """{mode: {"all": test metric %, <type>: %...}} for one task."""
     raw = load_vl(name)
     train_split, test_split = _train_split(name, train_size), raw.splits["test"]
@@ -123,7 +130,7 @@ def check(name: str, train_size: int = 800, epochs: int = 30, seed: int = 0, mod
     types = np.asarray([vl_tasks.question_type(t) for t in test_split.texts])
     out = {}
     for mode in modes:
-        per = train_eval(raw.task, train, test, len(index) + 2, mode, epochs, seed)
+        per = train_eval(raw.task, train, test, len(index) + 2, mode, epochs, seed, head, batch)
         out[mode] = {"all": round(100 * float(per.mean()), 1),
                      **{t: round(100 * float(per[types == t].mean()), 1) for t in sorted(set(types))}}
     return out
@@ -135,15 +142,20 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=800)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    ap.add_argument("--head", default="max", choices=("max", "flat"))
+    ap.add_argument("--batch", type=int, default=64)
     args = ap.parse_args()
     torch.set_num_threads(1)
     results = {}
     for name in args.task:
         t0 = time.time()
-        results[name] = check(name, args.train_size, args.epochs, args.seed)
+        results[name] = check(name, args.train_size, args.epochs, args.seed, args.modes, args.head, args.batch)
         for mode, scores in results[name].items():
             cells = "  ".join(f"{k} {v:5.1f}" for k, v in scores.items())
             print(f"{name:11s} {mode:6s} {cells}")
+        if set(MODES) - set(args.modes):
+            continue
         best_single = max(results[name]["text"]["all"], results[name]["image"]["all"])
         print(f"{name:11s} gap both - best single = {results[name]['both']['all'] - best_single:+.1f} points "
               f"({time.time() - t0:.0f}s)")
