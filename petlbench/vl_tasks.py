@@ -22,13 +22,21 @@ equal numbers:
 holds), *contradiction* (one referent, predicate fails) or *neutral* = not decidable from the image: no such
 object (presupposition failure) or several that disagree on the predicate (ambiguous reference).
 
-Balance (so that no single modality suffices): every sample first gets a (type, answer) cell — per split each
-type has the same count and, within a type, every answer the same count (yes/no exactly 50/50; in shapes-ve the
-9 type×label cells differ by at most one sample); then the text's free words (which shape, colour, relation)
-are drawn uniformly, independent of the answer; then scenes are drawn from one fixed scene prior until the
-scene gives that answer (rejection sampling). So P(answer | text) is uniform within a type (text-only is at
-chance) and the image alone does not say which object is asked about. ``benchmarks/perf/vl_task_check.py``
-measures text-only, image-only and both-modality baselines.
+Balance (so that no single modality suffices):
+
+* shapes-vqa: every sample first gets a (type, answer) cell — per split each type has the same count and,
+  within a type, every answer the same count (yes/no exactly 50/50); then the question's free words (which
+  shape, colour, relation) are drawn uniformly, independent of the answer; then scenes are drawn from one fixed
+  scene prior until the scene gives that answer (rejection sampling). So P(answer | question) is uniform within
+  a type (text-only is at chance) and the image alone does not say which object is asked about.
+* shapes-ve: every scene carries three statements, one per label, so the image alone is exactly at chance;
+  per label, the statement types are balanced over scenes; a scene is drawn from the prior until each of its
+  three (type, label) cells has a fitting statement, and the statement is drawn uniformly among those that
+  fit. The scene prior is symmetric under renaming shapes or colours and under mirroring, so a statement's
+  wording is uniform given its (type, label): text-only is at chance too. Labels and types are balanced to
+  within one sample (800 is not a multiple of 3; the 1–2 surplus samples are dropped from the fullest cells).
+
+``benchmarks/perf/vl_task_check.py`` measures text-only, image-only and both-modality baselines.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -110,7 +119,8 @@ def _relation(a: Obj, b: Obj, rel: str) -> bool | None:
 
 # A template draws its free words with ``rng`` and returns (text, answer_of(scene) -> answer | None);
 # None = the scene cannot carry this question (ambiguous reference, relation inside the margin).
-Template = Callable[[np.random.Generator], tuple[str, Callable[[list[Obj]], str | None]]]
+Statement = tuple[str, Callable[[list[Obj]], str | None]]
+Template = Callable[[np.random.Generator], Statement]
 
 
 def _pick(rng: np.random.Generator, options, k: int = 1):
@@ -181,20 +191,15 @@ def _verdict(refs: list, holds: Callable) -> str | None:
     return "neutral" if len(set(values)) > 1 else None  # several that disagree: ambiguous; all agree: reject
 
 
-def _s_colour(rng):
-    s, c = _pick(rng, SHAPES), _pick(rng, list(COLOURS))
+def _s_colour(s: str, c: str) -> Statement:
     return f"The {s} is {c}.", lambda sc: _verdict(_refs(sc, shape=s), lambda o: o.colour == c)
 
 
-def _s_shape(rng):
-    c, s = _pick(rng, list(COLOURS)), _pick(rng, SHAPES)
+def _s_shape(c: str, s: str) -> Statement:
     return f"The {c} object is a {s}.", lambda sc: _verdict(_refs(sc, colour=c), lambda o: o.shape == s)
 
 
-def _s_relation(rng):
-    a, b = _pick(rng, SHAPES, 2)
-    rel = _pick(rng, RELATIONS)
-
+def _s_relation(a: str, rel: str, b: str) -> Statement:
     def label(sc):
         pairs = [(p, q) for p in _refs(sc, shape=a) for q in _refs(sc, shape=b)]
         return _verdict(pairs, lambda pq: _relation(pq[0], pq[1], rel))
@@ -202,11 +207,13 @@ def _s_relation(rng):
     return f"The {a} is {rel} the {b}.", label
 
 
-VE_TYPES: dict[str, tuple[Template, tuple[str, ...]]] = {
-    "colour": (_s_colour, VE_LABELS),
-    "shape": (_s_shape, VE_LABELS),
-    "relation": (_s_relation, VE_LABELS),
+# every statement of every type, with its labelling function
+VE_STATEMENTS: dict[str, list[Statement]] = {
+    "colour": [_s_colour(s, c) for s in SHAPES for c in COLOURS],
+    "shape": [_s_shape(c, s) for c in COLOURS for s in SHAPES],
+    "relation": [_s_relation(a, rel, b) for a in SHAPES for b in SHAPES if a != b for rel in RELATIONS],
 }
+VE_TYPES = tuple(VE_STATEMENTS)
 
 
 def question_type(text: str) -> str:
@@ -243,21 +250,55 @@ def _sample(template: Template, target: str, rng: np.random.Generator, tries: in
     raise RuntimeError(f"no scene answers {text!r} with {target!r} in {tries} draws")
 
 
+def _vqa_samples(n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, str, str, list[Obj]]]:
+    """One scene per question: (type, answer) cells, then the words, then a scene with that answer."""
+    out = []
+    for qtype, target in _cells(VQA_TYPES, n, rng):
+        text, scene = _sample(VQA_TYPES[qtype][0], target, rng)
+        out.append((render(scene, rng), text, target, scene))
+    return out
+
+
+def _scene_for(cells: list[tuple[str, str]], rng: np.random.Generator, tries: int = 20000) -> tuple[list[Obj], list[str]]:
+    """A scene from the prior on which every (type, label) cell has a statement; one such statement per cell,
+    drawn uniformly among those that fit."""
+    for _ in range(tries):
+        scene = sample_scene(rng)
+        options = [[t for t, label_of in VE_STATEMENTS[qtype] if label_of(scene) == label] for qtype, label in cells]
+        if all(options):
+            return scene, [opts[int(rng.integers(len(opts)))] for opts in options]
+    raise RuntimeError(f"no scene fits {cells} in {tries} draws")
+
+
+def _ve_samples(n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, str, str, list[Obj]]]:
+    """Every scene carries three statements, one per label (so the image alone says nothing about the label);
+    per label the statement types are balanced over scenes (each label's surplus type differs)."""
+    n_scenes = -(-n // 3)
+    slots = {lab: [VE_TYPES[i] for i in rng.permutation(np.resize(np.roll(np.arange(len(VE_TYPES)), -j), n_scenes))]
+             for j, lab in enumerate(VE_LABELS)}
+    out = []
+    for k in range(n_scenes):
+        cells = [(slots[lab][k], lab) for lab in VE_LABELS]
+        scene, texts = _scene_for(cells, rng)
+        image = render(scene, rng)
+        out += [(image, text, lab, scene, qtype) for text, (qtype, lab) in zip(texts, cells, strict=True)]
+    while len(out) > n:  # 3*ceil(n/3) - n <= 2 surplus samples: drop from the fullest label, type and cell
+        count = Counter(x for o in out for x in (o[2], o[4], (o[4], o[2])))
+        drop = max(range(len(out)), key=lambda i: (count[out[i][2]], count[out[i][4]], count[out[i][4], out[i][2]], i))
+        out.pop(drop)
+    return [out[i][:4] for i in rng.permutation(len(out))]
+
+
 def generate_scenes(task: str, split: str, n: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray, list]:
     """(images uint8 N×32×32×3, texts, label indices, scenes) of one split; deterministic per (task, split)."""
     if task not in BUILTIN:
         raise ValueError(f"unknown generated VL task {task!r}")
-    types, answers = (VQA_TYPES, VQA_ANSWERS) if task == "shapes-vqa" else (VE_TYPES, VE_LABELS)
     rng = np.random.default_rng([zlib.crc32(task.encode()), zlib.crc32(split.encode()), 11])
+    samples = (_vqa_samples if task == "shapes-vqa" else _ve_samples)(n or SIZES[split], rng)
+    answers = VQA_ANSWERS if task == "shapes-vqa" else VE_LABELS
     index = {a: i for i, a in enumerate(answers)}
-    images, texts, labels, scenes = [], [], [], []
-    for qtype, target in _cells(types, n or SIZES[split], rng):
-        text, scene = _sample(types[qtype][0], target, rng)
-        images.append(render(scene, rng))
-        texts.append(text)
-        labels.append(index[target])
-        scenes.append(scene)
-    return np.stack(images), texts, np.asarray(labels, dtype=np.int64), scenes
+    images, texts, targets, scenes = zip(*samples, strict=True)
+    return np.stack(images), list(texts), np.asarray([index[t] for t in targets], dtype=np.int64), list(scenes)
 
 
 def generate(task: str, split: str, n: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:

@@ -66,6 +66,38 @@ class FiLMNet(nn.Module):
         return self.head(pooled)
 
 
+class TinyFusion(nn.Module):
+    """Single-stream fusion like the VL track's model, at toy scale: a CNN stem turns the image into 8×8 tokens,
+    words are embedded, [CLS] + words + image tokens (with position and type embeddings) go through a small
+    transformer encoder, the head reads [CLS]."""
+
+    def __init__(self, vocab: int, answers: int, d: int = 64, layers: int = 3, max_len: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, d // 2, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(d // 2, d, 3, stride=2, padding=1), nn.ReLU(),
+                                  nn.Conv2d(d, d, 3, stride=2, padding=1))  # B×d×8×8
+        self.words = nn.Embedding(vocab, d, padding_idx=0)
+        self.pos_img = nn.Parameter(torch.randn(1, 64, d) * 0.02)
+        self.pos_txt = nn.Parameter(torch.randn(1, max_len + 1, d) * 0.02)
+        self.types = nn.Embedding(2, d)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        layer = nn.TransformerEncoderLayer(d, 4, 2 * d, dropout=0.0, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, answers))
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        b, t = tokens.shape
+        img = self.stem(x).flatten(2).transpose(1, 2) + self.pos_img + self.types.weight[1]
+        txt = torch.cat([self.cls.expand(b, -1, -1), self.words(tokens)], 1) + self.pos_txt[:, : t + 1]
+        txt = txt + self.types.weight[0]
+        pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool), tokens == 0, torch.zeros(b, 64, dtype=torch.bool)], 1)
+        h = self.encoder(torch.cat([txt, img], 1), src_key_padding_mask=pad)
+        return self.head(h[:, 0])
+
+
+MODELS = {"film": FiLMNet, "tf": TinyFusion}
+
+
 def _tensors(split: VLSplit, task: VLTask, index: dict[str, int], max_len: int) -> tuple:
     x = torch.from_numpy(split.images).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.25)
     tok = torch.zeros(len(split), max_len, dtype=torch.long)
@@ -90,12 +122,13 @@ def _evaluate(model: nn.Module, task: VLTask, data: tuple, mode: str) -> np.ndar
 
 
 def train_eval(task: VLTask, train: tuple, test: tuple, vocab: int, mode: str, epochs: int, seed: int,
-               head: str = "max", batch: int = 64) -> np.ndarray:
+               head: str = "max", batch: int = 64, arch: str = "film") -> np.ndarray:
     torch.manual_seed(seed)
-    model = FiLMNet(vocab, task.num_answers, head=head)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    model = FiLMNet(vocab, task.num_answers, head=head) if arch == "film" else TinyFusion(vocab, task.num_answers)
+    lr = 2e-3 if arch == "film" else 1e-3
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * -(-len(train[0]) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         model.train()
@@ -118,7 +151,7 @@ def _train_split(name: str, size: int) -> VLSplit:
 
 
 def check(name: str, train_size: int = 800, epochs: int = 30, seed: int = 0, modes=MODES, head: str = "max",
-          batch: int = 64) -> dict:
+          batch: int = 64, arch: str = "film") -> dict:
     """{mode: {"all": test metric %, <type>: %...}} for one task."""
     raw = load_vl(name)
     train_split, test_split = _train_split(name, train_size), raw.splits["test"]
@@ -130,7 +163,7 @@ def check(name: str, train_size: int = 800, epochs: int = 30, seed: int = 0, mod
     types = np.asarray([vl_tasks.question_type(t) for t in test_split.texts])
     out = {}
     for mode in modes:
-        per = train_eval(raw.task, train, test, len(index) + 2, mode, epochs, seed, head, batch)
+        per = train_eval(raw.task, train, test, len(index) + 2, mode, epochs, seed, head, batch, arch)
         out[mode] = {"all": round(100 * float(per.mean()), 1),
                      **{t: round(100 * float(per[types == t].mean()), 1) for t in sorted(set(types))}}
     return out
@@ -145,12 +178,14 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--head", default="max", choices=("max", "flat"))
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--arch", default="film", choices=tuple(MODELS))
     args = ap.parse_args()
     torch.set_num_threads(1)
     results = {}
     for name in args.task:
         t0 = time.time()
-        results[name] = check(name, args.train_size, args.epochs, args.seed, args.modes, args.head, args.batch)
+        results[name] = check(name, args.train_size, args.epochs, args.seed, args.modes, args.head, args.batch,
+                              args.arch)
         for mode, scores in results[name].items():
             cells = "  ".join(f"{k} {v:5.1f}" for k, v in scores.items())
             print(f"{name:11s} {mode:6s} {cells}")
