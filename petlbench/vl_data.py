@@ -76,9 +76,15 @@ class VLTask:
 
     def targets(self, split: VLSplit, rows: Sequence[int] | np.ndarray) -> torch.Tensor:
         """The batch target of ``rows`` of ``split``: B×A soft scores or B labels."""
-        if self.soft:
-            return split.soft_targets().dense(rows, self.num_answers)
-        return torch.from_numpy(split.labels[np.asarray(rows, dtype=np.int64)])
+        labels = torch.from_numpy(split.labels[np.asarray(rows, dtype=np.int64)])
+        if not self.soft:
+            return labels
+        if split.soft is not None:
+            return split.soft.dense(rows, self.num_answers)
+        dense = torch.zeros(len(labels), self.num_answers)  # one answer per sample: score 1 (none for -1)
+        known = labels >= 0
+        dense[known, labels[known]] = 1.0
+        return dense
 
     def loss_fn(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return soft_bce_loss(logits, target) if self.loss == "bce" else ce_loss(logits, target)

@@ -109,6 +109,8 @@ def test_vltask_metadata_and_targets() -> None:
     task = VLTask("x", "vqa", ("a", "b"), "vqa_score", "bce")
     split = VLSplit(np.zeros((2, 4, 4, 3), np.uint8), ["q1", "q2"], np.array([1, 0]))
     assert task.targets(split, [1, 0]).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    unknown = VLSplit(np.zeros((2, 4, 4, 3), np.uint8), ["q1", "q2"], np.array([1, -1]))
+    assert task.targets(unknown, [0, 1]).tolist() == [[0.0, 1.0], [0.0, 0.0]]
     assert task.higher_is_better and task.num_answers == 2
     ce = VLTask("y", "entailment", ("e", "n", "c"), "top1", "ce")
     assert ce.targets(split, [0, 1]).tolist() == [1, 0]
@@ -423,3 +425,19 @@ def test_offline_texts_have_no_unknown_wordpieces() -> None:
     for name in vl_tasks.BUILTIN:
         ids = tok(load_vl(name).splits["test"].texts)["input_ids"]
         assert all(tok.unk_token_id not in row for row in ids) and max(map(len, ids)) <= 12
+
+
+@pytest.mark.slow
+def test_offline_vl_tasks_need_both_modalities() -> None:
+    """benchmarks/perf/vl_task_check.py on a small budget: text-only and image-only stay near their chance
+    levels (35% / 20% for shapes-vqa: chance within type / always 'yes'), the model that sees both does not."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "perf" / "vl_task_check.py"
+    spec = importlib.util.spec_from_file_location("vl_task_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.set_num_threads(1)
+    out = module.check("shapes-vqa", train_size=4000, epochs=10)
+    assert out["text"]["all"] < 42 and out["image"]["all"] < 27
+    assert out["both"]["all"] > max(out["text"]["all"], out["image"]["all"]) + 15

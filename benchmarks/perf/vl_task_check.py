@@ -44,24 +44,26 @@ class FiLMNet(nn.Module):
         self.embed = nn.Embedding(vocab, 32, padding_idx=0)
         self.gru = nn.GRU(32, text_dim, batch_first=True)
         self.conv1 = nn.Conv2d(5, width, 3, padding=1)  # RGB + x/y coordinates
-        self.conv2 = nn.Conv2d(width, width, 3, stride=2, padding=1)  # 16×16
-        self.conv3 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width + 2, width, 3, stride=2, padding=1)  # 16×16; coordinates at every layer
+        self.conv3 = nn.Conv2d(width + 2, width, 3, padding=1)
         self.film = nn.Linear(text_dim, 4 * width)  # (gamma, beta) for conv2 and conv3
         # "max": global max-pool; "flat": a stride-2 conv to 8×8 then flatten (keeps where things are)
         self.down = nn.Conv2d(width, 16, 3, stride=2, padding=1) if head == "flat" else None
         feat = 16 * 64 if head == "flat" else width
         self.head = nn.Sequential(nn.Linear(feat, 128), nn.ReLU(), nn.Linear(128, answers))
-        yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
-        self.register_buffer("coords", torch.stack([xx, yy])[None])
+        for size in (32, 16):
+            yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+            self.register_buffer(f"coords{size}", torch.stack([xx, yy])[None])
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         lengths = (tokens > 0).sum(1).clamp(min=1)
         out, _ = self.gru(self.embed(tokens))  # B×T×D; the last real word's state is the text vector
         q = out[torch.arange(len(tokens)), lengths - 1] * (tokens[:, :1] > 0)  # empty text -> zero vector
         g2, b2, g3, b3 = self.film(q)[:, :, None, None].chunk(4, dim=1)
-        h = torch.relu(self.conv1(torch.cat([x, self.coords.expand(len(x), -1, -1, -1)], 1)))
-        h = torch.relu(self.conv2(h) * (1 + g2) + b2)
-        h = torch.relu(self.conv3(h) * (1 + g3) + b3)
+        c32, c16 = self.coords32.expand(len(x), -1, -1, -1), self.coords16.expand(len(x), -1, -1, -1)
+        h = torch.relu(self.conv1(torch.cat([x, c32], 1)))
+        h = torch.relu(self.conv2(torch.cat([h, c32], 1)) * (1 + g2) + b2)
+        h = torch.relu(self.conv3(torch.cat([h, c16], 1)) * (1 + g3) + b3)
         pooled = h.amax(dim=(2, 3)) if self.down is None else torch.relu(self.down(h)).flatten(1)
         return self.head(pooled)
 
