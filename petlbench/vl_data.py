@@ -463,7 +463,7 @@ VL_HUB: dict[str, VLHubSpec] = {
         "lmms-lab/GQA", "vqa", Columns("image", "question", "answer"),
         splits={s: (f"{t}_balanced_instructions", t) for s, t in _GQA_TIERS.items()},
         image_tables={s: (f"{t}_balanced_images", t) for s, t in _GQA_TIERS.items()},
-        join=("imageId", "id"), vocab_size=1843,
+        join=("imageId", "id"), vocab_size=1843,  # the figure in issue 13 / benchmark.md; not re-derived here
         note="balanced train / val (choices) / testdev (reported); 1,843 answers from train"),
     # sedrickkeh/snli-ve (parquet): image, filename, premise (the Flickr30k caption), hypothesis,
     # label ClassLabel(entailment, neutral, contradiction); train 529,527 / validation 17,858 / test 17,901 =

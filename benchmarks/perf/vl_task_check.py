@@ -49,7 +49,9 @@ class FiLMNet(nn.Module):
         self.film = nn.Linear(text_dim, 4 * width)  # (gamma, beta) for conv2 and conv3
         # "max": global max-pool; "flat": a stride-2 conv to 8×8 then flatten (keeps where things are)
         self.down = nn.Conv2d(width, 16, 3, stride=2, padding=1) if head == "flat" else None
-        feat = 16 * 64 if head == "flat" else width
+        # spatial softmax: 4 text-modulated attention maps over the 16×16 grid -> their expected (x, y)
+        self.attn = nn.Conv2d(width, 4, 1)
+        feat = 16 * 64 if head == "flat" else width + 8
         self.head = nn.Sequential(nn.Linear(feat, 128), nn.ReLU(), nn.Linear(128, answers))
         for size in (32, 16):
             yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
@@ -64,8 +66,11 @@ class FiLMNet(nn.Module):
         h = torch.relu(self.conv1(torch.cat([x, c32], 1)))
         h = torch.relu(self.conv2(torch.cat([h, c32], 1)) * (1 + g2) + b2)
         h = torch.relu(self.conv3(torch.cat([h, c16], 1)) * (1 + g3) + b3)
-        pooled = h.amax(dim=(2, 3)) if self.down is None else torch.relu(self.down(h)).flatten(1)
-        return self.head(pooled)
+        if self.down is not None:
+            return self.head(torch.relu(self.down(h)).flatten(1))
+        where = torch.softmax(self.attn(h).flatten(2), dim=-1)  # B×4×256
+        xy = torch.einsum("bkn,cn->bkc", where, self.coords16[0].flatten(1)).flatten(1)  # B×8
+        return self.head(torch.cat([h.amax(dim=(2, 3)), xy], 1))
 
 
 class TinyFusion(nn.Module):
