@@ -157,6 +157,14 @@ def _train_split(name: str, size: int) -> VLSplit:
     return VLSplit(np.concatenate([base.images, x]), base.texts + t, np.concatenate([base.labels, y]))
 
 
+def _prior_baselines(labels: np.ndarray, types: np.ndarray) -> dict[str, float]:
+    """Best constant answers on test: per question type (what a text-only model can reach from answer priors)
+    and overall (what an image-only model reaches without knowing the question)."""
+    per_type = sum(np.bincount(labels[types == t]).max() for t in set(types)) / len(labels)
+    return {"text_prior": round(100 * float(per_type), 1),
+            "image_prior": round(100 * float(np.bincount(labels).max()) / len(labels), 1)}
+
+
 def check(name: str, train_size: int = 800, epochs: int = 30, seed: int = 0, modes=MODES, head: str = "max",
           batch: int = 64, arch: str = "film") -> dict:
     """{mode: {"all": test metric %, <type>: %...}} for one task."""
@@ -168,7 +176,7 @@ def check(name: str, train_size: int = 800, epochs: int = 30, seed: int = 0, mod
     train = _tensors(train_split, raw.task, index, max_len)
     test = _tensors(test_split, raw.task, index, max_len)
     types = np.asarray([vl_tasks.question_type(t) for t in test_split.texts])
-    out = {}
+    out = {"prior": _prior_baselines(test_split.labels, types)}
     for mode in modes:
         per = train_eval(raw.task, train, test, len(index) + 2, mode, epochs, seed, head, batch, arch)
         out[mode] = {"all": round(100 * float(per.mean()), 1),
