@@ -18,9 +18,12 @@ equal numbers:
 
 ``shapes-ve`` (visual entailment, SNLI-VE's three labels): a statement about the scene —
 "The triangle is red.", "The red object is a circle.", "The circle is left of the cross." — is
-*entailment* (its definite description picks out exactly one object, tuple for relations, and the predicate
-holds), *contradiction* (one referent, predicate fails) or *neutral* = not decidable from the image: no such
-object (presupposition failure) or several that disagree on the predicate (ambiguous reference).
+*entailment* (its definite description picks out exactly one object, one pair for relations, and the predicate
+holds), *contradiction* (one referent, predicate fails) or *neutral* = not decidable from the image because
+no object fits the description (presupposition failure: "The cross is blue." in a scene without a cross).
+Scenes where several objects fit a description are never used for that statement (an ambiguous reference
+would be a second, harder kind of "not decidable"; v1 of the generator had it and a small model could not
+learn the three-way logic, see the check script).
 
 Balance (so that no single modality suffices):
 
@@ -64,7 +67,7 @@ MARGIN = 4.0  # px: relation questions need the two centres this far apart on th
 COUNTS = ("0", "1", "2", "3")
 VQA_ANSWERS = (*COLOURS, *SHAPES, *COUNTS, "yes", "no")
 VE_LABELS = ("entailment", "neutral", "contradiction")  # SNLI-VE order
-VERSION = "v1"
+VERSION = "v2"  # v2: shapes-ve neutral = absent referent only, three statements per scene
 # Compact budget as for mini-VTAB (offline.BUDGET: 5 epochs of batch 16); not yet tuned for the VL model.
 BUDGET = dict(epochs=5, batch_size=16)
 
@@ -180,15 +183,15 @@ VQA_TYPES: dict[str, tuple[Template, tuple[str, ...]]] = {
 
 
 def _verdict(refs: list, holds: Callable) -> str | None:
-    """Label of a statement whose description picks out ``refs`` (objects or tuples) with predicate ``holds``."""
+    """Label of a statement whose description picks out ``refs`` (objects, or pairs for relations)."""
     if not refs:
-        return "neutral"  # nothing fits the description: not decidable
-    values = [holds(r) for r in refs]
-    if None in values:
+        return "neutral"  # nothing fits the description (presupposition failure): not decidable
+    if len(refs) > 1:
+        return None  # several fit: reject the scene (keeps "neutral" to one clear reading)
+    value = holds(refs[0])
+    if value is None:
         return None  # a relation inside the margin: reject the scene
-    if len(refs) == 1:
-        return "entailment" if values[0] else "contradiction"
-    return "neutral" if len(set(values)) > 1 else None  # several that disagree: ambiguous; all agree: reject
+    return "entailment" if value else "contradiction"
 
 
 def _s_colour(s: str, c: str) -> Statement:
