@@ -431,8 +431,9 @@ def test_offline_texts_have_no_unknown_wordpieces() -> None:
 
 @pytest.mark.slow
 def test_offline_vl_tasks_need_both_modalities() -> None:
-    """benchmarks/perf/vl_task_check.py on a small budget: text-only and image-only stay near their chance
-    levels (35% / 20% for shapes-vqa: chance within type / always 'yes'), the model that sees both does not."""
+    """benchmarks/perf/vl_task_check.py at its reference budget for shapes-vqa (8,000 generated training questions,
+    20 epochs; ~15 min on one idle core): text-only and image-only stay near their answer priors (35% / 20%),
+    the model that sees both is far above (measured: 34.4 / 20.5 / 81.6)."""
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "perf" / "vl_task_check.py"
@@ -440,6 +441,6 @@ def test_offline_vl_tasks_need_both_modalities() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     torch.set_num_threads(1)
-    out = module.check("shapes-vqa", train_size=4000, epochs=10)
+    out = module.check("shapes-vqa", train_size=8000, epochs=20)
     assert out["text"]["all"] < 42 and out["image"]["all"] < 27
-    assert out["both"]["all"] > max(out["text"]["all"], out["image"]["all"]) + 15
+    assert out["both"]["all"] > max(out["text"]["all"], out["image"]["all"]) + 30
