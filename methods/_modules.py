@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import math
 import types
+import typing
+from typing import Literal
 
 import torch
 from torch import nn
 
+from petlbench.errors import UserError
 from petlbench.methods.base import MethodModule
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "identity": nn.Identity}
-DOWN_INITS = ("kaiming", "xavier", "normal")
-UP_INITS = ("zero", "normal")
+Activation = Literal[tuple(ACTIVATIONS)]  # config field types, derived from the tables they name
+DownInit = Literal["kaiming", "xavier", "normal"]
+UpInit = Literal["zero", "normal"]
+DOWN_INITS, UP_INITS = typing.get_args(DownInit), typing.get_args(UpInit)
 BRANCH_SLOTS = ("attn_seq", "attn_par", "mlp_seq", "mlp_par")
 
 
@@ -87,6 +92,20 @@ def vit_blocks(model: nn.Module) -> list[nn.Module]:
     if blocks is None:
         raise ValueError(f"{type(model).__name__} has no 'blocks': this method needs a timm ViT (pick another --model)")
     return list(blocks)
+
+
+def resolve_indices(indices: tuple[int, ...] | None, depth: int, key: str) -> list[int]:
+    """Block / layer indices of a config key (negatives count from the end; None = all) -> sorted
+    non-negative list; a one-line UserError when one is out of range or named twice."""
+    if indices is None:
+        return list(range(depth))
+    bad = [i for i in indices if not -depth <= i < depth]
+    if bad:
+        raise UserError(f"{key} {bad} out of range for a {depth}-block model; use indices in [0, {depth - 1}]")
+    out = sorted({i % depth for i in indices})
+    if len(out) != len(indices):
+        raise UserError(f"{key} {list(indices)} name the same block twice; list each block once")
+    return out
 
 
 def factory_kwargs(module: nn.Module) -> dict:

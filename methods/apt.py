@@ -5,31 +5,46 @@ global attention, cost grows with N·p·d per projection and per score), APT app
 effect by an independent "information diffusion" step in the attention's output space:
 
     P~  = P + (P W1) W2                 # P ~ N(0, 0.02) (p×d), W1 ~ N(0, 1) (d×r), W2 = 0 (r×d)
-    A   = ReLU(LN1(x) P~ᵀ)              # B×N×p: ReLU replaces the softmax, no q/k/v projections
-    e   = Dropout(A) P                  # B×N×d: note the value side uses P, not P~
+    A   = Dropout(ReLU(LN1(x) P~ᵀ))     # B×N×p: ReLU replaces the softmax, no q/k/v projections
+    e   = A P                           # B×N×d: note the value side uses P, not P~
     m   = stopgrad(max_k A)             # B×N×1: stands in for the softmax share prompts would take
     out = (Attn(LN1 x) + m ⊙ e)·exp(s)  # s: a scalar per layer, init 0
 
 ``APTCore`` is the per-layer module; it only needs the attention's (normed) input and its
 output, so it is independent of timm and can be hooked into a BERT-style encoder as well
-(there: after the attention-output dense layer). ``attach_apt`` patches a timm ``Attention``
+(there: after the attention-output dense layer). Dropout is applied to A before both the diffusion and the
+max, as in the official code (``approximate_prompt`` in DoubtedSteam/APT, ViLT/vilt/modules/
+vision_transformer_apt.py), with the host attention's dropout rate (0.0 in its ViT). ``attach_apt`` patches a timm ``Attention``
 instance so ``blocks.i.attn(LN1 x)`` returns APT's output; backbone parameter names stay
 unchanged and the new ones are ``blocks.i.attn.apt.{prompt,w1,w2,log_scale}``.
 Parameters per layer: p·d + 2·d·r + 1 (ViT-B/16, p=200, r=4: 159,745; 12 layers: 1,916,940).
 APT is not identity at init (e ≠ 0 since P ≠ 0); only s starts at 0.
+
+VL model (post-LN BERT layers): the core sits after each layer's attention output dense, before its dropout,
+residual and LayerNorm, as in the official APT BertSelfOutput; it is fed ``x_norm`` = the layer input (what the
+attention read) and ``attn_out`` = the dense output (``methods/_bert.py``). BERT-base: the same 1,916,940.
 """
 
 from __future__ import annotations
 
 import types
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from petlbench.errors import UserError
-from petlbench.methods._modules import embed_dim, vit_blocks
+from petlbench.config import Range
+from petlbench.methods._bert import (
+    add_output_branches,
+    attn_output,
+    bert_layers,
+    is_vl,
+    output_branch,
+    text_dim,
+)
+from petlbench.methods._modules import embed_dim, resolve_indices, vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule
 from petlbench.registry import register
 
@@ -38,18 +53,12 @@ from petlbench.registry import register
 class APTConfig(MethodConfig):
     """APT keys. The training recipe (AdamW, lr 1e-3, wd 1e-4, 100 epochs) is the shared VTAB-1k default."""
 
-    num_prompts: int = 200  # p; the spec's reference setting (p=200, r=4), APT paper's scale of prompts
-    rank: int = 4  # r of the low-rank update W1 W2 of P; spec reference setting
+    num_prompts: Annotated[int, Range(ge=1)] = 200  # p; the spec's reference setting (p=200, r=4); the official ViLT code uses 50
+    rank: Annotated[int, Range(ge=1)] = 4  # r of the low-rank update W1 W2 of P; official code (hidden 4) and spec
     layers: tuple[int, ...] | None = None  # block indices to adapt (negative = from the end); None = all
-    dropout: float = 0.1  # on A before the diffusion step; not fixed by the spec: assumed (common 0.1)
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0  # on A, before the diffusion and the max; official: the host attention's attn_drop = 0.0
 
     def __post_init__(self) -> None:
-        if self.num_prompts < 1:
-            raise ValueError(f"num_prompts must be >= 1 (got {self.num_prompts}); e.g. --set num_prompts=200")
-        if self.rank < 1:
-            raise ValueError(f"rank must be >= 1 (got {self.rank}); e.g. --set rank=4")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1) (got {self.dropout}); e.g. --set dropout=0.1")
         if self.layers is not None:
             self.layers = tuple(self.layers)
             if not self.layers:
@@ -78,9 +87,9 @@ class APTCore(MethodModule):
 
     def forward(self, x_norm: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
         prompt = self.prompt.to(x_norm.dtype)
-        a = F.relu(x_norm @ self.prompt_keys().to(x_norm.dtype).t())  # B×N×p
-        e = self.drop(a) @ prompt  # B×N×d
-        m = a.detach().amax(dim=-1, keepdim=True)  # B×N×1, stop-gradient
+        a = self.drop(F.relu(x_norm @ self.prompt_keys().to(x_norm.dtype).t()))  # B×N×p
+        e = a @ prompt  # B×N×d
+        m = a.detach().amax(dim=-1, keepdim=True)  # B×N×1, stop-gradient, after the dropout (official)
         return (attn_out + m * e) * self.log_scale.exp()
 
 
@@ -101,36 +110,37 @@ def attach_apt(attn: nn.Module, core: APTCore) -> None:
     attn.forward = types.MethodType(_apt_attention_forward, attn)
 
 
-def resolve_layers(layers: tuple[int, ...] | None, depth: int, key: str = "layers") -> list[int]:
-    """Block indices (negatives count from the end) -> sorted non-negative list; UserError if out of range."""
-    if layers is None:
-        return list(range(depth))
-    bad = [i for i in layers if not -depth <= i < depth]
-    if bad:
-        raise UserError(f"{key} {bad} out of range for a {depth}-block model; use indices in [0, {depth - 1}]")
-    out = sorted({i % depth for i in layers})
-    if len(out) != len(layers):
-        raise UserError(f"{key} {list(layers)} name the same block twice; list each block once")
-    return out
-
-
 @register
 class APT(Method):
     name = "apt"
     description = "Approximated Prompt Tuning: prompt effect as a cheap per-layer diffusion step (Wu et al. 2023)."
     Config = APTConfig
-    supports = frozenset({"vit"})
+    supports = frozenset({"vit", "vl"})
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg: APTConfig = self.cfg  # type: ignore[assignment]
-        blocks = vit_blocks(model)
-        d = embed_dim(model)
-        for i in resolve_layers(cfg.layers, len(blocks)):
-            attach_apt(blocks[i].attn, APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout))
+        vl = is_vl(model)
+        blocks = bert_layers(model) if vl else vit_blocks(model)
+        d = text_dim(model) if vl else embed_dim(model)
+        for i in resolve_indices(cfg.layers, len(blocks), "layers"):
+            core = APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout)
+            if vl:
+                add_output_branches(attn_output(blocks[i]), apt=core)
+            else:
+                attach_apt(blocks[i].attn, core)
         return model
 
+    @staticmethod
+    def _cores(model: nn.Module) -> list[tuple[int, APTCore]]:
+        """(layer index, core) of every adapted layer, on either backbone kind."""
+        if is_vl(model):
+            found = [output_branch(attn_output(layer), "apt") for layer in bert_layers(model)]
+        else:
+            found = [getattr(b.attn, "apt", None) for b in vit_blocks(model)]
+        return [(i, c) for i, c in enumerate(found) if c is not None]
+
     def stats(self, model: nn.Module) -> dict[str, object]:
-        cores = [(i, b.attn.apt) for i, b in enumerate(vit_blocks(model)) if getattr(b.attn, "apt", None) is not None]
+        cores = self._cores(model)
         return {
             "apt_layers": [i for i, _ in cores],
             "apt_scale": [round(float(c.log_scale.detach().exp()), 6) for _, c in cores],  # exp(s) per layer

@@ -27,19 +27,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from torch import nn
+
+from petlbench.config import Flag, Range
+
+Optimizer = Literal["adamw", "sgd"]  # the loop's optimizers (type alias for configs that change the default)
 
 
 @dataclass
 class MethodConfig:
     """Training recipe every method carries; method configs subclass this and add their keys.
 
-    Defaults follow the common VTAB-1k recipe (NOAH / AdaptFormer / V-PETL Bench): AdamW,
-    lr 1e-3, weight decay 1e-4, batch 64, 100 epochs with 10 warm-up epochs, cosine decay.
-    Every field can be overridden with ``--set key=value`` (or ``--lr``/``--epochs``/...).
+    petlbench's shared VTAB-1k recipe takes its values from NOAH (Zhang et al. 2022, Sec. 4.1; also used by
+    AdaptFormer and V-PETL Bench): AdamW, lr 1e-3, weight decay 1e-4, batch 64, 100 epochs with 10 linear
+    warm-up epochs, cosine decay. It differs from NOAH's training code in three documented choices of ours:
+    the frozen backbone runs in eval mode (NOAH keeps drop-path 0.1 active in it), weight decay applies to
+    every trainable tensor (NOAH, through timm's optimizer factory, exempts biases and norm weights), and
+    the cosine schedule steps per optimizer step down to 0 (NOAH's timm scheduler steps per epoch down to
+    a floor of 1e-8). Every field can be overridden with ``--set key=value`` (or ``--lr``/``--epochs``/...).
     Built-in offline tasks apply a compact epoch budget unless ``epochs`` is set explicitly.
     ``grad_clip`` (max global gradient norm over the trainable parameters, 0 = off) is off in the
     common recipe; keys listed in ``NEUTRAL`` are left out of a run's identity while they hold their
@@ -48,13 +56,14 @@ class MethodConfig:
 
     NEUTRAL: ClassVar[dict[str, Any]] = {"grad_clip": 0.0}
 
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    epochs: int = 100
-    warmup_epochs: int = 10
-    batch_size: int = 64
-    grad_clip: float = 0.0  # clip the global grad norm of the trainable parameters to this; 0 = off
+    optimizer: Optimizer = "adamw"  # adamw | sgd (momentum 0.9)
+    lr: Annotated[float, Range(gt=0), Flag("override the recipe's learning rate")] = 1e-3
+    weight_decay: Annotated[float, Range(ge=0), Flag("override the recipe's weight decay")] = 1e-4
+    epochs: Annotated[int, Range(ge=1), Flag("override the recipe's epochs")] = 100
+    warmup_epochs: Annotated[int, Range(ge=0)] = 10
+    batch_size: Annotated[int, Range(ge=1), Flag("override the recipe's batch size")] = 64
+    # clip the global grad norm of the trainable parameters to this; 0 = off
+    grad_clip: Annotated[float, Range(ge=0)] = 0.0
 
 
 @dataclass
@@ -91,7 +100,7 @@ class Method:
     # shown with every run of the method, e.g. "re-implementation: no official code"
     note: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    # backbone kinds it can adapt: "vit" (timm ViT), "cnn" (other timm models), "bert" (VL track)
+    # backbone kinds it can adapt: "vit" (timm ViT), "cnn" (other timm models), "vl" (petlbench.vl.VLModel)
     supports: ClassVar[frozenset[str]] = frozenset({"vit"})
 
     def __init__(self, cfg: MethodConfig | None = None) -> None:

@@ -1,7 +1,8 @@
 """BitFit (Ben Zaken et al., ACL 2022): train only the bias terms (and the head).
 
 Structural selection: every module's own ``bias`` parameter (Linear, Conv, LayerNorm, BatchNorm, ...)
-is unfrozen; no name matching. ViT-B/16: 102,912 params excluding the head.
+is unfrozen; no name matching. ViT-B/16: 102,912 params excluding the head. On the VL model only the
+language model's biases (the visual encoder stays frozen, see ``petlbench.vl``); BERT-base: 102,144.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from petlbench.methods._bert import is_vl, language_model
 from petlbench.methods.base import Method, MethodConfig, unfreeze
 from petlbench.registry import register
 
 
 @dataclass
 class BitFitConfig(MethodConfig):
-    """BitFit has no keys of its own. Recipe: the VTAB-1k one of NOAH (Zhang et al. 2022, Sec. 4.1), whose
-    Table 1 reports BitFit (inherited): AdamW, lr 1e-3, weight decay 1e-4, batch 64, 100 epochs, 10 warm-up."""
+    """BitFit has no keys of its own. Recipe: petlbench's shared VTAB-1k recipe (inherited from
+    ``MethodConfig``: NOAH's values, with the differences documented there); NOAH's Table 1 reports BitFit."""
 
 
 @register
@@ -25,10 +27,10 @@ class BitFit(Method):
     name = "bitfit"
     description = "BitFit: train only the bias terms (incl. normalization biases) and the head."
     Config = BitFitConfig
-    supports = frozenset({"vit", "cnn"})
+    supports = frozenset({"vit", "cnn", "vl"})
 
     def apply(self, model: nn.Module) -> nn.Module:
-        for module in model.modules():
+        for module in (language_model(model) if is_vl(model) else model).modules():
             bias = module._parameters.get("bias")  # the module's own bias, not its children's
             if isinstance(bias, nn.Parameter):
                 unfreeze(bias)

@@ -11,8 +11,8 @@ Adapters (official ``ParallelAdapter``): optional input LayerNorm, Down, ReLU, U
 Search (``search`` hook, a k-armed bandit over blocks): gate logits g (L) init 0, π = sigmoid(g).
 Every training step samples k blocks to skip with ``torch.multinomial(π, k)`` — k successive draws
 without replacement, each picking among the remaining blocks with probability ∝ π (as the official
-code) — and trains all adapters under that architecture. After ``search_warmup_epochs``, every
-``search_every`` steps: ``search_arms`` distinct k-subsets are sampled the same way, each is scored on
+code) — and trains all adapters under that architecture. After ``search_warmup_epochs``,
+``gate_updates_per_epoch`` times per epoch (evenly spaced): ``search_arms`` distinct k-subsets are sampled the same way, each is scored on
 one FRESH validation batch (no grad, eval mode), R = exp(-loss), and for every block i of subset j
 ``g_i += gate_lr · (R_j - mean R) · π_i (1 - π_i)`` (π from before the update). At the end the top-k
 gates (ties -> later blocks) are fixed as skipped, adapters and head are reset to their state at the
@@ -28,21 +28,36 @@ first adds the missing adapters (parallel ones for skipped blocks, skip ones for
 drops the unused ones at the end: the loop must build its training optimizer after ``search``.
 
 Gates, the chosen blocks and the number of gate updates live in ``model.das_state`` (buffers).
+
+VL model: the blocks are the language model's post-LN encoder layers (``model.text.encoder.layer``); a skipped
+layer becomes ``x + A_skip(x)`` like a ViT block, and a kept one gets the official METER placement of DAS's
+``BertSelfOutput`` / ``feed_forward_chunk``: ``a = LN1(x + Attn(x) + A0(x))``, ``y = LN2(a + FFN(a)) + A1(a)``
+(``methods/_bert.py``). ``_BlockKind`` holds the few kind-specific steps; the search is the same code.
 """
 
 from __future__ import annotations
 
 import math
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import nn
 
+from petlbench.config import Range
 from petlbench.errors import UserError
-from petlbench.methods._modules import Bottleneck, add_branches, embed_dim, vit_blocks
+from petlbench.methods._bert import (
+    add_output_branches,
+    attn_output,
+    bert_layers,
+    ffn_output,
+    is_vl,
+    output_branch,
+    text_dim,
+)
+from petlbench.methods._modules import Bottleneck, add_branches, embed_dim, resolve_indices, vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
 from petlbench.registry import register
 
@@ -52,40 +67,33 @@ class DASConfig(MethodConfig):
     """DAS keys; defaults from the official DAS code (ViLT/METER configs) unless noted.
     The training recipe is the shared VTAB-1k default (AdamW, lr 1e-3, wd 1e-4, 100 epochs)."""
 
-    skip: int = 1  # k blocks to skip; the paper reports several k (DAS_k); 1 = the smallest saving
-    bottleneck: int | None = None  # parallel adapters A0/A1; None = d/8 (96 on d=768, official default)
-    skip_bottleneck: int | None = None  # skip adapters; None = d/4 (192 on d=768, official ViLT: 96*2)
+    skip: Annotated[int, Range(ge=0)] = 1  # k blocks to skip; the paper reports several k (DAS_k); 1 = the smallest saving
+    bottleneck: Annotated[int | None, Range(ge=1)] = None  # parallel adapters A0/A1; None = d/8 (96 on d=768, official default)
+    skip_bottleneck: Annotated[int | None, Range(ge=1)] = None  # skip adapters; None = d/4 (192 on d=768, official ViLT: 96*2)
     adapter_norm: bool = True  # LayerNorm at the adapter input (official ParallelAdapter option "in")
     adapter_init: Literal["normal", "lora"] = "normal"  # normal: Down, Up ~ N(0, 0.02) (official "bert"
     # init); lora: Down kaiming-uniform, Up = 0 (kept blocks exactly unchanged at init). Biases 0.
     adapter_scale: float = 1.0  # s in s·Up(...) (official adapter_scalar "1.0")
-    adapter_dropout: float = 0.0  # inside the adapter bottleneck (official 0.0)
+    adapter_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0  # inside the adapter bottleneck (official 0.0)
     skip_blocks: tuple[int, ...] | None = None  # fixed blocks to skip (official train stage's
     # skip_module); disables the search. None = search (or the last k blocks when no search runs)
-    search_epochs: int = 3  # epochs of the search stage (official das_epoch = 3); 0 = no search
-    search_warmup_epochs: int = 1  # search epochs before gate updates start (official warmup_epoch = 1)
-    search_every: int = 10  # steps between gate updates (official das_turn = 10). With VTAB-1k's ~13
-    # steps/epoch this gives only ~2 updates per search epoch: lower it for small datasets
-    search_arms: int = 3  # distinct k-subsets scored per update (official das_step = 3)
+    search_epochs: Annotated[int, Range(ge=0)] = 3  # epochs of the search stage (official das_epoch = 3); 0 = no search
+    search_warmup_epochs: Annotated[int, Range(ge=0)] = 1  # search epochs before gate updates start (official warmup_epoch = 1)
+    # gate updates per search epoch after the warm-up, evenly spaced (at most one per step). The official
+    # code updates every das_turn = 10 steps, i.e. a count that grows with the data (hundreds per epoch on
+    # VQAv2, ~1-5 on a 1k-image task, where the gates then barely move); we fix the count per epoch so the
+    # bandit gets the same number of updates whatever the data size. 25 is our choice.
+    gate_updates_per_epoch: Annotated[int, Range(ge=1)] = 25
+    search_arms: Annotated[int, Range(ge=2)] = 3  # (>= 2 for a reward baseline) distinct k-subsets scored per update (official das_step = 3)
     gate_lr: float = 1.0  # step of the gate update; official code defines lr 0.1 ("1.0 for VQA") but
     # applies the update without it, i.e. an effective 1.0
-    reward_batches: int = 1  # fresh validation batches per update (all arms see the same ones); official 1
+    reward_batches: Annotated[int, Range(ge=1)] = 1  # fresh validation batches per update (all arms see the same ones); official 1
     reward_eval_mode: bool = True  # score arms with dropout off (official: training mode); our choice,
     # less noisy rewards
     reinit_after_search: bool = True  # reset adapters and head after the search (official: separate
     # training run from the pre-trained model); False = keep the search-trained weights
 
     def __post_init__(self) -> None:
-        if self.skip < 0:
-            raise ValueError(f"skip must be >= 0 (got {self.skip}); e.g. --set skip=1")
-        for key in ("bottleneck", "skip_bottleneck"):
-            v = getattr(self, key)
-            if v is not None and v < 1:
-                raise ValueError(f"{key} must be >= 1 or none (got {v}); e.g. --set {key}=96")
-        if self.adapter_init not in ("normal", "lora"):
-            raise ValueError(f"adapter_init must be normal or lora (got {self.adapter_init!r})")
-        if not 0.0 <= self.adapter_dropout < 1.0:
-            raise ValueError(f"adapter_dropout must be in [0, 1) (got {self.adapter_dropout})")
         if self.skip_blocks is not None:
             self.skip_blocks = tuple(self.skip_blocks)
             if len(set(self.skip_blocks)) != len(self.skip_blocks):
@@ -95,19 +103,11 @@ class DASConfig(MethodConfig):
                     f"skip_blocks names {len(self.skip_blocks)} blocks but skip={self.skip}; "
                     f"set skip={len(self.skip_blocks)} too"
                 )
-        if self.search_epochs < 0 or self.search_warmup_epochs < 0:
-            raise ValueError("search_epochs and search_warmup_epochs must be >= 0; e.g. --set search_epochs=3")
         if self.search_epochs > 0 and self.search_warmup_epochs >= self.search_epochs:
             raise ValueError(
                 f"search_warmup_epochs ({self.search_warmup_epochs}) must be < search_epochs "
                 f"({self.search_epochs}) or no gate update happens; e.g. --set search_warmup_epochs=1"
             )
-        if self.search_every < 1:
-            raise ValueError(f"search_every must be >= 1 (got {self.search_every}); e.g. --set search_every=10")
-        if self.search_arms < 2:
-            raise ValueError(f"search_arms must be >= 2 for a reward baseline (got {self.search_arms})")
-        if self.reward_batches < 1:
-            raise ValueError(f"reward_batches must be >= 1 (got {self.reward_batches})")
 
 
 # ------------------------------------------------------------------------------------------ modules
@@ -203,6 +203,48 @@ def top_k(gate: torch.Tensor, k: int) -> tuple[int, ...]:
 # ------------------------------------------------------------------------------------------ model plumbing
 
 
+@dataclass(frozen=True)
+class _BlockKind:
+    """The kind-specific steps of DAS: where the blocks are, their width, and the parallel adapters."""
+
+    container: Callable[[nn.Module], nn.Module]  # the block list (ModuleList / Sequential), replaced in place
+    dim: Callable[[nn.Module], int]
+    add_parallel: Callable[[nn.Module, nn.Module, nn.Module], None]  # (block, A0, A1)
+    has_parallel: Callable[[nn.Module], bool]
+    prepare: Callable[[nn.Module], None]  # make the block's own forward the kept-block path
+
+
+def _vit_container(model: nn.Module) -> nn.Module:
+    vit_blocks(model)  # friendly error for non-ViTs
+    return model.blocks
+
+
+def _vit_prepare(block: nn.Module) -> None:
+    if not hasattr(block, "attn_par"):
+        add_branches(block)  # branch slots = None, branched forward patched
+
+
+def _bert_add_parallel(layer: nn.Module, a0: nn.Module, a1: nn.Module) -> None:
+    add_output_branches(attn_output(layer), par_adapter=a0)
+    add_output_branches(ffn_output(layer), post_adapter=a1)
+
+
+_VIT = _BlockKind(
+    container=_vit_container, dim=embed_dim,
+    add_parallel=lambda b, a0, a1: add_branches(b, attn_par=a0, mlp_par=a1),
+    has_parallel=lambda b: getattr(b, "attn_par", None) is not None, prepare=_vit_prepare,
+)
+_BERT = _BlockKind(
+    container=bert_layers, dim=text_dim, add_parallel=_bert_add_parallel,
+    has_parallel=lambda layer: output_branch(attn_output(layer), "par_adapter") is not None,
+    prepare=lambda layer: None,  # its adapters live in the output modules; the layer forward is unchanged
+)
+
+
+def block_kind(model: nn.Module) -> _BlockKind:
+    return _BERT if is_vl(model) else _VIT
+
+
 def das_state(model: nn.Module) -> DASState:
     state = getattr(model, "das_state", None)
     if not isinstance(state, DASState):
@@ -217,9 +259,10 @@ def set_skipped(model: nn.Module, skip: Sequence[int]) -> None:
         raise RuntimeError("the DAS architecture is already fixed (skipped blocks removed)")
     mask = torch.zeros(len(state.skipped), dtype=torch.bool)
     mask[torch.tensor(list(skip), dtype=torch.long)] = True
-    blocks = vit_blocks(model)
+    kind = block_kind(model)
+    blocks = list(kind.container(model))
     for i, block in enumerate(blocks):  # outside the search only the built architecture is possible
-        if getattr(block, "das_skip" if mask[i] else "attn_par", None) is None:
+        if not (getattr(block, "das_skip", None) is not None if mask[i] else kind.has_parallel(block)):
             raise ValueError(f"block {i} has no {'skip' if mask[i] else 'parallel'} adapter: "
                              "only the search can change which blocks are skipped")
     state.skipped.copy_(mask)
@@ -231,7 +274,8 @@ class _Factory:
     """Builds adapters for one model from the config (on the model's device/dtype)."""
 
     def __init__(self, cfg: DASConfig, model: nn.Module) -> None:
-        self.cfg, self.dim = cfg, embed_dim(model)
+        self.cfg, self.kind = cfg, block_kind(model)
+        self.dim = self.kind.dim(model)
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
 
@@ -249,15 +293,12 @@ class _Factory:
 
 def _install(block: nn.Module, parallel: bool, skip: bool, make: _Factory) -> None:
     """Give ``block`` the adapters it lacks (parallel A0/A1 and/or the skip adapter) + the DAS forward."""
-    patched = False
-    if parallel and getattr(block, "attn_par", None) is None:
-        add_branches(block, attn_par=make.parallel(), mlp_par=make.parallel())
-        patched = True
-    elif not hasattr(block, "attn_par"):
-        add_branches(block)  # branch slots = None, forward patched
-        patched = True
-    if patched:
-        # add_branches (re)patched block.forward: keep it as the kept-block path, put DAS's on top
+    kind = make.kind
+    if parallel and not kind.has_parallel(block):
+        kind.add_parallel(block, make.parallel(), make.parallel())
+    kind.prepare(block)
+    if getattr(block.forward, "__func__", None) is not _das_block_forward:
+        # first install, or add_branches re-patched block.forward: keep it as the kept-block path, put DAS's on top
         block.das_kept_forward = block.forward
         block.forward = types.MethodType(_das_block_forward, block)
     if skip and getattr(block, "das_skip", None) is None:
@@ -270,7 +311,7 @@ def commit(model: nn.Module) -> None:
     state = das_state(model)
     if bool(state.committed):
         return
-    blocks = model.blocks
+    blocks = block_kind(model).container(model)
     for i, block in enumerate(list(blocks)):
         if bool(state.skipped[i]):
             blocks[i] = SkippedBlock(block.das_skip)
@@ -295,23 +336,18 @@ class DAS(Method):
     name = "das"
     description = "Dynamic Architecture Skipping: bandit-searched block skipping + adapters (Wu et al. 2023)."
     Config = DASConfig
-    supports = frozenset({"vit"})
+    supports = frozenset({"vit", "vl"})
 
     def _default_skip(self, depth: int) -> tuple[int, ...]:
         cfg: DASConfig = self.cfg  # type: ignore[assignment]
         if cfg.skip_blocks is None:
             return tuple(range(depth - cfg.skip, depth))  # no search: the last k blocks
-        bad = [i for i in cfg.skip_blocks if not -depth <= i < depth]
-        if bad:
-            raise UserError(f"skip_blocks {bad} out of range for a {depth}-block model; use [0, {depth - 1}]")
-        out = tuple(sorted({i % depth for i in cfg.skip_blocks}))
-        if len(out) != len(cfg.skip_blocks):
-            raise UserError(f"skip_blocks {list(cfg.skip_blocks)} name the same block twice")
-        return out
+        return tuple(resolve_indices(cfg.skip_blocks, depth, "skip_blocks"))
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg: DASConfig = self.cfg  # type: ignore[assignment]
-        blocks = vit_blocks(model)
+        kind = block_kind(model)
+        blocks = list(kind.container(model))
         if cfg.skip >= len(blocks):
             raise UserError(f"skip={cfg.skip} would remove all {len(blocks)} blocks; use skip < {len(blocks)}")
         skip = self._default_skip(len(blocks))
@@ -338,15 +374,14 @@ class DAS(Method):
             return
         # sampling generator drawn first from the run's seeded global RNG (reproducible search)
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
-        blocks, k = vit_blocks(model), cfg.skip
-        make = _Factory(cfg, model)
-        for block in blocks:  # supernet: every block can be kept or skipped
+        k, make = cfg.skip, _Factory(cfg, model)
+        for block in make.kind.container(model):  # supernet: every block can be kept or skipped
             _install(block, parallel=True, skip=True, make=make)
         params = [p for p in model.parameters() if p.requires_grad]
         start = [p.detach().clone() for p in params] if cfg.reinit_after_search else None
         opt = ctx.make_optimizer(params)
         val = ctx.val_batches()
-        step = 0
+        step, every = 0, max(1, ctx.steps_per_epoch // cfg.gate_updates_per_epoch)
         for epoch in range(cfg.search_epochs):
             for x, y in ctx.train_batches():
                 set_skipped(model, sample_skip(torch.sigmoid(state.gate.float().cpu()), k, gen))
@@ -356,12 +391,12 @@ class DAS(Method):
                 loss.backward()
                 opt.step()
                 step += 1
-                if epoch >= cfg.search_warmup_epochs and step % cfg.search_every == 0:
+                if epoch >= cfg.search_warmup_epochs and step % every == 0:
                     self._update_gates(model, ctx, val, gen)
             ctx.log(f"das search epoch {epoch + 1}/{cfg.search_epochs} ({int(state.gate_updates)} gate updates): "
                     "g = " + " ".join(f"{g:+.4f}" for g in state.gate.float().tolist()))
         if int(state.gate_updates) == 0:
-            ctx.log(f"das: no gate update in {step} search steps (search_every={cfg.search_every}); "
+            ctx.log(f"das: no gate update in {step} search steps (one every {every} steps); "
                     "the skipped blocks default to the last k")
         chosen = top_k(state.gate.float().cpu(), k)
         state.searched.fill_(True)

@@ -1,4 +1,5 @@
-"""Full fine-tuning: every parameter trains."""
+"""Full fine-tuning: every parameter trains (on the VL model: the whole language model; the visual encoder
+stays frozen, see ``petlbench.vl``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from petlbench.methods._bert import is_vl, language_model
 from petlbench.methods.base import Method, MethodConfig, unfreeze
 from petlbench.registry import register
 
@@ -24,8 +26,8 @@ class Full(Method):
     name = "full"
     description = "Full fine-tuning: every backbone parameter and the head train."
     Config = FullConfig
-    supports = frozenset({"vit", "cnn"})
+    supports = frozenset({"vit", "cnn", "vl"})
 
     def apply(self, model: nn.Module) -> nn.Module:
-        unfreeze(model)
+        unfreeze(language_model(model) if is_vl(model) else model)
         return model

@@ -1,4 +1,8 @@
-"""Linear probe: the backbone stays frozen, only the classifier head trains."""
+"""Linear probe: the backbone stays frozen, only the classifier head trains.
+
+On the VL model the new fusion layers (visual projection, modality embedding) train with the head: they are
+part of the frozen VL backbone's trainable task layers (see ``petlbench.vl``).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ class Linear(Method):
     name = "linear"
     description = "Linear probe: frozen backbone, train only the classifier head."
     Config = LinearConfig
-    supports = frozenset({"vit", "cnn"})
+    supports = frozenset({"vit", "cnn", "vl"})
 
     def apply(self, model: nn.Module) -> nn.Module:
         return model  # the backbone arrives frozen with a trainable head

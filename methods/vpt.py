@@ -18,13 +18,15 @@ from __future__ import annotations
 import math
 import types
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from petlbench.config import Range
 from petlbench.methods._modules import embed_dim, factory_kwargs, vit_blocks
-from petlbench.methods.base import Method, MethodConfig, MethodModule
+from petlbench.methods.base import Method, MethodConfig, MethodModule, Optimizer
 from petlbench.registry import register
 
 
@@ -72,19 +74,18 @@ class VPTConfig(MethodConfig):
     cosine decay, 10 warm-up of 100 epochs, batch 64; lr and weight decay are grid-searched per task
     (lr in {50, 25, 10, 5, 2.5, 1, 0.5, 0.25, 0.1, 0.05} x batch/256, wd in {1e-2, 1e-3, 1e-4, 0})."""
 
-    num_tokens: int = 10  # p; VPT-deep's typical VTAB-1k choice (the paper searches p per task, Table 13)
+    num_tokens: Annotated[int, Range(ge=1)] = 10  # p; VPT-deep's typical VTAB-1k choice (searched per task, Table 13)
     deep: bool = True  # VPT-deep (the paper's main variant); false = VPT-shallow
-    dropout: float = 0.1  # prompt dropout; the official VPT-deep configs use 0.1 (spec)
-    optimizer: str = "sgd"  # VPT Appendix A
+    # prompt dropout; none = as the official VPT configs: 0.1 for deep, 0.0 for shallow (resolved below)
+    dropout: Annotated[float | None, Range(ge=0, lt=1)] = None
+    optimizer: Optimizer = "sgd"  # VPT Appendix A
     lr: float = 0.25  # = 1.0 (a grid value) x 64/256; the paper picks lr per task on val
     weight_decay: float = 1e-4  # one value of the paper's grid
     # epochs 100, warmup_epochs 10, batch_size 64: inherited, as in VPT Appendix A
 
     def __post_init__(self) -> None:
-        if self.num_tokens < 1:
-            raise ValueError("num_tokens must be >= 1 (e.g. --set num_tokens=10)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1) (e.g. --set dropout=0.1)")
+        if self.dropout is None:
+            self.dropout = 0.1 if self.deep else 0.0
 
 
 @register

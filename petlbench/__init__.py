@@ -1,3 +1,3 @@
 """petlbench: benchmark parameter-efficient transfer learning methods."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one declaration of the version (pyproject reads it)

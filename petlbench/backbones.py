@@ -7,7 +7,6 @@ head, which is freshly sized to the dataset. Methods then add their own paramete
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,7 +16,9 @@ import timm
 import torch
 from torch import nn
 
-from petlbench.errors import UserError, did_you_mean
+from petlbench.errors import UserError
+from petlbench.hub import offline_if_unreachable, unreachable
+from petlbench.registry import Registry
 
 OFFLINE_HINT = (
     "offline, use the bundled backbone (omit --model), a local file (--weights PATH) "
@@ -48,19 +49,67 @@ BUNDLED: dict[str, BundledModel] = {
 DEFAULT_MODEL = "petl_vit_micro"
 
 
+MODELS: Registry[BundledModel] = Registry(
+    "model", "run 'petlbench list models' (any timm architecture name works too)")
+for _name, _spec in BUNDLED.items():
+    MODELS.add(_name, _spec)
+
+
 def bundled_weights_path(name: str) -> Path:
-    return Path(str(resources.files("petlbench.assets").joinpath(BUNDLED[name].file)))
+    return Path(str(resources.files("petlbench.assets").joinpath(MODELS.get(name).file)))
 
 
 def list_models() -> list[tuple[str, str]]:
     """(name, note) rows: bundled models first, then timm architectures (no weights needed)."""
-    rows = [(n, b.description) for n, b in BUNDLED.items()]
+    rows = [(n, b.description) for n, b in MODELS.all().items()]
     rows += [(n, "timm") for n in timm.list_models()]
     return rows
 
 
+@dataclass
+class Built:
+    """A backbone with a method applied: the model, its weights' provenance, and the parameter count of the
+    backbone (with its head) before ``apply`` (so ``params_added`` can be counted)."""
+
+    model: nn.Module
+    weights_info: dict[str, Any]
+    backbone_total: int
+
+
+def build(method: Any, model_name: str | None, num_classes: int, *, weights: str | None = None,
+          pretrained: bool = True, modality: str = "both", **timm_kwargs: Any) -> Built:
+    """Backbone + ``method.apply``; refuses a backbone kind the method does not support."""
+    model, info = create_backbone(model_name, num_classes, weights=weights, pretrained=pretrained, modality=modality,
+                                  **timm_kwargs)
+    kind = backbone_kind(model)
+    if kind not in method.supports:
+        raise UserError(
+            f"method '{method.name}' does not support {kind} backbones (supports: {', '.join(sorted(method.supports))}); "
+            "pick another --model"
+        )
+    backbone_total = sum(p.numel() for p in model.parameters())
+    return Built(method.apply(model), info, backbone_total)
+
+
+def data_config(model: nn.Module) -> dict[str, Any]:
+    """timm's data config (input size, mean, std); a ViT built with another ``img_size`` than its
+    pretrained config takes its real input size."""
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if img_size is not None:
+        cfg["input_size"] = (cfg["input_size"][0], *img_size)
+    return cfg
+
+
+def input_size(model: nn.Module) -> tuple[int, int, int]:
+    return tuple(data_config(model)["input_size"])
+
+
 def backbone_kind(model: nn.Module) -> str:
-    """'vit' for timm ViT-like models (patch_embed + blocks), 'bert' for VL encoders, else 'cnn'."""
+    """A model's own ``petl_kind`` ('vl' for ``petlbench.vl.VLModel``), else 'vit' for timm ViT-like models
+    (patch_embed + blocks), else 'cnn'."""
     if getattr(model, "petl_kind", None):
         return model.petl_kind
     if hasattr(model, "patch_embed") and hasattr(model, "blocks") and hasattr(model, "_pos_embed"):
@@ -114,15 +163,33 @@ def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> No
     for k in list(sd):
         if k in head_names and (k not in own or sd[k].shape != own[k].shape):
             del sd[k]  # a head for another number of classes: keep the fresh one
+    arch = model.default_cfg.get("architecture", "?")
+    bad = [k for k in sd if k in own and sd[k].shape != own[k].shape]
+    if bad:  # checked before load_state_dict, which would raise a long size-mismatch traceback
+        k = bad[0]
+        raise UserError(f"weights in {source} have the keys of model '{arch}' but other shapes ({len(bad)} tensors, "
+                        f"e.g. '{k}': {tuple(sd[k].shape)} in the file vs {tuple(own[k].shape)} in the model); "
+                        "they belong to another size of this architecture: pass the matching --model")
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if k not in head_names]
-    bad = [k for k in sd if k in own and sd[k].shape != own[k].shape]
-    if missing or unexpected or bad:
-        sample = (missing or unexpected or bad)[:3]
-        raise UserError(
-            f"weights in {source} do not fit model '{model.default_cfg.get('architecture', '?')}' "
-            f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {sample}); pass the matching --model"
-        )
+    if missing or unexpected:
+        sample = (missing or unexpected)[:3]
+        raise UserError(f"weights in {source} do not fit model '{arch}' ({len(missing)} missing, {len(unexpected)} "
+                        f"unexpected keys, e.g. {sample}); {_foreign_hint(unexpected)}pass the matching --model")
+
+
+TORCHVISION_PREFIXES = ("features.", "classifier.", "encoder.layers.encoder_layer_", "conv_proj.", "heads.head.",
+                        "stem.", "trunk_output.")
+
+
+def _foreign_hint(unexpected: list[str]) -> str:
+    """A hint when the unexpected keys look like a torchvision checkpoint (timm names layers differently)."""
+    if not any(k.startswith(TORCHVISION_PREFIXES) for k in unexpected):
+        return ""
+    return ("the keys look like a torchvision checkpoint (torchvision and timm name layers differently, except "
+            "ResNets, whose torchvision weights load into timm's resnet* models as they are): save the weights "
+            "from the matching timm model instead, e.g. timm.create_model('mobilenetv2_100', pretrained=True) "
+            "for torchvision's mobilenet_v2, or convert the keys to timm's names; ")
 
 
 def get_classifier(model: nn.Module) -> nn.Module:
@@ -149,42 +216,34 @@ def create_backbone(
     *,
     weights: str | None = None,
     pretrained: bool = True,
+    modality: str = "both",
     **timm_kwargs: Any,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Build ``name`` with a ``num_classes`` head; freeze everything but the head.
 
-    Returns the model and provenance: ``{"model", "weights_source", "weights_sha256"}``.
-    Weights come from ``weights`` (a file) if given, else the bundled file for bundled models,
-    else the timm hub when ``pretrained``, else nowhere (random init).
+    ``name`` is a bundled model, a timm architecture, or a vision-language pair ``TEXT+VISION``
+    (``petlbench.vl``; ``modality`` selects its text-only / image-only baselines). Returns the model and
+    provenance ``{"model", "weights_source", "weights_sha256"}``. Weights come from ``weights`` (a file) if
+    given, else the bundled file for bundled models, else the hub when ``pretrained``, else nowhere.
     """
+    from petlbench import vl
+
+    if vl.is_vl_model_name(name):
+        return vl.create_vl_backbone(name, num_classes, pretrained=pretrained, weights=weights, modality=modality,
+                                     **timm_kwargs)
+    if modality != "both":
+        raise UserError(f"--modality {modality} applies to vision-language models (TEXT+VISION), not '{name}'")
     name = name or DEFAULT_MODEL
     info: dict[str, Any] = {"model": name, "weights_source": "random-init", "weights_sha256": ""}
-    if name in BUNDLED:
-        spec = BUNDLED[name]
-        model = timm.create_model(spec.arch, pretrained=False, num_classes=num_classes, **spec.kwargs, **timm_kwargs)
+    spec = MODELS.find(name)
+    if spec is not None:
+        # the caller's kwargs (e.g. --img-size) override the bundled architecture's
+        model = timm.create_model(spec.arch, pretrained=False, num_classes=num_classes,
+                                  **{**spec.kwargs, **timm_kwargs})
         if weights is None and pretrained:
-            path = bundled_weights_path(name)
-            if not path.is_file():
-                raise UserError(
-                    f"bundled weights for '{name}' are missing ({path}); rebuild them with 'petlbench pretrain' "
-                    "or use --no-pretrained"
-                )
-            weights = str(path)
+            weights = _bundled_file(name)
     else:
-        if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
-            raise UserError(
-                f"unknown model '{name}'{did_you_mean(name, list(BUNDLED) + timm.list_models())}; "
-                "run 'petlbench list models'"
-            )
-        hub = pretrained and weights is None
-        try:
-            model = timm.create_model(name, pretrained=hub, num_classes=num_classes, **timm_kwargs)
-        except Exception as e:
-            if hub and _is_network_error(e):
-                raise UserError(f"cannot download weights for '{name}' from the Hugging Face hub; {OFFLINE_HINT}") from None
-            raise
-        if hub:
-            info["weights_source"] = f"hub:{model.pretrained_cfg.get('hf_hub_id') or name}"
+        model, info["weights_source"] = _timm_model(name, num_classes, pretrained and weights is None, timm_kwargs)
     if weights is not None and pretrained:
         _load_into(model, load_state_dict_file(weights), source=f"'{weights}'")
         info["weights_source"] = f"file:{Path(weights).name}"
@@ -193,10 +252,28 @@ def create_backbone(
     return model, info
 
 
-def _is_network_error(e: Exception) -> bool:
-    text = f"{type(e).__name__} {e}".lower()
-    keys = ("localentrynotfound", "connection", "offline", "resolve", "timed out", "huggingface", "hub")
-    return any(k in text for k in keys) or os.environ.get("HF_HUB_OFFLINE") == "1"
+def _bundled_file(name: str) -> str:
+    path = bundled_weights_path(name)
+    if not path.is_file():
+        raise UserError(f"bundled weights for '{name}' are missing ({path}); rebuild them with 'petlbench pretrain' "
+                        "or use --no-pretrained")
+    return str(path)
+
+
+def _timm_model(name: str, num_classes: int, hub: bool, timm_kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
+    """A timm architecture, with hub weights when ``hub`` (one short probe first, one line when unreachable)."""
+    if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
+        MODELS.get(name, also=timm.list_models())  # raises: unknown model, did you mean ...
+    if hub:
+        offline_if_unreachable()
+    try:
+        model = timm.create_model(name, pretrained=hub, num_classes=num_classes, **timm_kwargs)
+    except unreachable() as e:
+        if not hub:
+            raise
+        raise UserError(f"cannot download weights for '{name}' from the Hugging Face hub "
+                        f"({type(e).__name__}); {OFFLINE_HINT}") from None
+    return model, (f"hub:{model.pretrained_cfg.get('hf_hub_id') or name}" if hub else "random-init")
 
 
 def freeze_backbone(model: nn.Module) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,8 +25,10 @@ from rich.progress import (
 from rich.table import Table
 
 from petlbench.errors import UserError, did_you_mean
+from petlbench.executors import with_execution_options
+from petlbench.options import with_run_options
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark parameter-efficient transfer learning (PETL) methods on vision transformers.")
 console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 180)))
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
@@ -31,8 +36,22 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
 DEFAULT_OUT = "results"
 
 
+def _version(value: bool) -> None:
+    if value:
+        from petlbench import __version__
+
+        print(f"petlbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """Benchmark parameter-efficient transfer learning (PETL) methods on vision transformers."""
+
+
 class RichReporter:
-    """Progress bar for the training loop: steps, loss, img/s."""
+    """Progress bar for a terminal (steps, loss, img/s, ETA) and log lines above it."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress, self.task = progress, None
@@ -48,13 +67,77 @@ class RichReporter:
             self.progress.remove_task(self.task)
             self.task = None
 
+    def log(self, message: str) -> None:
+        self.progress.console.print(f"  {message}")
+
+
+class PlainReporter:
+    """Progress as plain lines when output is not a terminal (CI logs, nohup, Slurm): one line every
+    ``interval`` seconds with steps, loss, img/s and the ETA, plus a line when training starts and ends."""
+
+    def __init__(self, say, interval: float) -> None:
+        self.say, self.interval = say, interval
+
+    def start(self, total_steps: int, description: str) -> None:
+        self.total, self.name, self.done = total_steps, description, 0
+        self.t0 = self.last = time.monotonic()
+        self.say(f"  {description}: {total_steps} steps")
+
+    def step(self, loss: float, img_s: float) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last, rate = now, self.done / max(now - self.t0, 1e-9)
+            eta = (self.total - self.done) / rate if rate else float("nan")
+            self.say(f"  {self.name} step {self.done}/{self.total} ({100 * self.done / max(self.total, 1):.0f}%) "
+                     f"loss {loss:.3f} {img_s:.0f} img/s elapsed {now - self.t0:.0f}s ETA {eta:.0f}s")
+
+    def stop(self) -> None:
+        self.say(f"  {self.name}: {self.done} steps in {time.monotonic() - self.t0:.1f}s")
+
+    def log(self, message: str) -> None:
+        self.say(f"  {message}")
+
+
+PROGRESS_MODES = ("auto", "bar", "plain", "off")
+
+
+@contextmanager
+def _reporter():
+    """The progress reporter ``PETLBENCH_PROGRESS`` asks for: ``auto`` (default: a bar on a terminal, plain
+    lines every ``PETLBENCH_PROGRESS_INTERVAL`` seconds (default 30) otherwise), ``bar``, ``plain`` or ``off``.
+    Yields (reporter, print function for lines above the progress)."""
+    from petlbench.loop import Reporter
+
+    mode = os.environ.get("PETLBENCH_PROGRESS", "auto").lower()
+    mode = {"1": "bar", "0": "off"}.get(mode, mode)
+    if mode not in PROGRESS_MODES:
+        raise UserError(f"PETLBENCH_PROGRESS={mode!r} is not one of {', '.join(PROGRESS_MODES)}")
+    if mode == "bar" or (mode == "auto" and console.is_terminal):
+        with _progress() as progress:
+            yield RichReporter(progress), progress.console.print
+        return
+    say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
+    if mode == "off":
+        quiet = Reporter()
+        quiet.log = lambda message: say(f"  {message}")
+        yield quiet, say
+        return
+    yield PlainReporter(say, _progress_interval()), say
+
+
+def _progress_interval() -> float:
+    try:
+        return float(os.environ.get("PETLBENCH_PROGRESS_INTERVAL", "30"))
+    except ValueError:
+        raise UserError("PETLBENCH_PROGRESS_INTERVAL must be a number of seconds, e.g. 30") from None
+
 
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[img_s]:.0f} img/s"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
-        disable=not console.is_terminal and os.environ.get("PETLBENCH_PROGRESS") != "1",
     )
 
 
@@ -68,109 +151,93 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _overrides(method: str, sets: list[str], **flags) -> dict:
-    from petlbench.config import parse_sets
-    from petlbench.registry import get
+def _execute(jobs: list, out: str, force: bool) -> list:
+    from petlbench.runner import execute
 
-    cls = get(method)
-    out = parse_sets(sets or [], cls.Config, method)
-    out.update({k: v for k, v in flags.items() if v is not None})  # ranges: config.build_method_config
-    return out
+    finished: list = []
+    try:
+        with _reporter() as (reporter, say):
+            return execute(jobs, out, force, reporter, say, finished)
+    except KeyboardInterrupt:
+        ok = sum(r.status == "ok" for r in finished)
+        err_console.print(f"interrupted: {len(finished)} of {len(jobs)} runs finished and are stored in "
+                          f"{Path(out) / 'results.csv'} ({ok} ok); the run in progress was not stored. Run the same "
+                          "command again to resume: stored configurations are skipped.", highlight=False)
+        raise SystemExit(130) from None
 
 
-def execute(jobs, out: str, force: bool, suite: str = "") -> list:
-    """Run jobs = [(RunConfig, dataset)] in order; validate each before storing anything."""
-    from petlbench.data import load_data
-    from petlbench.loop import prepare_run, run_one
-    from petlbench.results import Store
+def _run_jobs(jobs: list, out: str, force: bool, execution, methods: set[str], name: str) -> None:
+    """Run ``jobs`` as ``--executor`` says (inline here, or submitit jobs), then print the table."""
+    if execution.executor == "inline":
+        _finish(_execute(jobs, out, force), methods)
+        return
+    from functools import partial
 
-    store = Store(out)
-    done = store.hashes()
-    results, raw_cache = [], {}
-    with _progress() as progress:
-        reporter = RichReporter(progress)
-        for i, (cfg, dataset) in enumerate(jobs, 1):
-            key = (dataset, cfg.limit)
-            if key not in raw_cache:
-                raw_cache[key] = load_data(dataset, limit=cfg.limit)
-            raw = raw_cache[key]
-            prepared = prepare_run(cfg, raw)
-            tag = f"[{i}/{len(jobs)}] {cfg.method} on {raw.name} seed {cfg.seed}"
-            if prepared.config_hash in done and not force:
-                console.print(f"{tag}: skipped, already in {store.csv} (config {prepared.config_hash}; --force to rerun)")
-                continue
-            progress.console.print(f"{tag} ...")
-            res = run_one(cfg, raw, reporter=reporter, log=lambda s: progress.console.print(f"  {s}"),
-                          prepared=prepared)
-            res.suite = suite
-            store.append(res)
-            done.add(res.config_hash)
-            results.append(res)
-            line = f"  top-1 {res.top1_pct:.2f}%  ({res.time_total_s:.1f} s)" if res.status == "ok" else \
-                f"  [red]{res.status}[/]: {res.error}"
-            progress.console.print(line)
-    return results
+    from petlbench.executors import run_jobs
+
+    with _reporter() as (_, say):
+        results, errors, failed = run_jobs(jobs, out, force, execution,
+                                           partial(PlainReporter, print, _progress_interval()), say, name)
+    problems = [f"{len(failed)} run(s) not done (job failed after {execution.retries} retries, or cancelled): "
+                f"{', '.join(failed)}"] if failed else []
+    _finish(results, methods, problems)
+    if errors:
+        raise UserError(errors[0] + (f" (and {len(errors) - 1} more job(s) with errors)" if len(errors) > 1 else ""))
 
 
 def _note_for(methods: set[str]) -> str:
-    from petlbench.registry import get
+    from petlbench.registry import METHODS
 
-    notes = [f"{m}: {get(m).note}" for m in sorted(methods) if get(m).note]
+    notes = [f"{m}: {METHODS.get(m).note}" for m in sorted(methods) if METHODS.get(m).note]
     return "; ".join(notes)
 
 
 @app.command()
+@with_run_options
+@with_execution_options
 def run(
     method: Annotated[str, typer.Argument(help="method name (see 'petlbench list methods')")],
-    dataset: Annotated[str | None, typer.Option(help="built-in name, hub name or local path")] = None,
-    model: Annotated[str | None, typer.Option(help="timm model name or bundled model")] = None,
-    img_size: Annotated[int | None, typer.Option(help="ViT input resolution (default: the model's)")] = None,
-    weights: Annotated[str | None, typer.Option(help="local .safetensors / torch state dict")] = None,
-    no_pretrained: Annotated[bool, typer.Option("--no-pretrained", help="random init")] = False,
-    epochs: Annotated[int | None, typer.Option(help="override the recipe's epochs")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="override the recipe's batch size")] = None,
-    lr: Annotated[float | None, typer.Option(help="override the recipe's learning rate")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="override the recipe's weight decay")] = None,
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
     set_: Annotated[list[str] | None, typer.Option("--set", help="method config key=value (repeatable)")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    amp: Annotated[bool, typer.Option("--amp", help="bf16 autocast")] = False,
-    trainval: Annotated[bool, typer.Option("--trainval", help="train on train+val, test once")] = False,
-    limit: Annotated[int | None, typer.Option(help="cap images per split")] = None,
     out: Annotated[str, typer.Option(help="results store directory")] = DEFAULT_OUT,
     force: Annotated[bool, typer.Option("--force", help="re-run configs already stored")] = False,
-    label: Annotated[str, typer.Option(help="tag stored with the run (part of its identity)")] = "",
-    suite_name: Annotated[str, typer.Option("--suite", hidden=True, help="suite the run belongs to")] = "",
+    **options: Any,
 ) -> None:
     """Train and evaluate METHOD on one dataset (default: the embedded offline task)."""
-    from petlbench.config import RunConfig
+    from petlbench.config import parse_sets
+    from petlbench.executors import Execution
+    from petlbench.options import RunConfig, recipe_flags
+    from petlbench.registry import METHODS
 
+    execution = Execution.take(options)
     seed_list = _parse_seeds(seeds)
-    overrides = _overrides(method, set_ or [], epochs=epochs, batch_size=batch_size, lr=lr,
-                           weight_decay=weight_decay)
-    if limit is not None and limit <= 0:
-        raise UserError(f"--limit must be positive, got {limit}")
-    if img_size is not None and img_size <= 0:
-        raise UserError(f"--img-size must be positive, got {img_size}")
-    base = RunConfig(method=method, dataset=dataset, model=model, img_size=img_size, weights=weights, pretrained=not no_pretrained,
-                     device=device, amp=amp, limit=limit, trainval=trainval, overrides=overrides, label=label)
-    results = execute([(replace(base, seed=s), dataset) for s in seed_list], out, force, suite=suite_name)
-    _finish(results, {method})
+    overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)
+    overrides.update({k: v for k in recipe_flags() if (v := options.pop(k)) is not None})
+    for key in ("limit", "img_size"):
+        if options[key] is not None and options[key] <= 0:
+            raise UserError(f"--{key.replace('_', '-')} must be positive, got {options[key]}")
+    base = RunConfig(method=method, overrides=overrides, **options)
+    _run_jobs([replace(base, seed=s) for s in seed_list], out, force, execution, {method}, f"petlbench-{method}")
 
 
-def _finish(results: list, methods: set[str]) -> None:
+def _finish(results: list, methods: set[str], problems: list[str] | None = None) -> None:
+    """The runs table (rank 0 only under torchrun), then ``problems``; exit 1 if a run or job was not ok."""
+    from petlbench.distributed import is_main
     from petlbench.results import runs_table
 
-    if results:
+    if results and is_main():
         console.print(runs_table(results))
         note = _note_for(methods)
         if note:
             console.print(f"[dim]note: {note}[/]")
-    if any(r.status != "ok" for r in results):
+    for problem in problems or []:
+        err_console.print(f"[red]{escape(problem)}[/]", highlight=False)
+    if problems or any(r.status != "ok" for r in results):
         raise typer.Exit(1)
 
 
 @app.command()
+@with_execution_options
 def suite(
     name: Annotated[str, typer.Argument(help="suite name (mini-vtab, smoke) or a .toml path")],
     out: Annotated[str, typer.Option(help="results store directory")] = DEFAULT_OUT,
@@ -180,56 +247,71 @@ def suite(
     force: Annotated[bool, typer.Option("--force")] = False,
     print_commands: Annotated[bool, typer.Option("--print-commands",
                                                  help="print one 'petlbench run' per job for an external engine")] = False,
+    **execution_options: Any,
 ) -> None:
-    """Run a benchmark suite (benchmarks/*.toml) sequentially, or print its jobs for a scheduler."""
-    from petlbench.config import RunConfig, load_suite, validate_overrides
-    from petlbench.registry import get
+    """Run a benchmark suite (benchmarks/*.toml) here, as Slurm jobs (--executor slurm), or print its jobs."""
+    from petlbench.distributed import is_main
+    from petlbench.executors import Execution
+    from petlbench.options import as_command
+    from petlbench.suites import suite_jobs
+    from petlbench.tune import commands
 
-    sname, _, runs = load_suite(name)
-    jobs = []
-    for r in runs:
-        validate_overrides(get(r.method).Config, r.overrides, r.method)
-        seed_list = _parse_seeds(seeds) if seeds else r.seeds
-        opts = dict(r.run)
-        if limit is not None:
-            opts["limit"] = limit
-        if device is not None:
-            opts["device"] = device
-        for s in seed_list:
-            jobs.append((RunConfig(method=r.method, dataset=r.dataset, seed=s, overrides=r.overrides,
-                                   label=r.label, suite=sname, **opts), r.dataset))
+    execution = Execution.take(execution_options)
+    if print_commands and execution.executor != "inline":
+        raise UserError("--print-commands prints the jobs instead of running them; drop --executor (or the other)")
+    sname, jobs, plans = suite_jobs(name, _parse_seeds(seeds) if seeds else None, limit=limit, device=device)
+    if plans and execution.executor != "inline":
+        raise UserError(f"suite '{sname}' has tune blocks, which run inline; drop --executor, or hand its runs to an "
+                        "engine with --print-commands (twice: the grid, then the final runs)")
     if print_commands:
-        for cfg, _ in jobs:
-            print(_as_command(cfg, out))
+        for line in [as_command(cfg, out) for cfg in jobs] + [c for plan in plans for c in commands(plan, out)]:
+            print(line)
         return
-    console.print(f"suite {sname}: {len(jobs)} runs -> {out}/results.csv")
-    results = execute(jobs, out, force, suite=sname)
-    _finish(results, {cfg.method for cfg, _ in jobs})
+    if is_main():  # under torchrun, rank 0 speaks
+        console.print(f"suite {sname}: {len(jobs)} runs" + (f" + {len(plans)} tuned" if plans else "")
+                      + f" -> {out}/results.csv")
+    if not plans:
+        _run_jobs(jobs, out, force, execution, {cfg.method for cfg in jobs}, f"petlbench-{sname}")
+        return
+    results = _execute(jobs, out, force) + [r for plan in plans for r in _execute_tune(plan, out, force)]
+    _finish(results, {cfg.method for cfg in jobs} | {plan.base.method for plan in plans})
 
 
-def _as_command(cfg, out: str) -> str:
-    import shlex
+def _execute_tune(plan, out: str, force: bool) -> list:
+    from petlbench.runner import execute_tune
 
-    parts = ["petlbench", "run", cfg.method, "--seeds", str(cfg.seed), "--out", out]
-    for flag, val in (("--dataset", cfg.dataset), ("--model", cfg.model), ("--img-size", cfg.img_size),
-                      ("--weights", cfg.weights),
-                      ("--limit", cfg.limit), ("--device", cfg.device)):
-        if val is not None:
-            parts += [flag, str(val)]
-    if not cfg.pretrained:
-        parts.append("--no-pretrained")
-    if cfg.amp:
-        parts.append("--amp")
-    if cfg.trainval:
-        parts.append("--trainval")
-    if cfg.label:
-        parts += ["--label", cfg.label]
-    if cfg.suite:
-        parts += ["--suite", cfg.suite]
-    for k, v in cfg.overrides.items():
-        v = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v).lower() if isinstance(v, bool) else v
-        parts += ["--set", f"{k}={v}"]
-    return " ".join(shlex.quote(str(p)) for p in parts)
+    with _reporter() as (reporter, say):
+        return execute_tune(plan, out, force, reporter, say)
+
+
+@app.command()
+@with_run_options
+def tune(
+    method: Annotated[str, typer.Argument(help="method name (see 'petlbench list methods')")],
+    grid: Annotated[list[str], typer.Option(help="key=v1,v2,... of the method config (repeatable; the product is "
+                                                  "the grid)")],
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds of the final runs (the grid uses the first)")] = "0",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="fixed method config key=value (repeatable)")] = None,
+    out: Annotated[str, typer.Option(help="results store directory")] = DEFAULT_OUT,
+    force: Annotated[bool, typer.Option("--force", help="re-run configs already stored")] = False,
+    print_commands: Annotated[bool, typer.Option("--print-commands", help="print the grid's runs (or, once they "
+                                                 "are stored, the final runs) for an external engine")] = False,
+    **options: Any,
+) -> None:
+    """The tuned VTAB-1k protocol: choose on val (train -> val), then train+val -> test once per seed."""
+    from petlbench.config import parse_sets
+    from petlbench.options import RunConfig, recipe_flags
+    from petlbench.registry import METHODS
+    from petlbench.tune import Plan, commands, parse_grid
+
+    overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)
+    overrides.update({k: v for k in recipe_flags() if (v := options.pop(k)) is not None})
+    plan = Plan(RunConfig(method=method, overrides=overrides, **options), parse_grid(grid, method), _parse_seeds(seeds))
+    if print_commands:
+        for line in commands(plan, out):
+            print(line)
+        return
+    _finish(_execute_tune(plan, out, force), {method})
 
 
 @app.command("list")
@@ -240,28 +322,29 @@ def list_(what: Annotated[str, typer.Argument(help="methods | datasets | models"
         raise UserError(f"cannot list '{what}'{did_you_mean(what, choices)}; choose methods, datasets or models")
     t = Table(title=what, title_justify="left")
     if what == "methods":
-        from petlbench.registry import available
+        from petlbench.registry import METHODS
 
         for col in ("name", "supports", "description"):
             t.add_column(col)
-        for name, cls in available().items():
+        for name, cls in METHODS.all().items():
             t.add_row(name, ",".join(sorted(cls.supports)), cls.description + (f" ({cls.note})" if cls.note else ""))
     elif what == "datasets":
-        from petlbench.data import default_dataset, list_datasets
+        from petlbench.offline import DEFAULT
+        from petlbench.sources import list_datasets
 
         for col in ("name", "kind", "notes"):
             t.add_column(col)
         for name, kind, note in list_datasets():
-            t.add_row(name + (" (default)" if name == default_dataset() else ""), kind, note)
+            t.add_row(name + (" (default)" if name == DEFAULT else ""), kind, note)
     else:
-        from petlbench.backbones import BUNDLED, DEFAULT_MODEL, list_models
+        from petlbench.backbones import DEFAULT_MODEL, MODELS, list_models
 
-        rows = list_models()
+        rows, n = list_models(), len(MODELS.all())
         t.add_column("name")
         t.add_column("notes")
-        for name, note in rows[: len(BUNDLED)]:
+        for name, note in rows[:n]:
             t.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), note)
-        t.add_row(f"... and {len(rows) - len(BUNDLED)} timm architectures", "e.g. vit_base_patch16_224, resnet50 "
+        t.add_row(f"... and {len(rows) - n} timm architectures", "e.g. vit_base_patch16_224, resnet50 "
                   "(hub weights online, --weights PATH offline, --no-pretrained)")
     console.print(t)
 
@@ -276,11 +359,14 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Build the model (random init, no data), apply METHOD, report parameter counts and GMACs."""
-    from petlbench.loop import inspect as do_inspect
+    from petlbench.config import parse_sets
+    from petlbench.registry import METHODS
+    from petlbench.runner import inspect as do_inspect
 
     if num_classes <= 0:
         raise UserError(f"--num-classes must be positive, got {num_classes}")
-    info = do_inspect(method, model, num_classes, img_size, _overrides(method, set_ or []))
+    overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)
+    info = do_inspect(method, model, num_classes, img_size, overrides)
     if as_json:
         print(json.dumps(info))
         return
@@ -307,6 +393,10 @@ def compare(
     max_drop: Annotated[float, typer.Option(help="allowed top-1 drop (points) vs --baseline")] = 2.0,
     markdown: Annotated[bool, typer.Option("--markdown", help="print one Markdown pivot table instead")] = False,
     dataset: Annotated[list[str] | None, typer.Option(help="only these datasets (repeatable)")] = None,
+    vs: Annotated[str | None, typer.Option(help="baseline for paired top-1 differences over seeds, e.g. linear "
+                                                  "or 'linear [random-init]' (per dataset, ranked with ties)")] = None,
+    published: Annotated[bool, typer.Option("--published", help="show ours − published next to each cell "
+                                                                 "that has a published number")] = False,
 ) -> None:
     """Aggregate seeds (mean ± std, 95% CI), rank methods, show accuracy next to cost."""
     from petlbench.results import (
@@ -333,10 +423,17 @@ def compare(
     if markdown:
         print(markdown_pivot(agg))
         return
-    for t in compare_tables(agg, by, sort):
-        console.print(t)
+    if vs:
+        _compare_vs(df, vs)
+    else:
+        for t in compare_tables(agg, by, sort):
+            console.print(t)
     if agg["dataset"].nunique() > 1:
         console.print(summary_table(vtab_summary(agg)))
+    if vs:
+        _compare_vs(df, vs, summary=True)
+    if published:
+        _compare_published(df, agg)
     failed = int((df["status"] != "ok").sum())
     if failed:
         console.print(f"[yellow]{failed} run(s) not ok were left out (status/error columns of the CSV)[/]")
@@ -354,6 +451,40 @@ def compare(
         console.print(f"[green]no regression against {baseline} (max drop {max_drop} points)[/]")
 
 
+def _compare_vs(df, vs: str, summary: bool = False) -> None:
+    """``compare --vs``: per-task tables ranked with ties, or (``summary``) the paired summary over tasks."""
+    from petlbench.stats import paired_tables, paired_vs, parse_config, summary_table
+
+    paired = paired_vs(df, *parse_config(vs))
+    if summary:
+        if paired.per_task["dataset"].nunique() > 1:
+            console.print(summary_table(paired))
+        return
+    for t in paired_tables(df, paired):
+        console.print(t)
+
+
+def _compare_published(df, agg) -> None:
+    """``compare --published``: ours − published where a published number exists, the reason elsewhere."""
+    from petlbench.published import load_published, published_deltas, published_tables
+
+    for t in published_tables(published_deltas(df, agg, load_published())):
+        console.print(t)
+
+
+@app.command()
+def report(
+    results: Annotated[list[str] | None, typer.Argument(help="results CSVs or store dirs")] = None,
+    out: Annotated[Path, typer.Option(help="output directory (index.html, report.md, PNGs)")] = Path("report"),
+) -> None:
+    """Write a self-contained HTML page and a Markdown report with tables and Pareto plots."""
+    from petlbench.report import write_report
+    from petlbench.results import load_frame
+
+    page, md = write_report(load_frame(results or [DEFAULT_OUT]), out)
+    console.print(f"report written: {page} (self-contained) and {md} (with PNGs next to it)")
+
+
 @app.command()
 def pretrain(
     out: Annotated[Path, typer.Option(help="output .safetensors")] = Path("petl_vit_micro.safetensors"),
@@ -369,7 +500,9 @@ def pretrain(
     for name, val in (("steps", steps), ("batch-size", batch_size), ("lr", lr)):
         if val <= 0:
             raise UserError(f"--{name} must be positive, got {val}")
-    info = do_pretrain(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, progress=True)
+    with _reporter() as (reporter, _):
+        info = do_pretrain(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads,
+                           reporter=reporter)
     console.print_json(json.dumps(info, default=str))
 
 
@@ -378,7 +511,8 @@ def main() -> None:
     try:
         app()
     except UserError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escaped: a message naming 'linear [random-init]' is text, not Rich markup
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -1,57 +1,145 @@
-"""Run configuration, typed ``--set key=value`` overrides and config hashing."""
+"""Method configs: declared constraints, one validation path, typed ``--set key=value`` parsing, hashing.
+
+A method config is a dataclass whose fields carry their type and constraints in ``Annotated`` metadata::
+
+    rank: Annotated[int, Range(ge=1)] = 8          # r; source of the default
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    targets: Literal["qkv", "q,v"] = "qkv"
+
+``build_method_config`` is the one path every value takes — ``--set`` strings (parsed by type first),
+flags (``--lr``), suite TOML values and the Python API — so all are checked the same way, strictly
+(``rank = 4.0`` is not an integer, a bool is not a number, a float must be finite) and with the same
+one-line error. A subclass that re-declares a field (e.g. ``lr: float = 0.05``) keeps the constraints
+declared on its base. Cross-field rules stay in the config's ``__post_init__`` (raising ``ValueError``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from petlbench.errors import UserError, did_you_mean
 
 
-@dataclass
-class RunConfig:
-    """Everything that identifies one run (together with the method config)."""
+@dataclass(frozen=True)
+class Range:
+    """Numeric bounds of a field (any subset of ge / gt / le / lt)."""
 
-    method: str
-    dataset: str | None = None  # None = the embedded offline default task
-    model: str | None = None  # None = the bundled pretrained backbone
-    img_size: int | None = None  # input resolution for ViTs (None = the model's own)
-    weights: str | None = None  # local safetensors / state-dict file
-    pretrained: bool = True  # False = random init (no hub, no file)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: bool = False  # bf16 autocast
-    limit: int | None = None  # cap images per split (quick runs / CI)
-    frozen_backbone_mode: str = "eval"  # eval | train: dropout/drop-path of frozen backbone modules
-    num_workers: int = 0
-    trainval: bool = False  # train on train+val (final VTAB-1k protocol run), then test once
-    label: str = ""  # free-form tag (suite group), part of the identity
-    suite: str = ""
-    overrides: dict[str, Any] = field(default_factory=dict)  # method-config keys set by the user
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def problem(self, v: float) -> str | None:
+        """What is wrong with ``v`` ('must be >= 1'), or None. Written so that NaN fails every bound."""
+        checks = {"ge": lambda b: v >= b, "gt": lambda b: v > b, "le": lambda b: v <= b, "lt": lambda b: v < b}
+        for bound, ok in checks.items():
+            b = getattr(self, bound)
+            if b is not None and not ok(b):
+                return f"must be {self.describe()}"
+        return None
+
+    def describe(self) -> str:
+        parts = [f"{op} {getattr(self, k):g}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                 if getattr(self, k) is not None]
+        return " and ".join(parts)
 
 
-# ---------------------------------------------------------------- typed overrides
+@dataclass(frozen=True)
+class Flag:
+    """A recipe key that also has its own ``petlbench run`` flag (``--lr``), with this help text."""
+
+    help: str
+
+
+def field_types(cfg_cls: type) -> dict[str, Any]:
+    """Field name -> type (``Annotated`` stripped)."""
+    hints = typing.get_type_hints(cfg_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cfg_cls)}
+
+
+def field_meta(cfg_cls: type, name: str) -> list[Any]:
+    """The ``Annotated`` metadata of field ``name`` over the class hierarchy (most derived first), so a
+    subclass that re-declares a field with a new default keeps the base's constraints."""
+    out: list[Any] = []
+    for klass in cfg_cls.__mro__:
+        if name in getattr(klass, "__annotations__", {}):
+            hint = typing.get_type_hints(klass, include_extras=True).get(name)
+            if typing.get_origin(hint) is Annotated:
+                out += list(hint.__metadata__)
+    return out
+
+
+def ranges(cfg_cls: type, name: str) -> list[Range]:
+    return [m for m in field_meta(cfg_cls, name) if isinstance(m, Range)]
+
+
+# ---------------------------------------------------------------- strict typing of values
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    if origin in (tuple, list):
+        return "a list of " + _type_name((typing.get_args(tp) or (str,))[0]).removeprefix("a ").removeprefix("an ")
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def check_type(value: Any, tp: Any) -> tuple[bool, Any]:
+    """(ok, value converted) for a value that already has a Python type (TOML, flags, the API)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return True, None
+        for arg in args:
+            if arg is not type(None):
+                ok, v = check_type(value, arg)
+                if ok:
+                    return True, v
+        return False, value
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args), value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        inner = args[0] if args and args[0] is not Ellipsis else str
+        items = [check_type(v, inner) for v in value]
+        if not all(ok for ok, _ in items):
+            return False, value
+        conv = [v for _, v in items]
+        return True, tuple(conv) if origin is tuple else conv
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return ok, float(value) if ok else value
+    if tp is str:
+        return isinstance(value, str), value
+    return True, value
 
 
 def _coerce(raw: str, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
+    """A ``--set`` string -> a value of type ``tp`` (range checks come later, in ``build_method_config``)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if raw.lower() in ("none", "null") and type(None) in args:
             return None
         errors = []
         for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(raw, arg, key)
-            except UserError as e:
-                errors.append(str(e))
+            if arg is not type(None):
+                try:
+                    return _coerce(raw, arg, key)
+                except UserError as e:
+                    errors.append(str(e))
         raise UserError(errors[0] if errors else f"bad value for '{key}'")
     if origin is typing.Literal:
         for a in args:
@@ -60,34 +148,22 @@ def _coerce(raw: str, tp: Any, key: str) -> Any:
         raise UserError(f"bad value '{raw}' for '{key}': choose one of {', '.join(map(str, args))}")
     if origin in (tuple, list):
         inner = args[0] if args else str
-        items = [s.strip() for s in raw.split(",") if s.strip()]
-        vals = [_coerce(s, inner, key) for s in items]
+        vals = [_coerce(s.strip(), inner, key) for s in raw.split(",") if s.strip()]
         return tuple(vals) if origin is tuple else vals
     if tp is bool:
         low = raw.lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
+        if low in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return low in ("1", "true", "yes", "on")
         raise UserError(f"bad value '{raw}' for '{key}': expected true or false")
-    if tp is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise UserError(f"bad value '{raw}' for '{key}': expected an integer") from None
-    if tp is float:
-        try:
-            return float(raw)
-        except ValueError:
-            raise UserError(f"bad value '{raw}' for '{key}': expected a number") from None
+    for kind, word in ((int, "an integer"), (float, "a number")):
+        if tp is kind:
+            try:
+                return kind(raw)
+            except ValueError:
+                raise UserError(f"bad value '{raw}' for '{key}': expected {word}") from None
     if tp is str:
         return raw
     raise UserError(f"key '{key}' of type {tp} cannot be set from the command line")
-
-
-def field_types(cfg_cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cfg_cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cfg_cls)}
 
 
 def parse_sets(pairs: list[str], cfg_cls: type, method: str) -> dict[str, Any]:
@@ -98,30 +174,42 @@ def parse_sets(pairs: list[str], cfg_cls: type, method: str) -> dict[str, Any]:
         if "=" not in pair:
             raise UserError(f"--set expects key=value, got '{pair}' (e.g. --set lr=0.01)")
         key, raw = (s.strip() for s in pair.split("=", 1))
-        if key not in types_:
-            raise UserError(
-                f"method '{method}' has no config key '{key}'{did_you_mean(key, types_)}; "
-                f"its keys: {', '.join(types_)}"
-            )
+        _check_key(key, types_, method)
         out[key] = _coerce(raw, types_[key], key)
     return out
 
 
-RECIPE_MINIMUMS = {"lr": 0, "weight_decay": 0, "epochs": 1, "warmup_epochs": 0, "batch_size": 1, "grad_clip": 0}
+def _check_key(key: str, types_: dict[str, Any], method: str) -> None:
+    if key not in types_:
+        raise UserError(f"method '{method}' has no config key '{key}'{did_you_mean(key, types_)}; "
+                        f"its keys: {', '.join(types_)}")
 
 
-def build_method_config(cfg_cls: type, overrides: dict[str, Any]) -> Any:
-    """Instantiate a method config; ``__post_init__`` validation errors become UserErrors."""
+def build_method_config(cfg_cls: type, overrides: dict[str, Any], method: str = "") -> Any:
+    """The one validation path: known keys, strict types, declared ranges, then cross-field rules."""
+    method = method or cfg_cls.__name__
+    types_, defaults = field_types(cfg_cls), cfg_cls.__dataclass_fields__
+    values = {}
+    for key, value in overrides.items():
+        _check_key(key, types_, method)
+        default = defaults[key].default
+        hint = f"; the method's default is --set {key}={_show(default)}"
+        ok, value = check_type(value, types_[key])
+        if not ok:
+            raise UserError(f"invalid value for '{key}' of method '{method}': expected {_type_name(types_[key])}, "
+                            f"got {value!r}{hint}")
+        for r in ranges(cfg_cls, key) if isinstance(value, (int, float)) and not isinstance(value, bool) else []:
+            if r.problem(value):
+                raise UserError(f"invalid method config: {key} {r.problem(value)}, got {value}{hint}")
+        values[key] = value
     try:
-        cfg = cfg_cls(**overrides)
+        return cfg_cls(**values)
     except (ValueError, TypeError) as e:
         raise UserError(f"invalid method config: {e}") from None
-    for key, least in RECIPE_MINIMUMS.items():  # the shared recipe, however it was given (flag, --set, suite)
-        val = getattr(cfg, key)
-        if val < least or (key == "lr" and val == 0):
-            raise UserError(f"invalid method config: {key} must be {'> 0' if key == 'lr' else f'>= {least}'}, "
-                            f"got {val}; the method's default is --set {key}={getattr(cfg_cls(), key)}")
-    return cfg
+
+
+def _show(v: Any) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def identity_config(cfg: Any) -> dict[str, Any]:
@@ -135,97 +223,10 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cfg_cls: type, data: dict[str, Any]) -> Any:
-    types_ = field_types(cfg_cls)
-    kwargs = {}
-    for k, v in data.items():
-        origin = typing.get_origin(types_[k])
-        if origin is tuple or (origin in (typing.Union, types.UnionType) and isinstance(v, list)):
-            v = tuple(v)
-        kwargs[k] = v
-    return cfg_cls(**kwargs)
+    """Inverse of ``to_dict`` (lists back to tuples), through the one validation path."""
+    return build_method_config(cfg_cls, dict(data))
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:
     blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
-
-
-# ---------------------------------------------------------------- suites (benchmarks/*.toml)
-
-# keys a suite (top level or a [[group]]) may set, besides methods/datasets/seeds/set/label
-RUN_KEYS = {"model", "img_size", "weights", "pretrained", "device", "amp", "limit", "trainval", "frozen_backbone_mode"}
-RECIPE_KEYS = {"epochs", "lr", "batch_size", "weight_decay", "optimizer", "warmup_epochs"}
-SUITE_KEYS = RUN_KEYS | RECIPE_KEYS | {"methods", "datasets", "seeds", "set", "label", "name", "description", "group"}
-
-
-@dataclass
-class SuiteRun:
-    """One (method, dataset, seeds) entry of a suite, with its run options and method overrides."""
-
-    method: str
-    dataset: str | None
-    seeds: list[int]
-    run: dict[str, Any]
-    overrides: dict[str, Any]
-    label: str = ""
-
-
-def find_suite(name_or_path: str):
-    """A suite TOML: a path, or a name shipped in petlbench.benchmarks (``mini-vtab``, ``smoke``)."""
-    from importlib import resources
-    from pathlib import Path
-
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    shipped = resources.files("petlbench.benchmarks")
-    names = sorted(f.name[:-5] for f in shipped.iterdir() if f.name.endswith(".toml"))
-    if name_or_path in names:
-        return Path(str(shipped.joinpath(f"{name_or_path}.toml")))
-    raise UserError(f"unknown suite '{name_or_path}'{did_you_mean(name_or_path, names)}; shipped suites: "
-                    f"{', '.join(names)} (or pass a .toml path)")
-
-
-def load_suite(name_or_path: str) -> tuple[str, str, list[SuiteRun]]:
-    """Parse a suite TOML into (name, description, runs). Unknown keys are errors."""
-    import tomllib
-
-    path = find_suite(name_or_path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"suite '{path}' is not valid TOML ({e}); fix the file") from None
-    groups = [{}] + list(data.get("group", []))
-    runs: list[SuiteRun] = []
-    for g in groups:
-        merged = {k: v for k, v in data.items() if k != "group"}
-        for k, v in g.items():
-            if k == "set":
-                merged["set"] = {**merged.get("set", {}), **v}
-            else:
-                merged[k] = v
-        unknown = set(merged) - SUITE_KEYS
-        if unknown:
-            k = sorted(unknown)[0]
-            raise UserError(f"suite '{path.name}' has unknown key '{k}'{did_you_mean(k, SUITE_KEYS)}")
-        if not merged.get("methods"):
-            raise UserError(f"suite '{path.name}' lists no methods; add methods = [\"linear\", ...]")
-        for method in merged["methods"]:
-            for dataset in merged.get("datasets") or [None]:
-                overrides = {k: merged[k] for k in RECIPE_KEYS if k in merged}
-                overrides.update(merged.get("set", {}).get(method, {}))
-                runs.append(SuiteRun(
-                    method=method, dataset=dataset, seeds=[int(s) for s in merged.get("seeds", [0])],
-                    run={k: merged[k] for k in RUN_KEYS if k in merged}, overrides=overrides,
-                    label=merged.get("label", ""),
-                ))
-    return data.get("name", path.stem), data.get("description", ""), runs
-
-
-def validate_overrides(cfg_cls: type, overrides: dict[str, Any], method: str) -> None:
-    """Check suite-provided overrides (already typed by TOML) name real config keys."""
-    types_ = field_types(cfg_cls)
-    for key in overrides:
-        if key not in types_:
-            raise UserError(f"method '{method}' has no config key '{key}'{did_you_mean(key, types_)}; "
-                            f"its keys: {', '.join(types_)}")

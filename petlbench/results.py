@@ -43,6 +43,8 @@ class RunResult:
     model: str = ""
     seed: int = 0
     label: str = ""  # suite group label (e.g. "random-init"), empty otherwise
+    selection: bool = False  # a tune selection run (train -> val; no test score): not a result
+    method_note: str = ""  # the method's own label, e.g. "re-implementation (no official code)"
     suite: str = ""
     config_hash: str = ""  # identity of the run (incl. seed): re-runs are skipped unless --force
     group_hash: str = ""  # the same without the seed: rows that aggregate together
@@ -62,7 +64,7 @@ class RunResult:
     train_img_s: float = math.nan
     infer_img_s: float = math.nan
     peak_mem_train_mb: float = math.nan
-    peak_mem_kind: str = ""  # cuda_max_allocated | cpu_peak_rss
+    peak_mem_kind: str = ""  # cuda_max_allocated | cpu_peak_rss_run | cpu_peak_rss_process (measure.PeakMemory)
     time_search_s: float = 0.0
     time_train_s: float = math.nan
     time_total_s: float = math.nan
@@ -75,7 +77,11 @@ class RunResult:
     batch_size: int = 0
     steps: int = 0
     amp: bool = False
+    deterministic: bool = False  # torch.use_deterministic_algorithms (+ cuBLAS workspace) was on
+    compile: bool = False  # the model was trained through torch.compile
+    flush_denormal: bool = False  # CPU: denormals flushed to zero on every compute thread (numerics.py)
     device: str = ""
+    processes: int = 1  # processes that trained the run together (torchrun DDP); batch_size is the global batch
     frozen_backbone_mode: str = ""
     limit: int = 0
     trainval: bool = False
@@ -85,6 +91,7 @@ class RunResult:
     data_source: str = ""
     data_group: str = ""  # VTAB group: natural | specialized | structured
     data_fingerprint: str = ""  # JSON {split: sha256[:16]}
+    preprocessing: str = ""  # how images became model inputs (data.Preprocess.describe)
     num_classes: int = 0
     n_train: int = 0
     n_val: int = 0
@@ -99,6 +106,7 @@ class RunResult:
     schema_version: int = SCHEMA_VERSION
     method_config: str = ""  # JSON
     method_stats: str = ""  # JSON, method-specific numbers
+    tune: str = ""  # JSON, final runs of `petlbench tune`: the grid, each point's val score, the choice
 
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # JSON record only
 
@@ -155,6 +163,30 @@ class Store:
             data = f.seek(0) or f.read()
             f.truncate(data.rfind(b"\n") + 1)
 
+    def check_writable(self) -> None:
+        """A one-line UserError, before any work and without writing anything, when the store cannot be
+        written: ``--out`` is a file, or it (or the folder it would be created in) is not writable."""
+        where = self.root if self.root.exists() else next(p for p in self.root.absolute().parents if p.exists())
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"--out '{self.root}' is a file, not a results directory; pass a directory")
+        if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
+            raise UserError(f"cannot write the results store '{self.root}' ('{where}' is not writable); "
+                            "pass a writable --out")
+        for path in (self.csv, self.root / ".lock"):
+            if path.exists() and not os.access(path, os.W_OK):
+                raise UserError(f"cannot write '{path}' (read-only); pass a writable --out or fix its permissions")
+
+    def _rewrite(self, rows: list[dict[str, str]], columns: list[str]) -> None:
+        """Replace the CSV atomically (temp file + rename): a crash leaves the old or the new file, whole."""
+        tmp = self.csv.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.csv)
+
     def _ensure_header(self) -> None:
         if not self.csv.exists() or self.csv.stat().st_size == 0:
             with open(self.csv, "w") as f:
@@ -163,43 +195,67 @@ class Store:
         with open(self.csv) as f:
             header = f.readline().strip().split(",")
         if header != COLUMNS:  # older schema: rewrite atomically with the union of columns
-            rows = list(csv.DictReader(open(self.csv)))
-            tmp = self.csv.with_suffix(".csv.tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=COLUMNS + [c for c in header if c not in COLUMNS],
-                                   lineterminator="\n", extrasaction="ignore")
-                w.writeheader()
-                w.writerows(rows)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.csv)
+            self._rewrite(read_rows(self.csv), COLUMNS + [c for c in header if c not in COLUMNS])
 
-    def append(self, res: RunResult) -> None:
-        """Append one row and write its JSON record; safe against concurrency and crashes."""
+    def _write_record(self, res: RunResult) -> None:
+        runs = self.root / "runs"
+        runs.mkdir(exist_ok=True)
+        tmp = runs / f".{res.run_id}.json.tmp"
+        with open(tmp, "w") as f:  # strict JSON: NaN / inf become null
+            json.dump(_finite(_expand_json(dataclasses.asdict(res))), f, indent=2, default=str, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, runs / f"{res.run_id}.json")
+
+    def append(self, res: RunResult, replace: bool = False) -> bool:
+        """Store one run: its JSON record and one CSV row; safe against concurrency and crashes.
+
+        Under the lock, a configuration already stored (same config hash, status ok) is a duplicate: with
+        ``replace`` (``--force``) the new row replaces the earlier ones (whose JSON records stay in ``runs/`` as
+        history, named in the new record's ``extra.replaces``); without it (another process finished the same
+        configuration first) no row is added and the record is kept as history only. Returns whether a row
+        was written."""
         with self._locked():
             self._repair_tail()
             self._ensure_header()
-            record = dataclasses.asdict(res)
-            runs = self.root / "runs"
-            runs.mkdir(exist_ok=True)
-            tmp = runs / f".{res.run_id}.json.tmp"
-            with open(tmp, "w") as f:
-                json.dump(_expand_json(record), f, indent=2, default=str)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, runs / f"{res.run_id}.json")
+            rows = read_rows(self.csv)
+            earlier = [r["run_id"] for r in rows if r.get("config_hash") == res.config_hash and r.get("status") == "ok"]
+            if earlier and not replace:
+                res.extra["duplicate_of"] = earlier[-1]
+                self._write_record(res)
+                return False
+            if replace and earlier:
+                res.extra["replaces"] = earlier
+            self._write_record(res)
+            if replace and any(r.get("config_hash") == res.config_hash for r in rows):
+                kept = [r for r in rows if r.get("config_hash") != res.config_hash]
+                with open(self.csv) as f:
+                    header = f.readline().strip().split(",")
+                self._rewrite(kept, header)
             fd = os.open(self.csv, os.O_WRONLY | os.O_APPEND)
             try:
                 os.write(fd, _row_text(res).encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            return True
 
     def hashes(self, status: str = "ok") -> set[str]:
         """Config hashes of stored runs with ``status``."""
         if not self.csv.exists():
             return set()
         return {r["config_hash"] for r in read_rows(self.csv) if r.get("status") == status}
+
+
+def _finite(value: Any) -> Any:
+    """NaN / inf -> None, recursively (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _expand_json(record: dict[str, Any]) -> dict[str, Any]:
@@ -258,15 +314,23 @@ def t975(n: int) -> float:
 KEYS = ["dataset", "method", "label", "model", "group_hash"]
 
 
-def display_name(method: str, label: str) -> str:
-    return f"{method} [{label}]" if label else method
+def display_name(method: str, label: str, note: str = "") -> str:
+    """``method [label]``, with a † when the method carries a note (see ``notes_caption``)."""
+    return f"{method}{'†' if note else ''}" + (f" [{label}]" if label else "")
 
 
 def aggregate(df):
-    """Mean / std / n / 95% CI half-width per configuration over seeds (status ok only)."""
+    """Mean / std / n / 95% CI half-width per configuration over seeds (status ok only; a tune's selection
+    runs, scored on val and never on test, are not results and are left out)."""
     import pandas as pd
 
-    ok = df[df["status"] == "ok"].copy()
+    keep = df["status"] == "ok"
+    if "selection" in df:
+        keep &= ~df["selection"].astype(bool)
+    ok = df[keep].copy()
+    if "config_hash" in ok:  # one configuration counts once, whatever the store holds (the latest row wins)
+        hashed = ok["config_hash"].fillna("").astype(str) != ""
+        ok = pd.concat([ok[~hashed], ok[hashed].drop_duplicates("config_hash", keep="last")])
     for k in KEYS:
         ok[k] = ok[k].fillna("") if k in ok else ""
     rows = []
@@ -275,6 +339,8 @@ def aggregate(df):
         row["n"] = len(g)
         row["seeds"] = ",".join(str(int(s)) for s in sorted(g["seed"]))
         row["data_group"] = g["data_group"].iloc[0] if "data_group" in g else ""
+        row["method_note"] = _note(g)
+        row["batch_size"] = int(g["batch_size"].iloc[0]) if "batch_size" in g and len(g) else 0
         for m in METRICS:
             vals = g[m].astype(float)
             row[m] = vals.mean()
@@ -283,6 +349,26 @@ def aggregate(df):
         row["ppt"] = ppt(row["top1_pct"], row["params_trainable"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _note(rows) -> str:
+    """The method's own label (e.g. LION's re-implementation note): from the rows, or, for rows stored before
+    the column existed, from the registered method."""
+    notes = [n for n in rows.get("method_note", []) if isinstance(n, str) and n]
+    if notes:
+        return notes[0]
+    from petlbench.registry import METHODS
+
+    try:
+        return METHODS.get(str(rows["method"].iloc[0])).note
+    except UserError:  # a method this install does not know (a plug-in that is gone)
+        return ""
+
+
+def notes_caption(agg) -> str:
+    """'† lion: re-implementation ...' for every configuration with a method note ('' if none)."""
+    pairs = sorted({(r.method, r.method_note) for r in agg.itertuples() if getattr(r, "method_note", "")})
+    return "; ".join(f"† {m}: {n}" for m, n in pairs)
 
 
 def ppt(top1: float, params: float) -> float:
@@ -302,6 +388,7 @@ def vtab_summary(agg):
             "mean_of_tasks": g["top1_pct"].mean(), "mean_of_groups": groups.mean(),
             **{f"group_{k}": v for k, v in groups.items()},
             "params_trainable": g["params_trainable"].mean(), "gmacs": g["gmacs"].mean(),
+            "method_note": g["method_note"].iloc[0] if "method_note" in g else "",
         })
     return pd.DataFrame(rows).sort_values("mean_of_groups", ascending=False)
 
@@ -343,6 +430,7 @@ def fmt(v: float, nd: int = 2) -> str:
 
 
 def runs_table(results: list[RunResult], title: str = "petlbench runs"):
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
@@ -352,20 +440,23 @@ def runs_table(results: list[RunResult], title: str = "petlbench runs"):
                       ("peak MiB ↓", "right"), ("time s", "right"), ("recipe", "left"), ("status", "left")]:
         t.add_column(col, justify=just)
     for r in results:
-        t.add_row(display_name(r.method, r.label), r.dataset, str(r.seed), fmt(r.top1_pct), fmt(r.top1_val_pct),
+        t.add_row(escape(display_name(r.method, r.label, r.method_note)), r.dataset, str(r.seed), fmt(r.top1_pct), fmt(r.top1_val_pct),
                   fmt_int(r.params_trainable), fmt_int(r.params_trainable_excl_head), fmt(r.gmacs, 4),
                   fmt(r.train_img_s, 0), fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.time_total_s, 1),
                   f"{r.optimizer} lr={r.lr:g} ep={r.epochs} bs={r.batch_size}", r.status if r.status == "ok" else f"[red]{r.status}[/]: {r.error[:60]}")
     if results:
         r = results[-1]
-        t.caption = (f"model {r.model} ({r.weights_source}); data {r.data_source}; device {r.device}; "
-                     f"peak mem = {r.peak_mem_kind}; top-1 on test, evaluated once after the last epoch")
+        notes = sorted({f"† {x.method}: {x.method_note}" for x in results if x.method_note})
+        t.caption = escape(f"model {r.model} ({r.weights_source}); data {r.data_source}; device {r.device}; "
+                           f"peak mem = {r.peak_mem_kind}; img/s at the run's batch size (bs); top-1 on test, "
+                           f"evaluated once after the last epoch" + "".join(f"\n{n}" for n in notes))
         t.caption_justify = "left"
     return t
 
 
 def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
     """One Rich table per dataset (``by='dataset'``) or per method (``by='method'``), ranked by ``sort``."""
+    from rich.markup import escape
     from rich.table import Table
 
     if sort not in METRICS:
@@ -387,18 +478,23 @@ def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
             t.add_column(f"{label} {'↑' if hi else '↓'}", justify="right")
         t.add_column("PPT ↑", justify="right")
         for rank, r in enumerate(g.itertuples(), 1):
-            name = display_name(r.method, r.label) if outer == "dataset" else r.dataset
+            name = display_name(r.method, r.label, r.method_note) if outer == "dataset" else r.dataset
             if agg["model"].nunique() > 1:
                 name += f" ({r.model})"
+            name = escape(name)
             std = fmt(r.top1_pct_std) if r.n > 1 else "–"
             t.add_row(str(rank), name, str(r.n), f"{fmt(r.top1_pct)} ± {std}",
                       f"±{fmt(r.top1_pct_ci95)}", fmt_int(r.params_trainable), fmt(r.gmacs, 4), fmt(r.train_img_s, 0),
                       fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.ppt))
+        sizes, notes = ", ".join(str(b) for b in sorted(set(g["batch_size"]))), notes_caption(g)
+        t.caption = escape(f"img/s at batch size {sizes}" + (f"; {notes}" if notes else ""))
+        t.caption_justify = "left"
         tables.append(t)
     return tables
 
 
 def summary_table(summary):
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title="VTAB-style summary over datasets (top-1 %)", title_justify="left")
@@ -407,7 +503,7 @@ def summary_table(summary):
                 "trainable ↓"]:
         t.add_column(col, justify="left" if col == "method" else "right")
     for r in summary.to_dict("records"):
-        t.add_row(display_name(r["method"], r["label"]), str(r["tasks"]), fmt(r["mean_of_groups"]),
+        t.add_row(escape(display_name(r["method"], r["label"], r.get("method_note", ""))), str(r["tasks"]), fmt(r["mean_of_groups"]),
                   fmt(r["mean_of_tasks"]), *[fmt(r[c]) for c in group_cols], fmt_int(r["params_trainable"]))
     return t
 
@@ -434,7 +530,8 @@ def markdown_pivot(agg) -> str:
                 std = f" ± {m['top1_pct_std'].iloc[0]:.1f}" if m["n"].iloc[0] > 1 else ""
                 cells.append(f"{m['top1_pct'].iloc[0]:.1f}{std}")
         n = f"{rows['n'].min()}" if rows["n"].min() == rows["n"].max() else f"{rows['n'].min()}–{rows['n'].max()}"
-        lines.append("| " + " | ".join([display_name(r.method, r.label), *cells, fmt(r.mean_of_groups, 1),
+        lines.append("| " + " | ".join([display_name(r.method, r.label, r.method_note), *cells, fmt(r.mean_of_groups, 1),
                                          fmt(r.mean_of_tasks, 1), fmt_int(rows["params_trainable_excl_head"].mean()),
                                          fmt(rows["gmacs"].mean(), 4), n]) + " |")
-    return "\n".join(lines)
+    notes = notes_caption(agg)
+    return "\n".join(lines) + (f"\n\n{notes}" if notes else "")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # test fixtures writing parquet stay quiet
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 TINY = {"model": "test_vit", "img_size": 32, "num_classes": 5}

@@ -4,6 +4,7 @@ fixing and physically removing skipped blocks), and that training touches only m
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from contextlib import nullcontext
 
@@ -12,9 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from petlbench import measure
-from petlbench.backbones import create_backbone
+from petlbench.backbones import build, create_backbone
 from petlbench.errors import UserError
-from petlbench.loop import build, make_method
 from petlbench.methods.apt import APTCore
 from petlbench.methods.base import SearchContext
 from petlbench.methods.das import (
@@ -26,6 +26,7 @@ from petlbench.methods.das import (
     set_skipped,
     top_k,
 )
+from petlbench.runner import make_method
 
 IMG = 32  # test_vit at 32x32: 4 patches + CLS, d=64, 6 blocks
 
@@ -33,7 +34,8 @@ IMG = 32  # test_vit at 32x32: 4 patches + CLS, d=64, 6 blocks
 def tiny(method: str, overrides: dict | None = None, num_classes: int = 3):
     torch.manual_seed(0)
     m = make_method(method, overrides)
-    model, _, total = build(m, "test_vit", num_classes, pretrained=False, img_size=IMG)
+    built = build(m, "test_vit", num_classes, pretrained=False, img_size=IMG)
+    model, total = built.model, built.backbone_total
     return m, model, total
 
 
@@ -92,7 +94,8 @@ def test_apt_max_term_carries_no_gradient():
 def test_apt_anchor_vit_base():
     m = make_method("apt", {"num_prompts": 200, "rank": 4})
     torch.manual_seed(0)
-    model, _, total = build(m, "vit_base_patch16_224", 100, pretrained=False)
+    built = build(m, "vit_base_patch16_224", 100, pretrained=False)
+    model, total = built.model, built.backbone_total
     counts = measure.param_counts(model, total)
     assert counts["params_trainable_excl_head"] == 1_916_940
     assert counts["params_added"] == 1_916_940
@@ -240,7 +243,7 @@ def _ctx(num_classes: int = 3, n_train: int = 4, loss_fn=F.cross_entropy) -> Sea
 
 
 def test_das_search_fixes_k_blocks():
-    overrides = {"skip": 2, "search_epochs": 2, "search_warmup_epochs": 1, "search_every": 1}
+    overrides = {"skip": 2, "search_epochs": 2, "search_warmup_epochs": 1, "gate_updates_per_epoch": 1000}
     m, model, total = tiny("das", overrides)
     head0 = model.head.weight.detach().clone()
     model.train()
@@ -264,7 +267,7 @@ def test_das_search_fixes_k_blocks():
 
 def test_das_search_gate_update_on_deterministic_reward():
     """Reward depends only on which blocks are skipped: the gates must follow the formula exactly."""
-    cfg = {"skip": 1, "search_epochs": 2, "search_warmup_epochs": 1, "search_every": 2, "search_arms": 3}
+    cfg = {"skip": 1, "search_epochs": 2, "search_warmup_epochs": 1, "gate_updates_per_epoch": 2, "search_arms": 3}
     m, model, _ = tiny("das", cfg)
     state = das_state(model)
 
@@ -317,3 +320,18 @@ def test_das_cannot_switch_blocks_outside_search():
     _, model, _ = tiny("das", {"skip": 1})
     with pytest.raises(ValueError, match="only the search"):
         set_skipped(model, (0,))  # block 0 was built as a kept block (no skip adapter)
+
+
+def test_das_default_search_moves_the_gates_on_a_built_in_task():
+    """With its default search budget DAS makes enough gate updates on a 1k-image-style task to move them."""
+    from petlbench.options import RunConfig
+    from petlbench.runner import run_one
+    from petlbench.sources import load_data
+
+    raw = load_data("shapes-ori")
+    res = run_one(RunConfig(method="das", dataset="shapes-ori", device="cpu", overrides={"epochs": 1}), raw)
+    stats = json.loads(res.method_stats)
+    assert res.status == "ok" and stats["das_searched"]
+    # 50 steps per epoch, 2 search epochs after the warm-up epoch, 25 updates each
+    assert stats["das_gate_updates"] == 50
+    assert max(stats["das_gate_logits"]) - min(stats["das_gate_logits"]) > 0.1

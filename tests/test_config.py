@@ -7,8 +7,9 @@ from typing import Literal
 
 import pytest
 
-from petlbench.config import load_suite, parse_sets
+from petlbench.config import parse_sets
 from petlbench.errors import UserError
+from petlbench.suites import load_suite
 
 
 @dataclass
@@ -38,8 +39,8 @@ def test_parse_sets_errors(pair, msg):
 def test_shipped_suites_parse_and_name_real_methods_and_datasets():
     from importlib import resources
 
-    from petlbench.data import HUB, builtin_datasets
-    from petlbench.registry import available
+    from petlbench.registry import METHODS
+    from petlbench.sources import DATASETS
 
     shipped = [f.name[:-5] for f in resources.files("petlbench.benchmarks").iterdir() if f.name.endswith(".toml")]
     assert shipped, "no suite shipped as package data"
@@ -47,8 +48,8 @@ def test_shipped_suites_parse_and_name_real_methods_and_datasets():
         _, _, runs = load_suite(name)
         assert runs
         for r in runs:
-            assert r.method in available()
-            assert r.dataset is None or r.dataset in builtin_datasets() or r.dataset in HUB
+            assert r.method in METHODS
+            assert r.dataset is None or r.dataset in DATASETS
 
 
 def test_suite_groups_override_and_unknown_keys(tmp_path):
@@ -66,19 +67,22 @@ def test_suite_groups_override_and_unknown_keys(tmp_path):
 
 def test_neutral_recipe_keys_stay_out_of_the_run_identity():
     from petlbench.config import identity_config
-    from petlbench.registry import get
+    from petlbench.registry import METHODS
 
+    get = METHODS.get
     linear, lion = get("linear").Config(), get("lion").Config()
     assert "grad_clip" not in identity_config(linear)  # off: hashes of older stored results still match
     assert identity_config(get("linear").Config(grad_clip=0.5))["grad_clip"] == 0.5
-    assert identity_config(lion)["grad_clip"] == lion.grad_clip == 1.0  # LION clips by default (our choice)
+    # LION clips its own tensors (layer_grad_clip), not the global norm: grad_clip is off and stays out of its identity
+    assert lion.grad_clip == 0.0 and "grad_clip" not in identity_config(lion)
+    assert identity_config(lion)["layer_grad_clip"] == 1.0
 
 
 @pytest.mark.parametrize("pair", ["lr=0", "lr=-1", "epochs=0", "batch_size=0", "grad_clip=-1", "weight_decay=-0.1"])
 def test_bad_recipe_values_are_user_errors(pair):
     from petlbench.config import build_method_config, parse_sets
-    from petlbench.registry import get
+    from petlbench.registry import METHODS
 
-    cls = get("lora").Config
+    cls = METHODS.get("lora").Config
     with pytest.raises(UserError, match=pair.split("=")[0]):
         build_method_config(cls, parse_sets([pair], cls, "lora"))

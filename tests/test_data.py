@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from petlbench.data import batches, load_data, prepare, preprocess_array
+from petlbench.data import batches, prepare, preprocess_array
 from petlbench.errors import UserError
+from petlbench.sources import load_data
 
 from .conftest import make_image_folder
 

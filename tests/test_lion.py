@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from petlbench import measure
+from petlbench.backbones import build
 from petlbench.errors import UserError
-from petlbench.loop import build, make_method
 from petlbench.methods._deq import SolverSpec, equilibrium, solve
 from petlbench.methods.lion import InputImplicit, LionConfig, OutputImplicit, PrunableWeight
+from petlbench.runner import make_method
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +28,8 @@ def _tiny(name: str = "test_vit", **overrides):
     torch.manual_seed(0)
     method = make_method("lion", overrides)
     kwargs = {"img_size": 32} if name == "test_vit" else {}
-    model, _, backbone_total = build(method, name, 10, pretrained=False, **kwargs)
+    built = build(method, name, 10, pretrained=False, **kwargs)
+    model, backbone_total = built.model, built.backbone_total
     return method, model, backbone_total
 
 
@@ -79,7 +81,8 @@ def _layer_grads(layer: torch.nn.Module, x: torch.Tensor, c: torch.Tensor) -> di
 @pytest.mark.parametrize("solver", ["anderson", "iter"])
 def test_implicit_gradient_matches_unrolled_and_finite_differences(solver: str) -> None:
     torch.manual_seed(0)
-    base = dict(solver=solver, max_iter=500, tol=1e-13, out_rank=4, in_channels=4, gn_groups=2, lipschitz=0.8)
+    base = dict(solver=solver, max_iter=500, tol=1e-13, out_rank=4, in_channels=4, gn_groups=2, lipschitz=0.8,
+                layer_grad_clip=0.0)  # exact gradients: no clipping
     layers = {}
     for grad in ("implicit", "unrolled"):
         cfg = LionConfig(grad=grad, **base)
@@ -230,7 +233,8 @@ def test_resnet_train_step_and_gmacs_count_solver_iterations() -> None:
 def test_vit_base_parameter_anchor() -> None:
     torch.manual_seed(0)
     method = make_method("lion", {})
-    model, _, backbone_total = build(method, "vit_base_patch16_224", 100, pretrained=False)
+    built = build(method, "vit_base_patch16_224", 100, pretrained=False)
+    model, backbone_total = built.model, built.backbone_total
     counts = measure.param_counts(model, backbone_total)
     c, d, r = 8, 768, 64
     inp = c * c * 9 + (3 * c + c) + (c * 3 + 3)  # rec, inj + bias, proj + bias
@@ -251,3 +255,55 @@ def test_config_validation() -> None:
     with pytest.raises(UserError, match="gn_groups"):
         make_method("lion", {"norm": "group", "in_channels": 6, "gn_groups": 4})
     assert isinstance(PrunableWeight(torch.ones(2, 2)).weight_mask, torch.Tensor)
+
+
+def _extra_gmacs(name: str, size: int, **overrides) -> tuple[float, float]:
+    """(LION GMACs − backbone GMACs, backbone GMACs) at ``size``², every solve running all ``max_iter``
+    iterations (``tol=0``: the worst case of the default solver)."""
+    method, model, _ = _tiny(name, tol=0.0, **overrides)
+    model = method.finalize(model)
+    lion_g = measure.gmacs(model, (3, size, size))
+    base = build(make_method("linear"), name, 10, pretrained=False).model
+    base_g = measure.gmacs(base, (3, size, size))
+    return lion_g - base_g, base_g
+
+
+def test_input_layer_cost_is_capped_on_a_224_cnn() -> None:
+    """On a CNN at 224² (0.20 GMACs) the input layer is solved on a 32² grid (stride 7). With 5 iterations per
+    solve (what the default tol needed in every run we recorded) both LION layers add < 2% of the backbone's
+    GMACs, with all 30 (the worst case) < 15%; solved at full resolution (``in_res=0``, the old default) the
+    same 5 iterations cost more than 10x as much."""
+    worst, base = _extra_gmacs("test_resnet", 224)
+    capped, _ = _extra_gmacs("test_resnet", 224, max_iter=5)
+    full, _ = _extra_gmacs("test_resnet", 224, max_iter=5, in_res=0)
+    assert 0 < capped < 0.02 * base and worst < 0.15 * base
+    assert full > 10 * capped and full > 0.5 * base
+
+
+def test_input_layer_cost_does_not_grow_with_the_image() -> None:
+    small, large = (_extra_gmacs("test_resnet", size, max_iter=5)[0] for size in (64, 160))
+    assert large == pytest.approx(small, rel=1e-9)
+    inp = _tiny("test_resnet")[1].lion.inp
+    assert [inp.stride(s) for s in ((32, 32), (224, 224), (240, 320), (33, 20))] == [1, 7, 10, 2]
+    assert _tiny("test_resnet", in_stride=4)[1].lion.inp.stride((64, 64)) == 4  # in_stride is a floor
+
+
+def test_layer_grad_clip_bounds_each_lion_tensor_and_leaves_the_head_alone() -> None:
+    grads = {}
+    for clip in (0.0, 1e-3):
+        _, model, _ = _tiny(layer_grad_clip=clip)
+        with torch.no_grad():  # leave the identity-at-init point so every LION tensor gets a gradient
+            model.lion.out.scale.fill_(0.5)
+            model.lion.inp.proj.weight.normal_()
+        x, y = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 3])
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        grads[clip] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert grads[0.0].keys() == grads[1e-3].keys()
+    for n, g in grads[1e-3].items():
+        free = grads[0.0][n]
+        if n.startswith("lion."):
+            assert free.norm() > 1e-3, n  # the clip is active on every LION tensor here ...
+            assert g.norm() == pytest.approx(1e-3, rel=1e-4), n  # ... per tensor,
+            torch.testing.assert_close(g, free * (1e-3 / free.norm()), rtol=1e-4, atol=1e-9)  # same direction
+        else:
+            torch.testing.assert_close(g, free, rtol=0, atol=0)  # the head's gradient is not clipped

@@ -7,17 +7,16 @@ import pytest
 import torch
 from torch import nn
 
+from petlbench.backbones import build, data_config
 from petlbench.data import RawData, prepare
-from petlbench.loop import (
-    build,
-    cosine_with_warmup,
-    make_method,
-    resolve_data_config_for,
-    seed_everything,
-    set_train_mode,
-    train_and_evaluate,
-)
+from petlbench.loop import Reporter, Runtime, cosine_with_warmup, set_train_mode, train_and_evaluate
 from petlbench.methods.base import MethodModule
+from petlbench.runner import make_method, seed_everything
+
+
+class _Log(Reporter):
+    def __init__(self, log):
+        self.log = log
 
 
 def _raw(n=48, classes=3, size=16, seed=0) -> RawData:
@@ -52,16 +51,17 @@ def test_frozen_modules_go_to_eval_method_modules_stay_in_train():
     assert model[0].training
 
 
-def _fit(method_name: str, mode: str = "eval", seed: int = 0, log=lambda m: None, **recipe):
+def _fit(method_name: str, mode: str = "eval", seed: int = 0, log=lambda m: None, readback_every=None, **recipe):
     """Build test_vit (random init, 32 px), train ``method_name`` on the toy task -> (model, outcome).
     Also returns the head's initial weights, for tests that measure how far it moved."""
     seed_everything(seed)
     method = make_method(method_name, {"epochs": 2, "batch_size": 8, "warmup_epochs": 0, **recipe})
-    model, _, total = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    built = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    model = built.model
     head_init = model.head.weight.detach().clone()
-    splits = prepare(_raw(), resolve_data_config_for(model))
-    out = train_and_evaluate(model, method, splits, seed=seed, device=torch.device("cpu"), amp=False,
-                             backbone_total=total, frozen_backbone_mode=mode, log=log)
+    splits = prepare(_raw(), data_config(model))
+    rt = Runtime(frozen_backbone_mode=mode, seed=seed, readback_every=readback_every)
+    out = train_and_evaluate(built, method, splits, rt, _Log(log))
     return model, head_init, out
 
 
@@ -89,6 +89,32 @@ def test_non_finite_loss_stops_with_status_diverged():
     assert "top1" not in out.metrics
 
 
+def test_losses_read_back_every_few_steps_give_the_same_run():
+    # the GPU path (a host synchronisation every N steps, not every step), exercised on the CPU
+    (_, _, every), (_, _, late) = _fit("bitfit"), _fit("bitfit", readback_every=4)
+    for key in ("loss_train", "top1", "steps"):
+        assert every.metrics[key] == late.metrics[key]
+    assert late.metrics["train_img_s"] > 0
+
+
+def test_a_late_read_back_still_stops_a_diverged_run():
+    _, _, out = _fit("full", epochs=2, lr=1e30, readback_every=100)  # read back only at the epoch's end
+    assert out.status == "diverged" and "non-finite loss at step" in out.error
+    assert out.metrics["steps"] == 3 and "top1" not in out.metrics  # one epoch of 3 steps, then stopped
+
+
+def test_step_clock_times_steps_after_warm_up():
+    from petlbench.measure import StepClock
+
+    clock = StepClock(torch.device("cpu"), warmup=2)
+    for _ in range(5):
+        clock.start()
+        clock.stop(8)
+    seconds, images = clock.read()
+    assert images == 40 and clock.timed_images == 24 and 0 <= clock.timed_s <= seconds
+    assert clock.read() == (0.0, 0)  # the window restarts after each read
+
+
 def _head_shift(grad_clip: float) -> float:
     """Distance the linear head moves in one epoch of SGD (lr 1, no weight decay)."""
     model, head_init, _ = _fit("linear", epochs=1, optimizer="sgd", lr=1.0, weight_decay=0.0, grad_clip=grad_clip)
@@ -106,7 +132,7 @@ def test_installed_commit_comes_from_pep610_direct_url(monkeypatch):
     import json
     from importlib import metadata
 
-    from petlbench import loop
+    from petlbench import provenance
 
     class Dist:
         def __init__(self, text):
@@ -117,6 +143,55 @@ def test_installed_commit_comes_from_pep610_direct_url(monkeypatch):
 
     info = {"url": "git+https://example.org/petlbench", "vcs_info": {"vcs": "git", "commit_id": "0123456789abcdef0"}}
     monkeypatch.setattr(metadata, "distribution", lambda name: Dist(json.dumps(info)))
-    assert loop._installed_commit() == "0123456789ab"
+    assert provenance._installed_commit() == "0123456789ab"
     monkeypatch.setattr(metadata, "distribution", lambda name: Dist(None))  # wheel / sdist install: unknown
-    assert loop._installed_commit() == ""
+    assert provenance._installed_commit() == ""
+
+
+class _RecordingSearch:
+    """Mixin for a test method whose ``search`` records which images it trained on and was rewarded on
+    (each image carries its own id as its constant pixel value)."""
+
+    def search(self, model, ctx):
+        ids = lambda x: {round(float(v), 3) for v in x.mean(dim=(1, 2, 3))}  # noqa: E731
+        model.seen = {"train": set(), "val": set()}
+        for x, _ in ctx.train_batches():
+            model.seen["train"] |= ids(x)
+        val = ctx.val_batches()
+        for _ in range(20):
+            model.seen["val"] |= ids(next(val)[0])
+
+
+def _id_raw(with_val: bool) -> RawData:
+    """Every image is constant with its own value (its id); train 24, val 12, test 12."""
+    n = 48
+    x = np.repeat(np.arange(n, dtype=np.uint8)[:, None, None, None] * 5, 16, 1).repeat(16, 2).repeat(3, 3)
+    y = np.arange(n) % 3
+    split = {"train": (x[:24], y[:24]), "test": (x[36:], y[36:])}
+    if with_val:
+        split["val"] = (x[24:36], y[24:36])
+    return RawData("ids", split, ["a", "b", "c"], "generated:ids")
+
+
+@pytest.mark.parametrize(("with_val", "trainval"), [(True, True), (True, False), (False, False)])
+def test_search_never_rewards_on_data_it_trains_on(with_val, trainval):
+    from petlbench.registry import METHODS
+
+    cls = type("Recorder", (_RecordingSearch, METHODS.get("bitfit")), {"name": "recorder"})
+    method = cls(cls.Config(epochs=1, batch_size=4, warmup_epochs=0))
+    seed_everything(0)
+    built = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    model = built.model
+    data_cfg = {**data_config(model), "mean": (0, 0, 0), "std": (1, 1, 1)}
+    splits = prepare(_id_raw(with_val), data_cfg, trainval=trainval)
+    out = train_and_evaluate(built, method, splits, Runtime())
+    seen = model.seen
+    assert seen["train"] and seen["val"] and not seen["train"] & seen["val"]
+    train_ids = {round(5 * i / 255, 3) for i in range(24)}
+    val_ids = {round(5 * i / 255, 3) for i in range(24, 36)}
+    if with_val:
+        assert seen["train"] == train_ids and seen["val"] == val_ids
+    else:  # 10% of train held out for the rewards
+        assert seen["train"] | seen["val"] == train_ids and len(seen["val"]) == 2
+    # and the training after the search uses train+val under --trainval
+    assert out.metrics["steps"] == (36 if trainval else 24) // 4

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from petlbench import measure
-from petlbench.backbones import create_backbone
-from petlbench.loop import build, inspect, make_method, seed_everything, set_train_mode
+from petlbench.backbones import build, create_backbone
+from petlbench.loop import set_train_mode
 from petlbench.methods.base import MethodModule
+from petlbench.runner import inspect, make_method, seed_everything
 
 from .conftest import TINY
 
@@ -37,7 +38,7 @@ def _vit_b(name: str, overrides: dict | None = None, finalize: bool = False):
 
 
 def _macs_vit_b(model: nn.Module) -> float:
-    return measure.gmacs(model, (3, 224, 224), device="meta")
+    return measure.gmacs(model, (3, 224, 224))
 
 
 def _analytic_gmacs(tokens: int, extra_per_block: int = 0) -> float:
@@ -123,7 +124,7 @@ def _tiny(name: str, overrides: dict | None = None, seed: int = 0, **timm_kwargs
     seed_everything(seed)
     method = make_method(name, overrides)
     kwargs = {"img_size": TINY["img_size"], **timm_kwargs}
-    model, _, _ = build(method, TINY["model"], TINY["num_classes"], pretrained=False, **kwargs)
+    model = build(method, TINY["model"], TINY["num_classes"], pretrained=False, **kwargs).model
     return method, model
 
 
@@ -336,6 +337,6 @@ def test_bitfit_supports_cnn():
     method = make_method("bitfit")
     assert "cnn" in method.supports
     seed_everything(0)
-    model, _, _ = build(method, "test_resnet", 5, pretrained=False)
+    model = build(method, "test_resnet", 5, pretrained=False).model
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert names and all(n.endswith(".bias") or n.startswith(("fc.", "head")) for n in names)

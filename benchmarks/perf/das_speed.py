@@ -36,8 +36,8 @@ def main() -> None:
     import torch
 
     from petlbench import measure
-    from petlbench.backbones import create_backbone
-    from petlbench.loop import build, input_size, make_method
+    from petlbench.backbones import build, create_backbone, input_size
+    from petlbench.runner import make_method
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -49,7 +49,7 @@ def main() -> None:
     models = {"backbone": base}
     for k in args.skip:
         method = make_method("das", {"skip": k})
-        model, _, _ = build(method, args.model, 100, pretrained=False, **kwargs)
+        model = build(method, args.model, 100, pretrained=False, **kwargs).model
         models[f"das k={k}"] = method.finalize(model)
 
     gmacs = {name: measure.gmacs(m, size) for name, m in models.items()}

@@ -36,7 +36,8 @@ def child(args: argparse.Namespace) -> None:
     """One configuration: build, warm up at batch 1, measure one step at ``--batch``."""
     import torch
 
-    from petlbench.loop import build, make_method
+    from petlbench.backbones import build
+    from petlbench.runner import make_method
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -44,7 +45,7 @@ def child(args: argparse.Namespace) -> None:
     overrides = {"grad": args.grad, "solver": args.solver, "max_iter": args.iters, "tol": 0.0, "keep_ratio": 1.0}
     method = make_method("lion", overrides)
     kwargs = {"img_size": args.img} if "vit" in args.model else {}
-    model, _, _ = build(method, args.model, 10, pretrained=False, **kwargs)
+    model = build(method, args.model, 10, pretrained=False, **kwargs).model
     model.to(device).train()
     with torch.no_grad():  # leave the identity-at-init point so every LION weight gets a gradient
         model.lion.out.scale.fill_(0.5)

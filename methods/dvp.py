@@ -1,0 +1,366 @@
+"""DVP: Dynamic Visual Prompting (Huang et al., "Adapting Pre-trained Language Models to Vision-Language Tasks
+via Dynamic Visual Prompting", arXiv 2306.00409), with its KAB-APP placement search. VL model only.
+
+A language model alone classifies; a frozen visual encoder only supplies keys/values for ONE prompt token::
+
+    v  = ViT(pixel_values)                    # B×Nv×dv: all tokens of the last block, before the final norm
+    h  = BERT.embeddings(text)                # B×T×d   (text only: no visual token, no fusion layer)
+    h  = layers[0..K-1](h, text mask)         # text only: DVP's compute saving
+    p  = CrossAttn(q = h[:, :1], k = v = v)   # B×1×d: the text [CLS] (input of layer K) queries the visual tokens
+    h' = [h + E_type[0] ; p + E_type[1]]      # B×(T+1)×d, a fresh 2-entry token-type embedding
+    h' = layers[K..L-1](h', [text mask ; 1])
+    logits = head(h'[:, 0])                   # the text [CLS]
+
+Facts from the official code (github.com/hsb1357173526/Dynamic_Visual_Prompting, ``dvp/modules/bert_module.py``,
+``dvp/config.py``), re-implemented here:
+- ``Cross_Attention``: q/k/v/merge Linear maps of the LM width with bias (PyTorch's default init), 12 heads
+  (``num_heads``), softmax(q kᵀ/√dh) with dropout 0.1 (``drop_rate``) on the attention map, no mask.
+  BERT-base: 4 × (768² + 768) = 2,362,368 parameters.
+- Keys/values are the CLIP ViT-B/16's ``transformer`` output (after ``ln_pre``, before ``ln_post``/``proj``) fed
+  straight into ``linear_k``/``linear_v``: the BERT code has NO separate projection (CLIP width = BERT width =
+  768); its LLaMA code, where the widths differ, gives k/v maps ``Linear(768, ·)``. So here k/v read the visual
+  tokens at their own width dv (``Linear(dv, d)``; identical to the official module when dv = d) and the VL
+  model's fusion layers ``vis_proj``/``vis_type`` are not used: ``apply`` REMOVES them (they would be counted
+  and trained, never run).
+- ``token_type_embeddings = nn.Embedding(2, d)`` (PyTorch default init N(0, 1)): entry 0 is added to every text
+  hidden state at layer K, entry 1 to the prompt. BERT-base: 1,536 parameters.
+- The prompt is concatenated BEFORE the text (``cat([visual_prompt, text])``) and the classifier reads
+  index 1. We append it after the text instead, so the text [CLS] stays at index 0 where ``VLModel.forward``
+  reads it: BERT layers are permutation-equivariant (positions were added in the embeddings; the prompt has
+  none), so this is the same function (a test checks it against a prepending forward).
+- Adapter variant (``use_adapter``): embeddings frozen, encoder frozen except every ``LayerNorm``, and two
+  adapters per layer, ``x + Up(ReLU(Down(x)))`` with d→d/8→d (768→96→768), weights N(0, 0.01), biases 0,
+  placed on each sublayer's output after dense + dropout, inside the residual + LayerNorm:
+  ``LN(r + A(h))`` with ``A(h) = h + Up(ReLU(Down h))`` = ``_bert``'s ``seq_adapter`` slot (Houlsby placement).
+  BERT-base: 24 × 148,320 = 3,559,680 adapter + 36,864 encoder-LayerNorm parameters; with the DVP module
+  5,960,448 trainable parameters without the classifier.
+- KAB-APP (``search_stage``): one cross-attention/token-type pair per layer K in 0..L-1; preferences α = 0
+  (``layer_alphas``), π = softmax(α). Each training step inserts at a K drawn uniformly; after EVERY optimizer
+  step one fresh held-out batch scores ``search_sample`` = 5 arms drawn from π (with replacement), without
+  gradients, S in percent (accuracy ×100; VQA: the VQA score of the argmax answer ×100), and
+  ``α_K += 0.005 · (S − mean S) · π_K (1 − π_K)`` per arm (π from before the update). The official search is a
+  separate run (2 epochs on VQAv2/GQA, 1 on SNLI-VE, constant lr, no warm-up) that prints K = argmax π (first
+  on ties); training then starts again from the pre-trained model with one module at K. Here the search
+  restores every trained tensor (LM / adapters / head) to its value before the search and builds a fresh
+  module at K; the loop then trains it normally.
+
+GMACs: ``petlbench.vl.vl_gmacs`` counts this forward as it runs: ``gmacs_text`` = the DVP module + the LM over
+T tokens before K and T + 1 from K + the head, against the VL baseline's visual projection + LM over T + Nv
+tokens + head (``benchmarks/perf/dvp_gmacs.py``; BERT-base + CLIP ViT-B/16, 16 text tokens: 1.68 GMACs at K = 0,
+1.60 at K = 11, 19.04 for all 197 visual tokens).
+
+Deviations (labelled at the keys below): rewards come from petlbench's held-out split (the official code reads
+the VQAv2 val / GQA testdev / SNLI-VE val split, which it also reports on), batches of the run's batch size
+(official: half of it); the search trains what the variant trains (the official BERT searches always fine-tune
+the whole LM, its LLaMA search uses the adapter variant as here); the classifier is the VL track's linear head
+(official: Linear(d, 2d), LayerNorm, GELU, Linear(2d, C)); the loop's recipe (see ``DVPConfig``).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from petlbench.config import Range
+from petlbench.errors import UserError
+from petlbench.methods._bert import add_output_branches, attn_output, bert_layers, ffn_output, is_vl, text_dim
+from petlbench.methods._modules import Bottleneck, factory_kwargs
+from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, unfreeze
+from petlbench.registry import register
+
+TRACE_POINTS = 50  # reward-trace entries kept in method_stats (evenly subsampled)
+
+
+@dataclass
+class DVPConfig(MethodConfig):
+    """DVP keys; defaults from the official code (``dvp/config.py``, BERT VQAv2 configs) unless noted.
+
+    Recipe: official AdamW (betas (0.9, 0.98), eps 1e-8), wd 0.01 (biases and LayerNorms exempt), lr 1e-4
+    (``dvp_adaption_bert_vqa``) / 1e-3 for the adapter variant (README, BERT-DVP_adp VQA), head lr ×10 on
+    VQA/GQA (``lr_mult``), batch 256, 10 epochs with 10% linear warm-up then linear decay to 0
+    (``decay_power = 1``). petlbench's loop has one recipe, so DEVIATIONS: AdamW betas (0.9, 0.999), weight
+    decay on every trainable tensor, the head at the base lr, cosine decay after the warm-up. The search runs
+    at the constant lr (``ctx.make_optimizer``, no schedule), as the official search (``decay_power =
+    'constant'``, no warm-up). Built-in offline tasks override epochs / batch size like every method.
+    """
+
+    lr: float | None = None  # None = the variant's: 1e-4 full (official dvp_adaption_bert_vqa), 1e-3 adp (README)
+    weight_decay: float = 0.01  # official weight_decay
+    epochs: int = 10  # official dvp_adaption_bert_vqa / _gqa max_epoch (SNLI-VE: 5)
+    warmup_epochs: int = 1  # 10% of the epochs: official warmup_steps = 0.1 (SNLI-VE: 0.2)
+    batch_size: int = 256  # official batch_size
+
+    variant: Literal["full", "adp"] = "full"  # full: the whole LM fine-tunes (the paper's DVP); adp: DVP_adp
+    insert_layer: Annotated[int | None, Range(ge=0)] = None  # K; set = no search (official insert_layer).
+    # None = KAB-APP search; without a search (inspect, search_epochs=0) K = 0, the official default
+    heads: Annotated[int | None, Range(ge=1)] = None  # cross-attention heads; None = the LM's (12 on BERT-base = official num_heads)
+    attn_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1  # on the cross-attention map (official drop_rate)
+    adapter_bottleneck: Annotated[int | None, Range(ge=1)] = None  # None = d/8 (official reduction_factor 8: 96 on d=768)
+    adapter_init_std: Annotated[float, Range(gt=0)] = 1e-2  # N(0, std) Down/Up weights (official Adapter)
+    search_epochs: Annotated[int, Range(ge=0)] = 2  # KAB-APP epochs (official dvp_search_bert_vqa / _gqa: 2; SNLI-VE: 1)
+    search_arms: Annotated[int, Range(ge=2)] = 5  # arms drawn from π per update (official search_sample = 5)
+    pref_lr: Annotated[float, Range(gt=0)] = 0.005  # step of the preference update (official constant 0.005)
+    # False = score the arms in training mode (dropout on), as the official code (it samples inside the
+    # training step); True = eval mode (our option, less noisy rewards)
+    reward_eval_mode: bool = False
+
+    def __post_init__(self) -> None:
+        if self.lr is None:
+            self.lr = 1e-4 if self.variant == "full" else 1e-3
+
+
+# ------------------------------------------------------------------------------------------ modules
+
+
+class CrossAttention(MethodModule):
+    """Multi-head cross-attention: B×Nq×d queries over B×Nv×dv tokens -> B×Nq×d (official ``Cross_Attention``:
+    q/k/v/merge Linear with bias, dropout on the attention map, no mask)."""
+
+    def __init__(self, dim: int, kv_dim: int, heads: int, dropout: float = 0.1, **dd: Any) -> None:
+        super().__init__()
+        if dim % heads:
+            raise UserError(f"DVP cross-attention: width {dim} is not divisible by heads={heads}; pick a divisor")
+        self.heads, self.dropout = heads, dropout
+        self.query = nn.Linear(dim, dim, **dd)
+        self.key = nn.Linear(kv_dim, dim, **dd)
+        self.value = nn.Linear(kv_dim, dim, **dd)
+        self.merge = nn.Linear(dim, dim, **dd)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)  # B×heads×n×dh
+
+    def forward(self, query: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._split(self.query(query)), self._split(self.key(tokens)), self._split(self.value(tokens))
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        b, _, n, _ = out.shape
+        return self.merge(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class VisualPrompt(MethodModule):
+    """One DVP module (for one insertion layer): the cross-attention and the 2-entry token-type embedding."""
+
+    def __init__(self, dim: int, kv_dim: int, heads: int, dropout: float, **dd: Any) -> None:
+        super().__init__()
+        self.cross_attn = CrossAttention(dim, kv_dim, heads, dropout, **dd)
+        self.token_type = nn.Embedding(2, dim, **dd)  # 0 = text, 1 = prompt; N(0, 1) init as the official code
+
+    def forward(self, h: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        """B×T×d text hidden states (the input of layer K) + B×Nv×dv visual tokens -> B×(T+1)×d."""
+        prompt = self.cross_attn(h[:, :1], visual) + self.token_type.weight[1]  # query: the text [CLS]
+        return torch.cat([h + self.token_type.weight[0], prompt], 1)
+
+
+class DVPState(MethodModule):
+    """The DVP modules (one per candidate layer during the search, else one) and the search's bookkeeping.
+
+    ``active`` (a python int, read every forward without a device sync) is the layer the forward inserts at;
+    the buffer ``insert_layer`` is the chosen K. ``reward_trace``: mean arm score per preference update."""
+
+    def __init__(self, depth: int, k: int, prompt: VisualPrompt) -> None:
+        super().__init__()
+        self.prompts = nn.ModuleDict({str(k): prompt})
+        self.register_buffer("alpha", torch.zeros(depth))  # α per layer, π = softmax(α)
+        self.register_buffer("insert_layer", torch.tensor(k))
+        self.register_buffer("searched", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.active = k
+        self.reward_trace: list[float] = []
+
+    def use(self, k: int) -> None:
+        """Insert at layer ``k`` in the next forwards (its module must exist)."""
+        if str(k) not in self.prompts:
+            raise ValueError(f"no DVP module for layer {k} (have {sorted(map(int, self.prompts))})")
+        self.active = k
+
+    def commit(self, k: int, prompt: VisualPrompt) -> None:
+        """Keep a single module, ``prompt``, at layer ``k``."""
+        self.prompts = nn.ModuleDict({str(k): prompt})
+        self.insert_layer.fill_(k)
+        self.active = k
+
+
+def dvp_state(model: nn.Module) -> DVPState:
+    state = getattr(model, "dvp", None)
+    if not isinstance(state, DVPState):
+        raise ValueError("model has no DVP state: call DVP.apply first")
+    return state
+
+
+def _dvp_forward_features(self: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Forward of a DVP-patched ``VLModel``: B×(T+1)×d final hidden states, text first, then the prompt."""
+    h, mask = self.text_embeddings(inputs)
+    k = self.dvp.active
+    h = self.encode(h, mask, 0, k)  # layers before K: text only
+    h = self.dvp.prompts[str(k)](h, self.visual_features(inputs["pixel_values"]))
+    mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
+    return self.encode(h, mask, k)
+
+
+# ------------------------------------------------------------------------------------------ search maths
+
+
+def score_percent(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """KAB-APP's arm score S in percent: accuracy for class-index targets (B); for soft-score targets (B×C,
+    VQA) the mean target score of the argmax answer (the official ``calculate_vqa_score`` ×100)."""
+    pred = logits.argmax(-1)
+    if target.is_floating_point() and target.dim() == 2:
+        return 100.0 * float(target.gather(1, pred[:, None]).mean())
+    return 100.0 * float((pred == target).float().mean())
+
+
+def preference_update(alpha: torch.Tensor, arms: list[int], scores: list[float], lr: float) -> torch.Tensor:
+    """``α_K += lr · (S_j − mean S) · π_K (1 − π_K)`` for each arm j at layer K (π from before the update)."""
+    pi = torch.softmax(alpha, 0)
+    mean = sum(scores) / len(scores)
+    new = alpha.clone()
+    for k, s in zip(arms, scores, strict=True):
+        new[k] += lr * (s - mean) * pi[k] * (1 - pi[k])
+    return new
+
+
+def score_arm(model: nn.Module, k: int, inputs: Any, target: torch.Tensor, ctx: SearchContext) -> float:
+    """S of inserting at layer ``k`` on one batch (no gradients; the caller sets the mode)."""
+    dvp_state(model).use(k)
+    with torch.no_grad(), ctx.autocast():
+        logits = model(inputs)
+    return score_percent(logits.float(), target)
+
+
+def _subsample(trace: list[float], n: int = TRACE_POINTS) -> list[list[float]]:
+    """[[update index (1-based), mean S], ...] at most ``n`` evenly spaced entries (the last one included)."""
+    if not trace:
+        return []
+    m = min(n, len(trace))
+    idx = sorted({round(i * (len(trace) - 1) / max(1, m - 1)) for i in range(m)})
+    return [[i + 1, round(trace[i], 4)] for i in idx]
+
+
+# ------------------------------------------------------------------------------------------ method
+
+
+@register
+class DVP(Method):
+    name = "dvp"
+    description = "Dynamic Visual Prompting: one cross-attention visual prompt at a bandit-searched LM layer."
+    Config = DVPConfig
+    supports = frozenset({"vl"})
+
+    def _prompt(self, model: nn.Module) -> VisualPrompt:
+        """A freshly initialised DVP module for ``model`` (on its device and dtype)."""
+        cfg: DVPConfig = self.cfg  # type: ignore[assignment]
+        text = model.text
+        heads = cfg.heads or int(text.config.num_attention_heads)
+        return VisualPrompt(text_dim(model), int(model.vision.embed_dim), heads, cfg.attn_dropout,
+                            **factory_kwargs(text))
+
+    def _adapter(self, model: nn.Module) -> Bottleneck:
+        cfg: DVPConfig = self.cfg  # type: ignore[assignment]
+        d, std = text_dim(model), cfg.adapter_init_std
+        a = Bottleneck(d, cfg.adapter_bottleneck or max(1, d // 8), act="relu", **factory_kwargs(model.text))
+        with torch.no_grad():  # official init: plain (untruncated) N(0, std) weights, zero biases
+            nn.init.normal_(a.down.weight, std=std)
+            nn.init.normal_(a.up.weight, std=std)
+        return a
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        cfg: DVPConfig = self.cfg  # type: ignore[assignment]
+        if not is_vl(model) or getattr(model, "vision", None) is None:
+            raise UserError("DVP needs a VL model with a visual encoder (a TEXT+VISION model, modality 'both')")
+        depth = len(bert_layers(model))
+        k = 0 if cfg.insert_layer is None else cfg.insert_layer
+        if k >= depth:
+            raise UserError(f"insert_layer={k} out of range for a {depth}-layer language model; use 0..{depth - 1}")
+        model.vis_proj = None  # the VL track's fusion layers: DVP never runs them (module docstring)
+        model.vis_type = None
+        if cfg.variant == "full":
+            unfreeze(model.text)
+        else:
+            for layer in bert_layers(model):
+                unfreeze(attn_output(layer).LayerNorm, ffn_output(layer).LayerNorm)
+                add_output_branches(attn_output(layer), seq_adapter=self._adapter(model))
+                add_output_branches(ffn_output(layer), seq_adapter=self._adapter(model))
+        model.dvp = DVPState(depth, k, self._prompt(model)).to(next(model.text.parameters()).device)
+        model.forward_features = types.MethodType(_dvp_forward_features, model)
+        return model
+
+    def _searches(self) -> bool:
+        cfg: DVPConfig = self.cfg  # type: ignore[assignment]
+        return cfg.insert_layer is None and cfg.search_epochs > 0
+
+    def search(self, model: nn.Module, ctx: SearchContext) -> None:
+        """KAB-APP (module docstring); leaves one fresh module at K = argmax π and the other tensors as before."""
+        cfg: DVPConfig = self.cfg  # type: ignore[assignment]
+        state = dvp_state(model)
+        if not self._searches():
+            ctx.log(f"dvp: no search (insert_layer set or search_epochs=0); inserting at layer {state.active}")
+            return
+        depth = int(state.alpha.numel())
+        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))  # from the run's seeded RNG
+        own = {id(p) for p in state.parameters()}
+        kept = [p for p in model.parameters() if p.requires_grad and id(p) not in own]  # LM / adapters / head
+        start = [p.detach().clone() for p in kept]  # restored after the search (official: a separate run)
+        state.prompts = nn.ModuleDict({str(k): self._prompt(model) for k in range(depth)})  # the candidates
+        opt = ctx.make_optimizer([p for p in model.parameters() if p.requires_grad])
+        val = ctx.val_batches()
+        for epoch in range(cfg.search_epochs):
+            for x, y in ctx.train_batches():
+                state.use(int(torch.randint(depth, (1,), generator=gen)))  # uniform K for the training step
+                with ctx.autocast():
+                    loss = ctx.loss_fn(model(x).float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                self._update(model, ctx, next(val), gen)
+            pi = torch.softmax(state.alpha.float(), 0)
+            ctx.log(f"dvp search epoch {epoch + 1}/{cfg.search_epochs} ({int(state.updates)} updates): "
+                    "π = " + " ".join(f"{v:.3f}" for v in pi.tolist()))
+        chosen = int(torch.argmax(state.alpha.float().cpu()))  # first on ties, as the official np.argmax
+        with torch.no_grad():
+            for p, p0 in zip(kept, start, strict=True):
+                p.copy_(p0)
+        state.commit(chosen, self._prompt(model))
+        state.searched.fill_(True)
+        ctx.log(f"dvp: inserting the visual prompt at layer {chosen}")
+
+    def _update(self, model: nn.Module, ctx: SearchContext, batch: tuple[Any, torch.Tensor],
+                gen: torch.Generator) -> None:
+        """Score ``search_arms`` layers drawn from π on one held-out batch; update α."""
+        cfg: DVPConfig = self.cfg  # type: ignore[assignment]
+        state = dvp_state(model)
+        alpha = state.alpha.float().cpu()
+        arms = torch.multinomial(torch.softmax(alpha, 0), cfg.search_arms, replacement=True, generator=gen).tolist()
+        modes = {m: m.training for m in model.modules()}
+        if cfg.reward_eval_mode:
+            model.eval()
+        try:
+            scores = [score_arm(model, k, *batch, ctx) for k in arms]
+        finally:
+            for m, t in modes.items():
+                m.training = t
+        if not all(math.isfinite(s) for s in scores):
+            ctx.log("dvp: non-finite arm score, preference update skipped")
+            return
+        state.alpha.copy_(preference_update(alpha, arms, scores, cfg.pref_lr).to(state.alpha))
+        state.updates += 1
+        state.reward_trace.append(sum(scores) / len(scores))
+
+    def stats(self, model: nn.Module) -> dict[str, Any]:
+        cfg: DVPConfig = self.cfg  # type: ignore[assignment]
+        state = dvp_state(model)
+        alpha = state.alpha.float().cpu()
+        return {
+            "dvp_variant": cfg.variant,
+            "dvp_insert_layer": int(state.insert_layer),
+            "dvp_searched": bool(state.searched),
+            "dvp_updates": int(state.updates),
+            "dvp_pi": [round(v, 6) for v in torch.softmax(alpha, 0).tolist()],
+            "dvp_alpha": [round(v, 6) for v in alpha.tolist()],
+            "dvp_reward_trace": _subsample(state.reward_trace),
+        }

