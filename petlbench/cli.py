@@ -405,7 +405,9 @@ def compare(
         gate,
         load_frame,
         markdown_pivot,
+        on_track,
         summary_table,
+        tracks_of,
         vtab_summary,
     )
 
@@ -428,8 +430,9 @@ def compare(
     else:
         for t in compare_tables(agg, by, sort):
             console.print(t)
-    if agg["dataset"].nunique() > 1:
-        console.print(summary_table(vtab_summary(agg)))
+    for track in tracks_of(agg):  # one summary per track: VL tasks never enter the VTAB means
+        if on_track(agg, track)["dataset"].nunique() > 1:
+            console.print(summary_table(vtab_summary(agg, track), track))
     if vs:
         _compare_vs(df, vs, summary=True)
     if published:
