@@ -235,7 +235,8 @@ def create_backbone(
         return vl.create_vl_backbone(name, num_classes, pretrained=pretrained, weights=weights, modality=modality,
                                      **timm_kwargs)
     if modality != "both":
-        raise UserError(f"--modality {modality} applies to vision-language models (TEXT+VISION), not '{name}'")
+        raise UserError(f"--modality {modality} applies to vision-language models (TEXT+VISION, on VL datasets), "
+                        f"not '{name or DEFAULT_MODEL}'; drop --modality")
     name = name or DEFAULT_MODEL
     info: dict[str, Any] = {"model": name, "weights_source": "random-init", "weights_sha256": ""}
     spec = MODELS.find(name)

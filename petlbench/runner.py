@@ -216,21 +216,31 @@ def encoder_gmacs(model: torch.nn.Module, data_cfg: dict) -> float:
 
 
 def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, img_size: int | None = None,
-            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build (random init, no data), apply, count params, finalize, count GMACs."""
+            overrides: dict[str, Any] | None = None, text_len: int = 16) -> dict[str, Any]:
+    """Build (random init, no data), apply, count params, finalize, count GMACs (a VL model: on ``text_len``
+    text tokens + its visual tokens, the frozen visual encoder also apart)."""
     method = make_method(method_name, overrides)
+    model_name = tracks.resolve_model(tracks.model_track(model_name), model_name, method_name, type(method).supports)
     cfg = RunConfig(method=method_name, model=model_name, img_size=img_size, pretrained=False)
     built = build_seeded(method, cfg, num_classes)
     counts = measure.param_counts(built.model, built.backbone_total)
-    size = input_size(built.model)
+    vl_model = hasattr(built.model, "example_inputs")
+    size = (text_len,) if vl_model else input_size(built.model)
     model = method.finalize(built.model)
-    g, g_base = measure.gmacs(model, size), backbone_gmacs(model_name, num_classes, size, img_size)
-    return {
-        "method": method_name, "model": model_name, "num_classes": num_classes, "input_size": list(size),
-        **counts, "gmacs": g, "gmacs_backbone": g_base, "gmacs_extra": g - g_base,
+    example = model.example_inputs(text_len) if vl_model else size
+    g, g_base = measure.gmacs(model, example), backbone_gmacs(model_name, num_classes, size, img_size)
+    info = {
+        "method": method_name, "model": model_name, "num_classes": num_classes,
+        "input_size": list(data_config(model).get("input_size", ())), **counts,
+        "gmacs": g, "gmacs_backbone": g_base, "gmacs_extra": g - g_base,
         "gmacs_ratio": g / g_base if g_base else float("nan"),
         "method_config": {k: v for k, v in vars(method.cfg).items()},
     }
+    if vl_model:  # the language model's share against the plain VL model's (all visual tokens), same text length
+        vision = encoder_gmacs(model, data_config(model))
+        info.update(text_len=text_len, gmacs_vision=vision, gmacs_text=g - vision, gmacs_text_backbone=g_base - vision,
+                    **method.stats(model))
+    return info
 
 
 def describe_recipe(mcfg: MethodConfig, raw: RawData, trainval: bool) -> str:
