@@ -339,7 +339,6 @@ def list_(what: Annotated[str, typer.Argument(help="methods | datasets | models"
             t.add_row(name + (" (default)" if name == DEFAULT else ""), track, kind, note)
     else:
         from petlbench.backbones import DEFAULT_MODEL, MODELS, list_models
-
         from petlbench.vl import DEFAULT_VL_MODEL, list_vl_models
 
         rows, n = list_models(), len(MODELS.all())

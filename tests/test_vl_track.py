@@ -55,9 +55,8 @@ def test_vision_only_methods_on_a_vl_dataset_exit_2_in_one_line(cli, tmp_path, m
 
 
 def _vl_cfg(modality: str = "both") -> dict:
-    from petlbench.vl import create_vl_backbone
-
     from petlbench.backbones import data_config
+    from petlbench.vl import create_vl_backbone
 
     model, _ = create_vl_backbone("minilm+test_vit", 14, pretrained=False, modality=modality, img_size=32)
     return data_config(model)
