@@ -146,3 +146,19 @@ def test_inspect_a_vl_pair_offline_reports_the_visual_encoder_apart(cli):
     assert info["gmacs_vision"] > 0 and info["gmacs_text"] == pytest.approx(info["gmacs"] - info["gmacs_vision"])
     assert info["gmacs_text_backbone"] < info["gmacs_text"]  # the adapters' MACs, on the language model's side
     assert not math.isnan(info["gmacs_ratio"])
+
+
+def test_vl_mini_suite_covers_every_vl_method_and_both_baselines():
+    from petlbench.registry import METHODS
+    from petlbench.suites import load_suite
+    from tests.sweeps import BENCH
+
+    _, description, runs = load_suite(str(BENCH / "vl-mini.toml"))
+    assert description and {r.dataset for r in runs} == {"shapes-vqa", "shapes-ve"}
+    assert all(sources.load_data(d, limit=2).track == "vl" for d in {r.dataset for r in runs})
+    vl_methods = {n for n, c in METHODS.all().items() if "vl" in c.supports}
+    assert {r.method for r in runs if not r.label} == vl_methods
+    assert {(r.label, r.run.get("modality", "both")) for r in runs if r.label} == {
+        ("adp", "both"), ("text-only", "text"), ("image-only", "image")}
+    assert next(r for r in runs if r.label == "adp").overrides["variant"] == "adp"
+    assert all(r.seeds == [0, 1, 2] for r in runs)
