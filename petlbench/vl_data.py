@@ -737,16 +737,14 @@ class VLTorchSplit(torch.utils.data.Dataset):
 
         self.split, self.task = split, task
         self.text = {k: torch.as_tensor(v) for k, v in tokenize(split.texts).items()}  # N×T each
-        self.pixels, self.transform = None, None
-        if "input_size" not in data_cfg:
-            pass  # text-only model: no pixel_values
-        elif isinstance(split.images, np.ndarray):
+        self.pixels, self.transform = None, None  # both None: a text-only model, no pixel_values
+        if "input_size" in data_cfg and isinstance(split.images, np.ndarray):
             self.pixels = preprocess_array(split.images, data_cfg["input_size"], data_cfg["mean"], data_cfg["std"])
-        else:
+        elif "input_size" in data_cfg:
             from timm.data import create_transform
 
-            self.transform = create_transform(**{k: v for k, v in data_cfg.items() if k not in ("tokenizer",
-                                                 "modality")}, is_training=False)
+            timm_cfg = {k: v for k, v in data_cfg.items() if k not in ("tokenizer", "modality")}
+            self.transform = create_transform(**timm_cfg, is_training=False)
 
     def __len__(self) -> int:
         return len(self.split)

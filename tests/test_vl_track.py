@@ -162,3 +162,16 @@ def test_vl_mini_suite_covers_every_vl_method_and_both_baselines():
         ("adp", "both"), ("text-only", "text"), ("image-only", "image")}
     assert next(r for r in runs if r.label == "adp").overrides["variant"] == "adp"
     assert all(r.seeds == [0, 1, 2] for r in runs)
+
+
+def test_local_vl_data_is_recognised_by_the_one_loader_and_trains(tmp_path, cli):
+    """A JSONL + image folder given as --dataset goes to the VL loader (not the image-folder one) and runs."""
+    from tests.test_vl_data import _jsonl_dataset
+
+    path = _jsonl_dataset(tmp_path / "qa", n=20)
+    raw = sources.load_data(str(path))
+    assert isinstance(raw, VLRawData) and raw.track == "vl" and raw.note
+    code, _, err = cli("run", "linear", "--dataset", path, *TINY_VL, "--out", tmp_path / "s")
+    assert code == 0, err
+    (row,) = read_rows(tmp_path / "s" / "results.csv")
+    assert row["track"] == "vl" and row["data_source"].startswith("local:") and row["status"] == "ok"
