@@ -830,7 +830,7 @@ def prepare_vl(raw: VLRawData, data_cfg: dict[str, Any], trainval: bool = False,
         pre = f"images resized to {h}x{w} for the visual encoder (squash, no crop), mean/std of its data config; "
     else:
         pre = "text only (no images); "
-    pre += f"texts tokenised by {data_cfg['tokenizer']}'s tokenizer, right-padded per batch"
+    pre += f"texts tokenised by {data_cfg.get('tokenizer', 'the given')} tokenizer, right-padded per batch"
     common = dict(num_classes=raw.num_classes, search_train=train, search_val=val, preprocessing=pre,
                   task=VLScoring(raw.task))
     if trainval and val is not None:

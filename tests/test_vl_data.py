@@ -298,7 +298,8 @@ def test_local_without_train_split_and_unknown_names(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", list(vl_tasks.BUILTIN))
 def test_offline_vl_task_sizes_balance_and_vocabulary(name: str) -> None:
     raw = load_vl(name)
-    assert raw.group == "vl" and raw.epochs and raw.batch_size and raw.source.startswith("generated:")
+    assert raw.track == "vl" and raw.group == raw.task.kind and raw.epochs and raw.batch_size
+    assert raw.source.startswith("generated:")
     for split, sp in raw.splits.items():
         n = vl_tasks.SIZES[split]
         assert sp.images.shape == (n, 32, 32, 3) and sp.images.dtype == np.uint8 and sp.images.std() > 10
@@ -391,9 +392,9 @@ def test_prepare_vl_batches_in_memory_with_soft_targets() -> None:
     from petlbench.vl_data import prepare_vl
 
     raw = load_vl("shapes-vqa", limit=20)
-    splits = prepare_vl(raw, CFG, trainval=True)
-    assert set(splits) == {"train", "test"} and len(splits["train"]) == 40
-    batches = list(splits["train"].batches(16, _fake_tokenize, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    splits = prepare_vl(raw, CFG, trainval=True, tokenize=_fake_tokenize)
+    assert splits.val is None and len(splits.train) == 40 and len(splits.test) == 20
+    batches = list(splits.train.batches(16, shuffle=True, generator=torch.Generator().manual_seed(0)))
     assert [len(t) for _, t in batches] == [16, 16, 8]
     inputs, target = batches[0]
     assert inputs["pixel_values"].shape == (16, 3, 16, 16) and inputs["input_ids"].shape == (16, 2)
@@ -410,7 +411,7 @@ def test_prepare_vl_lazy_images_and_concat(tmp_path: Path) -> None:
     last = len(both) - 1
     assert np.asarray(both.image(last)).tolist() == np.asarray(raw.splits["val"].image(len(raw.splits["val"]) - 1)).tolist()
     assert len(both.subset(np.array([0, last]))) == 2
-    (inputs, target), = prepare_vl(raw, CFG)["test"].batches(8, _fake_tokenize)
+    (inputs, target), = prepare_vl(raw, CFG, tokenize=_fake_tokenize).test.batches(8)
     assert inputs["pixel_values"].shape == (len(raw.splits["test"]), 3, 16, 16) and target.dtype == torch.int64
 
 
