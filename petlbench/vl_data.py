@@ -521,15 +521,21 @@ def _quiet_datasets():
 
 
 def _hub_error(hub_id: str, e: Exception) -> UserError:
+    from petlbench.hub import unreachable
+
     text = f"{type(e).__name__} {e}".lower()
-    if any(w in text for w in ("couldn't reach", "offline", "connection", "localentrynotfound")):
+    if isinstance(e, unreachable()) or any(w in text for w in ("couldn't reach", "offline", "connection",
+                                                                 "localentrynotfound")):
         return UserError(f"cannot reach '{hub_id}' on the Hugging Face hub; {OFFLINE_HINT}")
     return UserError(f"cannot load '{hub_id}' ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
 
 
 def load_vl_hub(name: str) -> VLRawData:
     """Download (or reuse the HF cache of) a ``VL_HUB`` dataset; one-line ``UserError`` when unreachable."""
+    from petlbench.hub import offline_if_unreachable
+
     spec = VL_HUB[name]
+    offline_if_unreachable()  # one short probe, then offline: an unreachable hub fails in seconds
     hfds = _quiet_datasets()
 
     def fetch(config: str | None, split: str):
