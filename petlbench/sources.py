@@ -83,8 +83,9 @@ def list_datasets() -> list[tuple[str, str, str]]:
     return rows + vl_data.list_vl_datasets()
 
 
-def load_data(name: str | None, limit: int | None = None, seed: int = 0) -> RawData:
-    """Resolve ``name`` (built-in, hub name, or local path) to ``RawData``; UserError when unusable."""
+def load_data(name: str | None, limit: int | None = None, seed: int = 0) -> RawData | vl_data.VLRawData:
+    """Resolve ``name`` (built-in, hub name, or local path) to ``RawData`` (vision track) or ``VLRawData``
+    (VL track: a VL name, or a local path that holds VL data); UserError when unusable."""
     name = name or offline.DEFAULT
     local = os.path.exists(name) and name not in DATASETS
     if (local and vl_data.looks_like_vl(name)) or (not local and isinstance(DATASETS.get(name), VL_SPECS)):
