@@ -288,7 +288,8 @@ def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
                 f"this run is kept as history in {store.root / 'runs'}, not as a second row")
         done.add(res.config_hash)
         results.append(res)
-        say(f"  top-1 {res.top1_pct:.2f}%  ({res.time_total_s:.1f} s)" if res.status == "ok" else
+        metric = "VQA score" if res.metric == "vqa_score" else "top-1"
+        say(f"  {metric} {res.top1_pct:.2f}%  ({res.time_total_s:.1f} s)" if res.status == "ok" else
             f"  [red]{res.status}[/]: {res.error}")
     return results
 
