@@ -401,6 +401,8 @@ def compare(
     csv: Annotated[str | None, typer.Option(help="write the aggregate table to this CSV")] = None,
     baseline: Annotated[str | None, typer.Option(help="reference results CSV to gate against")] = None,
     max_drop: Annotated[float, typer.Option(help="allowed top-1 drop (points) vs --baseline")] = 2.0,
+    max_rise: Annotated[float | None, typer.Option(help="also fail when top-1 rises more than this many points "
+                                                        "above --baseline (the numbers changed)")] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="print one Markdown pivot table instead")] = False,
     dataset: Annotated[list[str] | None, typer.Option(help="only these datasets (repeatable)")] = None,
     vs: Annotated[str | None, typer.Option(help="baseline for paired top-1 differences over seeds, e.g. linear "
@@ -412,7 +414,6 @@ def compare(
     from petlbench.results import (
         aggregate,
         compare_tables,
-        gate,
         load_frame,
         markdown_pivot,
         on_track,
@@ -455,13 +456,20 @@ def compare(
         agg.to_csv(csv, index=False)
         console.print(f"aggregate written to {csv}")
     if baseline:
-        ref = aggregate(load_frame([baseline]))
-        problems = gate(agg, ref, max_drop)
-        if problems:
-            for p in problems:
-                err_console.print(f"[red]regression[/]: {p}")
-            raise typer.Exit(1)
-        console.print(f"[green]no regression against {baseline} (max drop {max_drop} points)[/]")
+        _gate(agg, baseline, max_drop, max_rise)
+
+
+def _gate(agg, baseline: str, max_drop: float, max_rise: float | None) -> None:
+    """``compare --baseline``: print each regression and exit 1, or say there is none."""
+    from petlbench.results import aggregate, gate, load_frame
+
+    problems = gate(agg, aggregate(load_frame([baseline])), max_drop, max_rise)
+    for p in problems:
+        err_console.print(f"[red]regression[/]: {p}")
+    if problems:
+        raise typer.Exit(1)
+    rise = "" if max_rise is None else f", max rise {max_rise}"
+    console.print(f"[green]no regression against {baseline} (max drop {max_drop} points{rise})[/]")
 
 
 def _compare_vs(df, vs: str, summary: bool = False) -> None:

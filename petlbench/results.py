@@ -415,11 +415,13 @@ def vtab_summary(agg, track: str = "vision"):
     return pd.DataFrame(rows).sort_values("mean_of_groups", ascending=False) if rows else pd.DataFrame(rows)
 
 
-def gate(current, reference, max_drop: float) -> list[str]:
+def gate(current, reference, max_drop: float, max_rise: float | None = None) -> list[str]:
     """Regressions of ``current`` against ``reference`` aggregates (matched on dataset/method/label/model).
 
-    A regression: mean top-1 below the reference mean by more than ``max_drop`` points, a changed
-    trainable-parameter count, or a reference configuration that is missing or failed.
+    A regression: mean top-1 below the reference mean by more than ``max_drop`` points (or, with
+    ``max_rise``, above it by more than that: the numbers changed), a changed trainable-parameter count or
+    GMAC count (both are properties of the model, equal on every machine), or a reference configuration
+    that is missing or failed.
     """
     problems = []
     cur = {(r.dataset, r.method, r.label, r.model): r for r in current.itertuples()}
@@ -432,8 +434,12 @@ def gate(current, reference, max_drop: float) -> list[str]:
             continue
         if c.top1_pct < r.top1_pct - max_drop:
             problems.append(f"{name}: top-1 {c.top1_pct:.2f}% < reference {r.top1_pct:.2f}% - {max_drop}")
+        if max_rise is not None and c.top1_pct > r.top1_pct + max_rise:
+            problems.append(f"{name}: top-1 {c.top1_pct:.2f}% > reference {r.top1_pct:.2f}% + {max_rise}")
         if int(c.params_trainable) != int(r.params_trainable):
             problems.append(f"{name}: trainable params {int(c.params_trainable)} != reference {int(r.params_trainable)}")
+        if f"{c.gmacs:.9f}" != f"{r.gmacs:.9f}":  # MAC resolution; nan (not measured) equals nan
+            problems.append(f"{name}: GMACs {c.gmacs:.9f} != reference {r.gmacs:.9f}")
     return problems
 
 
