@@ -332,31 +332,38 @@ def list_(what: Annotated[str, typer.Argument(help="methods | datasets | models"
         from petlbench.offline import DEFAULT
         from petlbench.sources import list_datasets
 
-        for col in ("name", "kind", "notes"):
+        for col in ("name", "track", "kind", "notes"):
             t.add_column(col)
         for name, kind, note in list_datasets():
-            t.add_row(name + (" (default)" if name == DEFAULT else ""), kind, note)
+            track = "vl" if "VL" in kind else "vision"
+            t.add_row(name + (" (default)" if name == DEFAULT else ""), track, kind, note)
     else:
         from petlbench.backbones import DEFAULT_MODEL, MODELS, list_models
+        from petlbench.vl import DEFAULT_VL_MODEL, list_vl_models
 
         rows, n = list_models(), len(MODELS.all())
         t.add_column("name")
+        t.add_column("track")
         t.add_column("notes")
         for name, note in rows[:n]:
-            t.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), note)
-        t.add_row(f"... and {len(rows) - n} timm architectures", "e.g. vit_base_patch16_224, resnet50 "
+            t.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), "vision", note)
+        t.add_row(f"... and {len(rows) - n} timm architectures", "vision", "e.g. vit_base_patch16_224, resnet50 "
                   "(hub weights online, --weights PATH offline, --no-pretrained)")
+        for name, note in list_vl_models():
+            t.add_row(name + (" (default on VL datasets)" if name == DEFAULT_VL_MODEL else ""), "vl", note)
     console.print(t)
 
 
 @app.command()
 def inspect(
     method: Annotated[str, typer.Argument()],
-    model: Annotated[str | None, typer.Option(help="timm model name (default: the bundled one)")] = None,
+    model: Annotated[str | None, typer.Option(help="timm model name or VL pair TEXT+VISION (default: the bundled "
+                                                "one; the VL default for VL-only methods)")] = None,
     num_classes: Annotated[int, typer.Option(help="classifier size")] = 1000,
     img_size: Annotated[int | None, typer.Option(help="input resolution")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="method config key=value")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    text_len: Annotated[int, typer.Option(help="VL models: text tokens the GMACs are counted on")] = 16,
 ) -> None:
     """Build the model (random init, no data), apply METHOD, report parameter counts and GMACs."""
     from petlbench.config import parse_sets
@@ -366,7 +373,9 @@ def inspect(
     if num_classes <= 0:
         raise UserError(f"--num-classes must be positive, got {num_classes}")
     overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)
-    info = do_inspect(method, model, num_classes, img_size, overrides)
+    if text_len <= 0:
+        raise UserError(f"--text-len must be positive, got {text_len}")
+    info = do_inspect(method, model, num_classes, img_size, overrides, text_len)
     if as_json:
         print(json.dumps(info))
         return
@@ -376,8 +385,9 @@ def inspect(
     t.add_column("value", justify="right")
     for k in ("params_total", "params_trainable", "params_trainable_excl_head", "params_added"):
         t.add_row(k, f"{info[k]:,}")
-    for k in ("gmacs", "gmacs_backbone", "gmacs_extra"):
-        t.add_row(k, f"{info[k]:.4f}")
+    for k in ("gmacs", "gmacs_backbone", "gmacs_extra", "gmacs_vision", "gmacs_text", "gmacs_text_backbone"):
+        if k in info:  # the last three: VL models (the frozen visual encoder apart)
+            t.add_row(k, f"{info[k]:.4f}")
     t.add_row("gmacs_ratio", f"{info['gmacs_ratio']:.4f}")
     console.print(t)
     console.print(f"method config: {info['method_config']}")
@@ -406,7 +416,9 @@ def compare(
         compare_tables,
         load_frame,
         markdown_pivot,
+        on_track,
         summary_table,
+        tracks_of,
         vtab_summary,
     )
 
@@ -429,8 +441,9 @@ def compare(
     else:
         for t in compare_tables(agg, by, sort):
             console.print(t)
-    if agg["dataset"].nunique() > 1:
-        console.print(summary_table(vtab_summary(agg)))
+    for track in tracks_of(agg):  # one summary per track: VL tasks never enter the VTAB means
+        if on_track(agg, track)["dataset"].nunique() > 1:
+            console.print(summary_table(vtab_summary(agg, track), track))
     if vs:
         _compare_vs(df, vs, summary=True)
     if published:
