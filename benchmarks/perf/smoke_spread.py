@@ -26,6 +26,10 @@ VARIANTS = {
 }
 
 
+def _name(row: dict[str, str]) -> str:
+    return f"{row['method']} [{row['label']}]" if row["label"] else row["method"]
+
+
 def run(suite: str, out: Path, variants: list[str]) -> dict[str, dict[str, dict[str, str]]]:
     rows: dict[str, dict[str, dict[str, str]]] = {}
     for name in variants:
@@ -33,7 +37,7 @@ def run(suite: str, out: Path, variants: list[str]) -> dict[str, dict[str, dict[
         env = {**os.environ, **VARIANTS[name], "PETLBENCH_PROGRESS": "off"}
         subprocess.run([sys.executable, "-m", "petlbench", "suite", suite, "--out", str(store), "--device", "cpu"],
                        env=env, check=False)
-        rows[name] = {r["method"]: r for r in csv.DictReader(open(store / "results.csv"))}
+        rows[name] = {_name(r): r for r in csv.DictReader(open(store / "results.csv"))}
     return rows
 
 
