@@ -212,8 +212,8 @@ def split_off(ds: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dat
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     k = max(1, int(round(fraction * n)))
     rest, held = perm[k:].sort().values, perm[:k].sort().values
-    if isinstance(ds, TensorDataset):
-        return TensorDataset(*(t[rest] for t in ds.tensors)), TensorDataset(*(t[held] for t in ds.tensors))
+    if isinstance(ds, TensorDataset):  # type(ds): a decoded-once lazy split keeps being served as one
+        return type(ds)(*(t[rest] for t in ds.tensors)), type(ds)(*(t[held] for t in ds.tensors))
     return torch.utils.data.Subset(ds, rest.tolist()), torch.utils.data.Subset(ds, held.tolist())
 
 
@@ -221,6 +221,9 @@ def batches(ds: Dataset, batch_size: int, shuffle: bool = False, generator: torc
             num_workers: int = 0, pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Mini-batches of ``ds``; in-memory tensor sets are sliced directly (no per-sample collation);
     ``pin_memory``: loader batches arrive in pinned memory (for non-blocking copies to a GPU)."""
+    if hasattr(ds, "batches"):  # a dataset that serves its own batches (datacache.CachedImages)
+        yield from ds.batches(batch_size, shuffle, generator)
+        return
     if isinstance(ds, TensorDataset):
         n = len(ds)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from petlbench import distributed, measure, numerics
+from petlbench import datacache, distributed, measure, numerics, offline
 from petlbench.backbones import Built, build, create_backbone, data_config, input_size
 from petlbench.config import build_method_config, to_dict
 from petlbench.data import RawData, prepare
@@ -163,6 +163,8 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
     device = dist.place(resolve_device(p.cfg.device))
     data_cfg = data_config(p.built.model)
     splits = prepare(raw, data_cfg, trainval=p.cfg.trainval, selection=p.cfg.selection)
+    # lazily decoded train / val: decoded once (memory or a memory-mapped file), not once per epoch
+    splits = datacache.cache_splits(splits, p.identity["data"], offline.cache_dir(), p.cfg.num_workers)
     res = _row(p, raw, splits, device, data_cfg)
     res.processes = dist.world
     seed_everything(p.cfg.seed)  # once per run, right before training
