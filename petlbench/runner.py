@@ -111,7 +111,8 @@ def prepare_run(cfg: RunConfig, raw: RawData) -> Prepared:
     cls = METHODS.get(cfg.method)
     method = cls(build_method_config(cls.Config, resolve_overrides(cfg.overrides, cls.Config, raw), cfg.method))
     built = build_seeded(method, cfg, raw.num_classes)
-    cfg = replace(cfg, dataset=raw.name, model=built.weights_info["model"])
+    precision = numerics.resolve_precision(cfg.precision, resolve_device(cfg.device))
+    cfg = replace(cfg, dataset=raw.name, model=built.weights_info["model"], precision=precision)
     facts = {"data": raw.fingerprint(), "weights": built.weights_info["weights_source"],
              "weights_sha256": built.weights_info["weights_sha256"]}
     ident = identity(cfg, method.cfg, facts)
@@ -128,7 +129,7 @@ def _row(p: Prepared, raw: RawData, splits, device: torch.device, data_cfg: dict
         method_note=method.note, suite=cfg.suite, config_hash=p.config_hash, group_hash=group_hash(p.identity),
         **measure.param_counts(p.built.model, p.built.backbone_total),
         **{k: getattr(method.cfg, k) for k in RECIPE_COLUMNS},
-        amp=cfg.amp, deterministic=cfg.deterministic, compile=cfg.compile, device=str(device),
+        precision=cfg.precision, amp=cfg.precision == "bf16", deterministic=cfg.deterministic, compile=cfg.compile, device=str(device),
         frozen_backbone_mode=cfg.frozen_backbone_mode,
         limit=cfg.limit or 0, trainval=cfg.trainval, weights_source=info["weights_source"],
         weights_sha256=info["weights_sha256"], data_source=raw.source, data_group=raw.group or "",
@@ -169,7 +170,7 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
     res.processes = dist.world
     seed_everything(p.cfg.seed)  # once per run, right before training
     set_deterministic(p.cfg.deterministic)
-    rt = Runtime(device, p.cfg.amp, p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed, dist, p.cfg.compile)
+    rt = Runtime(device, p.cfg.precision == "bf16", p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed, dist, p.cfg.compile)
     try:
         # on the CPU, training and evaluation run with denormals flushed to zero on every thread (numerics.py)
         with numerics.flush_denormal(device.type == "cpu") as res.flush_denormal:
