@@ -31,6 +31,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -249,6 +250,7 @@ def main() -> None:
     print(json.dumps(info))
     print(table(rows))
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "w") as f:
             json.dump({"machine": info, "rows": rows}, f, indent=1)
 
