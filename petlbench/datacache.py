@@ -58,7 +58,8 @@ def _available_bytes() -> int:
 def _decode(ds: LazyImages, out: torch.Tensor, num_workers: int) -> None:
     """Fill ``out`` with ``ds``'s preprocessed images, in order, through a DataLoader (``num_workers``)."""
     i = 0
-    for x, _ in DataLoader(ds, batch_size=64, num_workers=num_workers):
+    # a generator of its own: the loader's worker seed is drawn from it, not from the run's global RNG
+    for x, _ in DataLoader(ds, batch_size=64, num_workers=num_workers, generator=torch.Generator()):
         out[i:i + len(x)] = x
         i += len(x)
 

@@ -164,14 +164,16 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
     device = dist.place(resolve_device(p.cfg.device))
     data_cfg = data_config(p.built.model)
     splits = prepare(raw, data_cfg, trainval=p.cfg.trainval, selection=p.cfg.selection)
-    # lazily decoded train / val: decoded once (memory or a memory-mapped file), not once per epoch
-    splits = datacache.cache_splits(splits, p.identity["data"], offline.cache_dir(), p.cfg.num_workers)
     res = _row(p, raw, splits, device, data_cfg)
     res.processes = dist.world
     seed_everything(p.cfg.seed)  # once per run, right before training
     set_deterministic(p.cfg.deterministic)
-    rt = Runtime(device, p.cfg.precision == "bf16", p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed, dist, p.cfg.compile)
+    rt = Runtime(device, p.cfg.precision == "bf16", p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed,
+                 dist, p.cfg.compile)
     try:
+        # lazily decoded train / val: decoded once (memory or a memory-mapped file), not once per epoch; an
+        # image that cannot be decoded fails the run here (a stored 'failed' row), as it did in epoch 1
+        splits = datacache.cache_splits(splits, p.identity["data"], offline.cache_dir(), p.cfg.num_workers)
         # on the CPU, training and evaluation run with denormals flushed to zero on every thread (numerics.py)
         with numerics.flush_denormal(device.type == "cpu") as res.flush_denormal:
             outcome = train_and_evaluate(p.built, p.method, splits, rt, reporter)

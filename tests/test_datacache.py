@@ -37,7 +37,9 @@ def test_memory_cache_serves_what_lazy_decoding_served(image_folder):
     raw, lazy = _splits(image_folder)
     assert isinstance(lazy.train, LazyImages)
     fp = raw.fingerprint()
+    rng = torch.get_rng_state()
     cached = datacache.cache_splits(_splits(image_folder)[1], fp, None)
+    assert torch.equal(torch.get_rng_state(), rng)  # decoding draws nothing from the run's global RNG
     assert isinstance(cached.train, datacache.CachedImages) and isinstance(cached.val, datacache.CachedImages)
     assert isinstance(cached.test, LazyImages)  # read once: not cached
     assert cached.search_train is cached.train and cached.search_val is cached.val
