@@ -27,7 +27,7 @@ def precision_of(df: pd.DataFrame) -> pd.Series:
 
 
 def parity(df: pd.DataFrame) -> pd.DataFrame:
-    df = df[df["status"] == "ok"].assign(precision=precision_of)
+    df = df[df["status"] == "ok"].drop_duplicates("config_hash", keep="last").assign(precision=precision_of)
     rows = []
     for (method, dataset), g in df.groupby(["method", "dataset"], sort=False):
         by = {p: h for p, h in g.groupby("precision")}
