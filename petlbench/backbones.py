@@ -93,9 +93,12 @@ def build(method: Any, model_name: str | None, num_classes: int, *, weights: str
 
 def data_config(model: nn.Module) -> dict[str, Any]:
     """timm's data config (input size, mean, std); a ViT built with another ``img_size`` than its
-    pretrained config takes its real input size."""
+    pretrained config takes its real input size. A model with its own ``data_config`` (``vl.VLModel``: the
+    visual encoder's config plus its tokenizer) gives it."""
     from timm.data import resolve_data_config
 
+    if hasattr(model, "data_config"):
+        return model.data_config()
     cfg = resolve_data_config({}, model=model)
     img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     if img_size is not None:
@@ -232,7 +235,8 @@ def create_backbone(
         return vl.create_vl_backbone(name, num_classes, pretrained=pretrained, weights=weights, modality=modality,
                                      **timm_kwargs)
     if modality != "both":
-        raise UserError(f"--modality {modality} applies to vision-language models (TEXT+VISION), not '{name}'")
+        raise UserError(f"--modality {modality} applies to vision-language models (TEXT+VISION, on VL datasets), "
+                        f"not '{name or DEFAULT_MODEL}'; drop --modality")
     name = name or DEFAULT_MODEL
     info: dict[str, Any] = {"model": name, "weights_source": "random-init", "weights_sha256": ""}
     spec = MODELS.find(name)

@@ -332,31 +332,38 @@ def list_(what: Annotated[str, typer.Argument(help="methods | datasets | models"
         from petlbench.offline import DEFAULT
         from petlbench.sources import list_datasets
 
-        for col in ("name", "kind", "notes"):
+        for col in ("name", "track", "kind", "notes"):
             t.add_column(col)
         for name, kind, note in list_datasets():
-            t.add_row(name + (" (default)" if name == DEFAULT else ""), kind, note)
+            track = "vl" if "VL" in kind else "vision"
+            t.add_row(name + (" (default)" if name == DEFAULT else ""), track, kind, note)
     else:
         from petlbench.backbones import DEFAULT_MODEL, MODELS, list_models
+        from petlbench.vl import DEFAULT_VL_MODEL, list_vl_models
 
         rows, n = list_models(), len(MODELS.all())
         t.add_column("name")
+        t.add_column("track")
         t.add_column("notes")
         for name, note in rows[:n]:
-            t.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), note)
-        t.add_row(f"... and {len(rows) - n} timm architectures", "e.g. vit_base_patch16_224, resnet50 "
+            t.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), "vision", note)
+        t.add_row(f"... and {len(rows) - n} timm architectures", "vision", "e.g. vit_base_patch16_224, resnet50 "
                   "(hub weights online, --weights PATH offline, --no-pretrained)")
+        for name, note in list_vl_models():
+            t.add_row(name + (" (default on VL datasets)" if name == DEFAULT_VL_MODEL else ""), "vl", note)
     console.print(t)
 
 
 @app.command()
 def inspect(
     method: Annotated[str, typer.Argument()],
-    model: Annotated[str | None, typer.Option(help="timm model name (default: the bundled one)")] = None,
+    model: Annotated[str | None, typer.Option(help="timm model name or VL pair TEXT+VISION (default: the bundled "
+                                                "one; the VL default for VL-only methods)")] = None,
     num_classes: Annotated[int, typer.Option(help="classifier size")] = 1000,
     img_size: Annotated[int | None, typer.Option(help="input resolution")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="method config key=value")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    text_len: Annotated[int, typer.Option(help="VL models: text tokens the GMACs are counted on")] = 16,
 ) -> None:
     """Build the model (random init, no data), apply METHOD, report parameter counts and GMACs."""
     from petlbench.config import parse_sets
@@ -366,7 +373,9 @@ def inspect(
     if num_classes <= 0:
         raise UserError(f"--num-classes must be positive, got {num_classes}")
     overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)
-    info = do_inspect(method, model, num_classes, img_size, overrides)
+    if text_len <= 0:
+        raise UserError(f"--text-len must be positive, got {text_len}")
+    info = do_inspect(method, model, num_classes, img_size, overrides, text_len)
     if as_json:
         print(json.dumps(info))
         return
@@ -376,8 +385,9 @@ def inspect(
     t.add_column("value", justify="right")
     for k in ("params_total", "params_trainable", "params_trainable_excl_head", "params_added"):
         t.add_row(k, f"{info[k]:,}")
-    for k in ("gmacs", "gmacs_backbone", "gmacs_extra"):
-        t.add_row(k, f"{info[k]:.4f}")
+    for k in ("gmacs", "gmacs_backbone", "gmacs_extra", "gmacs_vision", "gmacs_text", "gmacs_text_backbone"):
+        if k in info:  # the last three: VL models (the frozen visual encoder apart)
+            t.add_row(k, f"{info[k]:.4f}")
     t.add_row("gmacs_ratio", f"{info['gmacs_ratio']:.4f}")
     console.print(t)
     console.print(f"method config: {info['method_config']}")
@@ -391,6 +401,8 @@ def compare(
     csv: Annotated[str | None, typer.Option(help="write the aggregate table to this CSV")] = None,
     baseline: Annotated[str | None, typer.Option(help="reference results CSV to gate against")] = None,
     max_drop: Annotated[float, typer.Option(help="allowed top-1 drop (points) vs --baseline")] = 2.0,
+    max_rise: Annotated[float | None, typer.Option(help="also fail when top-1 rises more than this many points "
+                                                        "above --baseline (the numbers changed)")] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="print one Markdown pivot table instead")] = False,
     dataset: Annotated[list[str] | None, typer.Option(help="only these datasets (repeatable)")] = None,
     vs: Annotated[str | None, typer.Option(help="baseline for paired top-1 differences over seeds, e.g. linear "
@@ -402,10 +414,11 @@ def compare(
     from petlbench.results import (
         aggregate,
         compare_tables,
-        gate,
         load_frame,
         markdown_pivot,
+        on_track,
         summary_table,
+        tracks_of,
         vtab_summary,
     )
 
@@ -428,8 +441,9 @@ def compare(
     else:
         for t in compare_tables(agg, by, sort):
             console.print(t)
-    if agg["dataset"].nunique() > 1:
-        console.print(summary_table(vtab_summary(agg)))
+    for track in tracks_of(agg):  # one summary per track: VL tasks never enter the VTAB means
+        if on_track(agg, track)["dataset"].nunique() > 1:
+            console.print(summary_table(vtab_summary(agg, track), track))
     if vs:
         _compare_vs(df, vs, summary=True)
     if published:
@@ -442,13 +456,20 @@ def compare(
         agg.to_csv(csv, index=False)
         console.print(f"aggregate written to {csv}")
     if baseline:
-        ref = aggregate(load_frame([baseline]))
-        problems = gate(agg, ref, max_drop)
-        if problems:
-            for p in problems:
-                err_console.print(f"[red]regression[/]: {p}")
-            raise typer.Exit(1)
-        console.print(f"[green]no regression against {baseline} (max drop {max_drop} points)[/]")
+        _gate(agg, baseline, max_drop, max_rise)
+
+
+def _gate(agg, baseline: str, max_drop: float, max_rise: float | None) -> None:
+    """``compare --baseline``: print each regression and exit 1, or say there is none."""
+    from petlbench.results import aggregate, gate, load_frame
+
+    problems = gate(agg, aggregate(load_frame([baseline])), max_drop, max_rise)
+    for p in problems:
+        err_console.print(f"[red]regression[/]: {p}")
+    if problems:
+        raise typer.Exit(1)
+    rise = "" if max_rise is None else f", max rise {max_rise}"
+    console.print(f"[green]no regression against {baseline} (max drop {max_drop} points{rise})[/]")
 
 
 def _compare_vs(df, vs: str, summary: bool = False) -> None:

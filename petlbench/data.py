@@ -42,9 +42,14 @@ class RawData:
     epochs: int | None = None  # compact epoch budget of built-in tasks (None = method recipe)
     batch_size: int | None = None
 
+    track = "vision"  # the benchmark track (``vl_data.VLRawData.track`` = "vl"); results are grouped by it
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def size(self, split: str) -> int:
+        return len(self.splits[split][1])
 
     def fingerprint(self) -> dict[str, str]:
         """sha256 (16 hex) of each split's labels and image bytes / file identities."""
@@ -188,7 +193,10 @@ def preprocess_array(images: np.ndarray, input_size: tuple[int, int, int], mean,
 def prepare(raw: RawData, data_cfg: dict[str, Any], trainval: bool = False, selection: bool = False) -> Splits:
     """Preprocess every split with the backbone's input size and mean/std; ``trainval`` merges val into
     train for training (``Splits.search_train``/``search_val`` keep them apart for a method's search).
-    A ``selection`` run (hyper-parameter choice) gets no test split at all: it is never read."""
+    A ``selection`` run (hyper-parameter choice) gets no test split at all: it is never read. Data that prepares
+    itself (``vl_data.VLRawData``: images and texts) does."""
+    if hasattr(raw, "prepare"):
+        return raw.prepare(data_cfg, trainval=trainval, selection=selection)
     pre = Preprocess(data_cfg["input_size"], data_cfg["mean"], data_cfg["std"])
     out: dict[str, Dataset] = {}
     for split, (images, labels) in raw.splits.items():
@@ -220,9 +228,11 @@ def split_off(ds: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dat
 def batches(ds: Dataset, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
             num_workers: int = 0, pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Mini-batches of ``ds``; in-memory tensor sets are sliced directly (no per-sample collation);
-    ``pin_memory``: loader batches arrive in pinned memory (for non-blocking copies to a GPU)."""
-    if hasattr(ds, "batches"):  # a dataset that serves its own batches (datacache.CachedImages)
-        yield from ds.batches(batch_size, shuffle, generator)
+    ``pin_memory``: loader batches arrive in pinned memory (for non-blocking copies to a GPU). A dataset with
+    its own ``batches`` (``vl_data.VLTorchSplit``: token ids cut to each batch's longest text;
+    ``datacache.CachedImages``: lazy data decoded once) batches itself."""
+    if hasattr(ds, "batches"):
+        yield from ds.batches(batch_size, shuffle, generator, num_workers, pin_memory)
         return
     if isinstance(ds, TensorDataset):
         n = len(ds)

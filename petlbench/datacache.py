@@ -32,7 +32,8 @@ _VERSION = "1"  # bump when Preprocess changes what it computes
 class CachedImages(TensorDataset):
     """A lazily decoded split, decoded and preprocessed once: (images N×C×H×W float32, labels)."""
 
-    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
+    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+                num_workers: int = 0, pin_memory: bool = False):
         """Batches as ``data.batches`` served the lazy split through a DataLoader: the same order from the
         same random draws (so the data order and every random stream after it do not change), sliced
         from the tensors without per-sample collation."""

@@ -214,16 +214,13 @@ def collect(submitted: list, jobs: list[RunConfig], resubmit: Callable[[list[Run
             if outcome.error:
                 errors.append(outcome.error)
             say(f"job {job.job_id} ({_describe(cfg)}): " + (f"error: {outcome.error}" if outcome.error else
-                ", ".join(_summary(r) for r in outcome.results) or "nothing to do"))
+                ", ".join(r.summary() for r in outcome.results) or "nothing to do"))
         if not failed or attempt >= retries:
             return results, errors, [_describe(cfg) for cfg in cancelled + failed]
         attempt += 1
         say(f"resubmitting {len(failed)} failed job(s) (retry {attempt} of {retries})")
         pending = list(zip(resubmit(failed), failed, strict=True))
 
-
-def _summary(res) -> str:
-    return f"top-1 {res.top1_pct:.2f}% ({res.time_total_s:.0f} s)" if res.status == "ok" else f"{res.status}: {res.error}"
 
 
 def run_jobs(jobs: list[RunConfig], out: str, force: bool, ex: Execution, reporter: Callable[[], Any],

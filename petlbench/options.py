@@ -56,6 +56,10 @@ class RunConfig:
                               suite=False)  # suites list 'datasets'
     model: str | None = opt(None, "timm model name, VL pair TEXT+VISION, or bundled model (default: bundled)")
     img_size: int | None = opt(None, "ViT input resolution (default: the model's)")
+    # the VL track's single-modality baselines (vl.VLModel): rows apart from the both-modality ones
+    modality: Literal["both", "text", "image"] = opt(
+        "both", "VL models: both modalities, or a baseline that sees only the text (no image) or only the image "
+                "(text cut to [CLS] [SEP])", neutral=True)
     # weights/pretrained are identified by what they resolve to (weights_source, weights_sha256), not the path
     weights: str | None = opt(None, "local .safetensors / torch state dict", identity=False)
     pretrained: bool = opt(True, "pretrained weights (--no-pretrained: random init)", identity=False,

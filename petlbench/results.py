@@ -43,6 +43,9 @@ class RunResult:
     model: str = ""
     seed: int = 0
     label: str = ""  # suite group label (e.g. "random-init"), empty otherwise
+    track: str = "vision"  # vision | vl: the dataset's kind (petlbench.tracks); compare never mixes tracks
+    metric: str = "top1"  # what top1_pct holds: top1 (accuracy) | vqa_score (soft VQA score, VQAv2's metric)
+    modality: str = "both"  # VL: both, or a single-modality baseline (text | image)
     selection: bool = False  # a tune selection run (train -> val; no test score): not a result
     method_note: str = ""  # the method's own label, e.g. "re-implementation (no official code)"
     suite: str = ""
@@ -61,6 +64,7 @@ class RunResult:
     params_added: int = 0
     gmacs: float = math.nan  # inference model after finalize
     gmacs_backbone: float = math.nan
+    gmacs_vision: float = math.nan  # VL: the frozen visual encoder alone (included in gmacs)
     train_img_s: float = math.nan
     infer_img_s: float = math.nan
     peak_mem_train_mb: float = math.nan
@@ -110,6 +114,15 @@ class RunResult:
     tune: str = ""  # JSON, final runs of `petlbench tune`: the grid, each point's val score, the choice
 
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # JSON record only
+
+    def summary(self) -> str:
+        """One line for progress output: the test top-1 (a selection run has none: its val top-1), time."""
+        if self.status != "ok":
+            return f"{self.status}: {self.error}"
+        metric = "VQA score" if self.metric == "vqa_score" else "top-1"
+        score = f"{metric} {self.top1_pct:.2f}%" if not math.isnan(self.top1_pct) else \
+            f"val {metric} {self.top1_val_pct:.2f}% (selection run, no test split)"
+        return f"{score}  ({self.time_total_s:.1f} s)"
 
 
 COLUMNS = [f.name for f in dataclasses.fields(RunResult) if f.name != "extra"]
@@ -292,6 +305,9 @@ def load_frame(paths: list[str | Path]):
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     if df.empty:
         raise UserError("the results store is empty; run 'petlbench run METHOD' first")
+    for col in ("track", "metric", "modality"):  # rows stored before the VL track: vision, top-1, both
+        default = RunResult.__dataclass_fields__[col].default
+        df[col] = df[col].replace("", default).fillna(default) if col in df else default
     for col in df.columns:
         tp = _TYPES.get(col)
         if tp in ("float", float, "int", int):
@@ -340,6 +356,9 @@ def aggregate(df):
         row["n"] = len(g)
         row["seeds"] = ",".join(str(int(s)) for s in sorted(g["seed"]))
         row["data_group"] = g["data_group"].iloc[0] if "data_group" in g else ""
+        for col in ("track", "metric"):
+            row[col] = g[col].iloc[0] if col in g else RunResult.__dataclass_fields__[col].default
+        row["gmacs_vision"] = g["gmacs_vision"].astype(float).mean() if "gmacs_vision" in g else math.nan
         row["method_note"] = _note(g)
         row["precision"] = _precision(g)
         row["batch_size"] = int(g["batch_size"].iloc[0]) if "batch_size" in g and len(g) else 0
@@ -386,12 +405,24 @@ def ppt(top1: float, params: float) -> float:
     return top1 * math.exp(-math.log10(params / 1e7 + 1))
 
 
-def vtab_summary(agg):
-    """Per configuration over datasets: mean of task means and mean of group means (both VTAB conventions)."""
+def tracks_of(agg) -> list[str]:
+    """The tracks present in aggregated rows, vision first (rows without the column are vision)."""
+    present = set(agg["track"]) if "track" in agg else {"vision"}
+    return [t for t in ("vision", "vl") if t in present] + sorted(present - {"vision", "vl"})
+
+
+def on_track(agg, track: str):
+    """The aggregated rows of one track: summaries never average over tracks."""
+    return agg[agg["track"] == track] if "track" in agg else agg
+
+
+def vtab_summary(agg, track: str = "vision"):
+    """Per configuration over the datasets of one track: mean of task means and mean of group means (both
+    VTAB conventions on the vision track; on the VL track the groups are the task kinds, vqa / entailment)."""
     import pandas as pd
 
     rows = []
-    for (method, label, model), g in agg.groupby(["method", "label", "model"], sort=False):
+    for (method, label, model), g in on_track(agg, track).groupby(["method", "label", "model"], sort=False):
         groups = g.groupby(g["data_group"].replace("", "ungrouped"))["top1_pct"].mean()
         rows.append({
             "method": method, "label": label, "model": model, "tasks": len(g),
@@ -400,14 +431,16 @@ def vtab_summary(agg):
             "params_trainable": g["params_trainable"].mean(), "gmacs": g["gmacs"].mean(),
             "method_note": g["method_note"].iloc[0] if "method_note" in g else "",
         })
-    return pd.DataFrame(rows).sort_values("mean_of_groups", ascending=False)
+    return pd.DataFrame(rows).sort_values("mean_of_groups", ascending=False) if rows else pd.DataFrame(rows)
 
 
-def gate(current, reference, max_drop: float) -> list[str]:
+def gate(current, reference, max_drop: float, max_rise: float | None = None) -> list[str]:
     """Regressions of ``current`` against ``reference`` aggregates (matched on dataset/method/label/model).
 
-    A regression: mean top-1 below the reference mean by more than ``max_drop`` points, a changed
-    trainable-parameter count, or a reference configuration that is missing or failed.
+    A regression: mean top-1 below the reference mean by more than ``max_drop`` points (or, with
+    ``max_rise``, above it by more than that: the numbers changed), a changed trainable-parameter count or
+    GMAC count (both are properties of the model, equal on every machine), or a reference configuration
+    that is missing or failed.
     """
     problems = []
     cur = {(r.dataset, r.method, r.label, r.model): r for r in current.itertuples()}
@@ -420,8 +453,12 @@ def gate(current, reference, max_drop: float) -> list[str]:
             continue
         if c.top1_pct < r.top1_pct - max_drop:
             problems.append(f"{name}: top-1 {c.top1_pct:.2f}% < reference {r.top1_pct:.2f}% - {max_drop}")
+        if max_rise is not None and c.top1_pct > r.top1_pct + max_rise:
+            problems.append(f"{name}: top-1 {c.top1_pct:.2f}% > reference {r.top1_pct:.2f}% + {max_rise}")
         if int(c.params_trainable) != int(r.params_trainable):
             problems.append(f"{name}: trainable params {int(c.params_trainable)} != reference {int(r.params_trainable)}")
+        if f"{c.gmacs:.9f}" != f"{r.gmacs:.9f}":  # MAC resolution; nan (not measured) equals nan
+            problems.append(f"{name}: GMACs {c.gmacs:.9f} != reference {r.gmacs:.9f}")
     return problems
 
 
@@ -476,12 +513,13 @@ def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
     outer = "dataset" if by == "dataset" else "method"
     for key, g in agg.groupby(outer, sort=True):
         g = g.sort_values(sort, ascending=not higher)
+        metric = "VQA score" if outer == "dataset" and g["metric"].iloc[0] == "vqa_score" else "top-1 %"
         t = Table(title=f"{outer} {key}" + (f" ({g['data_group'].iloc[0]})" if outer == "dataset" and
                                             g["data_group"].iloc[0] else ""), title_justify="left")
         t.add_column("rank", justify="right")
         t.add_column("method" if outer == "dataset" else "dataset")
         t.add_column("n", justify="right")
-        t.add_column("top-1 % ↑ (mean ± std)", justify="right")
+        t.add_column(f"{metric} ↑ (mean ± std)", justify="right")
         t.add_column("95% CI", justify="right")
         for m in ("params_trainable", "gmacs", "train_img_s", "infer_img_s", "peak_mem_train_mb"):
             label, hi = METRICS[m]
@@ -506,11 +544,13 @@ def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
     return tables
 
 
-def summary_table(summary):
+def summary_table(summary, track: str = "vision"):
     from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title="VTAB-style summary over datasets (top-1 %)", title_justify="left")
+    title = ("VTAB-style summary over datasets (top-1 %)" if track == "vision" else
+             f"{track} track: summary over its datasets (top-1 % / VQA score)")
+    t = Table(title=title, title_justify="left")
     group_cols = [c for c in summary.columns if c.startswith("group_")]
     for col in ["method", "tasks", "mean of group means ↑", "mean of tasks ↑", *[c[6:] for c in group_cols],
                 "trainable ↓"]:
@@ -521,10 +561,15 @@ def summary_table(summary):
     return t
 
 
-def markdown_pivot(agg) -> str:
-    """One Markdown table: configurations × datasets (top-1 mean ± std over seeds), both VTAB summaries,
-    trainable parameters (excl. head, mean over datasets) and GMACs."""
-    summary = vtab_summary(agg)
+def markdown_pivot(agg, track: str | None = None) -> str:
+    """One Markdown table per track (vision first): configurations × datasets (top-1 / VQA score mean ± std
+    over seeds), both summaries over the track's datasets, trainable parameters (excl. head, mean over datasets)
+    and GMACs."""
+    present = tracks_of(agg)
+    if track is None and len(present) > 1:
+        return "\n\n".join(markdown_pivot(agg, t) for t in present)
+    agg = on_track(agg, track or present[0])
+    summary = vtab_summary(agg, track or present[0])
     datasets = sorted(agg["dataset"].unique(), key=lambda d: (agg[agg["dataset"] == d]["data_group"].iloc[0], d))
     groups = {d: agg[agg["dataset"] == d]["data_group"].iloc[0] for d in datasets}
     short = {"natural": "nat.", "specialized": "spec.", "structured": "str."}

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from petlbench import datacache, distributed, measure, numerics, offline
+from petlbench import datacache, distributed, measure, numerics, offline, tracks
 from petlbench.backbones import Built, build, create_backbone, data_config, input_size
 from petlbench.config import build_method_config, to_dict
 from petlbench.data import RawData, prepare
@@ -92,7 +92,8 @@ def build_seeded(method: Method, cfg: RunConfig, num_classes: int) -> Built:
     kwargs = {"img_size": cfg.img_size} if cfg.img_size else {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return build(method, cfg.model, num_classes, weights=cfg.weights, pretrained=cfg.pretrained, **kwargs)
+        return build(method, cfg.model, num_classes, weights=cfg.weights, pretrained=cfg.pretrained,
+                     modality=cfg.modality, **kwargs)
 
 
 @dataclass
@@ -109,6 +110,7 @@ class Prepared:
 def prepare_run(cfg: RunConfig, raw: RawData) -> Prepared:
     """Validate and build everything for ``cfg`` (raises UserError before any work is stored)."""
     cls = METHODS.get(cfg.method)
+    cfg = replace(cfg, model=tracks.resolve_model(raw.track, cfg.model, cfg.method, cls.supports))
     method = cls(build_method_config(cls.Config, resolve_overrides(cfg.overrides, cls.Config, raw), cfg.method))
     built = build_seeded(method, cfg, raw.num_classes)
     precision = numerics.resolve_precision(cfg.precision, resolve_device(cfg.device))
@@ -126,6 +128,7 @@ def _row(p: Prepared, raw: RawData, splits, device: torch.device, data_cfg: dict
         run_id=f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{p.config_hash[:8]}-{secrets.token_hex(3)}-{os.getpid()}",
         timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         method=method.name, dataset=raw.name, model=info["model"], seed=cfg.seed, label=cfg.label,
+        track=raw.track, metric=splits.task.metric, modality=cfg.modality,
         method_note=method.note, suite=cfg.suite, config_hash=p.config_hash, group_hash=group_hash(p.identity),
         **measure.param_counts(p.built.model, p.built.backbone_total),
         **{k: getattr(method.cfg, k) for k in RECIPE_COLUMNS},
@@ -142,7 +145,14 @@ def _row(p: Prepared, raw: RawData, splits, device: torch.device, data_cfg: dict
     return res
 
 
-def _record(res: RunResult, outcome, p: Prepared, data_cfg: dict) -> None:
+def _example_key(data_cfg: dict, splits) -> tuple[int, ...]:
+    """What the plain backbone's GMACs are counted on: the input size, or (VL) the text length of the example
+    the loop counted the run's model on (``VLTorchSplit.text_len``)."""
+    text_len = getattr(splits.train, "text_len", None)
+    return (text_len,) if text_len is not None else tuple(data_cfg["input_size"])
+
+
+def _record(res: RunResult, outcome, p: Prepared, data_cfg: dict, splits) -> None:
     m = outcome.metrics
     res.status, res.error = outcome.status, outcome.error
     res.top1_pct, res.top1_val_pct = m.get("top1", math.nan), m.get("top1_val", math.nan)
@@ -151,7 +161,9 @@ def _record(res: RunResult, outcome, p: Prepared, data_cfg: dict) -> None:
     for k in ("loss_train", "steps", "gmacs", "train_img_s", "infer_img_s", "peak_mem_train_mb", "peak_mem_kind",
               "time_search_s", "time_train_s"):
         setattr(res, k, m[k])
-    res.gmacs_backbone = backbone_gmacs(p.cfg.model, res.num_classes, tuple(data_cfg["input_size"]), p.cfg.img_size)
+    res.gmacs_backbone = backbone_gmacs(p.cfg.model, res.num_classes, _example_key(data_cfg, splits), p.cfg.img_size,
+                                        p.cfg.modality)
+    res.gmacs_vision = encoder_gmacs(p.built.model, data_cfg)
     res.method_stats = json.dumps(outcome.method_stats, default=float)
 
 
@@ -184,40 +196,61 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
             raise
         res.status, res.error = "failed", f"{type(e).__name__}: {e}"[:500]
     else:
-        _record(res, outcome, p, data_cfg)
+        _record(res, outcome, p, data_cfg, splits)
     res.time_total_s = time.perf_counter() - t0
     return res
 
 
 @functools.lru_cache(maxsize=16)
-def backbone_gmacs(model_name: str | None, num_classes: int, size: tuple[int, int, int],
-                   img_size: int | None = None) -> float:
-    """GMACs of the plain backbone, counted once per (model, classes, input size) and cached."""
-    base, _ = create_backbone(model_name, num_classes, pretrained=False, **({"img_size": img_size} if img_size else {}))
-    return measure.gmacs(base, size)
+def backbone_gmacs(model_name: str | None, num_classes: int, size: tuple[int, ...],
+                   img_size: int | None = None, modality: str = "both") -> float:
+    """GMACs of the plain backbone, counted once per (model, classes, input size) and cached; ``size`` of a
+    model with its own ``example_inputs`` (VL) is ``(text_len,)``."""
+    base, _ = create_backbone(model_name, num_classes, pretrained=False, modality=modality,
+                              **({"img_size": img_size} if img_size else {}))
+    return measure.gmacs(base, base.example_inputs(*size) if hasattr(base, "example_inputs") else size)
+
+
+def encoder_gmacs(model: torch.nn.Module, data_cfg: dict) -> float:
+    """GMACs of a frozen input encoder reported apart from the model's (a VL model's visual encoder, included
+    in its ``gmacs``); NaN for a model without one."""
+    vision = getattr(model, "vision", None)
+    if vision is None or "input_size" not in data_cfg:
+        return math.nan
+    return measure.gmacs(vision, tuple(data_cfg["input_size"]))
 
 
 def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, img_size: int | None = None,
-            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build (random init, no data), apply, count params, finalize, count GMACs."""
+            overrides: dict[str, Any] | None = None, text_len: int = 16) -> dict[str, Any]:
+    """Build (random init, no data), apply, count params, finalize, count GMACs (a VL model: on ``text_len``
+    text tokens + its visual tokens, the frozen visual encoder also apart)."""
     method = make_method(method_name, overrides)
+    model_name = tracks.resolve_model(tracks.model_track(model_name), model_name, method_name, type(method).supports)
     cfg = RunConfig(method=method_name, model=model_name, img_size=img_size, pretrained=False)
     built = build_seeded(method, cfg, num_classes)
     counts = measure.param_counts(built.model, built.backbone_total)
-    size = input_size(built.model)
+    vl_model = hasattr(built.model, "example_inputs")
+    size = (text_len,) if vl_model else input_size(built.model)
     model = method.finalize(built.model)
-    g, g_base = measure.gmacs(model, size), backbone_gmacs(model_name, num_classes, size, img_size)
-    return {
-        "method": method_name, "model": model_name, "num_classes": num_classes, "input_size": list(size),
-        **counts, "gmacs": g, "gmacs_backbone": g_base, "gmacs_extra": g - g_base,
+    example = model.example_inputs(text_len) if vl_model else size
+    g, g_base = measure.gmacs(model, example), backbone_gmacs(model_name, num_classes, size, img_size)
+    info = {
+        "method": method_name, "model": model_name, "num_classes": num_classes,
+        "input_size": list(data_config(model).get("input_size", ())), **counts,
+        "gmacs": g, "gmacs_backbone": g_base, "gmacs_extra": g - g_base,
         "gmacs_ratio": g / g_base if g_base else float("nan"),
         "method_config": {k: v for k, v in vars(method.cfg).items()},
     }
+    if vl_model:  # the language model's share against the plain VL model's (all visual tokens), same text length
+        vision = encoder_gmacs(model, data_config(model))
+        info.update(text_len=text_len, gmacs_vision=vision, gmacs_text=g - vision, gmacs_text_backbone=g_base - vision,
+                    **method.stats(model))
+    return info
 
 
 def describe_recipe(mcfg: MethodConfig, raw: RawData, trainval: bool) -> str:
     """The resolved recipe and the number of optimizer steps, said before training starts."""
-    n = len(raw.splits["train"][1]) + (len(raw.splits["val"][1]) if trainval and "val" in raw.splits else 0)
+    n = raw.size("train") + (raw.size("val") if trainval and "val" in raw.splits else 0)
     steps = -(-n // mcfg.batch_size) * mcfg.epochs
     return (f"recipe: {mcfg.optimizer} lr {mcfg.lr:g} wd {mcfg.weight_decay:g}, {mcfg.epochs} epochs "
             f"({mcfg.warmup_epochs} warm-up) of batch {mcfg.batch_size} on {n} images = {steps} steps"
@@ -260,8 +293,7 @@ def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
                 f"this run is kept as history in {store.root / 'runs'}, not as a second row")
         done.add(res.config_hash)
         results.append(res)
-        say(f"  top-1 {res.top1_pct:.2f}%  ({res.time_total_s:.1f} s)" if res.status == "ok" else
-            f"  [red]{res.status}[/]: {res.error}")
+        say(f"  {res.summary()}" if res.status == "ok" else f"  [red]{res.summary()}[/]")
     return results
 
 

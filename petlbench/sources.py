@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from petlbench import offline
+from petlbench import offline, vl_data
 from petlbench.data import IMG_EXT, ImageSource, RawData
 from petlbench.errors import UserError
 from petlbench.hub import offline_if_unreachable, unreachable
@@ -58,12 +58,18 @@ for _group, _tasks in _VTAB.items():
 
 
 
-DATASETS: Registry[offline.OfflineTask | HubSpec] = Registry(
+DATASETS: Registry[offline.OfflineTask | HubSpec | vl_data.VLBuiltin | vl_data.VLHubSpec] = Registry(
     "dataset", "run 'petlbench list datasets' or pass an existing path")
 for _t in offline.TASKS:
     DATASETS.add(_t.name, _t)
 for _name, _spec in HUB.items():
     DATASETS.add(_name, _spec)
+# the vision-language track: built-in offline tasks (petlbench.vl_tasks) and hub specs (vl_data.VL_HUB)
+for _name, _desc in vl_data.builtin_descriptions().items():
+    DATASETS.add(_name, vl_data.VLBuiltin(_name, _desc))
+for _name, _vspec in vl_data.VL_HUB.items():
+    DATASETS.add(_name, _vspec)
+VL_SPECS = (vl_data.VLBuiltin, vl_data.VLHubSpec)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -74,13 +80,17 @@ def list_datasets() -> list[tuple[str, str, str]]:
     rows = [(t.name, "built-in (offline)", t.describe()) for t in offline.TASKS]
     rows += [(n, "hub", f"{s.hub_id} {s.note}") for n, s in HUB.items()]
     rows.append(("<path>", "local", "image folder, parquet file/dir, save_to_disk dir, or VTAB-1k NOAH task dir"))
-    return rows
+    return rows + vl_data.list_vl_datasets()
 
 
-def load_data(name: str | None, limit: int | None = None, seed: int = 0) -> RawData:
-    """Resolve ``name`` (built-in, hub name, or local path) to ``RawData``; UserError when unusable."""
+def load_data(name: str | None, limit: int | None = None, seed: int = 0) -> RawData | vl_data.VLRawData:
+    """Resolve ``name`` (built-in, hub name, or local path) to ``RawData`` (vision track) or ``VLRawData``
+    (VL track: a VL name, or a local path that holds VL data); UserError when unusable."""
     name = name or offline.DEFAULT
-    if os.path.exists(name) and name not in DATASETS:
+    local = os.path.exists(name) and name not in DATASETS
+    if (local and vl_data.looks_like_vl(name)) or (not local and isinstance(DATASETS.get(name), VL_SPECS)):
+        return _checked_vl(name, vl_data.load_vl(name, limit=limit, seed=seed))
+    if local:
         raw = _load_local(Path(name))
     else:
         spec = DATASETS.get(name)
@@ -88,6 +98,15 @@ def load_data(name: str | None, limit: int | None = None, seed: int = 0) -> RawD
     _check_splits(name, raw)
     if limit:
         raw.splits = {s: _take(imgs, labels, limit, seed) for s, (imgs, labels) in raw.splits.items()}
+    return raw
+
+
+def _checked_vl(name: str, raw: vl_data.VLRawData) -> vl_data.VLRawData:
+    """A usable VL dataset: train and test splits (``load_vl`` checked that none is empty), two answers."""
+    if "train" not in raw.splits or "test" not in raw.splits:
+        raise UserError(f"VL dataset '{name}' needs a train and a test split, found: {', '.join(raw.splits)}")
+    if raw.num_classes < 2:
+        raise UserError(f"VL dataset '{name}' has {raw.num_classes} answer; it needs at least two")
     return raw
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib.metadata
 import importlib.util
 from collections.abc import Callable, Iterator, Mapping
@@ -87,6 +88,7 @@ class VLModel(nn.Module):
         check_text_encoder(text)
         self.modality = modality
         self.text = text
+        self.tokenizer_name = OFFLINE_TEXT  # the text side's name (set by ``create_vl_backbone``): its tokenizer
         d = text.config.hidden_size
         std = getattr(text.config, "initializer_range", 0.02)  # BERT init, as ViLT's init_weights
         self.vision = self.vis_proj = self.vis_type = None
@@ -123,6 +125,18 @@ class VLModel(nn.Module):
         if self.vision is None:
             return {}
         return {**self.vision.pretrained_cfg, "input_size": (3, *self.vision.patch_embed.img_size)}
+
+    def data_config(self) -> dict[str, Any]:
+        """How data becomes this model's inputs: the visual encoder's timm data config (input size, mean, std;
+        none for text-only) and the name whose tokenizer encodes the texts (``backbones.data_config``)."""
+        from timm.data import resolve_data_config
+
+        cfg = resolve_data_config({}, model=self) if self.vision is not None else {}
+        return {**cfg, "tokenizer": self.tokenizer_name, "modality": self.modality}
+
+    def example_inputs(self, text_len: int = 16) -> dict[str, torch.Tensor]:
+        """A batch of one for counting (``runner.inspect``): ``text_len`` text tokens, a random image."""
+        return example_inputs(self, 1, text_len, device=next(self.parameters()).device)
 
     # -- pieces of the forward (DVP and other methods reuse them)
     def visual_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -386,6 +400,7 @@ def create_vl_backbone(
     if modality != "text":
         vision, vinfo = load_vision_encoder(vision_name, pretrained=pretrained, weights=weights, **timm_kwargs)
     model = VLModel(text, vision, num_classes, modality)
+    model.tokenizer_name = text_name
     freeze_vl_backbone(model)
     info = {
         "model": f"{text_name}+{vision_name}",
@@ -397,9 +412,14 @@ def create_vl_backbone(
 
 def vl_tokenizer(name: str | None = None) -> Any:
     """The tokenizer of a VL model's text side (offline for the packaged MiniLM)."""
+    return text_tokenizer(split_vl_name(name)[0])
+
+
+@functools.lru_cache(maxsize=4)
+def text_tokenizer(text_name: str) -> Any:
+    """The tokenizer of a text model name (packaged MiniLM offline, a local directory, or a hub id)."""
     from transformers import AutoTokenizer
 
-    text_name, _ = split_vl_name(name)
     if text_name in PACKAGED_TEXT_NAMES:
         return AutoTokenizer.from_pretrained(packaged_text_dir())
     with _hub(text_name):

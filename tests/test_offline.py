@@ -14,6 +14,7 @@ from petlbench.backbones import BUNDLED, DEFAULT_MODEL, bundled_weights_path, cr
 from petlbench.errors import UserError
 from petlbench.pretrain import fashion_available, pretrain
 from petlbench.sources import load_data
+from tests.sweeps import check_committed_sweep
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 GROUPS = {t.name: t.group for t in offline.TASKS}
@@ -161,23 +162,7 @@ def test_suite_files_name_real_tasks_and_methods(suite: str) -> None:
 
 def test_committed_mini_vtab_sweep_is_complete_and_is_the_readme_table(cli) -> None:
     """The README's results table is exactly what `compare --markdown` prints for the committed rows."""
-    import tomllib
-
-    from petlbench.results import read_rows
-
-    ref = BENCH / "reference" / "mini-vtab.csv"
-    rows = read_rows(ref)
-    suite = tomllib.loads((BENCH / "mini-vtab.toml").read_text())
-    cells = {(r["method"], r["label"], r["dataset"], r["seed"]) for r in rows if r["status"] == "ok"}
-    configs = [(m, "") for m in suite["methods"]] + [(m, g["label"]) for g in suite["group"] for m in g["methods"]]
-    expected = {(m, lab, d, str(s)) for m, lab in configs for d in suite["datasets"] for s in suite["seeds"]}
-    assert cells == expected and len(rows) == len(expected)
-
-    code, out, err = cli("compare", ref, "--markdown")
-    assert code == 0, err
-    table = [line for line in out.splitlines() if line.startswith("|")]
-    readme = (BENCH.parent / "README.md").read_text()
-    assert len(table) == len(configs) + 2 and "\n".join(table) in readme
+    rows = check_committed_sweep(cli, "mini-vtab")
 
     # the acceptance bar the README states: pretrained beats random init by >= 10 points on natural tasks
     def mean(method: str, label: str, dataset: str) -> float:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import shlex
 import typing
+from dataclasses import replace
 
 import pytest
 
@@ -22,13 +23,14 @@ EXAMPLES = {
     "deterministic": True, "limit": 24, "frozen_backbone_mode": "train", "num_workers": 1, "compile": True,
     "trainval": True, "label": "a b",
 }
+VL_EXAMPLES = {"modality": "text"}  # options of VL runs only: round-tripped on a VL dataset below
 STRUCTURAL = {"method": "methods", "dataset": "datasets", "seed": "seeds", "suite": "name",
               "selection": "tune", "tune": "tune"}  # set by the suite's structure, not as keys
 
 
 def test_every_option_has_an_example_or_is_suite_structure():
-    assert {f.name for f in options()} == set(EXAMPLES) | set(STRUCTURAL)
-    assert set(EXAMPLES) <= SUITE_KEYS
+    assert {f.name for f in options()} == set(EXAMPLES) | set(VL_EXAMPLES) | set(STRUCTURAL)
+    assert set(EXAMPLES) | set(VL_EXAMPLES) <= SUITE_KEYS
 
 
 def _toml(v) -> str:
@@ -70,6 +72,25 @@ def test_print_commands_round_trip_every_option(cli, tmp_path, monkeypatch):
         assert parsed == job  # every option, the seed, the suite name and the method overrides
         assert runner.prepare_run(parsed, raw).config_hash == runner.prepare_run(job, raw).config_hash
     assert all(getattr(in_process[0], k) == values[k] for k in values)
+
+
+def test_print_commands_round_trip_vl_options(cli, tmp_path, monkeypatch):
+    from petlbench.sources import load_data
+    from petlbench.suites import suite_jobs
+
+    suite = tmp_path / "vl.toml"
+    suite.write_text('name = "vl"\nmethods = ["adapter"]\ndatasets = ["shapes-vqa"]\nseeds = [1]\nepochs = 1\n'
+                     'pretrained = false\n' + "".join(f"{k} = {_toml(v)}\n" for k, v in VL_EXAMPLES.items()))
+    _, (job,), _ = suite_jobs(str(suite))
+    code, printed, err = cli("suite", suite, "--print-commands", "--out", tmp_path / "store")
+    assert code == 0, err
+    (command,) = [line for line in printed.splitlines() if line.startswith("petlbench run")]
+    (parsed,) = _capture_jobs(cli, monkeypatch, *shlex.split(command)[1:])
+    assert parsed == job and all(getattr(job, k) == v for k, v in VL_EXAMPLES.items())
+    raw = load_data("shapes-vqa", limit=8)
+    both = runner.prepare_run(replace(job, modality="both"), raw)
+    assert runner.prepare_run(parsed, raw).config_hash == runner.prepare_run(job, raw).config_hash != both.config_hash
+    assert "modality" not in both.identity  # neutral at its default: rows stored before the option keep their hash
 
 
 # ----------------------------------------------------------------------------- generated validation checks
@@ -157,6 +178,7 @@ def test_tune_chooses_on_val_before_reading_test_and_resumes(cli, tmp_path, monk
     rows = read_rows(tmp_path / "store" / "results.csv")
     grid, finals = [r for r in rows if r["selection"] == "True"], [r for r in rows if r["selection"] != "True"]
     assert len(grid) == 4 and all(r["top1_pct"] == "" and r["n_test"] == "0" for r in grid)
+    assert out.count("(selection run, no test split)") == 4 and "top-1 nan" not in out  # said as such
     scores = [float(r["top1_val_pct"]) for r in grid]
     best = max(range(4), key=lambda i: (scores[i], -i))  # the documented tie rule
     record = json.loads(finals[0]["tune"])

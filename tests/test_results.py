@@ -114,6 +114,10 @@ def test_gate_flags_drops_param_changes_and_missing():
     assert any("a on d: top-1 77.50%" in p for p in problems)
     assert any("b on d: missing" in p for p in problems)
     assert gate(cur, ref.iloc[:1], max_drop=3.0) == []
+    # two-sided: a rise beyond max_rise is a change too; GMACs must match to the MAC
+    assert any("77.50% > reference" in p for p in gate(cur, ref.iloc[:1].assign(top1_pct=70.0), 3.0, max_rise=5.0))
+    assert gate(cur, ref.iloc[:1].assign(top1_pct=70.0), 3.0) == []
+    assert any("GMACs" in p for p in gate(cur.assign(gmacs=1.0), ref.iloc[:1].assign(gmacs=1.000000001), 3.0))
 
 
 def test_markdown_pivot_has_a_row_per_configuration_and_both_summaries():

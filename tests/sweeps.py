@@ -1,0 +1,39 @@
+"""Committed sweeps (``benchmarks/reference/<suite>.csv``) against their suite files and the README tables."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from petlbench.results import read_rows
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def suite_configs(suite: dict) -> set[tuple[str, str, str, str]]:
+    """(method, label, dataset, seed) of every run a suite file asks for (top level, then each ``[[group]]``)."""
+    cells = set()
+    for block in [suite, *suite.get("group", [])]:
+        methods = block.get("methods", suite["methods"] if block is suite else [])
+        datasets, seeds = block.get("datasets", suite["datasets"]), block.get("seeds", suite["seeds"])
+        label = block.get("label", "") if block is not suite else ""
+        cells |= {(m, label, d, str(s)) for m in methods for d in datasets for s in seeds}
+    return cells
+
+
+def check_committed_sweep(cli, name: str) -> list[dict[str, str]]:
+    """The committed rows of suite ``name`` are complete (one ok row per run the suite asks for, nothing else)
+    and ``compare --markdown`` of them is verbatim in the README. Returns the rows."""
+    ref = BENCH / "reference" / f"{name}.csv"
+    rows = read_rows(ref)
+    expected = suite_configs(tomllib.loads((BENCH / f"{name}.toml").read_text()))
+    cells = {(r["method"], r["label"], r["dataset"], r["seed"]) for r in rows if r["status"] == "ok"}
+    assert cells == expected and len(rows) == len(expected)
+
+    code, out, err = cli("compare", ref, "--markdown")
+    assert code == 0, err
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    configs = {(m, lab) for m, lab, _, _ in expected}
+    readme = (BENCH.parent / "README.md").read_text()
+    assert len(table) == len(configs) + 2 and "\n".join(table) in readme
+    return rows
