@@ -45,7 +45,11 @@ mini-vtab: install
 	$(PETL) suite mini-vtab --out results/mini-vtab
 	$(PETL) compare results/mini-vtab
 
+# step_bench: each method's training step vs a bare PyTorch loop (ViT-B/16, batch 8, fp32 and bf16; about
+# 15 min on 2 idle cores); data_once: epoch data time decoded every epoch vs once. See README "Speed".
 bench: install
+	$(PY) benchmarks/perf/step_bench.py --out results/step_bench.json
+	$(PY) benchmarks/perf/data_once.py
 	$(PY) benchmarks/perf/lion_memory.py
 	$(PY) benchmarks/perf/das_speed.py
 

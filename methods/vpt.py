@@ -62,7 +62,9 @@ def _vpt_forward_features(self: nn.Module, x: torch.Tensor, attn_mask=None, is_c
         if i == 0:
             x = torch.cat([x[:, :n0], vpt.prompt(0, b).to(x.dtype), x[:, n0:]], dim=1)  # (B, n0 + p + N, d)
         elif i < vpt.prompts.shape[0]:  # deep: overwrite the prompt slots with set i
-            x = torch.cat([x[:, :n0], vpt.prompt(i, b).to(x.dtype), x[:, n0 + p:]], dim=1)
+            # slice_scatter, not cat of slices: one copy forward and one backward (cat's slices each
+            # allocate a zero-filled full-size gradient); same values (benchmarks/perf/step_bench.py)
+            x = torch.slice_scatter(x, vpt.prompt(i, b).to(x.dtype), dim=1, start=n0, end=n0 + p)
         x = blk(x)
     x = torch.cat([x[:, :n0], x[:, n0 + p:]], dim=1)  # drop prompt outputs -> (B, n0 + N, d)
     return self.norm(x)

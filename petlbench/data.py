@@ -220,8 +220,8 @@ def split_off(ds: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dat
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     k = max(1, int(round(fraction * n)))
     rest, held = perm[k:].sort().values, perm[:k].sort().values
-    if isinstance(ds, TensorDataset):
-        return TensorDataset(*(t[rest] for t in ds.tensors)), TensorDataset(*(t[held] for t in ds.tensors))
+    if isinstance(ds, TensorDataset):  # type(ds): a decoded-once lazy split keeps being served as one
+        return type(ds)(*(t[rest] for t in ds.tensors)), type(ds)(*(t[held] for t in ds.tensors))
     return torch.utils.data.Subset(ds, rest.tolist()), torch.utils.data.Subset(ds, held.tolist())
 
 
@@ -229,7 +229,8 @@ def batches(ds: Dataset, batch_size: int, shuffle: bool = False, generator: torc
             num_workers: int = 0, pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Mini-batches of ``ds``; in-memory tensor sets are sliced directly (no per-sample collation);
     ``pin_memory``: loader batches arrive in pinned memory (for non-blocking copies to a GPU). A dataset with
-    its own ``batches`` (``vl_data.VLTorchSplit``: token ids cut to each batch's longest text) batches itself."""
+    its own ``batches`` (``vl_data.VLTorchSplit``: token ids cut to each batch's longest text;
+    ``datacache.CachedImages``: lazy data decoded once) batches itself."""
     if hasattr(ds, "batches"):
         yield from ds.batches(batch_size, shuffle, generator, num_workers, pin_memory)
         return

@@ -73,6 +73,29 @@ def set_flush_denormal(enabled: bool) -> bool:
     return supported
 
 
+@cache
+def cpu_has_bf16() -> bool:
+    """The CPU computes bf16 matmuls natively: AMX (amx_bf16) or AVX512-BF16 (Linux /proc/cpuinfo flags; torch's
+    own probe elsewhere). Without either, bf16 autocast on a CPU emulates and is slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+        return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        probe = getattr(torch._C, "_cpu", None)  # torch's CPU feature probe (private; absent in old versions)
+        return bool(probe and (probe._is_amx_tile_supported() or probe._is_avx512_bf16_supported()))
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> bf16 on a CUDA device with bf16 support and on a CPU with AMX or AVX512-BF16, else fp32;
+    fp32 / bf16 as asked (issue 16: the bf16 parity table in the README decided this)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
+
+
 @contextmanager
 def flush_denormal(enabled: bool = True) -> Iterator[bool]:
     """Flush denormals to zero on every CPU thread inside the block (the previous mode is restored after);

@@ -24,6 +24,9 @@ import typer
 
 from petlbench.config import stable_hash, to_dict
 
+# the default of --precision: see README "bf16 parity" for the evidence that decided it
+DEFAULT_PRECISION = "auto"
+
 
 @dataclass(frozen=True)
 class Opt:
@@ -63,7 +66,10 @@ class RunConfig:
                            flag="--pretrained/--no-pretrained")
     seed: int = opt(0, "seed", cli=False, suite=False)  # `run --seeds 0,1,2` / suite 'seeds'
     device: str = opt("auto", "auto | cpu | cuda[:N]", identity=False)
-    amp: bool = opt(False, "bf16 autocast", flag="--amp/--no-amp")
+    # the run identity holds the resolved fp32 | bf16 (runner.prepare_run), hashed as the former bool 'amp'
+    precision: Literal["auto", "fp32", "bf16"] = opt(
+        DEFAULT_PRECISION, "auto (bf16 on a CUDA GPU with bf16 and on a CPU with AMX or AVX512-BF16, else fp32) | "
+        "fp32 | bf16 (autocast; losses and reductions stay fp32)")
     deterministic: bool = opt(False, "deterministic kernels only (torch.use_deterministic_algorithms + cuBLAS "
                                      "workspace; GPU reproducibility)", identity=False,
                               flag="--deterministic/--no-deterministic")
@@ -179,6 +185,10 @@ def identity(cfg: RunConfig, method_config: Any, facts: dict[str, Any]) -> dict[
 
     neutral = {f.name: f.default for f in options() if _meta(f).neutral}
     opts = {k: getattr(cfg, k) for k in IDENTITY_KEYS if not (k in neutral and getattr(cfg, k) == neutral[k])}
+    if "precision" in opts:  # resolved fp32 | bf16, hashed as the bool it replaced: stored hashes stay valid
+        if opts["precision"] not in ("fp32", "bf16"):
+            raise ValueError(f"identity of an unresolved precision '{opts['precision']}'")
+        opts["amp"] = opts.pop("precision") == "bf16"
     return {**opts, "method_config": identity_config(method_config), **facts}
 
 

@@ -80,7 +80,8 @@ class RunResult:
     warmup_epochs: int = 0
     batch_size: int = 0
     steps: int = 0
-    amp: bool = False
+    precision: str = ""  # fp32 | bf16 (autocast), resolved from --precision; empty in rows stored before it
+    amp: bool = False  # precision == "bf16" (the column before --precision)
     deterministic: bool = False  # torch.use_deterministic_algorithms (+ cuBLAS workspace) was on
     compile: bool = False  # the model was trained through torch.compile
     flush_denormal: bool = False  # CPU: denormals flushed to zero on every compute thread (numerics.py)
@@ -359,6 +360,7 @@ def aggregate(df):
             row[col] = g[col].iloc[0] if col in g else RunResult.__dataclass_fields__[col].default
         row["gmacs_vision"] = g["gmacs_vision"].astype(float).mean() if "gmacs_vision" in g else math.nan
         row["method_note"] = _note(g)
+        row["precision"] = _precision(g)
         row["batch_size"] = int(g["batch_size"].iloc[0]) if "batch_size" in g and len(g) else 0
         for m in METRICS:
             vals = g[m].astype(float)
@@ -368,6 +370,14 @@ def aggregate(df):
         row["ppt"] = ppt(row["top1_pct"], row["params_trainable"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _precision(rows) -> str:
+    """fp32 | bf16 of a configuration's rows (rows stored before --precision: from their ``amp`` column)."""
+    stored = rows["precision"].iloc[0] if "precision" in rows else ""
+    if isinstance(stored, str) and stored:
+        return stored
+    return "bf16" if "amp" in rows and str(rows["amp"].iloc[0]).lower() == "true" else "fp32"
 
 
 def _note(rows) -> str:
@@ -480,7 +490,7 @@ def runs_table(results: list[RunResult], title: str = "petlbench runs"):
         t.add_row(escape(display_name(r.method, r.label, r.method_note)), r.dataset, str(r.seed), fmt(r.top1_pct), fmt(r.top1_val_pct),
                   fmt_int(r.params_trainable), fmt_int(r.params_trainable_excl_head), fmt(r.gmacs, 4),
                   fmt(r.train_img_s, 0), fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.time_total_s, 1),
-                  f"{r.optimizer} lr={r.lr:g} ep={r.epochs} bs={r.batch_size}", r.status if r.status == "ok" else f"[red]{r.status}[/]: {r.error[:60]}")
+                  f"{r.optimizer} lr={r.lr:g} ep={r.epochs} bs={r.batch_size} {r.precision}", r.status if r.status == "ok" else f"[red]{r.status}[/]: {r.error[:60]}")
     if results:
         r = results[-1]
         notes = sorted({f"† {x.method}: {x.method_note}" for x in results if x.method_note})
@@ -519,13 +529,16 @@ def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
             name = display_name(r.method, r.label, r.method_note) if outer == "dataset" else r.dataset
             if agg["model"].nunique() > 1:
                 name += f" ({r.model})"
+            if agg["precision"].nunique() > 1:
+                name += f" {r.precision}"
             name = escape(name)
             std = fmt(r.top1_pct_std) if r.n > 1 else "–"
             t.add_row(str(rank), name, str(r.n), f"{fmt(r.top1_pct)} ± {std}",
                       f"±{fmt(r.top1_pct_ci95)}", fmt_int(r.params_trainable), fmt(r.gmacs, 4), fmt(r.train_img_s, 0),
                       fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.ppt))
         sizes, notes = ", ".join(str(b) for b in sorted(set(g["batch_size"]))), notes_caption(g)
-        t.caption = escape(f"img/s at batch size {sizes}" + (f"; {notes}" if notes else ""))
+        precisions = ", ".join(sorted(set(g["precision"])))
+        t.caption = escape(f"img/s at batch size {sizes}; precision {precisions}" + (f"; {notes}" if notes else ""))
         t.caption_justify = "left"
         tables.append(t)
     return tables

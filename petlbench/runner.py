@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from petlbench import distributed, measure, numerics, tracks
+from petlbench import datacache, distributed, measure, numerics, offline, tracks
 from petlbench.backbones import Built, build, create_backbone, data_config, input_size
 from petlbench.config import build_method_config, to_dict
 from petlbench.data import RawData, prepare
@@ -113,7 +113,8 @@ def prepare_run(cfg: RunConfig, raw: RawData) -> Prepared:
     cfg = replace(cfg, model=tracks.resolve_model(raw.track, cfg.model, cfg.method, cls.supports))
     method = cls(build_method_config(cls.Config, resolve_overrides(cfg.overrides, cls.Config, raw), cfg.method))
     built = build_seeded(method, cfg, raw.num_classes)
-    cfg = replace(cfg, dataset=raw.name, model=built.weights_info["model"])
+    precision = numerics.resolve_precision(cfg.precision, resolve_device(cfg.device))
+    cfg = replace(cfg, dataset=raw.name, model=built.weights_info["model"], precision=precision)
     facts = {"data": raw.fingerprint(), "weights": built.weights_info["weights_source"],
              "weights_sha256": built.weights_info["weights_sha256"]}
     ident = identity(cfg, method.cfg, facts)
@@ -131,7 +132,7 @@ def _row(p: Prepared, raw: RawData, splits, device: torch.device, data_cfg: dict
         method_note=method.note, suite=cfg.suite, config_hash=p.config_hash, group_hash=group_hash(p.identity),
         **measure.param_counts(p.built.model, p.built.backbone_total),
         **{k: getattr(method.cfg, k) for k in RECIPE_COLUMNS},
-        amp=cfg.amp, deterministic=cfg.deterministic, compile=cfg.compile, device=str(device),
+        precision=cfg.precision, amp=cfg.precision == "bf16", deterministic=cfg.deterministic, compile=cfg.compile, device=str(device),
         frozen_backbone_mode=cfg.frozen_backbone_mode,
         limit=cfg.limit or 0, trainval=cfg.trainval, weights_source=info["weights_source"],
         weights_sha256=info["weights_sha256"], data_source=raw.source, data_group=raw.group or "",
@@ -179,8 +180,12 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
     res.processes = dist.world
     seed_everything(p.cfg.seed)  # once per run, right before training
     set_deterministic(p.cfg.deterministic)
-    rt = Runtime(device, p.cfg.amp, p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed, dist, p.cfg.compile)
+    rt = Runtime(device, p.cfg.precision == "bf16", p.cfg.frozen_backbone_mode, p.cfg.num_workers, p.cfg.seed,
+                 dist, p.cfg.compile)
     try:
+        # lazily decoded train / val: decoded once (memory or a memory-mapped file), not once per epoch; an
+        # image that cannot be decoded fails the run here (a stored 'failed' row), as it did in epoch 1
+        splits = datacache.cache_splits(splits, p.identity["data"], offline.cache_dir(), p.cfg.num_workers)
         # on the CPU, training and evaluation run with denormals flushed to zero on every thread (numerics.py)
         with numerics.flush_denormal(device.type == "cpu") as res.flush_denormal:
             outcome = train_and_evaluate(p.built, p.method, splits, rt, reporter)

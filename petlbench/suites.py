@@ -78,6 +78,8 @@ def _runs_of_block(merged: dict[str, Any], where: str) -> list[SuiteRun]:
     unknown = set(merged) - allowed
     if unknown:
         k = sorted(unknown)[0]
+        if k == "amp":  # the key before --precision
+            raise UserError(f"suite '{where}': 'amp' is now precision = \"bf16\" (or \"fp32\", \"auto\"); rename it")
         raise UserError(f"suite '{where}' has unknown key '{k}'{did_you_mean(k, allowed)}")
     if not merged.get("methods"):
         raise UserError(f"suite '{where}' lists no methods; add methods = [\"linear\", ...]")

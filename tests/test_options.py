@@ -19,7 +19,7 @@ from petlbench.registry import METHODS
 
 # A non-default value for every declared run option (a new option without one fails the first test).
 EXAMPLES = {
-    "model": "test_vit", "img_size": 32, "weights": "WEIGHTS", "pretrained": False, "device": "cpu", "amp": True,
+    "model": "test_vit", "img_size": 32, "weights": "WEIGHTS", "pretrained": False, "device": "cpu", "precision": "bf16",
     "deterministic": True, "limit": 24, "frozen_backbone_mode": "train", "num_workers": 1, "compile": True,
     "trainval": True, "label": "a b",
 }
