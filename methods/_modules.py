@@ -16,9 +16,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import types
 import typing
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -106,6 +108,20 @@ def resolve_indices(indices: tuple[int, ...] | None, depth: int, key: str) -> li
     if len(out) != len(indices):
         raise UserError(f"{key} {list(indices)} name the same block twice; list each block once")
     return out
+
+
+@contextlib.contextmanager
+def scoring_mode(model: nn.Module, eval_mode: bool) -> Iterator[None]:
+    """Score a search's arms: every module in eval mode when ``eval_mode`` (else as it is); each module's
+    train/eval flag restored afterwards, whatever happens (the search goes on training)."""
+    modes = {m: m.training for m in model.modules()}
+    if eval_mode:
+        model.eval()
+    try:
+        yield
+    finally:
+        for m, t in modes.items():
+            m.training = t
 
 
 def factory_kwargs(module: nn.Module) -> dict:

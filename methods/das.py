@@ -57,7 +57,14 @@ from petlbench.methods._bert import (
     output_branch,
     text_dim,
 )
-from petlbench.methods._modules import Bottleneck, add_branches, embed_dim, resolve_indices, vit_blocks
+from petlbench.methods._modules import (
+    Bottleneck,
+    add_branches,
+    embed_dim,
+    resolve_indices,
+    scoring_mode,
+    vit_blocks,
+)
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
 from petlbench.registry import register
 
@@ -418,11 +425,8 @@ class DAS(Method):
         if len(subsets) < 2:
             return
         batches = [next(val) for _ in range(cfg.reward_batches)]
-        modes = {m: m.training for m in model.modules()}
-        if cfg.reward_eval_mode:
-            model.eval()
-        try:
-            rewards = []
+        rewards = []
+        with scoring_mode(model, cfg.reward_eval_mode):
             for s in subsets:
                 set_skipped(model, s)
                 losses = []
@@ -430,9 +434,6 @@ class DAS(Method):
                     with ctx.autocast():
                         losses.append(float(ctx.loss_fn(model(xv), yv)))
                 rewards.append(math.exp(-sum(losses) / len(losses)))  # R = exp(-val loss)
-        finally:
-            for m, t in modes.items():
-                m.training = t
         if not all(math.isfinite(r) for r in rewards):
             ctx.log("das: non-finite validation loss, gate update skipped")
             return

@@ -70,7 +70,7 @@ from torch import nn
 from petlbench.config import Range
 from petlbench.errors import UserError
 from petlbench.methods._bert import add_output_branches, attn_output, bert_layers, ffn_output, is_vl, text_dim
-from petlbench.methods._modules import Bottleneck, factory_kwargs
+from petlbench.methods._modules import Bottleneck, factory_kwargs, scoring_mode
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, unfreeze
 from petlbench.registry import register
 
@@ -336,14 +336,8 @@ class DVP(Method):
         state = dvp_state(model)
         alpha = state.alpha.float().cpu()
         arms = torch.multinomial(torch.softmax(alpha, 0), cfg.search_arms, replacement=True, generator=gen).tolist()
-        modes = {m: m.training for m in model.modules()}
-        if cfg.reward_eval_mode:
-            model.eval()
-        try:
+        with scoring_mode(model, cfg.reward_eval_mode):
             scores = [score_arm(model, k, *batch, ctx) for k in arms]
-        finally:
-            for m, t in modes.items():
-                m.training = t
         if not all(math.isfinite(s) for s in scores):
             ctx.log("dvp: non-finite arm score, preference update skipped")
             return

@@ -6,16 +6,15 @@ import dataclasses
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from petlbench.backbones import build
 from petlbench.config import from_dict, parse_sets, to_dict
-from petlbench.loop import set_train_mode
 from petlbench.methods.base import Method, MethodConfig
 from petlbench.registry import METHODS
 from petlbench.runner import make_method, seed_everything
 
 from .conftest import TINY
+from .training import train_steps
 
 METHOD_NAMES = sorted(METHODS.all())
 
@@ -33,25 +32,6 @@ def _build(name: str, seed: int = 0):
 def _batch(seed: int = 0, n: int = 4):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 3, TINY["img_size"], TINY["img_size"], generator=g), torch.randint(0, 5, (n,), generator=g)
-
-
-def _train_steps(method, model, steps: int = 3, lr: float = 1e-2) -> list[float]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr)
-    losses = []
-    for step in range(1, steps + 1):
-        set_train_mode(model, "eval")
-        x, y = _batch(step)
-        loss = F.cross_entropy(model(x), y)
-        extra = method.extra_loss(model)
-        if extra is not None:
-            loss = loss + extra
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        method.on_step(model, step, steps)
-        losses.append(loss.item())
-    return losses
 
 
 def test_registry_has_the_baselines():
@@ -85,7 +65,7 @@ def test_only_trainable_parameters_change(name):
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     assert trainable, "a method must leave something trainable"
-    _train_steps(method, model)
+    train_steps(method, model, _batch)
     now = dict(model.named_parameters())
     for n, before in frozen.items():
         assert torch.equal(now[n], before), f"frozen parameter {n} changed"
@@ -115,5 +95,5 @@ def test_deterministic_loss_under_a_seed(name):
     for _ in range(2):
         method, model, _ = _build(name, seed=123)
         torch.manual_seed(7)
-        runs.append(_train_steps(method, model, steps=2))
+        runs.append(train_steps(method, model, _batch, steps=2))
     assert runs[0] == runs[1]

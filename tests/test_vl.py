@@ -28,6 +28,8 @@ from petlbench.vl import (
     vl_tokenizer,
 )
 
+from .training import train_steps
+
 IMG, CLASSES, T = 32, 5, 8
 VL_METHODS = sorted(n for n, c in METHODS.all().items() if "vl" in c.supports)
 
@@ -70,21 +72,6 @@ def make(name: str, **overrides):
     return cls(cls.Config(**overrides))
 
 
-def train_steps(method, model, steps: int = 3, lr: float = 1e-2) -> list[float]:
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    losses = []
-    for step in range(1, steps + 1):
-        model.train()
-        x, y = batch(step)
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        method.on_step(model, step, steps)
-        losses.append(loss.item())
-    return losses
-
-
 # ----------------------------------------------------------------------------- the model
 
 
@@ -117,7 +104,7 @@ def test_visual_encoder_stays_frozen_and_in_eval_mode():
     assert not model.vision.training and model.text.training
     assert not any(p.requires_grad for p in model.vision.parameters())
     before = copy.deepcopy(model.vision.state_dict())
-    train_steps(make("full"), model, steps=2)
+    train_steps(make("full"), model, batch, steps=2, frozen_backbone_mode="train")
     assert all(torch.equal(before[k], v) for k, v in model.vision.state_dict().items())
 
 
@@ -282,7 +269,7 @@ def test_vl_only_method_parameters_head_and_fusion_change(name):
     params = dict(model.named_parameters())
     frozen = {n: p.detach().clone() for n, p in params.items() if not p.requires_grad}
     trainable = {n: p.detach().clone() for n, p in params.items() if p.requires_grad}
-    train_steps(method, model)
+    train_steps(method, model, batch, frozen_backbone_mode="train")
     now = dict(model.named_parameters())
     assert all(torch.equal(now[n], v) for n, v in frozen.items())
     changed = {n for n, v in trainable.items() if not torch.equal(now[n], v)}
@@ -326,7 +313,7 @@ def test_vl_apt_is_not_identity_but_starts_at_scale_one():
 def test_vl_lora_merge_keeps_the_function():
     method = make("lora", bert_targets="q,k,v")
     model = method.apply(tiny_vl())
-    train_steps(method, model)
+    train_steps(method, model, batch, frozen_backbone_mode="train")
     x, _ = batch(9)
     with torch.no_grad():
         before = model.eval()(x)
