@@ -23,12 +23,11 @@ new ones are e.g. ``text.encoder.layer.3.attention.output.seq_adapter.down.weigh
 
 from __future__ import annotations
 
-import types
-
 import torch
 from torch import nn
 
 from petlbench.backbones import backbone_kind
+from petlbench.methods._modules import fill_slots
 from petlbench.methods.base import MethodModule
 
 OUTPUT_SLOTS = ("apt", "seq_adapter", "par_adapter", "post_adapter")
@@ -104,17 +103,7 @@ def add_output_branches(out: nn.Module, **branches: MethodModule | None) -> None
     missing = [k for k in ("dense", "dropout", "LayerNorm") if not hasattr(out, k)]
     if missing:
         raise ValueError(f"{type(out).__name__} lacks {', '.join(missing)}: not a BERT sublayer output module")
-    unknown = set(branches) - set(OUTPUT_SLOTS)
-    if unknown:
-        raise ValueError(f"unknown slot(s) {sorted(unknown)}; use {OUTPUT_SLOTS}")
-    for slot in OUTPUT_SLOTS:
-        if slot in branches:
-            if getattr(out, slot, None) is not None and branches[slot] is not None:
-                raise ValueError(f"{type(out).__name__} already has a '{slot}' branch")
-            setattr(out, slot, branches[slot])
-        elif not hasattr(out, slot):
-            setattr(out, slot, None)
-    out.forward = types.MethodType(_output_forward, out)
+    fill_slots(out, OUTPUT_SLOTS, branches, _output_forward)
 
 
 def output_branch(out: nn.Module, slot: str) -> nn.Module | None:

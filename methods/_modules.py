@@ -176,15 +176,22 @@ def add_branches(block: nn.Module, **branches: MethodModule | None) -> None:
     docstring); each module must map (B, N, d) -> (B, N, d) and return only the branch output.
     """
     _check_block(block)
-    unknown = set(branches) - set(BRANCH_SLOTS)
+    fill_slots(block, BRANCH_SLOTS, branches, _branched_forward)
+
+
+def fill_slots(module: nn.Module, slots: tuple[str, ...], branches: dict[str, nn.Module | None],
+               forward) -> None:
+    """Set ``module.<slot>`` for each given branch (None empties a slot; a filled slot cannot be filled again;
+    untouched slots default to None) and patch ``module.forward`` with ``forward`` (which reads the slots)."""
+    unknown = set(branches) - set(slots)
     if unknown:
-        raise ValueError(f"unknown branch slot(s) {sorted(unknown)}; use {BRANCH_SLOTS}")
-    for slot in BRANCH_SLOTS:
+        raise ValueError(f"unknown branch slot(s) {sorted(unknown)}; use {slots}")
+    for slot in slots:
         if slot in branches:
-            if getattr(block, slot, None) is not None and branches[slot] is not None:
-                raise ValueError(f"block already has a '{slot}' branch")
-            setattr(block, slot, branches[slot])
-        elif not hasattr(block, slot):
-            setattr(block, slot, None)
-    # per-instance patch: deep-copies correctly (copy rebinds MethodType to the copied block)
-    block.forward = types.MethodType(_branched_forward, block)
+            if getattr(module, slot, None) is not None and branches[slot] is not None:
+                raise ValueError(f"{type(module).__name__} already has a '{slot}' branch")
+            setattr(module, slot, branches[slot])
+        elif not hasattr(module, slot):
+            setattr(module, slot, None)
+    # per-instance patch: deep-copies correctly (copy rebinds MethodType to the copied module)
+    module.forward = types.MethodType(forward, module)
