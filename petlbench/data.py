@@ -11,7 +11,7 @@ augmentation (VTAB-1k protocol). A ``Task`` (declared by the data) says how pred
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,6 +223,18 @@ def split_off(ds: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dat
     if isinstance(ds, TensorDataset):  # type(ds): a decoded-once lazy split keeps being served as one
         return type(ds)(*(t[rest] for t in ds.tensors)), type(ds)(*(t[held] for t in ds.tensors))
     return torch.utils.data.Subset(ds, rest.tolist()), torch.utils.data.Subset(ds, held.tolist())
+
+
+def map_tensors(batch: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``fn`` applied to a batch's tensors: a tensor, or every tensor in a mapping / tuple / list (a VL batch
+    is a mapping of text and pixel tensors); anything else passes through."""
+    if isinstance(batch, torch.Tensor):
+        return fn(batch)
+    if isinstance(batch, Mapping):
+        return {k: map_tensors(v, fn) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(map_tensors(v, fn) for v in batch)
+    return batch
 
 
 def batches(ds: Dataset, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,

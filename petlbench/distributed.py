@@ -28,7 +28,7 @@ import atexit
 import dataclasses
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from petlbench.data import map_tensors
 from petlbench.errors import UserError
 
 
@@ -47,14 +48,8 @@ def part(n: int, rank: int, world: int) -> tuple[int, int]:
 
 
 def _take(batch: Any, lo: int, hi: int) -> Any:
-    """Rows [lo, hi) of a tensor, or of every tensor in a mapping / tuple (the batch dimension is dim 0)."""
-    if isinstance(batch, torch.Tensor):
-        return batch[lo:hi]
-    if isinstance(batch, Mapping):
-        return {k: _take(v, lo, hi) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_take(v, lo, hi) for v in batch)
-    return batch
+    """Rows [lo, hi) of every tensor of a batch (the batch dimension is dim 0)."""
+    return map_tensors(batch, lambda t: t[lo:hi])
 
 
 def signature(model: nn.Module) -> str:

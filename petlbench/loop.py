@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +24,7 @@ from torch import nn
 
 from petlbench import measure
 from petlbench.backbones import Built, get_classifier, head_parameters
-from petlbench.data import Splits, batches, num_batches, split_off
+from petlbench.data import Splits, batches, map_tensors, num_batches, split_off
 from petlbench.distributed import Dist
 from petlbench.errors import UserError
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
@@ -86,15 +86,12 @@ class Outcome:
 def to_device(batch: Any, device: torch.device, pin: bool = False) -> Any:
     """A tensor, or a mapping / tuple of them, on ``device``; ``pin``: staged through pinned host memory so
     the copy does not block the host (CUDA)."""
-    if isinstance(batch, torch.Tensor):
-        if pin and batch.device.type == "cpu" and not batch.is_pinned():
-            batch = batch.pin_memory()
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {k: to_device(v, device, pin) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(v, device, pin) for v in batch)
-    return batch
+    def move(t: torch.Tensor) -> torch.Tensor:
+        if pin and t.device.type == "cpu" and not t.is_pinned():
+            t = t.pin_memory()
+        return t.to(device, non_blocking=True)
+
+    return map_tensors(batch, move)
 
 
 def batch_size_of(target: torch.Tensor) -> int:
