@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from petlbench.registry import METHODS
 from petlbench.results import read_rows
 from petlbench.suites import load_suite
+from petlbench.tracks import method_tracks
 
 # Top-1 tolerance (points, both ways) per suite. benchmarks/perf/smoke_spread.py ran each suite under the
 # kernel variants that differ between CPUs (native AMX/AVX-512 with 2 threads, AVX2-only and the default ISA
@@ -18,14 +20,23 @@ from petlbench.suites import load_suite
 # "CI regression sweep"); 2 points (5 images) leaves room for CPUs we could not emulate (AMD Zen's oneDNN
 # kernels). smoke-vl scores 64 test samples, one of which is 1.56 points: see SPREAD_VL below.
 SPREAD_VL = 0.0  # largest VQA-score spread measured on smoke-vl (points)
-TOLERANCE = {"smoke": 2.0, "smoke-vl": max(2 * SPREAD_VL, 3 * 1.5625)}  # smoke-vl: at least 3 samples
+# suite -> (the track whose every method it runs, top-1 tolerance); smoke-vl: at least 3 samples
+SUITES = {"smoke": ("vision", 2.0), "smoke-vl": ("vl", max(2 * SPREAD_VL, 3 * 1.5625))}
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_ci_sweeps_cover_every_registered_method_of_their_track(suite):
+    """A method registered later is gated too: each CI suite lists every method that runs on its track."""
+    _, _, runs = load_suite(suite)
+    fits = {n for n, c in METHODS.all().items() if SUITES[suite][0] in method_tracks(c.supports)}
+    assert {r.method for r in runs} == fits
 
 
 def _key(row) -> tuple[str, str]:
     return row["method"], row["label"]
 
 
-@pytest.mark.parametrize("suite", sorted(TOLERANCE))
+@pytest.mark.parametrize("suite", sorted(SUITES))
 def test_smoke_suite_matches_the_committed_reference(cli, tmp_path, suite):
     ref = Path(str(resources.files("petlbench.benchmarks").joinpath(f"reference/{suite}.csv")))
     _, _, suite_runs = load_suite(suite)
@@ -42,7 +53,7 @@ def test_smoke_suite_matches_the_committed_reference(cli, tmp_path, suite):
         assert r["data_fingerprint"] == want["data_fingerprint"]
         assert r["weights_sha256"] == want["weights_sha256"]
         assert r["config_hash"] == want["config_hash"], _key(r)  # the whole run identity
-    tol = str(TOLERANCE[suite])
+    tol = str(SUITES[suite][1])
     code, out, err = cli("compare", tmp_path, "--baseline", ref, "--max-drop", tol, "--max-rise", tol)
     assert code == 0, err
     assert "no regression" in out
