@@ -54,7 +54,8 @@ class MethodConfig:
     neutral value, so results stored before the key existed keep their config hash.
     """
 
-    NEUTRAL: ClassVar[dict[str, Any]] = {"grad_clip": 0.0}
+    NEUTRAL: ClassVar[dict[str, Any]] = {"grad_clip": 0.0, "adam_beta2": 0.999, "decay": "cosine",
+                                          "head_lr_mult": 1.0, "wd_bias_norm": True}
 
     optimizer: Optimizer = "adamw"  # adamw | sgd (momentum 0.9)
     lr: Annotated[float, Range(gt=0), Flag("override the recipe's learning rate")] = 1e-3
@@ -64,6 +65,13 @@ class MethodConfig:
     batch_size: Annotated[int, Range(ge=1), Flag("override the recipe's batch size")] = 64
     # clip the global grad norm of the trainable parameters to this; 0 = off
     grad_clip: Annotated[float, Range(ge=0)] = 0.0
+    # The next four are neutral in the shared recipe (torch's AdamW β2, cosine, one lr, decay on every tensor)
+    # and exist for recipes that publish otherwise (DVP: ViLT's optimizer, see methods/dvp.py).
+    adam_beta2: Annotated[float, Range(gt=0, lt=1)] = 0.999  # AdamW β2 (β1 = 0.9)
+    decay: Literal["cosine", "linear"] = "cosine"  # lr decay to 0 after the warm-up, per optimizer step
+    # lr multiplier of the classifier head; None = by task (ViLT/DVP configs: ×10 on VQA tasks, ×1 otherwise)
+    head_lr_mult: Annotated[float | None, Range(gt=0)] = 1.0
+    wd_bias_norm: bool = True  # False: no weight decay on biases and norm weights (every 1-D tensor)
 
 
 @dataclass

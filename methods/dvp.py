@@ -81,13 +81,14 @@ TRACE_POINTS = 50  # reward-trace entries kept in method_stats (evenly subsample
 class DVPConfig(MethodConfig):
     """DVP keys; defaults from the official code (``dvp/config.py``, BERT VQAv2 configs) unless noted.
 
-    Recipe: official AdamW (betas (0.9, 0.98), eps 1e-8), wd 0.01 (biases and LayerNorms exempt), lr 1e-4
-    (``dvp_adaption_bert_vqa``) / 1e-3 for the adapter variant (README, BERT-DVP_adp VQA), head lr ×10 on
-    VQA/GQA (``lr_mult``), batch 256, 10 epochs with 10% linear warm-up then linear decay to 0
-    (``decay_power = 1``). petlbench's loop has one recipe, so DEVIATIONS: AdamW betas (0.9, 0.999), weight
-    decay on every trainable tensor, the head at the base lr, cosine decay after the warm-up. The search runs
-    at the constant lr (``ctx.make_optimizer``, no schedule), as the official search (``decay_power =
-    'constant'``, no warm-up). Built-in offline tasks override epochs / batch size like every method.
+    Recipe: the official optimizer (ViLT's ``set_schedule`` in ``dvp_utils.py``): AdamW betas (0.9, 0.98), eps 1e-8,
+    wd 0.01 except biases and LayerNorms, lr 1e-4 (``dvp_adaption_bert_vqa``) / 1e-3 for the adapter variant
+    (README, BERT-DVP_adp VQA), head lr ×10 on VQA/GQA and ×1 on SNLI-VE (``lr_mult``), batch 256, 10 epochs
+    with 10% linear warm-up then linear decay to 0 (``decay_power = 1``, ``end_lr = 0``); all of it here
+    (``adam_beta2``, ``wd_bias_norm``, ``head_lr_mult`` None = by task, ``decay``). The search runs at the
+    constant lr (``ctx.make_optimizer``, no schedule, same groups), as the official search (``decay_power =
+    'constant'``, no warm-up). Built-in offline tasks override epochs / batch size like every method. The
+    remaining deviation: the warm-up is whole epochs (1 of 10 = the official 10%).
     """
 
     lr: float | None = None  # None = the variant's: 1e-4 full (official dvp_adaption_bert_vqa), 1e-3 adp (README)
@@ -95,6 +96,10 @@ class DVPConfig(MethodConfig):
     epochs: int = 10  # official dvp_adaption_bert_vqa / _gqa max_epoch (SNLI-VE: 5)
     warmup_epochs: int = 1  # 10% of the epochs: official warmup_steps = 0.1 (SNLI-VE: 0.2)
     batch_size: int = 256  # official batch_size
+    adam_beta2: float = 0.98  # official AdamW betas (0.9, 0.98)
+    decay: Literal["cosine", "linear"] = "linear"  # official decay_power = 1 (polynomial of power 1), end_lr 0
+    head_lr_mult: float | None = None  # by task: official lr_mult 10 on VQAv2 / GQA, 1 (default) on SNLI-VE
+    wd_bias_norm: bool = False  # official no_decay list: biases and LayerNorm weights
 
     variant: Literal["full", "adp"] = "full"  # full: the whole LM fine-tunes (the paper's DVP); adp: DVP_adp
     insert_layer: Annotated[int | None, Range(ge=0)] = None  # K; set = no search (official insert_layer).

@@ -111,6 +111,7 @@ class Task:
     Single-label classification: cross-entropy and top-1 (the metric stored as ``top1_pct``)."""
 
     metric = "top1"
+    kind = "classification"  # what kind of task (VL tasks: "vqa" | "entailment"); recipes may depend on it
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, target)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +24,7 @@ from torch import nn
 
 from petlbench import measure
 from petlbench.backbones import Built, get_classifier, head_parameters
-from petlbench.data import Splits, batches, map_tensors, num_batches, split_off
+from petlbench.data import Splits, Task, batches, map_tensors, num_batches, split_off
 from petlbench.distributed import Dist
 from petlbench.errors import UserError
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
@@ -117,20 +117,38 @@ def set_train_mode(model: nn.Module, frozen_backbone_mode: str) -> None:
     visit(model)
 
 
-def make_optimizer(params: list[nn.Parameter], mcfg: MethodConfig) -> torch.optim.Optimizer:
+def head_lr_mult(mcfg: MethodConfig, task: Task) -> float:
+    """The head's lr multiplier: the recipe's ``head_lr_mult``; None = by task, as ViLT's and DVP's official
+    configs (``lr_mult`` 10 on VQAv2 and GQA, 1 on SNLI-VE): ×10 on VQA tasks, ×1 on every other task."""
+    if mcfg.head_lr_mult is not None:
+        return mcfg.head_lr_mult
+    return 10.0 if task.kind == "vqa" else 1.0
+
+
+def make_optimizer(params: list[nn.Parameter], mcfg: MethodConfig, head: Collection[int] = (),
+                   head_mult: float = 1.0) -> torch.optim.Optimizer:
+    """AdamW (β = (0.9, ``adam_beta2``)) or SGD (momentum 0.9) over ``params`` in up to four groups: the head's
+    parameters (ids in ``head``) at lr × ``head_mult``, and, unless ``wd_bias_norm``, biases and norm weights
+    (1-D tensors) without weight decay. With the shared recipe's neutral values this is one group."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for p in params:
+        groups.setdefault((head_mult != 1.0 and id(p) in head, mcfg.wd_bias_norm or p.ndim > 1), []).append(p)
+    spec = [{"params": ps, "lr": mcfg.lr * (head_mult if is_head else 1.0),
+             "weight_decay": mcfg.weight_decay if decays else 0.0} for (is_head, decays), ps in groups.items()]
     if mcfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=mcfg.lr, weight_decay=mcfg.weight_decay)
-    return torch.optim.SGD(params, lr=mcfg.lr, momentum=0.9, weight_decay=mcfg.weight_decay)
+        return torch.optim.AdamW(spec or params, lr=mcfg.lr, betas=(0.9, mcfg.adam_beta2),
+                                 weight_decay=mcfg.weight_decay)
+    return torch.optim.SGD(spec or params, lr=mcfg.lr, momentum=0.9, weight_decay=mcfg.weight_decay)
 
 
-def cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """lr multiplier: linear warm-up to 1, then cosine decay to 0 (per optimizer step)."""
+def warmup_then_decay(total_steps: int, warmup_steps: int, decay: str = "cosine") -> Callable[[int], float]:
+    """lr multiplier: linear warm-up to 1, then ``cosine`` or ``linear`` decay to 0 (per optimizer step)."""
 
     def f(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 1.0 - progress if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return f
 
@@ -256,11 +274,16 @@ class _Loop:
         ctx = SearchContext(
             train_batches=lambda: self.batches(train), val_batches=val_stream, device=self.rt.device,
             loss_fn=self.splits.task.loss, autocast=self.rt.autocast,
-            make_optimizer=lambda ps: make_optimizer(list(ps), self.cfg),
+            make_optimizer=self.optimizer,
             steps_per_epoch=num_batches(train, self.cfg.batch_size), log=self.reporter.log,
         )
         set_train_mode(self.model, self.rt.frozen_backbone_mode)
         self.method.search(self.model, ctx)
+
+    def optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        """The recipe's optimizer over ``params`` (training and searches), the classifier head at its lr multiplier."""
+        head = {id(p) for p in head_parameters(self.model)}
+        return make_optimizer(list(params), self.cfg, head, head_lr_mult(self.cfg, self.splits.task))
 
     def _what_trains(self) -> tuple[nn.Module, Any, Any]:
         """(net, train, val): the model on the splits, or — for a head-only method on a frozen eval-mode
@@ -279,10 +302,11 @@ class _Loop:
     def train(self, net: nn.Module, train_ds, val_ds) -> None:
         """The epochs of optimizer steps; val after each epoch (recorded only)."""
         params = [p for p in net.parameters() if p.requires_grad]
-        opt = make_optimizer(params, self.cfg)
+        opt = self.optimizer(params)
         per_epoch = num_batches(train_ds, self.cfg.batch_size)
         total = per_epoch * self.cfg.epochs
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, per_epoch * self.cfg.warmup_epochs))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, warmup_then_decay(total, per_epoch * self.cfg.warmup_epochs, self.cfg.decay))
         stepped = self.rt.dist.wrap(net)  # DDP: gradients averaged over the processes (alone: net itself)
         forward = torch.compile(stepped) if self.rt.compile else stepped  # same parameters; eval stays eager
         self.reporter.start(total, self.method.name)

@@ -117,11 +117,11 @@ def _evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, pr
 def _train(model: torch.nn.Module, data: tuple[np.ndarray, np.ndarray], prep, steps: int, batch_size: int, lr: float,
            rng: np.random.Generator, reporter) -> tuple[float, float]:
     """AdamW steps with the loop's schedule (linear warm-up, cosine to 0); returns (loss EMA, accuracy EMA)."""
-    from petlbench.loop import cosine_with_warmup
+    from petlbench.loop import warmup_then_decay
 
     train_x, train_y = data
     opt = torch.optim.AdamW(_param_groups(model, WEIGHT_DECAY), lr=lr, betas=(0.9, 0.999))
-    schedule = cosine_with_warmup(steps, max(1, int(WARMUP_FRAC * steps)))
+    schedule = warmup_then_decay(steps, max(1, int(WARMUP_FRAC * steps)))
     order, pos, ema_loss, ema_acc = rng.permutation(len(train_y)), 0, None, None
     model.train()
     reporter.start(steps, "pretrain")

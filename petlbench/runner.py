@@ -254,7 +254,12 @@ def describe_recipe(mcfg: MethodConfig, raw: RawData, trainval: bool) -> str:
     steps = -(-n // mcfg.batch_size) * mcfg.epochs
     return (f"recipe: {mcfg.optimizer} lr {mcfg.lr:g} wd {mcfg.weight_decay:g}, {mcfg.epochs} epochs "
             f"({mcfg.warmup_epochs} warm-up) of batch {mcfg.batch_size} on {n} images = {steps} steps"
-            + (f", grad clip {mcfg.grad_clip:g}" if mcfg.grad_clip else ""))
+            + "".join(f", {k} {v}" for k, v in off_neutral(mcfg).items()))
+
+
+def off_neutral(mcfg: MethodConfig) -> dict[str, Any]:
+    """The shared-recipe keys that hold a non-neutral value in ``mcfg`` (``MethodConfig.NEUTRAL``)."""
+    return {k: getattr(mcfg, k) for k, v in MethodConfig.NEUTRAL.items() if getattr(mcfg, k) != v}
 
 
 def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,

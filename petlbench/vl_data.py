@@ -811,7 +811,7 @@ class VLScoring(Task):
     sum of its metric (VQA score | top-1); ``metric`` names it (stored in the result's ``metric`` column)."""
 
     def __init__(self, task: VLTask) -> None:
-        self.task, self.metric = task, task.metric
+        self.task, self.metric, self.kind = task, task.metric, task.kind
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.task.loss_fn(logits, target)

@@ -76,6 +76,10 @@ def test_neutral_recipe_keys_stay_out_of_the_run_identity():
     # LION clips its own tensors (layer_grad_clip), not the global norm: grad_clip is off and stays out of its identity
     assert lion.grad_clip == 0.0 and "grad_clip" not in identity_config(lion)
     assert identity_config(lion)["layer_grad_clip"] == 1.0
+    # the optimizer keys DVP publishes differently are neutral elsewhere (no stored hash moved) and in DVP's identity
+    assert not {"adam_beta2", "decay", "head_lr_mult", "wd_bias_norm"} & set(identity_config(linear))
+    dvp = identity_config(get("dvp").Config())
+    assert (dvp["adam_beta2"], dvp["decay"], dvp["head_lr_mult"], dvp["wd_bias_norm"]) == (0.98, "linear", None, False)
 
 
 @pytest.mark.parametrize("pair", ["lr=0", "lr=-1", "epochs=0", "batch_size=0", "grad_clip=-1", "weight_decay=-0.1"])

@@ -9,7 +9,15 @@ from torch import nn
 
 from petlbench.backbones import build, data_config
 from petlbench.data import RawData, prepare
-from petlbench.loop import Reporter, Runtime, cosine_with_warmup, set_train_mode, train_and_evaluate
+from petlbench.loop import (
+    Reporter,
+    Runtime,
+    head_lr_mult,
+    make_optimizer,
+    set_train_mode,
+    train_and_evaluate,
+    warmup_then_decay,
+)
 from petlbench.methods.base import MethodModule
 from petlbench.runner import make_method, seed_everything
 
@@ -29,10 +37,34 @@ def _raw(n=48, classes=3, size=16, seed=0) -> RawData:
     return RawData("toy", split, ["a", "b", "c"], "generated:toy", epochs=2, batch_size=8)
 
 
-def test_cosine_with_warmup_shape():
-    f = cosine_with_warmup(total_steps=10, warmup_steps=2)
+def test_warmup_then_decay_shape():
+    f = warmup_then_decay(total_steps=10, warmup_steps=2)
     assert [round(f(s), 3) for s in range(3)] == [0.5, 1.0, 1.0]
     assert f(6) == pytest.approx(0.5) and f(10) == pytest.approx(0.0)
+    lin = warmup_then_decay(total_steps=10, warmup_steps=2, decay="linear")
+    assert [lin(s) for s in (1, 2, 4, 10)] == pytest.approx([1.0, 1.0, 0.75, 0.0])
+    assert lin(5) < f(5)  # past the warm-up, linear is below cosine in the first half
+
+
+def test_optimizer_groups_follow_the_recipe():
+    from petlbench.data import CLASSIFICATION
+    from petlbench.methods.base import MethodConfig
+    from petlbench.vl_data import VLScoring, entailment_task, vqa_task
+
+    body, head = nn.Linear(4, 4), nn.Linear(4, 2)
+    params = [*body.parameters(), *head.parameters()]
+    ids = {id(p) for p in head.parameters()}
+    shared = make_optimizer(params, MethodConfig(lr=0.1, weight_decay=0.5), ids)
+    assert len(shared.param_groups) == 1 and shared.param_groups[0]["betas"] == (0.9, 0.999)  # neutral: one group
+
+    cfg = MethodConfig(lr=0.1, weight_decay=0.5, adam_beta2=0.98, head_lr_mult=None, wd_bias_norm=False)
+    opt = make_optimizer(params, cfg, ids, head_lr_mult(cfg, VLScoring(vqa_task("q", ["a", "b"]))))
+    got = {(g["lr"], g["weight_decay"]): {tuple(p.shape) for p in g["params"]} for g in opt.param_groups}
+    assert got == {(0.1, 0.5): {(4, 4)}, (0.1, 0.0): {(4,)}, (1.0, 0.5): {(2, 4)}, (1.0, 0.0): {(2,)}}
+    assert opt.param_groups[0]["betas"] == (0.9, 0.98)
+    # None = by task, as the official ViLT/DVP configs: ×10 on VQA, ×1 on entailment and classification
+    assert head_lr_mult(cfg, VLScoring(entailment_task("e"))) == 1.0 and head_lr_mult(cfg, CLASSIFICATION) == 1.0
+    assert head_lr_mult(MethodConfig(head_lr_mult=3.0), CLASSIFICATION) == 3.0
 
 
 def test_frozen_modules_go_to_eval_method_modules_stay_in_train():

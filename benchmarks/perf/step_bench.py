@@ -43,7 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from petlbench import numerics
 from petlbench.backbones import build, create_backbone
 from petlbench.data import Splits
-from petlbench.loop import Reporter, Runtime, _Loop, cosine_with_warmup, make_optimizer, set_train_mode
+from petlbench.loop import Reporter, Runtime, _Loop, make_optimizer, set_train_mode, warmup_then_decay
 from petlbench.runner import make_method
 
 METHODS = ("full", "bitfit", "vpt", "adapter", "adaptformer", "lora", "lion", "apt", "das")
@@ -74,7 +74,7 @@ def petl_step(method_name: str, model_name: str, x, y, bf16: bool) -> tuple[Step
     net = loop.model
     params = [p for p in net.parameters() if p.requires_grad]
     opt = make_optimizer(params, method.cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(10**6, 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_then_decay(10**6, 10))
     set_train_mode(net, "eval")
 
     def step() -> None:
