@@ -25,9 +25,9 @@ import torch
 from petlbench import datacache, distributed, measure, numerics, offline, tracks
 from petlbench.backbones import Built, build, create_backbone, data_config, input_size
 from petlbench.config import build_method_config, to_dict
-from petlbench.data import RawData, prepare
+from petlbench.data import CLASSIFICATION, RawData, prepare
 from petlbench.errors import UserError
-from petlbench.loop import Reporter, Runtime, train_and_evaluate
+from petlbench.loop import Reporter, Runtime, head_lr_mult, train_and_evaluate
 from petlbench.methods.base import Method, MethodConfig
 from petlbench.options import RunConfig, config_hash, group_hash, identity
 from petlbench.provenance import provenance
@@ -254,12 +254,16 @@ def describe_recipe(mcfg: MethodConfig, raw: RawData, trainval: bool) -> str:
     steps = -(-n // mcfg.batch_size) * mcfg.epochs
     return (f"recipe: {mcfg.optimizer} lr {mcfg.lr:g} wd {mcfg.weight_decay:g}, {mcfg.epochs} epochs "
             f"({mcfg.warmup_epochs} warm-up) of batch {mcfg.batch_size} on {n} images = {steps} steps"
-            + "".join(f", {k} {v}" for k, v in off_neutral(mcfg).items()))
+            + "".join(f", {k} {v}" for k, v in off_neutral(mcfg, getattr(raw, "task", CLASSIFICATION)).items()))
 
 
-def off_neutral(mcfg: MethodConfig) -> dict[str, Any]:
-    """The shared-recipe keys that hold a non-neutral value in ``mcfg`` (``MethodConfig.NEUTRAL``)."""
-    return {k: getattr(mcfg, k) for k, v in MethodConfig.NEUTRAL.items() if getattr(mcfg, k) != v}
+def off_neutral(mcfg: MethodConfig, task: Any) -> dict[str, Any]:
+    """The shared-recipe keys that hold a non-neutral value in ``mcfg`` (``MethodConfig.NEUTRAL``), resolved
+    for ``task`` (a ``data.Task`` or ``VLTask``: what ``head_lr_mult`` None means on it)."""
+    keys = {k: getattr(mcfg, k) for k, v in MethodConfig.NEUTRAL.items() if getattr(mcfg, k) != v}
+    if "head_lr_mult" in keys and keys["head_lr_mult"] is None:
+        keys["head_lr_mult"] = f"{head_lr_mult(mcfg, task):g} (by task)"
+    return keys
 
 
 def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,

@@ -164,6 +164,23 @@ def test_vl_mini_suite_covers_every_vl_method_and_both_baselines():
     assert all(r.seeds == [0, 1, 2] for r in runs)
 
 
+def test_committed_vl_mini_sweep_is_complete_and_is_the_readme_table(cli):
+    """The README's VL results table is exactly what `compare --markdown` prints for the committed vl-mini rows,
+    which are the offline VL pair in fp32 with the baselines recorded as single-modality runs."""
+    from tests.sweeps import check_committed_sweep
+
+    rows = check_committed_sweep(cli, "vl-mini")
+    assert {(r["track"], r["model"], r["precision"]) for r in rows} == {("vl", tracks.DEFAULT_MODELS["vl"], "fp32")}
+    modality = {r["label"]: r["modality"] for r in rows}
+    assert (modality["text-only"], modality["image-only"], modality[""]) == ("text", "image", "both")
+    assert {r["metric"] for r in rows if r["dataset"] == "shapes-vqa"} == {"vqa_score"}
+    # every DVP row says which layer its search chose and how far π moved (README, DVP section)
+    for r in (r for r in rows if r["method"] == "dvp"):
+        stats = json.loads(r["method_stats"])
+        assert stats["dvp_searched"] and 0 <= stats["dvp_insert_layer"] < 6 and len(stats["dvp_pi"]) == 6
+        assert stats["dvp_pi"][stats["dvp_insert_layer"]] == max(stats["dvp_pi"])  # K = argmax π
+
+
 def test_local_vl_data_is_recognised_by_the_one_loader_and_trains(tmp_path, cli):
     """A JSONL + image folder given as --dataset goes to the VL loader (not the image-folder one) and runs."""
     from tests.test_vl_data import _jsonl_dataset
