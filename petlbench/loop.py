@@ -136,9 +136,9 @@ def make_optimizer(params: list[nn.Parameter], mcfg: MethodConfig, head: Collect
     spec = [{"params": ps, "lr": mcfg.lr * (head_mult if is_head else 1.0),
              "weight_decay": mcfg.weight_decay if decays else 0.0} for (is_head, decays), ps in groups.items()]
     if mcfg.optimizer == "adamw":
-        return torch.optim.AdamW(spec or params, lr=mcfg.lr, betas=(0.9, mcfg.adam_beta2),
+        return torch.optim.AdamW(spec, lr=mcfg.lr, betas=(0.9, mcfg.adam_beta2),
                                  weight_decay=mcfg.weight_decay)
-    return torch.optim.SGD(spec or params, lr=mcfg.lr, momentum=0.9, weight_decay=mcfg.weight_decay)
+    return torch.optim.SGD(spec, lr=mcfg.lr, momentum=0.9, weight_decay=mcfg.weight_decay)
 
 
 def warmup_then_decay(total_steps: int, warmup_steps: int, decay: str = "cosine") -> Callable[[int], float]:

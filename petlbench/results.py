@@ -119,13 +119,14 @@ class RunResult:
         """One line for progress output: the test top-1 (a selection run has none: its val top-1), time."""
         if self.status != "ok":
             return f"{self.status}: {self.error}"
-        metric = "VQA score" if self.metric == "vqa_score" else "top-1"
+        metric = METRIC_NAMES[self.metric]
         score = f"{metric} {self.top1_pct:.2f}%" if not math.isnan(self.top1_pct) else \
             f"val {metric} {self.top1_val_pct:.2f}% (selection run, no test split)"
         return f"{score}  ({self.time_total_s:.1f} s)"
 
 
 COLUMNS = [f.name for f in dataclasses.fields(RunResult) if f.name != "extra"]
+METRIC_NAMES = {"top1": "top-1", "vqa_score": "VQA score"}  # how each ``metric`` value is shown (in %)
 _TYPES = {f.name: f.type for f in dataclasses.fields(RunResult)}
 
 # metric -> (label, higher is better)
@@ -513,13 +514,13 @@ def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
     outer = "dataset" if by == "dataset" else "method"
     for key, g in agg.groupby(outer, sort=True):
         g = g.sort_values(sort, ascending=not higher)
-        metric = "VQA score" if outer == "dataset" and g["metric"].iloc[0] == "vqa_score" else "top-1 %"
+        metric = METRIC_NAMES[g["metric"].iloc[0]] if outer == "dataset" else METRIC_NAMES["top1"]
         t = Table(title=f"{outer} {key}" + (f" ({g['data_group'].iloc[0]})" if outer == "dataset" and
                                             g["data_group"].iloc[0] else ""), title_justify="left")
         t.add_column("rank", justify="right")
         t.add_column("method" if outer == "dataset" else "dataset")
         t.add_column("n", justify="right")
-        t.add_column(f"{metric} ↑ (mean ± std)", justify="right")
+        t.add_column(f"{metric} % ↑ (mean ± std)", justify="right")
         t.add_column("95% CI", justify="right")
         for m in ("params_trainable", "gmacs", "train_img_s", "infer_img_s", "peak_mem_train_mb"):
             label, hi = METRICS[m]
