@@ -45,6 +45,14 @@ BUNDLED: dict[str, BundledModel] = {
         file="petl_vit_micro.safetensors",
         description="micro ViT (32x32, patch 4, d=128, 6 blocks) pretrained here on Fashion-MNIST",
     ),
+    # the VL track's offline visual encoder: the same architecture pretrained on generated shape scenes with
+    # per-patch object labels (`petlbench pretrain --data scenes`; see petlbench.pretrain)
+    "petl_vit_micro_scenes": BundledModel(
+        arch="vit_tiny_patch16_224",
+        kwargs=dict(img_size=32, patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_ratio=4.0),
+        file="petl_vit_micro_scenes.safetensors",
+        description="micro ViT (32x32, patch 4, d=128, 6 blocks) pretrained here on shape scenes (object labels per patch)",
+    ),
 }
 DEFAULT_MODEL = "petl_vit_micro"
 

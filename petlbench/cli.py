@@ -508,22 +508,27 @@ def report(
 
 @app.command()
 def pretrain(
-    out: Annotated[Path, typer.Option(help="output .safetensors")] = Path("petl_vit_micro.safetensors"),
+    data: Annotated[str, typer.Option(help="fashion-mnist (petl_vit_micro) | scenes (petl_vit_micro_scenes, "
+                                           "the VL track's encoder)")] = "fashion-mnist",
+    out: Annotated[Path | None, typer.Option(help="output .safetensors (default: <model>.safetensors)")] = None,
     steps: Annotated[int, typer.Option(help="optimizer steps")] = 3000,
     batch_size: Annotated[int, typer.Option()] = 64,
     lr: Annotated[float, typer.Option()] = 1e-3,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's)")] = None,
 ) -> None:
-    """Re-create the bundled backbone's weights from scratch on Fashion-MNIST (offline)."""
+    """Re-create a bundled backbone's weights from scratch (offline): Fashion-MNIST or generated shape scenes."""
+    from petlbench.pretrain import DATA
     from petlbench.pretrain import pretrain as do_pretrain
 
+    if data not in DATA:
+        raise UserError(f"unknown --data {data!r}; pick one of {', '.join(DATA)}")
     for name, val in (("steps", steps), ("batch-size", batch_size), ("lr", lr)):
         if val <= 0:
             raise UserError(f"--{name} must be positive, got {val}")
     with _reporter() as (reporter, _):
-        info = do_pretrain(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads,
-                           reporter=reporter)
+        info = do_pretrain(out=out or Path(f"{DATA[data]}.safetensors"), steps=steps, batch_size=batch_size, lr=lr,
+                           seed=seed, threads=threads, reporter=reporter, data=data)
     console.print_json(json.dumps(info, default=str))
 
 

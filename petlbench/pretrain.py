@@ -1,10 +1,20 @@
-"""Pretrain the bundled micro ViT (``petl_vit_micro``) on Fashion-MNIST.
+"""Pretrain the bundled micro ViTs: ``petl_vit_micro`` on Fashion-MNIST, ``petl_vit_micro_scenes`` on shape scenes.
 
-No package ships ViT weights, so the embedded offline benchmark brings its own backbone:
-the ``petl_vit_micro`` architecture (see ``petlbench.backbones.BUNDLED``) trained with a
-10-class head on the Fashion-MNIST train split (60k grey 28×28 images, MIT licence, Debian
-package ``dataset-fashion-mnist``). The head is dropped and the backbone is saved as
-safetensors next to a JSON provenance file.
+No package ships ViT weights, so the embedded offline benchmark brings its own backbones, both the
+``petl_vit_micro`` architecture (see ``petlbench.backbones.BUNDLED``), saved without their heads as safetensors
+next to a JSON provenance file:
+
+* ``--data fashion-mnist`` (``petl_vit_micro``, the vision track's default): a 10-class head on the Fashion-MNIST
+  train split (60k grey 28×28 images, MIT licence, Debian package ``dataset-fashion-mnist``).
+* ``--data scenes`` (``petl_vit_micro_scenes``, the VL track's visual encoder): dense object/attribute labels on
+  40,000 generated scenes of the VL tasks' scene prior (``vl_tasks.pretraining_scenes``: a seed stream disjoint
+  from every task split; no questions, no task image). Per patch token of the last block (before the final norm:
+  the tokens the VL model reads), three heads (LayerNorm + linear, dropped after) predict the shape and the
+  colour of the object covering the patch (or background) and whether an object's centre is in it; the loss is
+  the sum of the three cross-entropies. This is the role of the object/attribute detector features of
+  bottom-up-attention VQA models (Anderson et al. 2018, trained on Visual Genome): a visual encoder that
+  already names objects, as CLIP or a detector does for real images. Horizontal flips (labels flipped too);
+  1,000 further scenes report the held-out per-head accuracy on object patches. Same optimizer and schedule.
 
 Recipe (our choice; documented in the JSON): images are preprocessed exactly like the
 downstream tasks (``petlbench.data.Preprocess``: antialiased bilinear resize to the model
@@ -12,7 +22,7 @@ input, grey→3 channels, normalise with the model's mean/std). Light augmentati
 28×28 images: random translation by up to ±``shift`` pixels (zero padding, like a random crop
 with padding) and a horizontal flip with p=0.5. AdamW (β=0.9/0.999, weight decay 0.05, not on
 biases/norms/embeddings), linear warm-up over the first 5% of steps, then cosine decay to 0;
-label smoothing 0.1. The Fashion-MNIST test split is only used to report accuracy once.
+label smoothing 0.1 (Fashion-MNIST only). The Fashion-MNIST test split is only used to report accuracy once.
 """
 
 from __future__ import annotations
@@ -22,12 +32,14 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from petlbench.errors import UserError
 
@@ -36,7 +48,9 @@ FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-MODEL = "petl_vit_micro"
+MODEL = "petl_vit_micro"  # the architecture both recipes train
+DATA = {"fashion-mnist": "petl_vit_micro", "scenes": "petl_vit_micro_scenes"}  # --data -> bundled model it makes
+SCENES, SCENE_EVAL = 40_000, 1_000  # generated pretraining scenes (train / held-out report)
 
 # defaults of `petlbench pretrain` (the committed weights were made with these; see the JSON file)
 STEPS = 3000
@@ -105,6 +119,93 @@ def build_model(num_classes: int = 10) -> torch.nn.Module:
     return timm.create_model(spec.arch, pretrained=False, num_classes=num_classes, **spec.kwargs)
 
 
+# An objective draws one batch with the rng and returns (loss, accuracy %) on it; ``modules`` are all it trains.
+Objective = Callable[[np.random.Generator], tuple[torch.Tensor, float]]
+
+
+def _fashion_objective(model: torch.nn.Module, train: tuple[np.ndarray, np.ndarray], prep, batch_size: int,
+                       rng: np.random.Generator) -> Objective:
+    """Classification on augmented Fashion-MNIST, epoch by epoch (a fresh permutation per epoch)."""
+    train_x, train_y = train
+    state = {"order": rng.permutation(len(train_y)), "pos": 0}
+
+    def step(rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+        if state["pos"] + batch_size > len(state["order"]):  # new epoch
+            state["order"], state["pos"] = rng.permutation(len(train_y)), 0
+        idx = state["order"][state["pos"]:state["pos"] + batch_size]
+        state["pos"] += batch_size
+        x, y = prep(_augment(train_x[idx], rng, SHIFT)), torch.from_numpy(train_y[idx])
+        logits = model(x)
+        return F.cross_entropy(logits, y, label_smoothing=LABEL_SMOOTHING), 100.0 * (logits.argmax(-1) == y).float().mean().item()
+
+    return step
+
+
+class PatchHeads(nn.Module):
+    """One LayerNorm + linear head per label kind (``vl_tasks.LABEL_HEADS``) on every patch token."""
+
+    def __init__(self, dim: int) -> None:
+        from petlbench.vl_tasks import LABEL_HEADS
+
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, k)) for k in LABEL_HEADS.values())
+
+    def forward(self, model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        tokens = model.forward_features(x)[:, model.num_prefix_tokens:]  # B×G²×D, before the final norm
+        return [h(tokens) for h in self.heads]
+
+
+def _patch_scores(logits: list[torch.Tensor], labels: torch.Tensor) -> list[float]:
+    """Per head, accuracy % on the patches an object covers (background patches are most of the image)."""
+    obj = labels[:, 0].flatten(1) > 0
+    return [100.0 * (lg.argmax(-1)[obj] == labels[:, i].flatten(1)[obj]).float().mean().item()
+            for i, lg in enumerate(logits)]
+
+
+def _scene_objective(model: torch.nn.Module, heads: PatchHeads, scenes: tuple[np.ndarray, np.ndarray], prep,
+                     batch_size: int) -> Objective:
+    """Dense object labels on random scenes, half of them mirrored (labels too); accuracy = the shape head's."""
+    images, labels = scenes
+
+    def step(rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+        idx = rng.integers(0, len(images), batch_size)
+        x, y = images[idx], labels[idx]
+        flip = rng.random(batch_size) < 0.5
+        x[flip], y[flip] = x[flip, :, ::-1], y[flip, :, :, ::-1]
+        y = torch.from_numpy(y)
+        logits = heads(model, prep(x))
+        loss = sum(F.cross_entropy(lg.flatten(0, 1), y[:, i].flatten()) for i, lg in enumerate(logits))
+        return loss, _patch_scores(logits, y)[0]
+
+    return step
+
+
+def _train(modules: nn.Module, objective: Objective, steps: int, lr: float, rng: np.random.Generator,
+           reporter) -> tuple[float, float]:
+    """AdamW steps with the loop's schedule (linear warm-up, cosine to 0); returns (loss EMA, accuracy EMA)."""
+    from petlbench.loop import warmup_then_decay
+
+    opt = torch.optim.AdamW(_param_groups(modules, WEIGHT_DECAY), lr=lr, betas=(0.9, 0.999))
+    schedule = warmup_then_decay(steps, max(1, int(WARMUP_FRAC * steps)))
+    ema_loss, ema_acc = None, None
+    modules.train()
+    reporter.start(steps, "pretrain")
+    try:
+        for step in range(steps):
+            for g in opt.param_groups:
+                g["lr"] = lr * schedule(step)
+            loss, acc = objective(rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+            ema_acc = acc if ema_acc is None else 0.98 * ema_acc + 0.02 * acc
+            reporter.step(ema_loss, 0.0)
+    finally:
+        reporter.stop()
+    return float(ema_loss), float(ema_acc)
+
+
 @torch.no_grad()
 def _evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, prep, bs: int = 500) -> float:
     model.eval()
@@ -114,38 +215,48 @@ def _evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, pr
     return 100.0 * correct / len(labels)
 
 
-def _train(model: torch.nn.Module, data: tuple[np.ndarray, np.ndarray], prep, steps: int, batch_size: int, lr: float,
-           rng: np.random.Generator, reporter) -> tuple[float, float]:
-    """AdamW steps with the loop's schedule (linear warm-up, cosine to 0); returns (loss EMA, accuracy EMA)."""
-    from petlbench.loop import warmup_then_decay
+@torch.no_grad()
+def _evaluate_scenes(model: torch.nn.Module, heads: PatchHeads, scenes: tuple[np.ndarray, np.ndarray],
+                     prep) -> dict[str, float]:
+    from petlbench.vl_tasks import LABEL_HEADS
 
-    train_x, train_y = data
-    opt = torch.optim.AdamW(_param_groups(model, WEIGHT_DECAY), lr=lr, betas=(0.9, 0.999))
-    schedule = warmup_then_decay(steps, max(1, int(WARMUP_FRAC * steps)))
-    order, pos, ema_loss, ema_acc = rng.permutation(len(train_y)), 0, None, None
-    model.train()
-    reporter.start(steps, "pretrain")
+    model.eval(), heads.eval()
+    scores = _patch_scores(heads(model, prep(scenes[0])), torch.from_numpy(scenes[1]))
+    return {f"scenes_eval_{name}_acc": round(v, 2) for name, v in zip(LABEL_HEADS, scores, strict=True)}
+
+
+def _fashion_run(model, prep, steps, batch_size, lr, rng, reporter, data_dir, eval_images) -> dict[str, Any]:
+    train, test = load_fashion_mnist("train", data_dir), load_fashion_mnist("test", data_dir)
+    loss, acc = _train(model, _fashion_objective(model, train, prep, batch_size, rng), steps, lr, rng, reporter)
+    test_acc = _evaluate(model, test[0][:eval_images], test[1][:eval_images], prep)
+    return {"epochs": round(steps * batch_size / len(train[1]), 2), "final_train_loss_ema": round(loss, 4),
+            "final_train_acc_ema": round(acc, 2), "fashion_mnist_test_acc": round(test_acc, 2),
+            "fashion_mnist_test_images": len(test[1][:eval_images]),
+            "label_smoothing": LABEL_SMOOTHING,
+            "augmentation": f"random translation ±{SHIFT}px (zero fill) + horizontal flip p=0.5",
+            "data": "Fashion-MNIST train (60000 images, MIT licence) from "
+                    f"{FASHION_DIR if data_dir is None else data_dir}"}
+
+
+def _scenes_run(model, prep, steps, batch_size, lr, rng, reporter, seed, n_scenes, eval_scenes) -> dict[str, Any]:
+    from petlbench.vl_tasks import COVER_MIN, pretraining_scenes
+
+    patch = model.patch_embed.patch_size[0]
+    train, held_out = pretraining_scenes(n_scenes, seed, patch), pretraining_scenes(eval_scenes, seed + 1, patch)
+    heads = PatchHeads(model.embed_dim)
+    final_norm, model.norm = model.norm, nn.Identity()  # train the tokens the VL model reads (before the norm)
     try:
-        for step in range(steps):
-            if pos + batch_size > len(order):  # new epoch
-                order, pos = rng.permutation(len(train_y)), 0
-            idx = order[pos:pos + batch_size]
-            pos += batch_size
-            x, y = prep(_augment(train_x[idx], rng, SHIFT)), torch.from_numpy(train_y[idx])
-            for g in opt.param_groups:
-                g["lr"] = lr * schedule(step)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=LABEL_SMOOTHING)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            acc = 100.0 * (logits.argmax(-1) == y).float().mean().item()
-            ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
-            ema_acc = acc if ema_acc is None else 0.98 * ema_acc + 0.02 * acc
-            reporter.step(ema_loss, 0.0)
+        loss, acc = _train(nn.ModuleList([model, heads]), _scene_objective(model, heads, train, prep, batch_size),
+                           steps, lr, rng, reporter)
+        scores = _evaluate_scenes(model, heads, held_out, prep)
     finally:
-        reporter.stop()
-    return float(ema_loss), float(ema_acc)
+        model.norm = final_norm  # saved untrained (weight 1, bias 0): the VL track strips it anyway
+    return {"epochs": round(steps * batch_size / n_scenes, 2), "final_train_loss_ema": round(loss, 4),
+            "final_train_shape_acc_ema": round(acc, 2), **scores, "scenes_eval_images": eval_scenes,
+            "augmentation": "horizontal flip p=0.5 (labels mirrored)",
+            "data": f"{n_scenes} generated shape scenes (vl_tasks.pretraining_scenes, seed {seed}; disjoint from the "
+                    "VL task splits), dense labels per patch: shape and colour of the object covering >= "
+                    f"{COVER_MIN:.0%} of it (and of its most-covered patch), object centre"}
 
 
 def pretrain(
@@ -158,43 +269,48 @@ def pretrain(
     reporter=None,
     data_dir: Path | None = None,
     eval_images: int | None = None,
+    data: str = "fashion-mnist",
+    n_scenes: int = SCENES,
 ) -> dict[str, Any]:
-    """Train ``petl_vit_micro`` on Fashion-MNIST; save the backbone (no head) to ``out`` (+ ``.json``).
+    """Train ``petl_vit_micro``'s architecture on ``data`` (see the module doc); save the backbone (no head) to
+    ``out`` (+ ``.json``).
 
     Images go through the same ``Preprocess`` as downstream data (the model's input size and mean/std).
-    ``data_dir`` overrides where the IDX files are; ``eval_images`` caps the test images used for the
-    reported accuracy (None = all 10,000; tests use a few); ``reporter`` shows progress (the loop's
-    ``Reporter`` interface; None = silent). Returns the provenance dict also written to ``out.with_suffix('.json')``.
+    ``data_dir`` overrides where the Fashion-MNIST IDX files are; ``eval_images`` caps the held-out images used
+    for the reported accuracy (None = all; tests use a few); ``n_scenes`` sizes the scene pool; ``reporter``
+    shows progress (the loop's ``Reporter`` interface; None = silent). Returns the provenance dict also written
+    to ``out.with_suffix('.json')``.
     """
     from petlbench.backbones import data_config
     from petlbench.data import Preprocess
     from petlbench.loop import Reporter
 
-    if steps < 1 or batch_size < 1 or lr <= 0:
-        raise UserError("pretrain needs steps >= 1, batch size >= 1 and lr > 0")
+    if data not in DATA:
+        raise UserError(f"unknown pretraining data {data!r}; pick one of {', '.join(DATA)}")
+    if steps < 1 or batch_size < 1 or lr <= 0 or n_scenes < 1:
+        raise UserError("pretrain needs steps >= 1, batch size >= 1, lr > 0 and at least one scene")
     out = Path(out)
     if out.suffix != ".safetensors":
         raise UserError(f"output '{out}' must end in .safetensors")
-    train, test = load_fashion_mnist("train", data_dir), load_fashion_mnist("test", data_dir)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    model = build_model(10)
+    model = build_model(10 if data == "fashion-mnist" else 0)
     cfg = data_config(model)
     prep = Preprocess(cfg["input_size"], cfg["mean"], cfg["std"])
-    t0 = time.time()
-    loss, acc = _train(model, train, prep, steps, batch_size, lr, np.random.default_rng(seed), reporter or Reporter())
-    train_time = time.time() - t0
-    test_acc = _evaluate(model, test[0][:eval_images], test[1][:eval_images], prep)
-    run = {"steps": steps, "batch_size": batch_size, "epochs": round(steps * batch_size / len(train[1]), 2), "lr": lr,
-           "seed": seed, "data_dir": data_dir, "train_time_s": round(train_time, 1), "final_train_loss_ema":
-           round(loss, 4), "final_train_acc_ema": round(acc, 2), "fashion_mnist_test_acc": round(test_acc, 2),
-           "fashion_mnist_test_images": len(test[1][:eval_images])}
+    rng, reporter, t0 = np.random.default_rng(seed), reporter or Reporter(), time.time()
+    if data == "fashion-mnist":
+        run = _fashion_run(model, prep, steps, batch_size, lr, rng, reporter, data_dir, eval_images)
+    else:
+        run = _scenes_run(model, prep, steps, batch_size, lr, rng, reporter, seed, n_scenes, eval_images or SCENE_EVAL)
+    run.update(model=DATA[data], steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+               train_time_s=round(time.time() - t0, 1))
     return _save(model, out, prep, run)
 
 
 def _save(model: torch.nn.Module, out: Path, prep, run: dict[str, Any]) -> dict[str, Any]:
-    """The backbone without its head as safetensors + the provenance JSON next to it."""
+    """The backbone without its head as safetensors + the provenance JSON next to it (``run``: the recipe's
+    facts and scores)."""
     import timm
     from safetensors.torch import save_file
 
@@ -203,18 +319,13 @@ def _save(model: torch.nn.Module, out: Path, prep, run: dict[str, Any]) -> dict[
     head = {n for n, _ in model.get_classifier().named_parameters(prefix="head")}
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if k not in head}
     out.parent.mkdir(parents=True, exist_ok=True)
-    data_dir = run.pop("data_dir")
+    steps = run["steps"]
     meta = {
-        "model": MODEL, "arch": type(model).__name__, **{k: run[k] for k in ("steps", "batch_size", "epochs", "lr")},
-        "weight_decay": WEIGHT_DECAY,
-        "schedule": f"linear warm-up {max(1, int(WARMUP_FRAC * run['steps']))} steps, cosine to 0",
-        "label_smoothing": LABEL_SMOOTHING,
-        "augmentation": f"random translation ±{SHIFT}px (zero fill) + horizontal flip p=0.5",
-        "seed": run["seed"], "threads": torch.get_num_threads(),
-        "data": f"Fashion-MNIST train (60000 images, MIT licence) from {FASHION_DIR if data_dir is None else data_dir}",
+        "model": run.pop("model"), "arch": type(model).__name__,
+        **{k: run.pop(k) for k in ("steps", "batch_size", "epochs", "lr")}, "weight_decay": WEIGHT_DECAY,
+        "schedule": f"linear warm-up {max(1, int(WARMUP_FRAC * steps))} steps, cosine to 0",
+        **run, "threads": torch.get_num_threads(),
         "input_size": list(prep.input_size), "mean": list(prep.mean), "std": list(prep.std),
-        **{k: run[k] for k in ("train_time_s", "final_train_loss_ema", "final_train_acc_ema",
-                               "fashion_mnist_test_acc", "fashion_mnist_test_images")},
         "torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -95,15 +95,22 @@ def sample_scene(rng: np.random.Generator) -> list[Obj]:
 
 def render(scene: list[Obj], rng: np.random.Generator) -> np.ndarray:
     """uint8 IMG×IMG×3 image of ``scene``: grey background, coloured anti-aliased shapes, sensor noise."""
+    return render_with_covers(scene, rng)[0]
+
+
+def render_with_covers(scene: list[Obj], rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``render``'s image and each object's coverage map (IMG×IMG in [0, 1], in ``scene`` order)."""
     bg = rng.uniform(15, 45) + 12 * _smooth_noise(rng, IMG, 3)
     img = np.repeat(bg[:, :, None], 3, axis=2)
+    covers = []
     for o in scene:
         cover = np.zeros((IMG, IMG))
         _draw(cover, o.shape, o.x, o.y, o.r, rng.uniform(-0.2, 0.2), 1.0)  # coverage in [0, 1]
         colour = np.asarray(COLOURS[o.colour], dtype=float) + rng.normal(0, 10, 3)
         img += cover[:, :, None] * (colour - img)
+        covers.append(cover)
     img += rng.normal(0, 5.0, img.shape)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), covers
 
 
 def _refs(scene: list[Obj], shape: str | None = None, colour: str | None = None) -> list[Obj]:
@@ -307,6 +314,48 @@ def generate_scenes(task: str, split: str, n: int | None = None) -> tuple[np.nda
 def generate(task: str, split: str, n: int | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
     """(images, texts, labels) of one split (``n`` samples, default the split's size)."""
     return generate_scenes(task, split, n)[:3]
+
+
+# ----------------------------------------------------------------------------- encoder pretraining scenes
+
+# Dense object labels for pretraining a visual encoder on scenes (``petlbench pretrain --data scenes``): per
+# patch, the shape and colour of the object covering most of it (0 = background; an object covers a patch when
+# it covers >= COVER_MIN of its area, and always covers its most-covered patch) and whether an object's centre
+# lies in it. Object/attribute supervision,
+# no questions: the role Visual Genome detectors play for VQA features (bottom-up attention).
+COVER_MIN = 0.25
+LABEL_HEADS = {"shape": 1 + len(SHAPES), "colour": 1 + len(COLOURS), "centre": 2}  # name -> classes
+PRETRAIN_STREAM = 13  # the scenes' seed stream; the task splits use 11 (generate_scenes), so the pools are disjoint
+
+
+def patch_labels(scene: list[Obj], covers: list[np.ndarray], patch: int) -> np.ndarray:
+    """int64 3×G×G (G = IMG // patch): shape, colour, centre per patch, in LABEL_HEADS order."""
+    g = IMG // patch
+    out = np.zeros((len(LABEL_HEADS), g, g), dtype=np.int64)
+    if not scene:
+        return out
+    cover = np.stack([c.reshape(g, patch, g, patch).mean(axis=(1, 3)) for c in covers])  # objects × G × G
+    owner, covered = cover.argmax(0), cover.max(0) >= COVER_MIN
+    for k in range(len(scene)):  # a small object across a patch corner covers < COVER_MIN of every patch:
+        covered.flat[cover[k].argmax()] = True  # it still names the patch it covers most
+    for k, o in enumerate(scene):
+        mine = covered & (owner == k)
+        out[0][mine], out[1][mine] = 1 + SHAPES.index(o.shape), 1 + list(COLOURS).index(o.colour)
+        out[2][min(int(o.y // patch), g - 1), min(int(o.x // patch), g - 1)] = 1
+    return out
+
+
+def pretraining_scenes(n: int, seed: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 n×IMG×IMG×3, labels int64 n×3×G×G): scenes from the task prior, drawn from a seed stream
+    disjoint from every task split's (no question, no task image)."""
+    rng = np.random.default_rng([zlib.crc32(b"pretrain-scenes"), seed, PRETRAIN_STREAM])
+    images, labels = [], []
+    for _ in range(n):
+        scene = sample_scene(rng)
+        image, covers = render_with_covers(scene, rng)
+        images.append(image)
+        labels.append(patch_labels(scene, covers, patch))
+    return np.stack(images), np.stack(labels)
 
 
 # ----------------------------------------------------------------------------- cache and registry

@@ -1,15 +1,18 @@
 """What do the offline visual encoder's tokens say about the objects of the VL scenes?
 
-The offline VL pair reads all 65 last-block tokens of the frozen micro ViT (``petl_vit_micro``, 32×32, patch 4,
-pretrained on grey Fashion-MNIST). This probe renders scenes from the shapes-vqa scene prior (``vl_tasks``), takes
-for every object the token of the patch under its centre, and asks how well a classifier trained on 70% of the
-objects predicts the object's colour and shape on the other 30%:
+The offline VL pair reads all 65 last-block tokens of a frozen micro ViT (32×32, patch 4): ``petl_vit_micro_scenes``
+(pretrained on generated scenes with object labels per patch, the VL default) or ``petl_vit_micro`` (pretrained on
+grey Fashion-MNIST, the vision default). This probe renders scenes from the shapes-vqa scene prior (``vl_tasks``;
+its own seed, so neither the task splits nor the encoder's pretraining scenes), takes for every object the token
+of the patch under its centre, and asks how well a classifier trained on 70% of the objects predicts the
+object's colour and shape on the other 30%:
 
 * ``linear``: logistic regression on that one token (what a single attention read + linear map can use);
 * ``mlp-3x3``: a one-hidden-layer MLP on the 3×3 token neighbourhood (what a few layers of mixing could use);
 * ``pixels``: the same MLP on the raw 10×10 RGB crop around the centre (the information in the image).
 
-Usage: ``OMP_NUM_THREADS=1 python benchmarks/perf/vl_feature_probe.py [--scenes 3000] [--random-init]``.
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/perf/vl_feature_probe.py [--model petl_vit_micro] [--scenes 3000]
+[--random-init]``.
 Prints one row per (probe, attribute) and a JSON line.
 """
 
@@ -47,6 +50,7 @@ def _fit(x: torch.Tensor, y: torch.Tensor, hidden: int, steps: int = 400) -> flo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="petl_vit_micro_scenes", help="bundled micro ViT (or a timm ViT for 32x32)")
     ap.add_argument("--scenes", type=int, default=3000)
     ap.add_argument("--random-init", action="store_true", help="the same architecture without pretrained weights")
     args = ap.parse_args()
@@ -54,7 +58,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     scenes = [vl_tasks.sample_scene(rng) for _ in range(args.scenes)]
     images = np.stack([vl_tasks.render(s, rng) for s in scenes])
-    vision, _ = load_vision_encoder("petl_vit_micro", pretrained=not args.random_init)
+    vision, _ = load_vision_encoder(args.model, pretrained=not args.random_init)
     cfg = vision.pretrained_cfg
     mean, std = (torch.tensor(cfg[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
     pixels = torch.tensor(images).permute(0, 3, 1, 2).float() / 255
@@ -82,7 +86,7 @@ def main() -> None:
         for attr, y in targets.items():
             out[f"{probe}/{attr}"] = acc = _fit(x, y, hidden=0 if probe == "linear" else 256)
             print(f"{probe:8s} {attr:6s} {100 * acc:5.1f}%  (chance 25%, {len(y) - int(0.7 * len(y))} test objects)")
-    print(json.dumps({"encoder": "random-init" if args.random_init else "pretrained", "scenes": args.scenes, **out}))
+    print(json.dumps({"encoder": args.model, "random_init": args.random_init, "scenes": args.scenes, **out}))
 
 
 if __name__ == "__main__":
