@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from petlbench import offline, vl_data
+from petlbench import offline, vl_data, vl_sources
 from petlbench.data import IMG_EXT, ImageSource, RawData
 from petlbench.errors import UserError
 from petlbench.hub import offline_if_unreachable, unreachable
@@ -58,18 +58,18 @@ for _group, _tasks in _VTAB.items():
 
 
 
-DATASETS: Registry[offline.OfflineTask | HubSpec | vl_data.VLBuiltin | vl_data.VLHubSpec] = Registry(
+DATASETS: Registry[offline.OfflineTask | HubSpec | vl_sources.VLBuiltin | vl_sources.VLHubSpec] = Registry(
     "dataset", "run 'petlbench list datasets' or pass an existing path")
 for _t in offline.TASKS:
     DATASETS.add(_t.name, _t)
 for _name, _spec in HUB.items():
     DATASETS.add(_name, _spec)
-# the vision-language track: built-in offline tasks (petlbench.vl_tasks) and hub specs (vl_data.VL_HUB)
-for _name, _desc in vl_data.builtin_descriptions().items():
-    DATASETS.add(_name, vl_data.VLBuiltin(_name, _desc))
-for _name, _vspec in vl_data.VL_HUB.items():
+# the vision-language track: built-in offline tasks (petlbench.vl_tasks) and hub specs (vl_sources.VL_HUB)
+for _name, _desc in vl_sources.builtin_descriptions().items():
+    DATASETS.add(_name, vl_sources.VLBuiltin(_name, _desc))
+for _name, _vspec in vl_sources.VL_HUB.items():
     DATASETS.add(_name, _vspec)
-VL_SPECS = (vl_data.VLBuiltin, vl_data.VLHubSpec)
+VL_SPECS = (vl_sources.VLBuiltin, vl_sources.VLHubSpec)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -80,7 +80,7 @@ def list_datasets() -> list[tuple[str, str, str]]:
     rows = [(t.name, "built-in (offline)", t.describe()) for t in offline.TASKS]
     rows += [(n, "hub", f"{s.hub_id} {s.note}") for n, s in HUB.items()]
     rows.append(("<path>", "local", "image folder, parquet file/dir, save_to_disk dir, or VTAB-1k NOAH task dir"))
-    return rows + vl_data.list_vl_datasets()
+    return rows + vl_sources.list_vl_datasets()
 
 
 def load_data(name: str | None, limit: int | None = None, seed: int = 0) -> RawData | vl_data.VLRawData:
@@ -88,8 +88,8 @@ def load_data(name: str | None, limit: int | None = None, seed: int = 0) -> RawD
     (VL track: a VL name, or a local path that holds VL data); UserError when unusable."""
     name = name or offline.DEFAULT
     local = os.path.exists(name) and name not in DATASETS
-    if (local and vl_data.looks_like_vl(name)) or (not local and isinstance(DATASETS.get(name), VL_SPECS)):
-        return _checked_vl(name, vl_data.load_vl(name, limit=limit, seed=seed))
+    if (local and vl_sources.looks_like_vl(name)) or (not local and isinstance(DATASETS.get(name), VL_SPECS)):
+        return _checked_vl(name, vl_sources.load_vl(name, limit=limit, seed=seed))
     if local:
         raw = _load_local(Path(name))
     else:

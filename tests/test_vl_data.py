@@ -14,18 +14,7 @@ import torch
 
 from petlbench import vl_tasks
 from petlbench.errors import UserError
-from petlbench.vl_data import (
-    VL_HUB,
-    VLSplit,
-    VLTask,
-    carve,
-    list_vl_datasets,
-    load_vl,
-    load_vl_hub,
-    load_vl_local,
-    looks_like_vl,
-    vl_from_hub,
-)
+from petlbench.vl_data import VLSplit, VLTask
 from petlbench.vl_metrics import (
     SoftTargets,
     build_vocab,
@@ -36,6 +25,16 @@ from petlbench.vl_metrics import (
     top1_sum,
     vqa_score_sum,
     vqa_soft_scores,
+)
+from petlbench.vl_sources import (
+    VL_HUB,
+    carve,
+    list_vl_datasets,
+    load_vl,
+    load_vl_hub,
+    load_vl_local,
+    looks_like_vl,
+    vl_from_hub,
 )
 
 # ----------------------------------------------------------------------------- normalisation and VQA score

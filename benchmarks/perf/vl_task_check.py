@@ -28,7 +28,8 @@ import torch
 import torch.nn as nn
 
 from petlbench import vl_tasks
-from petlbench.vl_data import VLSplit, VLTask, load_vl
+from petlbench.vl_data import VLSplit, VLTask
+from petlbench.vl_sources import load_vl
 
 MODES = ("text", "image", "both")
 
