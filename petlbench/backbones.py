@@ -36,23 +36,19 @@ class BundledModel:
     description: str = ""
 
 
-# The embedded offline default backbone: a micro ViT pretrained by `petlbench pretrain` on
-# Fashion-MNIST (Debian package dataset-fashion-mnist). 32x32 input, patch 4 -> 64 tokens + CLS.
+# The bundled micro ViT architecture (32x32 input, patch 4 -> 64 tokens + CLS), and its two pretrained weights:
+MICRO = dict(arch="vit_tiny_patch16_224",
+             kwargs=dict(img_size=32, patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_ratio=4.0))
+MICRO_TEXT = "micro ViT (32x32, patch 4, d=128, 6 blocks) pretrained here on"
 BUNDLED: dict[str, BundledModel] = {
-    "petl_vit_micro": BundledModel(
-        arch="vit_tiny_patch16_224",
-        kwargs=dict(img_size=32, patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_ratio=4.0),
-        file="petl_vit_micro.safetensors",
-        description="micro ViT (32x32, patch 4, d=128, 6 blocks) pretrained here on Fashion-MNIST",
-    ),
-    # the VL track's offline visual encoder: the same architecture pretrained on generated shape scenes with
-    # per-patch object labels (`petlbench pretrain --data scenes`; see petlbench.pretrain)
-    "petl_vit_micro_scenes": BundledModel(
-        arch="vit_tiny_patch16_224",
-        kwargs=dict(img_size=32, patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_ratio=4.0),
-        file="petl_vit_micro_scenes.safetensors",
-        description="micro ViT (32x32, patch 4, d=128, 6 blocks) pretrained here on shape scenes (object labels per patch)",
-    ),
+    # the embedded offline default backbone, pretrained by `petlbench pretrain` on Fashion-MNIST (Debian package
+    # dataset-fashion-mnist)
+    "petl_vit_micro": BundledModel(**MICRO, file="petl_vit_micro.safetensors",
+                                   description=f"{MICRO_TEXT} Fashion-MNIST"),
+    # the VL track's offline visual encoder: pretrained on generated shape scenes with per-patch object labels
+    # (`petlbench pretrain --data scenes`; see petlbench.pretrain)
+    "petl_vit_micro_scenes": BundledModel(**MICRO, file="petl_vit_micro_scenes.safetensors",
+                                          description=f"{MICRO_TEXT} shape scenes (object labels per patch)"),
 }
 DEFAULT_MODEL = "petl_vit_micro"
 

@@ -518,17 +518,14 @@ def pretrain(
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's)")] = None,
 ) -> None:
     """Re-create a bundled backbone's weights from scratch (offline): Fashion-MNIST or generated shape scenes."""
-    from petlbench.pretrain import DATA
     from petlbench.pretrain import pretrain as do_pretrain
 
-    if data not in DATA:
-        raise UserError(f"unknown --data {data!r}; pick one of {', '.join(DATA)}")
     for name, val in (("steps", steps), ("batch-size", batch_size), ("lr", lr)):
         if val <= 0:
             raise UserError(f"--{name} must be positive, got {val}")
     with _reporter() as (reporter, _):
-        info = do_pretrain(out=out or Path(f"{DATA[data]}.safetensors"), steps=steps, batch_size=batch_size, lr=lr,
-                           seed=seed, threads=threads, reporter=reporter, data=data)
+        info = do_pretrain(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads,
+                           reporter=reporter, data=data)
     console.print_json(json.dumps(info, default=str))
 
 

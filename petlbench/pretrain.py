@@ -220,7 +220,8 @@ def _evaluate_scenes(model: torch.nn.Module, heads: PatchHeads, scenes: tuple[np
                      prep) -> dict[str, float]:
     from petlbench.vl_tasks import LABEL_HEADS
 
-    model.eval(), heads.eval()
+    model.eval()
+    heads.eval()
     scores = _patch_scores(heads(model, prep(scenes[0])), torch.from_numpy(scenes[1]))
     return {f"scenes_eval_{name}_acc": round(v, 2) for name, v in zip(LABEL_HEADS, scores, strict=True)}
 
@@ -260,7 +261,7 @@ def _scenes_run(model, prep, steps, batch_size, lr, rng, reporter, seed, n_scene
 
 
 def pretrain(
-    out: Path,
+    out: Path | None = None,
     steps: int = STEPS,
     batch_size: int = BATCH_SIZE,
     lr: float = LR,
@@ -273,7 +274,7 @@ def pretrain(
     n_scenes: int = SCENES,
 ) -> dict[str, Any]:
     """Train ``petl_vit_micro``'s architecture on ``data`` (see the module doc); save the backbone (no head) to
-    ``out`` (+ ``.json``).
+    ``out`` (+ ``.json``; None = ``<the bundled model it makes>.safetensors`` here).
 
     Images go through the same ``Preprocess`` as downstream data (the model's input size and mean/std).
     ``data_dir`` overrides where the Fashion-MNIST IDX files are; ``eval_images`` caps the held-out images used
@@ -289,7 +290,7 @@ def pretrain(
         raise UserError(f"unknown pretraining data {data!r}; pick one of {', '.join(DATA)}")
     if steps < 1 or batch_size < 1 or lr <= 0 or n_scenes < 1:
         raise UserError("pretrain needs steps >= 1, batch size >= 1, lr > 0 and at least one scene")
-    out = Path(out)
+    out = Path(out) if out is not None else Path(f"{DATA[data]}.safetensors")
     if out.suffix != ".safetensors":
         raise UserError(f"output '{out}' must end in .safetensors")
     if threads:

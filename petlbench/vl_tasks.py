@@ -321,8 +321,8 @@ def generate(task: str, split: str, n: int | None = None) -> tuple[np.ndarray, l
 # Dense object labels for pretraining a visual encoder on scenes (``petlbench pretrain --data scenes``): per
 # patch, the shape and colour of the object covering most of it (0 = background; an object covers a patch when
 # it covers >= COVER_MIN of its area, and always covers its most-covered patch) and whether an object's centre
-# lies in it. Object/attribute supervision,
-# no questions: the role Visual Genome detectors play for VQA features (bottom-up attention).
+# lies in it. Object/attribute supervision, no questions: the role Visual Genome detectors play for VQA features
+# (bottom-up attention).
 COVER_MIN = 0.25
 LABEL_HEADS = {"shape": 1 + len(SHAPES), "colour": 1 + len(COLOURS), "centre": 2}  # name -> classes
 PRETRAIN_STREAM = 13  # the scenes' seed stream; the task splits use 11 (generate_scenes), so the pools are disjoint

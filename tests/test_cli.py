@@ -122,7 +122,7 @@ def test_list_commands(cli):
         (["inspect", "vpt", "--model", "resnet18"], ["does not support"]),
         (["compare", "NOSTORE"], ["no results"]),
         (["suite", "mini-vtabb"], ["unknown suite"]),
-        (["pretrain", "--data", "imagenet"], ["unknown --data", "fashion-mnist, scenes"]),
+        (["pretrain", "--data", "imagenet"], ["unknown pretraining data", "fashion-mnist, scenes"]),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_stored(cli, tmp_path, image_folder, args, words):

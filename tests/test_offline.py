@@ -146,6 +146,7 @@ def test_scene_patch_labels_name_each_object_where_it_is() -> None:
     from petlbench import vl_tasks
 
     rng = np.random.default_rng(3)
+    ys, xs = np.meshgrid(np.arange(8) * 4 + 2.0, np.arange(8) * 4 + 2.0, indexing="ij")  # patch centres, px
     for _ in range(20):
         scene = vl_tasks.sample_scene(rng)
         _, covers = vl_tasks.render_with_covers(scene, rng)
@@ -154,7 +155,6 @@ def test_scene_patch_labels_name_each_object_where_it_is() -> None:
         labelled = np.zeros((8, 8), bool)
         for o in scene:
             assert centre[int(o.y // 4), int(o.x // 4)] == 1
-            ys, xs = np.meshgrid(np.arange(8) * 4 + 2.0, np.arange(8) * 4 + 2.0, indexing="ij")
             mine = ((shape == 1 + vl_tasks.SHAPES.index(o.shape)) & (colour == 1 + list(vl_tasks.COLOURS).index(o.colour))
                     & (np.hypot(ys - o.y, xs - o.x) <= o.r + 2 * np.sqrt(2)))  # patch centre within r + half a diagonal
             assert mine.any()  # every object is named on at least one patch, next to it
