@@ -508,24 +508,25 @@ def report(
 
 @app.command()
 def pretrain(
-    data: Annotated[str, typer.Option(help="fashion-mnist (petl_vit_micro) | scenes (petl_vit_micro_scenes, "
-                                           "the VL track's encoder)")] = "fashion-mnist",
+    data: Annotated[str | None, typer.Option(help="fashion-mnist (petl_vit_micro; the default) | scenes "
+                                                  "(petl_vit_micro_scenes, the VL track's encoder)")] = None,
     out: Annotated[Path | None, typer.Option(help="output .safetensors (default: <model>.safetensors)")] = None,
-    steps: Annotated[int, typer.Option(help="optimizer steps")] = 3000,
-    batch_size: Annotated[int, typer.Option()] = 64,
-    lr: Annotated[float, typer.Option()] = 1e-3,
+    steps: Annotated[int | None, typer.Option(help="optimizer steps (default: the recipe's)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="default: the recipe's")] = None,
+    lr: Annotated[float | None, typer.Option(help="default: the recipe's")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's)")] = None,
 ) -> None:
-    """Re-create a bundled backbone's weights from scratch (offline): Fashion-MNIST or generated shape scenes."""
+    """Re-create a bundled backbone's weights from scratch (offline): Fashion-MNIST or generated shape scenes.
+
+    Options left out take the recipe's values, declared once in petlbench/pretrain.py (which also checks them).
+    """
     from petlbench.pretrain import pretrain as do_pretrain
 
-    for name, val in (("steps", steps), ("batch-size", batch_size), ("lr", lr)):
-        if val <= 0:
-            raise UserError(f"--{name} must be positive, got {val}")
+    given = {"data": data, "steps": steps, "batch_size": batch_size, "lr": lr}
     with _reporter() as (reporter, _):
-        info = do_pretrain(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads,
-                           reporter=reporter, data=data)
+        info = do_pretrain(out=out, seed=seed, threads=threads, reporter=reporter,
+                           **{k: v for k, v in given.items() if v is not None})
     console.print_json(json.dumps(info, default=str))
 
 

@@ -123,6 +123,7 @@ def test_list_commands(cli):
         (["compare", "NOSTORE"], ["no results"]),
         (["suite", "mini-vtabb"], ["unknown suite"]),
         (["pretrain", "--data", "imagenet"], ["unknown pretraining data", "fashion-mnist, scenes"]),
+        (["pretrain", "--steps", "0"], ["pretrain needs steps >= 1"]),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_stored(cli, tmp_path, image_folder, args, words):
