@@ -6,7 +6,7 @@ sample, no padding). Models are built on the meta device (shapes only, no weight
 over T + Nv tokens + head; DVP = the cross-attention prompt module + the language model over T tokens before K
 and T + 1 from K + head. ``gmacs_vision`` (the frozen encoder) is the same for all rows.
 
-Usage: ``python benchmarks/perf/dvp_gmacs.py [--models minilm+petl_vit_micro ...] [--text-lens 16 40]``.
+Usage: ``python benchmarks/perf/dvp_gmacs.py [--models minilm+petl_vit_micro_scenes ...] [--text-lens 16 40]``.
 Prints one row per (model, text length, setting) and a JSON line.
 """
 
@@ -18,7 +18,7 @@ import json
 
 import torch
 
-DEFAULT_MODELS = ("minilm+petl_vit_micro", "bert-base-uncased+vit_base_patch16_clip_224.openai")
+DEFAULT_MODELS = ("minilm+petl_vit_micro_scenes", "bert-base-uncased+vit_base_patch16_clip_224.openai")
 
 
 def measure(model_name: str, text_len: int) -> list[dict]:

@@ -9,7 +9,7 @@ carries the question and the projected visual tokens together. (A harder binding
 left/right square?" with two squares, did not get past the image-only level within 300 steps: frozen-LM
 fusion of that kind needs longer training than a check like this affords.)
 
-Each method trains from the same frozen VL backbone (default: the offline ``minilm+petl_vit_micro``) with AdamW at
+Each method trains from the same frozen VL backbone (default: the offline default VL pair) with AdamW at
 a constant lr, under the loop's default frozen-backbone policy (frozen modules in eval mode); we print the mean
 loss of the first and last 20 steps, the accuracy on 256 held-out samples, and the forward time per batch
 (inference, eval mode).
@@ -96,7 +96,7 @@ def train_method(name: str, model_name: str | None, steps: int, batch: int, lr: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None, help="TEXT+VISION (default: the offline minilm+petl_vit_micro)")
+    ap.add_argument("--model", default=None, help="TEXT+VISION (default: the offline default VL pair)")
     ap.add_argument("--methods", nargs="+", default=["linear", "adapter"])
     ap.add_argument("--modalities", nargs="+", default=["both"], help="both / text / image (baselines)")
     ap.add_argument("--steps", type=int, default=300)
