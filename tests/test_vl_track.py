@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 
 import pandas as pd
 import pytest
@@ -168,12 +167,14 @@ def test_vl_mini_suite_covers_every_vl_method_and_both_baselines():
 def test_committed_vl_mini_sweep_is_complete_and_is_the_readme_table(cli):
     """The README's VL results table is exactly what `compare --markdown` prints for the committed vl-mini rows,
     which are the offline VL pair in fp32 with the baselines recorded as single-modality runs."""
+    from petlbench.suites import load_suite
     from tests.sweeps import BENCH, check_committed_sweep
 
     rows = check_committed_sweep(cli, "vl-mini")
     assert {(r["track"], r["model"], r["precision"]) for r in rows} == {("vl", tracks.DEFAULT_MODELS["vl"], "fp32")}
-    suite = tomllib.loads((BENCH / "vl-mini.toml").read_text())
-    assert {(int(r["epochs"]), int(r["batch_size"])) for r in rows} == {(suite["epochs"], suite["batch_size"])}
+    _, _, runs = load_suite(str(BENCH / "vl-mini.toml"))  # the budget the suite asks for is the rows' budget
+    budget = {(s.overrides["epochs"], s.overrides["batch_size"]) for s in runs}
+    assert {(int(r["epochs"]), int(r["batch_size"])) for r in rows} == budget
     modality = {r["label"]: r["modality"] for r in rows}
     assert (modality["text-only"], modality["image-only"], modality[""]) == ("text", "image", "both")
     assert {r["metric"] for r in rows if r["dataset"] == "shapes-vqa"} == {"vqa_score"}
