@@ -27,51 +27,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from petlbench.config import Flag, Range
-
-Optimizer = Literal["adamw", "sgd"]  # the loop's optimizers (type alias for configs that change the default)
-
-
-@dataclass
-class MethodConfig:
-    """Training recipe every method carries; method configs subclass this and add their keys.
-
-    petlbench's shared VTAB-1k recipe takes its values from NOAH (Zhang et al. 2022, Sec. 4.1; also used by
-    AdaptFormer and V-PETL Bench): AdamW, lr 1e-3, weight decay 1e-4, batch 64, 100 epochs with 10 linear
-    warm-up epochs, cosine decay. It differs from NOAH's training code in three documented choices of ours:
-    the frozen backbone runs in eval mode (NOAH keeps drop-path 0.1 active in it), weight decay applies to
-    every trainable tensor (NOAH, through timm's optimizer factory, exempts biases and norm weights), and
-    the cosine schedule steps per optimizer step down to 0 (NOAH's timm scheduler steps per epoch down to
-    a floor of 1e-8). Every field can be overridden with ``--set key=value`` (or ``--lr``/``--epochs``/...).
-    Built-in offline tasks apply a compact epoch budget unless ``epochs`` is set explicitly.
-    ``grad_clip`` (max global gradient norm over the trainable parameters, 0 = off) is off in the
-    common recipe; keys listed in ``NEUTRAL`` are left out of a run's identity while they hold their
-    neutral value, so results stored before the key existed keep their config hash.
-    """
-
-    NEUTRAL: ClassVar[dict[str, Any]] = {"grad_clip": 0.0, "adam_beta2": 0.999, "decay": "cosine",
-                                          "head_lr_mult": 1.0, "wd_bias_norm": True}
-
-    optimizer: Optimizer = "adamw"  # adamw | sgd (momentum 0.9)
-    lr: Annotated[float, Range(gt=0), Flag("override the recipe's learning rate")] = 1e-3
-    weight_decay: Annotated[float, Range(ge=0), Flag("override the recipe's weight decay")] = 1e-4
-    epochs: Annotated[int, Range(ge=1), Flag("override the recipe's epochs")] = 100
-    warmup_epochs: Annotated[int, Range(ge=0)] = 10
-    batch_size: Annotated[int, Range(ge=1), Flag("override the recipe's batch size")] = 64
-    # clip the global grad norm of the trainable parameters to this; 0 = off
-    grad_clip: Annotated[float, Range(ge=0)] = 0.0
-    # The next four are neutral in the shared recipe (torch's AdamW β2, cosine, one lr, decay on every tensor)
-    # and exist for recipes that publish otherwise (DVP: ViLT's optimizer, see methods/dvp.py).
-    adam_beta2: Annotated[float, Range(gt=0, lt=1)] = 0.999  # AdamW β2 (β1 = 0.9)
-    decay: Literal["cosine", "linear"] = "cosine"  # lr decay to 0 after the warm-up, per optimizer step
-    # lr multiplier of the classifier head; None = by task (ViLT/DVP configs: ×10 on VQA tasks, ×1 otherwise)
-    head_lr_mult: Annotated[float | None, Range(gt=0)] = 1.0
-    wd_bias_norm: bool = True  # False: no weight decay on biases and norm weights (every 1-D tensor)
+from petlbench.methods.recipe import MethodConfig, Optimizer  # noqa: F401  (re-exported)
 
 
 @dataclass

@@ -113,7 +113,7 @@ def flag_of(f: dataclasses.Field) -> str:
 def recipe_flags() -> dict[str, tuple[Any, str]]:
     """Shared recipe keys with their own flag (``--lr``): name -> (type, help), from ``MethodConfig``."""
     from petlbench.config import Flag, field_meta, field_types
-    from petlbench.methods.base import MethodConfig
+    from petlbench.methods.recipe import MethodConfig
 
     types_ = field_types(MethodConfig)
     out = {}
