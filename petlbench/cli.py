@@ -397,24 +397,59 @@ def inspect(
 def compare(
     results: Annotated[list[str] | None, typer.Argument(help="results CSVs or store dirs")] = None,
     by: Annotated[str, typer.Option(help="dataset | method")] = "dataset",
-    sort: Annotated[str, typer.Option(help="metric to rank by")] = "top1_pct",
+    sort: Annotated[str | None, typer.Option(help="metric to rank by (default top1_pct): the tables, --markdown, "
+                                                  "the summaries and --csv")] = None,
     csv: Annotated[str | None, typer.Option(help="write the aggregate table to this CSV")] = None,
     baseline: Annotated[str | None, typer.Option(help="reference results CSV to gate against")] = None,
     max_drop: Annotated[float, typer.Option(help="allowed top-1 drop (points) vs --baseline")] = 2.0,
     max_rise: Annotated[float | None, typer.Option(help="also fail when top-1 rises more than this many points "
                                                         "above --baseline (the numbers changed)")] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="print one Markdown pivot table instead")] = False,
-    dataset: Annotated[list[str] | None, typer.Option(help="only these datasets (repeatable)")] = None,
-    vs: Annotated[str | None, typer.Option(help="baseline for paired top-1 differences over seeds, e.g. linear "
-                                                  "or 'linear [random-init]' (per dataset, ranked with ties)")] = None,
+    dataset: Annotated[list[str] | None, typer.Option(help="only these datasets (repeatable; the --baseline "
+                                                           "reference too)")] = None,
+    vs: Annotated[str | None, typer.Option(help="baseline for paired top-1 differences over seeds, e.g. linear, "
+                                                  "'linear [random-init]' or 'linear (trainval)' (per dataset, "
+                                                  "ranked with ties)")] = None,
     published: Annotated[bool, typer.Option("--published", help="show ours − published next to each cell "
                                                                  "that has a published number")] = False,
 ) -> None:
-    """Aggregate seeds (mean ± std, 95% CI), rank methods, show accuracy next to cost."""
+    """Aggregate seeds (mean ± std, 95% CI) per configuration, rank them, show accuracy next to cost."""
+    from petlbench.results import check_sort, load_frame
+
+    if by not in ("dataset", "method"):
+        raise UserError(f"--by must be 'dataset' or 'method', got '{by}'")
+    if vs and sort not in (None, "top1_pct"):
+        raise UserError("--vs ranks by paired top-1 differences, so --sort cannot apply; drop --sort (or --vs)")
+    check_sort(sort or "top1_pct")
+    df = _only_datasets(load_frame(results or [DEFAULT_OUT]), dataset)
+    agg = _compare_views(df, by, sort or "top1_pct", markdown, vs, published)
+    if csv:
+        from petlbench.results import sorted_aggregate
+
+        Path(csv).parent.mkdir(parents=True, exist_ok=True)
+        sorted_aggregate(agg, sort or "top1_pct").to_csv(csv, index=False)
+        console.print(f"aggregate written to {csv}")
+    if baseline:
+        _gate(agg, _only_datasets(load_frame([baseline]), dataset, baseline), baseline, max_drop, max_rise)
+
+
+def _only_datasets(df, dataset: list[str] | None, what: str = ""):
+    """``--dataset``: the rows of those datasets; a one-line error for one the results (or ``what``) lack."""
+    if not dataset:
+        return df
+    missing = sorted(set(dataset) - set(df["dataset"]))
+    if missing:
+        where = f" in the reference {what}" if what else ""
+        raise UserError(f"no results for dataset '{missing[0]}'{where}{did_you_mean(missing[0], set(df['dataset']))}")
+    return df[df["dataset"].isin(dataset)]
+
+
+def _compare_views(df, by: str, sort: str, markdown: bool, vs: str | None, published: bool):
+    """Print what ``compare`` shows (Markdown, or the tables / --vs, the summaries per track, --published);
+    returns the aggregate."""
     from petlbench.results import (
         aggregate,
         compare_tables,
-        load_frame,
         markdown_pivot,
         on_track,
         summary_table,
@@ -422,74 +457,58 @@ def compare(
         vtab_summary,
     )
 
-    if by not in ("dataset", "method"):
-        raise UserError(f"--by must be 'dataset' or 'method', got '{by}'")
-    df = load_frame(results or [DEFAULT_OUT])
-    if dataset:
-        missing = sorted(set(dataset) - set(df["dataset"]))
-        if missing:
-            raise UserError(f"no results for dataset '{missing[0]}'{did_you_mean(missing[0], set(df['dataset']))}")
-        df = df[df["dataset"].isin(dataset)]
     agg = aggregate(df)
     if agg.empty:
         raise UserError("no successful runs to compare (all rows failed); see the status/error columns")
     if markdown:
-        print(markdown_pivot(agg))
-        return
-    if vs:
-        _compare_vs(df, vs)
-    else:
-        for t in compare_tables(agg, by, sort):
-            console.print(t)
+        print(markdown_pivot(agg, sort=sort))
+        return agg
+    for t in _compare_vs(df, vs) if vs else compare_tables(agg, by, sort):
+        console.print(t)
     for track in tracks_of(agg):  # one summary per track: VL tasks never enter the VTAB means
         if on_track(agg, track)["dataset"].nunique() > 1:
-            console.print(summary_table(vtab_summary(agg, track), track))
+            console.print(summary_table(vtab_summary(agg, track, sort), track))
     if vs:
-        _compare_vs(df, vs, summary=True)
+        for t in _compare_vs(df, vs, summary=True):
+            console.print(t)
     if published:
-        _compare_published(df, agg)
+        _compare_published(df, agg, sort)
     failed = int((df["status"] != "ok").sum())
     if failed:
         console.print(f"[yellow]{failed} run(s) not ok were left out (status/error columns of the CSV)[/]")
-    if csv:
-        Path(csv).parent.mkdir(parents=True, exist_ok=True)
-        agg.to_csv(csv, index=False)
-        console.print(f"aggregate written to {csv}")
-    if baseline:
-        _gate(agg, baseline, max_drop, max_rise)
+    return agg
 
 
-def _gate(agg, baseline: str, max_drop: float, max_rise: float | None) -> None:
-    """``compare --baseline``: print each regression and exit 1, or say there is none."""
-    from petlbench.results import aggregate, gate, load_frame
+def _gate(agg, reference, baseline: str, max_drop: float, max_rise: float | None) -> None:
+    """``compare --baseline``: print what keeps the results from passing (regressions, configurations that
+    differ from the reference's, missing ones) and exit 1, or say there is none."""
+    from petlbench.results import aggregate, gate
 
-    problems = gate(agg, aggregate(load_frame([baseline])), max_drop, max_rise)
+    problems = gate(agg, aggregate(reference), max_drop, max_rise)
     for p in problems:
-        err_console.print(f"[red]regression[/]: {p}")
+        kind, _, text = p.partition(": ")
+        err_console.print(f"[red]{escape(kind)}[/]: {escape(text)}", highlight=False)
     if problems:
         raise typer.Exit(1)
     rise = "" if max_rise is None else f", max rise {max_rise}"
-    console.print(f"[green]no regression against {baseline} (max drop {max_drop} points{rise})[/]")
+    console.print(f"[green]no regression against {baseline} (same configurations; max drop {max_drop} points{rise})[/]")
 
 
-def _compare_vs(df, vs: str, summary: bool = False) -> None:
+def _compare_vs(df, vs: str, summary: bool = False) -> list:
     """``compare --vs``: per-task tables ranked with ties, or (``summary``) the paired summary over tasks."""
-    from petlbench.stats import paired_tables, paired_vs, parse_config, summary_table
+    from petlbench.stats import paired_tables, paired_vs, summary_table
 
-    paired = paired_vs(df, *parse_config(vs))
+    paired = paired_vs(df, vs)
     if summary:
-        if paired.per_task["dataset"].nunique() > 1:
-            console.print(summary_table(paired))
-        return
-    for t in paired_tables(df, paired):
-        console.print(t)
+        return [summary_table(paired)] if paired.per_task["dataset"].nunique() > 1 else []
+    return paired_tables(df, paired)
 
 
-def _compare_published(df, agg) -> None:
+def _compare_published(df, agg, sort: str = "top1_pct") -> None:
     """``compare --published``: ours − published where a published number exists, the reason elsewhere."""
     from petlbench.published import load_published, published_deltas, published_tables
 
-    for t in published_tables(published_deltas(df, agg, load_published())):
+    for t in published_tables(published_deltas(df, agg, load_published()), sort):
         console.print(t)
 
 

@@ -82,9 +82,12 @@ class RunResult:
     steps: int = 0
     precision: str = ""  # fp32 | bf16 (autocast), resolved from --precision; empty in rows stored before it
     amp: bool = False  # precision == "bf16" (the column before --precision)
+    precision_reason: str = ""  # why: "asked", or auto's evidence (numerics.resolve_precision)
     deterministic: bool = False  # torch.use_deterministic_algorithms (+ cuBLAS workspace) was on
     compile: bool = False  # the model was trained through torch.compile
     flush_denormal: bool = False  # CPU: denormals flushed to zero on every compute thread (numerics.py)
+    # head-only methods: "on" (frozen features computed once, the head trained on them) or "off: <why>"; "" = n/a
+    feature_cache: str = ""
     device: str = ""
     processes: int = 1  # processes that trained the run together (torchrun DDP); batch_size is the global batch
     frozen_backbone_mode: str = ""
@@ -127,6 +130,15 @@ class RunResult:
 
 COLUMNS = [f.name for f in dataclasses.fields(RunResult) if f.name != "extra"]
 METRIC_NAMES = {"top1": "top-1", "vqa_score": "VQA score"}  # how each ``metric`` value is shown (in %)
+# how each ``peak_mem_kind`` is shown; cpu_peak_rss: rows stored before the run/process split (whole process)
+PEAK_MEM_KINDS = {"cuda_max_allocated": "CUDA max allocated", "cpu_peak_rss_run": "CPU peak RSS during the run",
+                  "cpu_peak_rss_process": "CPU peak RSS of the whole process",
+                  "cpu_peak_rss": "CPU peak RSS of the whole process (before 0.2)"}
+
+
+def mem_kind_name(kind: str) -> str:
+    """The readable name of a ``peak_mem_kind`` ('not recorded' when empty)."""
+    return PEAK_MEM_KINDS.get(kind, kind) if kind else "not recorded"
 _TYPES = {f.name: f.type for f in dataclasses.fields(RunResult)}
 
 # metric -> (label, higher is better)
@@ -330,16 +342,19 @@ def t975(n: int) -> float:
 
 
 KEYS = ["dataset", "method", "label", "model", "group_hash"]
+FAMILY = ["track", "method", "label"]  # configurations of one method that need telling apart by their identity
+CONFIG = ["method", "label", "model", "variant"]  # one configuration across tasks (summaries, --vs, report)
 
 
-def display_name(method: str, label: str, note: str = "") -> str:
-    """``method [label]``, with a † when the method carries a note (see ``notes_caption``)."""
-    return f"{method}{'†' if note else ''}" + (f" [{label}]" if label else "")
+def display_name(method: str, label: str, note: str = "", variant: str = "") -> str:
+    """``method [label] (variant)``, with a † when the method carries a note (see ``notes_caption``)."""
+    return f"{method}{'†' if note else ''}" + (f" [{label}]" if label else "") + (f" ({variant})" if variant else "")
 
 
 def aggregate(df):
-    """Mean / std / n / 95% CI half-width per configuration over seeds (status ok only; a tune's selection
-    runs, scored on val and never on test, are not results and are left out)."""
+    """Mean / std / n / 95% CI half-width per configuration (``group_hash``) over seeds (status ok only; a tune's
+    selection runs, scored on val and never on test, are not results and are left out). Each row is named by
+    what tells it apart from the other configurations of its method (``variant``, ``name``; see ``_name``)."""
     import pandas as pd
 
     keep = df["status"] == "ok"
@@ -351,26 +366,111 @@ def aggregate(df):
         ok = pd.concat([ok[~hashed], ok[hashed].drop_duplicates("config_hash", keep="last")])
     for k in KEYS:
         ok[k] = ok[k].fillna("") if k in ok else ""
-    rows = []
-    for key, g in ok.groupby(KEYS, sort=False):
-        row = dict(zip(KEYS, key, strict=True))
-        row["n"] = len(g)
-        row["seeds"] = ",".join(str(int(s)) for s in sorted(g["seed"]))
-        row["data_group"] = g["data_group"].iloc[0] if "data_group" in g else ""
-        for col in ("track", "metric"):
-            row[col] = g[col].iloc[0] if col in g else RunResult.__dataclass_fields__[col].default
-        row["gmacs_vision"] = g["gmacs_vision"].astype(float).mean() if "gmacs_vision" in g else math.nan
-        row["method_note"] = _note(g)
-        row["precision"] = _precision(g)
-        row["batch_size"] = int(g["batch_size"].iloc[0]) if "batch_size" in g and len(g) else 0
-        for m in METRICS:
-            vals = g[m].astype(float)
-            row[m] = vals.mean()
-            row[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else 0.0
-        row["top1_pct_ci95"] = t975(len(g)) * row["top1_pct_std"] / math.sqrt(len(g)) if len(g) > 1 else math.nan
-        row["ppt"] = ppt(row["top1_pct"], row["params_trainable"])
-        rows.append(row)
-    return pd.DataFrame(rows)
+    rows = [_aggregate_one(dict(zip(KEYS, key, strict=True)), g) for key, g in ok.groupby(KEYS, sort=False)]
+    return _name(pd.DataFrame(rows)) if rows else pd.DataFrame(rows)
+
+
+def _first(g, col: str, default: Any = "") -> Any:
+    return g[col].iloc[0] if col in g else default
+
+
+def _aggregate_one(row: dict[str, Any], g) -> dict[str, Any]:
+    """One configuration's aggregate row from its rows ``g`` (one per seed)."""
+    row["n"] = len(g)
+    row["seeds"] = ",".join(str(int(s)) for s in sorted(g["seed"]))
+    for col in ("data_group", "peak_mem_kind", "data_fingerprint"):
+        row[col] = _first(g, col) if isinstance(_first(g, col), str) else ""
+    for col in ("track", "metric", "modality"):
+        row[col] = _first(g, col, RunResult.__dataclass_fields__[col].default)
+    row["gmacs_vision"] = g["gmacs_vision"].astype(float).mean() if "gmacs_vision" in g else math.nan
+    row["method_note"] = _note(g)
+    row["precision"] = _precision(g)
+    row["batch_size"] = int(g["batch_size"].iloc[0]) if "batch_size" in g and len(g) else 0
+    row["identity"] = json.dumps(stored_identity(g))  # declaration order: names list keys in that order
+    for m in METRICS:
+        vals = g[m].astype(float)
+        row[m] = vals.mean()
+        row[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else 0.0
+    row["top1_pct_ci95"] = t975(len(g)) * row["top1_pct_std"] / math.sqrt(len(g)) if len(g) > 1 else math.nan
+    row["ppt"] = ppt(row["top1_pct"], row["params_trainable"])
+    return row
+
+
+def _plain(value: Any) -> Any:
+    """A stored value as plain JSON: numpy scalars unwrapped, NaN and empty as None."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if value == "" or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _run_option_keys() -> list[str]:
+    """The run options of the identity that are stored as columns (``options.IDENTITY_KEYS``), less those that
+    name a row already (dataset, model, label) and selection runs (never aggregated)."""
+    from petlbench.options import IDENTITY_KEYS
+
+    return [k for k in IDENTITY_KEYS if k in COLUMNS and k not in ("dataset", "model", "label", "selection")]
+
+
+def stored_identity(g) -> dict[str, Any]:
+    """A configuration's identity as its stored rows ``g`` hold it, the task and seed left out: the run options
+    (precision resolved as the hash resolves it), the weights and the resolved method config (``method_config``)."""
+    r = g.iloc[0]
+    out = {k: _plain(r[k]) for k in _run_option_keys() if k in g}
+    out["precision"] = _precision(g)
+    out["weights"] = _plain(r.get("weights_sha256", ""))
+    try:
+        out.update(json.loads(r["method_config"]) if isinstance(r.get("method_config"), str) and r["method_config"]
+                   else {})
+    except json.JSONDecodeError:
+        pass
+    return out
+
+
+def _value_text(key: str, value: Any) -> str:
+    """How one identity value names a configuration: a boolean that is on by its key ('trainval'), the precision
+    by itself ('bf16'), others as 'key value' ('lr 0.05'); an off value (False, 0, none) names nothing."""
+    if not value:
+        return ""
+    if value is True:
+        return key
+    if key == "precision":
+        return str(value)
+    return f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+
+
+def _task_keys(agg, idents: list[dict[str, Any]]) -> set[str]:
+    """Method-config keys that every configuration on a task shares (a task's budget, e.g. its epochs): they
+    describe the task, not a configuration. Run options are never the task's."""
+    seen: dict[str, dict[tuple[str, str], set[str]]] = {}
+    for track, dataset, ident in zip(agg["track"], agg["dataset"], idents, strict=True):
+        for k, v in ident.items():
+            seen.setdefault(k, {}).setdefault((track, dataset), set()).add(json.dumps(v, sort_keys=True))
+    options = set(_run_option_keys()) | {"precision", "weights"}
+    return {k for k, by in seen.items() if k not in options and all(len(v) == 1 for v in by.values())}
+
+
+def _name(agg):
+    """``variant``: what tells a configuration apart from the other configurations of its method (and label) in
+    these rows, from the stored identity (e.g. 'trainval', 'bf16', 'lr 0.05', 'limit 64'); '' when nothing
+    does. ``name``: the display name (method† [label] (variant)), with the model where a track has several.
+    The same configuration gets the same name on every task, so summaries over tasks never merge two."""
+    idents = [json.loads(s) for s in agg["identity"]]
+    task_keys = _task_keys(agg, idents)
+    variants = [""] * len(agg)
+    for _, idx in agg.groupby(FAMILY, sort=False).indices.items():
+        keys = [k for k in dict.fromkeys(k for i in idx for k in idents[i]) if k not in task_keys
+                and len({json.dumps(idents[i].get(k), sort_keys=True) for i in idx if idents[i].get(k)} |
+                        ({"off"} if any(not idents[i].get(k) for i in idx) else set())) > 1]
+        for i in idx:
+            variants[i] = ", ".join(t for k in keys if (t := _value_text(k, idents[i].get(k))))
+    agg = agg.assign(variant=variants)
+    same = agg.duplicated(["dataset", *CONFIG], keep=False) & (agg["group_hash"] != "")
+    if same.any():  # configurations the stored columns cannot tell apart (e.g. another img_size): by hash
+        agg.loc[same, "variant"] = [", ".join(filter(None, [v, f"config {h[:8]}"]))
+                                    for v, h in zip(agg.loc[same, "variant"], agg.loc[same, "group_hash"], strict=True)]
+    many = agg.groupby("track")["model"].transform("nunique") > 1
+    names = [display_name(r.method, r.label, r.method_note, r.variant) + (f" ({r.model})" if m else "")
+             for r, m in zip(agg.itertuples(), many, strict=True)]
+    return agg.assign(name=names)
 
 
 def _precision(rows) -> str:
@@ -417,50 +517,110 @@ def on_track(agg, track: str):
     return agg[agg["track"] == track] if "track" in agg else agg
 
 
-def vtab_summary(agg, track: str = "vision"):
-    """Per configuration over the datasets of one track: mean of task means and mean of group means (both
-    VTAB conventions on the vision track; on the VL track the groups are the task kinds, vqa / entailment)."""
+def check_sort(sort: str) -> tuple[str, bool]:
+    """(label, higher is better) of a ``--sort`` metric; a one-line UserError for an unknown one."""
+    if sort not in METRICS:
+        raise UserError(f"unknown --sort metric '{sort}'; choose one of {', '.join(METRICS)}")
+    return METRICS[sort]
+
+
+def vtab_summary(agg, track: str = "vision", sort: str = "top1_pct"):
+    """Per configuration over the datasets of one track that it ran on: mean of task means and mean of group
+    means (both VTAB conventions on the vision track; on the VL track the groups are the task kinds, vqa /
+    entailment), and the mean over those tasks of every metric. ``tasks`` of ``tasks_total`` says how many of the
+    track's tasks a configuration covers: its means are over those only. Ranked by ``sort`` (top-1: the mean of
+    group means)."""
     import pandas as pd
 
-    rows = []
-    for (method, label, model), g in on_track(agg, track).groupby(["method", "label", "model"], sort=False):
+    rows, agg = [], on_track(agg, track)
+    total = agg["dataset"].nunique()
+    for (method, label, model, variant), g in agg.groupby(CONFIG, sort=False):
         groups = g.groupby(g["data_group"].replace("", "ungrouped"))["top1_pct"].mean()
         rows.append({
-            "method": method, "label": label, "model": model, "tasks": len(g),
-            "mean_of_tasks": g["top1_pct"].mean(), "mean_of_groups": groups.mean(),
-            **{f"group_{k}": v for k, v in groups.items()},
-            "params_trainable": g["params_trainable"].mean(), "gmacs": g["gmacs"].mean(),
-            "method_note": g["method_note"].iloc[0] if "method_note" in g else "",
+            "method": method, "label": label, "model": model, "variant": variant, "name": g["name"].iloc[0],
+            "tasks": len(g), "tasks_total": total, "mean_of_tasks": g["top1_pct"].mean(),
+            "mean_of_groups": groups.mean(), **{f"group_{k}": v for k, v in groups.items()},
+            **{m: g[m].mean() for m in METRICS if m != "top1_pct"}, "method_note": _first(g, "method_note"),
         })
-    return pd.DataFrame(rows).sort_values("mean_of_groups", ascending=False) if rows else pd.DataFrame(rows)
+    if not rows:
+        return pd.DataFrame(rows)
+    higher = check_sort(sort)[1]
+    return pd.DataFrame(rows).sort_values("mean_of_groups" if sort == "top1_pct" else sort, ascending=not higher,
+                                          kind="stable", ignore_index=True)
+
+
+def coverage_caption(summary) -> str:
+    """Which configurations did not run on every task of the summary ('' when all did)."""
+    part = [f"{r.name}: {r.tasks} of {r.tasks_total}" for r in summary.itertuples() if r.tasks < r.tasks_total]
+    return ("not on every task (means over the tasks each ran on): " + "; ".join(part)) if part else ""
+
+
+def identity_diff(cur: dict[str, Any], ref: dict[str, Any]) -> list[str]:
+    """'key value (reference value)' for each identity key whose values differ (off values count as equal)."""
+    keys = dict.fromkeys([*cur, *ref])
+    return [f"{k} {cur.get(k)} (reference {ref.get(k)})" for k in keys
+            if (cur.get(k) or None) != (ref.get(k) or None)]
+
+
+def _gate_identity(r) -> dict[str, Any]:
+    return {**json.loads(r.identity), "data": r.data_fingerprint or None}
+
+
+def _differs(c, refs) -> str:
+    """How ``c`` differs from the closest reference configuration of its method on its task."""
+    diffs = sorted((identity_diff(_gate_identity(c), _gate_identity(r)) for r in refs), key=len)
+    keys = diffs[0] if diffs and diffs[0] else [f"config hash {c.group_hash} (reference {refs[0].group_hash})"]
+    return "; ".join(keys)
 
 
 def gate(current, reference, max_drop: float, max_rise: float | None = None) -> list[str]:
-    """Regressions of ``current`` against ``reference`` aggregates (matched on dataset/method/label/model).
+    """What keeps ``current`` from passing against ``reference`` (aggregates), one line each, prefixed by its kind.
 
-    A regression: mean top-1 below the reference mean by more than ``max_drop`` points (or, with
-    ``max_rise``, above it by more than that: the numbers changed), a changed trainable-parameter count or
-    GMAC count (both are properties of the model, equal on every machine), or a reference configuration
-    that is missing or failed.
+    Configurations are matched by identity (``group_hash``: the config hash without the seed, which holds the
+    method config, data fingerprint and weights), whatever the order of the rows. A matched configuration is a
+    ``regression`` when its mean top-1 is below the reference by more than ``max_drop`` points (with
+    ``max_rise``, above it by more than that: the numbers changed), or its trainable-parameter or GMAC count
+    changed (properties of the model, equal on every machine). A current configuration of a method (and label,
+    model) whose reference on the task is another configuration is ``configuration differs`` (with the keys),
+    never a regression; one with no reference configuration at all is ``not in the reference``; a reference
+    configuration that nothing current matches or differs from is ``missing``.
     """
-    problems = []
-    cur = {(r.dataset, r.method, r.label, r.model): r for r in current.itertuples()}
-    for r in reference.itertuples():
-        key = (r.dataset, r.method, r.label, r.model)
-        name = f"{display_name(r.method, r.label)} on {r.dataset}"
-        c = cur.get(key)
-        if c is None:
-            problems.append(f"{name}: missing from the current results")
-            continue
-        if c.top1_pct < r.top1_pct - max_drop:
-            problems.append(f"{name}: top-1 {c.top1_pct:.2f}% < reference {r.top1_pct:.2f}% - {max_drop}")
-        if max_rise is not None and c.top1_pct > r.top1_pct + max_rise:
-            problems.append(f"{name}: top-1 {c.top1_pct:.2f}% > reference {r.top1_pct:.2f}% + {max_rise}")
-        if int(c.params_trainable) != int(r.params_trainable):
-            problems.append(f"{name}: trainable params {int(c.params_trainable)} != reference {int(r.params_trainable)}")
-        if f"{c.gmacs:.9f}" != f"{r.gmacs:.9f}":  # MAC resolution; nan (not measured) equals nan
-            problems.append(f"{name}: GMACs {c.gmacs:.9f} != reference {r.gmacs:.9f}")
-    return problems
+    def fam(r):
+        return r.dataset, r.method, r.label, r.model
+
+    refs = {(r.dataset, r.group_hash): r for r in reference.itertuples()}
+    family: dict[tuple, list] = {}
+    for r in sorted(reference.itertuples(), key=lambda r: r.group_hash):
+        family.setdefault(fam(r), []).append(r)
+    problems, covered = [], set()
+    for c in sorted(current.itertuples(), key=lambda r: (r.dataset, r.name, r.group_hash)):
+        where = f"{c.name} on {c.dataset}"
+        r = refs.get((c.dataset, c.group_hash))
+        if r is not None:
+            covered.add((r.dataset, r.group_hash))
+            problems += [f"regression: {where}: {p}" for p in _regressions(c, r, max_drop, max_rise)]
+        elif fam(c) in family:
+            covered |= {(r.dataset, r.group_hash) for r in family[fam(c)]}
+            problems.append(f"configuration differs: {where}: {_differs(c, family[fam(c)])}")
+        else:
+            problems.append(f"not in the reference: {where} (no reference run of {c.method} on {c.dataset})")
+    return problems + [f"missing: {r.name} on {r.dataset}: missing from the current results"
+                       for r in sorted(reference.itertuples(), key=lambda r: (r.dataset, r.name))
+                       if (r.dataset, r.group_hash) not in covered]
+
+
+def _regressions(c, r, max_drop: float, max_rise: float | None) -> list[str]:
+    """A matched configuration's changes beyond the tolerance."""
+    out = []
+    if c.top1_pct < r.top1_pct - max_drop:
+        out.append(f"top-1 {c.top1_pct:.2f}% < reference {r.top1_pct:.2f}% - {max_drop}")
+    if max_rise is not None and c.top1_pct > r.top1_pct + max_rise:
+        out.append(f"top-1 {c.top1_pct:.2f}% > reference {r.top1_pct:.2f}% + {max_rise}")
+    if int(c.params_trainable) != int(r.params_trainable):
+        out.append(f"trainable params {int(c.params_trainable)} != reference {int(r.params_trainable)}")
+    if f"{c.gmacs:.9f}" != f"{r.gmacs:.9f}":  # MAC resolution; nan (not measured) equals nan
+        out.append(f"GMACs {c.gmacs:.9f} != reference {r.gmacs:.9f}")
+    return out
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -496,7 +656,7 @@ def runs_table(results: list[RunResult], title: str = "petlbench runs"):
         r = results[-1]
         notes = sorted({f"† {x.method}: {x.method_note}" for x in results if x.method_note})
         t.caption = escape(f"model {r.model} ({r.weights_source}); data {r.data_source}; device {r.device}; "
-                           f"peak mem = {r.peak_mem_kind}; img/s at the run's batch size (bs); top-1 on test, "
+                           f"peak mem = {mem_kind_name(r.peak_mem_kind)}; img/s at the run's batch size (bs); top-1 on test, "
                            f"evaluated once after the last epoch" + "".join(f"\n{n}" for n in notes))
         t.caption_justify = "left"
     return t
@@ -507,18 +667,16 @@ def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
     from rich.markup import escape
     from rich.table import Table
 
-    if sort not in METRICS:
-        raise UserError(f"unknown --sort metric '{sort}'; choose one of {', '.join(METRICS)}")
-    higher = METRICS[sort][1]
+    higher = check_sort(sort)[1]
     tables = []
     outer = "dataset" if by == "dataset" else "method"
     for key, g in agg.groupby(outer, sort=True):
-        g = g.sort_values(sort, ascending=not higher)
+        g = g.sort_values(sort, ascending=not higher, kind="stable")
         metric = METRIC_NAMES[g["metric"].iloc[0]] if outer == "dataset" else METRIC_NAMES["top1"]
         t = Table(title=f"{outer} {key}" + (f" ({g['data_group'].iloc[0]})" if outer == "dataset" and
                                             g["data_group"].iloc[0] else ""), title_justify="left")
         t.add_column("rank", justify="right")
-        t.add_column("method" if outer == "dataset" else "dataset")
+        t.add_column("method" if outer == "dataset" else "dataset (configuration)")
         t.add_column("n", justify="right")
         t.add_column(f"{metric} % ↑ (mean ± std)", justify="right")
         t.add_column("95% CI", justify="right")
@@ -527,22 +685,24 @@ def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
             t.add_column(f"{label} {'↑' if hi else '↓'}", justify="right")
         t.add_column("PPT ↑", justify="right")
         for rank, r in enumerate(g.itertuples(), 1):
-            name = display_name(r.method, r.label, r.method_note) if outer == "dataset" else r.dataset
-            if agg["model"].nunique() > 1:
-                name += f" ({r.model})"
-            if agg["precision"].nunique() > 1:
-                name += f" {r.precision}"
-            name = escape(name)
+            name = escape(r.name if outer == "dataset" else f"{r.dataset} ({r.name})" if r.name != r.method
+                          else r.dataset)
             std = fmt(r.top1_pct_std) if r.n > 1 else "–"
             t.add_row(str(rank), name, str(r.n), f"{fmt(r.top1_pct)} ± {std}",
                       f"±{fmt(r.top1_pct_ci95)}", fmt_int(r.params_trainable), fmt(r.gmacs, 4), fmt(r.train_img_s, 0),
                       fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.ppt))
-        sizes, notes = ", ".join(str(b) for b in sorted(set(g["batch_size"]))), notes_caption(g)
-        precisions = ", ".join(sorted(set(g["precision"])))
-        t.caption = escape(f"img/s at batch size {sizes}; precision {precisions}" + (f"; {notes}" if notes else ""))
+        t.caption = escape(_table_caption(g, sort))
         t.caption_justify = "left"
         tables.append(t)
     return tables
+
+
+def _table_caption(g, sort: str) -> str:
+    sizes, notes = ", ".join(str(b) for b in sorted(set(g["batch_size"]))), notes_caption(g)
+    precisions = ", ".join(sorted(set(g["precision"])))
+    kinds = ", ".join(mem_kind_name(k) for k in sorted(set(g["peak_mem_kind"])))
+    return (f"ranked by {METRICS[sort][0]}; img/s at batch size {sizes}; precision {precisions}; peak mem = {kinds}"
+            + (f"; {notes}" if notes else ""))
 
 
 def summary_table(summary, track: str = "vision"):
@@ -557,40 +717,51 @@ def summary_table(summary, track: str = "vision"):
                 "trainable ↓"]:
         t.add_column(col, justify="left" if col == "method" else "right")
     for r in summary.to_dict("records"):
-        t.add_row(escape(display_name(r["method"], r["label"], r.get("method_note", ""))), str(r["tasks"]), fmt(r["mean_of_groups"]),
-                  fmt(r["mean_of_tasks"]), *[fmt(r[c]) for c in group_cols], fmt_int(r["params_trainable"]))
+        tasks = str(r["tasks"]) if r["tasks"] == r["tasks_total"] else f"{r['tasks']} of {r['tasks_total']}"
+        t.add_row(escape(r["name"]), tasks, fmt(r["mean_of_groups"]), fmt(r["mean_of_tasks"]),
+                  *[fmt(r[c]) for c in group_cols], fmt_int(r["params_trainable"]))
+    if coverage_caption(summary):
+        t.caption, t.caption_justify = escape(coverage_caption(summary)), "left"
     return t
 
 
-def markdown_pivot(agg, track: str | None = None) -> str:
+def _cell(m) -> str:
+    if m.empty:
+        return "–"
+    std = f" ± {m['top1_pct_std'].iloc[0]:.1f}" if m["n"].iloc[0] > 1 else ""
+    return f"{m['top1_pct'].iloc[0]:.1f}{std}"
+
+
+def markdown_pivot(agg, track: str | None = None, sort: str = "top1_pct") -> str:
     """One Markdown table per track (vision first): configurations × datasets (top-1 / VQA score mean ± std
     over seeds), both summaries over the track's datasets, trainable parameters (excl. head, mean over datasets)
-    and GMACs."""
+    and GMACs; rows ranked by ``sort``."""
     present = tracks_of(agg)
     if track is None and len(present) > 1:
-        return "\n\n".join(markdown_pivot(agg, t) for t in present)
+        return "\n\n".join(markdown_pivot(agg, t, sort) for t in present)
     agg = on_track(agg, track or present[0])
-    summary = vtab_summary(agg, track or present[0])
+    summary = vtab_summary(agg, track or present[0], sort)
     datasets = sorted(agg["dataset"].unique(), key=lambda d: (agg[agg["dataset"] == d]["data_group"].iloc[0], d))
     groups = {d: agg[agg["dataset"] == d]["data_group"].iloc[0] for d in datasets}
     short = {"natural": "nat.", "specialized": "spec.", "structured": "str."}
     head = ["method", *[f"{d} ({short.get(groups[d], groups[d])})" if groups[d] else d for d in datasets],
-            "mean of groups",
-            "mean of tasks", "trainable excl. head", "GMACs", "seeds"]
+            "mean of groups", "mean of tasks", "trainable excl. head", "GMACs", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in summary.itertuples():
-        rows = agg[(agg["method"] == r.method) & (agg["label"] == r.label) & (agg["model"] == r.model)]
-        cells = []
-        for d in datasets:
-            m = rows[rows["dataset"] == d]
-            if m.empty:
-                cells.append("–")
-            else:
-                std = f" ± {m['top1_pct_std'].iloc[0]:.1f}" if m["n"].iloc[0] > 1 else ""
-                cells.append(f"{m['top1_pct'].iloc[0]:.1f}{std}")
+        rows = agg[(agg[CONFIG] == [r.method, r.label, r.model, r.variant]).all(axis=1)]
+        cells = [_cell(rows[rows["dataset"] == d]) for d in datasets]
         n = f"{rows['n'].min()}" if rows["n"].min() == rows["n"].max() else f"{rows['n'].min()}–{rows['n'].max()}"
-        lines.append("| " + " | ".join([display_name(r.method, r.label, r.method_note), *cells, fmt(r.mean_of_groups, 1),
-                                         fmt(r.mean_of_tasks, 1), fmt_int(rows["params_trainable_excl_head"].mean()),
+        lines.append("| " + " | ".join([r.name, *cells, fmt(r.mean_of_groups, 1), fmt(r.mean_of_tasks, 1),
+                                         fmt_int(rows["params_trainable_excl_head"].mean()),
                                          fmt(rows["gmacs"].mean(), 4), n]) + " |")
-    notes = notes_caption(agg)
+    notes = "\n\n".join(filter(None, [coverage_caption(summary), notes_caption(agg)]))
     return "\n".join(lines) + (f"\n\n{notes}" if notes else "")
+
+
+def sorted_aggregate(agg, sort: str = "top1_pct"):
+    """The aggregate as ``compare --csv`` writes it: per dataset, ranked by ``sort``; the stored identity's run
+    options (trainval, limit, precision, ...) as columns of their own next to the full ``identity`` JSON."""
+    higher = check_sort(sort)[1]
+    idents = [json.loads(s) for s in agg["identity"]]
+    extra = {k: [i.get(k) for i in idents] for k in _run_option_keys() if k not in agg}
+    return agg.assign(**extra).sort_values(["dataset", sort], ascending=[True, not higher], kind="stable")

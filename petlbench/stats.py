@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from petlbench.errors import UserError, did_you_mean
-from petlbench.results import display_name, fmt
+from petlbench.results import CONFIG, display_name, fmt
 
-CONFIG = ["method", "label", "model"]  # a configuration; rows pair on (dataset, model, seed)
+# a configuration is results.CONFIG (method, label, model, variant); rows pair on (dataset, model, seed)
 LEVEL = 0.95
 
 # ----------------------------------------------------------------------------- distributions
@@ -153,21 +153,56 @@ def wilcoxon_signed_rank(diffs: Sequence[float]) -> float:
 # ----------------------------------------------------------------------------- pairing
 
 
-def parse_config(text: str) -> tuple[str, str]:
-    """``"linear"`` -> ("linear", ""); ``"linear [random-init]"`` or ``"linear[random-init]"`` -> with label."""
-    text = text.strip()
+def parse_config(text: str) -> tuple[str, str, str]:
+    """``"linear"`` -> ("linear", "", ""); ``"linear [random-init]"`` (or without the space) -> with the label;
+    ``"lora (lr 0.05)"`` -> with the variant (``results.aggregate``'s names); a † is ignored."""
+    text = text.replace("†", "").strip()
+    variant = ""
+    if text.endswith(")") and "(" in text:
+        text, _, variant = text[:-1].rpartition("(")
+        text, variant = text.strip(), variant.strip()
     if text.endswith("]") and "[" in text:
         method, _, label = text[:-1].partition("[")
-        return method.strip(), label.strip()
-    return text, ""
+        return method.strip(), label.strip(), variant
+    return text, "", variant
 
 
 def _ok_rows(df):
+    """The rows that count (status ok, not a selection run, one per stored configuration and seed), each with its
+    configuration's ``variant`` and ``name`` as ``results.aggregate`` gives them."""
+    from petlbench.results import KEYS, aggregate
+
+    agg = aggregate(df)
     ok = df[df["status"] == "ok"].copy()
-    for k in ["dataset", *CONFIG]:
-        ok[k] = ok[k].fillna("").astype(str)
+    for k in ["dataset", *KEYS]:
+        ok[k] = ok[k].fillna("").astype(str) if k in ok else ""
     ok["data_group"] = ok["data_group"].fillna("").astype(str) if "data_group" in ok else ""
+    names = {tuple(r[k] for k in KEYS): (r["variant"], r["name"]) for r in agg.to_dict("records")} if len(agg) else {}
+    found = [names.get(key) for key in zip(*(ok[k] for k in KEYS), strict=True)]
+    keep = [f is not None for f in found]  # selection runs are not results
+    ok = ok[keep].assign(variant=[f[0] for f in found if f], name=[f[1] for f in found if f])
+    if "config_hash" in ok:
+        ok = ok.drop_duplicates("config_hash", keep="last") if (ok["config_hash"].fillna("") != "").all() else ok
     return ok
+
+
+def _baseline(ok, text: str) -> tuple[str, str, str]:
+    """The configuration (method, label, variant) that ``--vs TEXT`` names; a one-line error when none or
+    several do."""
+    method, label, variant = parse_config(text)
+    have = ok.drop_duplicates(["method", "label", "variant"])
+    exact = have[(have["method"] == method) & (have["label"] == label) & (have["variant"] == variant)]
+    if len(exact):
+        return method, label, variant
+    names = sorted({display_name(m, lab, "", v) for m, lab, v in zip(have["method"], have["label"], have["variant"],
+                                                                     strict=True)})
+    family = have[(have["method"] == method) & (have["label"] == label)]
+    if len(family) > 1 and not variant:
+        choices = [display_name(method, label, "", v) for v in family["variant"]]
+        raise UserError(f"'{text}' has {len(family)} configurations here: {', '.join(choices)}; pass one, e.g. "
+                        f"--vs '{choices[0]}'")
+    raise UserError(f"no successful runs of baseline '{text}'{did_you_mean(text, names)}; choose one of: "
+                    f"{', '.join(names)}")
 
 
 def _per_seed(rows, metric: str) -> dict[int, float]:
@@ -185,38 +220,34 @@ def paired_diffs(ours: dict[int, float], base: dict[int, float]) -> tuple[list[i
 class Paired:
     """``per_task``: one row per (dataset, configuration); ``summary``: one row per configuration."""
 
-    baseline: tuple[str, str]
+    baseline: tuple[str, str, str]  # method, label, variant
     per_task: Any  # pandas.DataFrame
     summary: Any  # pandas.DataFrame
 
 
-def paired_vs(df, baseline_method: str, baseline_label: str = "", metric: str = "top1_pct") -> Paired:
-    """Paired differences of every configuration against the baseline configuration, per task and overall.
-
-    Rows pair on (dataset, model, seed); only ``status == ok`` rows count.
+def paired_vs(df, baseline: str, metric: str = "top1_pct") -> Paired:
+    """Paired differences of every configuration against the baseline configuration (named as in ``compare``:
+    ``linear``, ``linear [random-init]``, ``linear (trainval)``), per task and overall. Rows pair on (dataset,
+    model, seed); only ``status == ok`` rows count; a configuration is never mixed with another of its method.
     """
     import pandas as pd
 
     ok = _ok_rows(df)
-    is_base = (ok["method"] == baseline_method) & (ok["label"] == baseline_label)
-    if not is_base.any():
-        have = sorted({display_name(m, lab) for m, lab in zip(ok["method"], ok["label"], strict=True)})
-        name = display_name(baseline_method, baseline_label)
-        raise UserError(f"no successful runs of baseline '{name}'{did_you_mean(name, have)}; "
-                        f"choose one of: {', '.join(have)}")
+    chosen = _baseline(ok, baseline)
+    is_base = (ok[["method", "label", "variant"]] == list(chosen)).all(axis=1)
     base = {key: _per_seed(g, metric) for key, g in ok[is_base].groupby(["dataset", "model"])}
     rows = []
-    for (dataset, method, label, model), g in ok[~is_base].groupby(["dataset", *CONFIG], sort=False):
-        seeds, diffs = paired_diffs(_per_seed(g, metric), base.get((dataset, model), {}))
+    for (dataset, *config), g in ok[~is_base].groupby(["dataset", *CONFIG], sort=False):
+        seeds, diffs = paired_diffs(_per_seed(g, metric), base.get((dataset, config[2]), {}))
         if not seeds:
             continue
         mean, low, high = mean_ci(diffs)
-        rows.append({"dataset": dataset, "method": method, "label": label, "model": model,
+        rows.append({"dataset": dataset, **dict(zip(CONFIG, config, strict=True)), "name": g["name"].iloc[0],
                      "data_group": g["data_group"].iloc[0], "n": len(seeds), "seeds": seeds, "diffs": diffs,
                      "mean_diff": mean, "ci_low": low, "ci_high": high, "significant": excludes_zero(low, high)})
-    per_task = pd.DataFrame(rows, columns=["dataset", *CONFIG, "data_group", "n", "seeds", "diffs", "mean_diff",
-                                           "ci_low", "ci_high", "significant"])
-    return Paired((baseline_method, baseline_label), per_task, summarize(per_task))
+    per_task = pd.DataFrame(rows, columns=["dataset", *CONFIG, "name", "data_group", "n", "seeds", "diffs",
+                                           "mean_diff", "ci_low", "ci_high", "significant"])
+    return Paired(chosen, per_task, summarize(per_task))
 
 
 def summarize(per_task):
@@ -224,14 +255,14 @@ def summarize(per_task):
     import pandas as pd
 
     rows = []
-    for (method, label, model), g in per_task.groupby(CONFIG, sort=False):
+    for config, g in per_task.groupby(CONFIG, sort=False):
         means = [float(v) for v in g["mean_diff"]]
         mean, low, high = mean_ci(means)
-        rows.append({"method": method, "label": label, "model": model, "tasks": len(means),
+        rows.append({**dict(zip(CONFIG, config, strict=True)), "name": g["name"].iloc[0], "tasks": len(means),
                      "better": sum(v > 0 for v in means), "worse": sum(v < 0 for v in means),
                      "mean_diff": mean, "ci_low": low, "ci_high": high,
                      "wilcoxon_p": wilcoxon_signed_rank(means), "significant": excludes_zero(low, high)})
-    cols = [*CONFIG, "tasks", "better", "worse", "mean_diff", "ci_low", "ci_high", "wilcoxon_p", "significant"]
+    cols = [*CONFIG, "name", "tasks", "better", "worse", "mean_diff", "ci_low", "ci_high", "wilcoxon_p", "significant"]
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values("mean_diff", ascending=False, ignore_index=True) if len(out) else out
 
@@ -268,8 +299,8 @@ def rank_with_ties(n: int, same: Callable[[int, int], bool], rule: str = "leader
     return ranks
 
 
-def tie_ranks(df, metric: str = "top1_pct", rule: str = "leader") -> dict[tuple[str, str, str, str], tuple[int, str]]:
-    """(dataset, method, label, model) -> (position, rank), per dataset, best mean ``metric`` over seeds first.
+def tie_ranks(df, metric: str = "top1_pct", rule: str = "leader") -> dict[tuple[str, ...], tuple[int, str]]:
+    """(dataset, method, label, model, variant) -> (position, rank), per dataset, best mean ``metric`` over seeds first.
 
     Two configurations "cannot be told apart" when the 95% paired t CI of their difference over their
     shared seeds includes 0, or cannot be computed (fewer than 2 shared seeds, or different models).
@@ -313,8 +344,8 @@ def paired_tables(df, paired: Paired) -> list:
 
     agg = aggregate(df)
     ranks = tie_ranks(df)
-    base = display_name(*paired.baseline)
-    diffs = {(r.dataset, r.method, r.label, r.model): r for r in paired.per_task.itertuples()}
+    base = display_name(paired.baseline[0], paired.baseline[1], "", paired.baseline[2])
+    diffs = {(r.dataset, r.method, r.label, r.model, r.variant): r for r in paired.per_task.itertuples()}
     tables = []
     for dataset, g in agg.groupby("dataset", sort=True):
         group = g["data_group"].iloc[0]
@@ -322,12 +353,12 @@ def paired_tables(df, paired: Paired) -> list:
                   title_justify="left")
         for col in ("rank", "method", "n", "top-1 % (mean ± std)", escape(f"Δ vs {base}"), "95% CI of Δ (paired t)", ""):
             t.add_column(col, justify="left" if col in ("method", "") else "right")
-        g = g.assign(pos_=[ranks[(dataset, r.method, r.label, r.model)][0] for r in g.itertuples()],
-                     rank_=[ranks[(dataset, r.method, r.label, r.model)][1] for r in g.itertuples()])
+        keys = [(dataset, r.method, r.label, r.model, r.variant) for r in g.itertuples()]
+        g = g.assign(pos_=[ranks[k][0] for k in keys], rank_=[ranks[k][1] for k in keys])
         for r in g.sort_values("pos_").itertuples():
-            name = escape(display_name(r.method, r.label) + (f" ({r.model})" if agg["model"].nunique() > 1 else ""))
-            d = diffs.get((dataset, r.method, r.label, r.model))
-            is_base = (r.method, r.label) == paired.baseline
+            name = escape(r.name)
+            d = diffs.get((dataset, r.method, r.label, r.model, r.variant))
+            is_base = (r.method, r.label, r.variant) == paired.baseline
             delta = ("baseline", "", "") if is_base else ("no shared seeds", "", "") if d is None else \
                 (f"{d.mean_diff:+.2f}", _ci(d.ci_low, d.ci_high), _mark(d.significant, d.mean_diff, d.n))
             t.add_row(r.rank_, name, str(r.n), f"{fmt(r.top1_pct)} ± {fmt(r.top1_pct_std)}", *delta)
@@ -343,14 +374,12 @@ def summary_table(paired: Paired):
     from rich.markup import escape
     from rich.table import Table
 
-    base = display_name(*paired.baseline)
+    base = display_name(paired.baseline[0], paired.baseline[1], "", paired.baseline[2])
     t = Table(title=escape(f"over tasks: mean top-1 difference vs {base}"), title_justify="left")
     for col in ("method", "tasks", "mean Δ (points)", "95% CI (t over tasks)", "better on", "Wilcoxon p", ""):
         t.add_column(col, justify="left" if col in ("method", "") else "right")
-    many_models = paired.summary["model"].nunique() > 1
     for r in paired.summary.itertuples():
-        name = escape(display_name(r.method, r.label) + (f" ({r.model})" if many_models else ""))
-        t.add_row(name, str(r.tasks), f"{r.mean_diff:+.2f}", _ci(r.ci_low, r.ci_high),
+        t.add_row(escape(r.name), str(r.tasks), f"{r.mean_diff:+.2f}", _ci(r.ci_low, r.ci_high),
                   f"{r.better} of {r.tasks}", fmt(r.wilcoxon_p, 3), _mark(r.significant, r.mean_diff, r.tasks))
     t.caption = ("mean Δ = mean over tasks of the per-task mean paired difference; Wilcoxon: exact two-sided "
                  "signed-rank test on the per-task means; marked only where the 95% CI excludes 0")

@@ -101,8 +101,9 @@ def test_summary_over_tasks_by_hand(tmp_path):
 def test_baseline_with_label_and_unknown_baseline(tmp_path):
     rows = paired_rows("linear", "d1", [20.0, 21.0], label="random-init") + paired_rows("linear", "d1", [50.0, 52.0])
     df = frame(tmp_path, rows)
-    assert parse_config("linear [random-init]") == ("linear", "random-init") == parse_config("linear[random-init]")
-    (row,) = paired_vs(df, *parse_config("linear [random-init]")).per_task.itertuples()
+    assert parse_config("linear [random-init]") == ("linear", "random-init", "") == parse_config("linear[random-init]")
+    assert parse_config("lion† [x] (lr 0.05)") == ("lion", "x", "lr 0.05")
+    (row,) = paired_vs(df, "linear [random-init]").per_task.itertuples()
     assert (row.method, row.label, row.diffs) == ("linear", "", [30.0, 31.0])
     with pytest.raises(UserError, match="did you mean 'linear'"):
         paired_vs(df, "lineer")
