@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,32 @@ def _parquet_columns(table: Any, where: str) -> tuple[str, str]:
     return image, label
 
 
+def image_entries(items: list[Any], resolve: Callable[[Any], str] | None = None) -> ImageSource:
+    """Image entries as parquet writers store them -> an ImageSource identified by a digest of their bytes (of
+    the path text where an entry has no bytes). An entry is encoded bytes (pyarrow, pandas), a ``{bytes, path}``
+    record (``datasets``, pandas) or a path. ``resolve`` maps each path entry (a record without bytes, or a path)
+    to the file it names, raising UserError when there is none (the VL loader: paths relative to the data);
+    without it entries are kept as written (``data.ImageSource.load`` decodes all three)."""
+    if resolve is not None:
+        items = [item if entry_bytes(item) is not None else resolve(entry_path(item)) for item in items]
+    digest = hashlib.sha256()
+    for item in items:
+        blob = entry_bytes(item)
+        digest.update(blob if blob is not None else str(entry_path(item)).encode())
+    return ImageSource(items, f"parquet:{digest.hexdigest()[:16]}")
+
+
+def entry_bytes(item: Any) -> bytes | None:
+    """The encoded image bytes of an image entry (bytes, or a record's ``bytes``), None for a path entry."""
+    blob = item.get("bytes") if isinstance(item, dict) else item
+    return bytes(blob) if isinstance(blob, bytes | bytearray) and blob else None
+
+
+def entry_path(item: Any) -> Any:
+    """The path of an image entry without bytes (a record's ``path``, or the entry itself)."""
+    return item.get("path") if isinstance(item, dict) else item
+
+
 def _hf_class_names(table: Any, label: str) -> list[str] | None:
     """ClassLabel names that ``datasets`` stores in the parquet schema metadata, if any."""
     import json
@@ -351,11 +378,7 @@ def _load_parquet(path: Path, files: list[Path]) -> RawData:
     splits = {}
     for split, ts in tables.items():
         items = [v for t in ts for v in t.column(image).to_pylist()]
-        digest = hashlib.sha256()
-        for item in items:
-            blob = (item.get("bytes") or str(item.get("path")).encode()) if isinstance(item, dict) else item
-            digest.update(blob if isinstance(blob, bytes) else str(blob).encode())
-        splits[split] = (ImageSource(items, f"parquet:{digest.hexdigest()[:16]}"), encode(raw_labels[split]))
+        splits[split] = (image_entries(items), encode(raw_labels[split]))
     if set(splits) == {"pool"} or "train" not in splits:
         images, labels = splits.pop("pool", next(iter(splits.values())))
         return _flat_split(path.stem, images, labels, classes, f"parquet:{path}")

@@ -89,15 +89,15 @@ class VLModel(nn.Module):
         self.modality = modality
         self.text = text
         self.tokenizer_name = OFFLINE_TEXT  # the text side's name (set by ``create_vl_backbone``): its tokenizer
-        d = text.config.hidden_size
+        d, e = text.config.hidden_size, embedding_width(text)  # e < d: ELECTRA-style (``embeddings_project``)
         std = getattr(text.config, "initializer_range", 0.02)  # BERT init, as ViLT's init_weights
         self.vision = self.vis_proj = self.vis_type = None
         if modality != "text":
             if vision is None:
                 raise ValueError(f"modality={modality!r} needs a visual encoder")
             self.vision = vision
-            self.vis_proj = nn.Linear(vision.embed_dim, d)
-            self.vis_type = nn.Parameter(torch.randn(d) * std)  # modality (token-type) embedding of visual tokens
+            self.vis_proj = nn.Linear(vision.embed_dim, e)  # into the embedding width, as the word embeddings
+            self.vis_type = nn.Parameter(torch.randn(e) * std)  # modality (token-type) embedding of visual tokens
             nn.init.normal_(self.vis_proj.weight, std=std)
             nn.init.zeros_(self.vis_proj.bias)
         self.head = nn.Linear(d, num_classes)
@@ -147,9 +147,16 @@ class VLModel(nn.Module):
             return self.vision.forward_features(pixel_values)  # its norm is Identity (see strip_vision)
 
     def visual_embeddings(self, features: torch.Tensor) -> torch.Tensor:
-        """B×Nv×d visual tokens in the text width: ``LN_emb(vis_proj(v) + vis_type)`` + embedding dropout."""
+        """B×Nv×d visual tokens in the text width: ``LN_emb(vis_proj(v) + vis_type)`` + embedding dropout (and
+        the embedding projection of an ELECTRA-style encoder, as its text tokens)."""
         emb = self.text.embeddings
-        return emb.dropout(emb.LayerNorm(self.vis_proj(features) + self.vis_type))
+        return self.project_embeddings(emb.dropout(emb.LayerNorm(self.vis_proj(features) + self.vis_type)))
+
+    def project_embeddings(self, h: torch.Tensor) -> torch.Tensor:
+        """Embedding-width tokens -> the layers' width: ``embeddings_project`` of an encoder whose embeddings are
+        narrower than its layers (ELECTRA), the identity for BERT (equal widths, no projection)."""
+        project = getattr(self.text, "embeddings_project", None)
+        return h if project is None else project(h)
 
     def text_embeddings(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B×T×d embeddings, B×T mask); image-only mode keeps just [CLS] [SEP]."""
@@ -158,7 +165,7 @@ class VLModel(nn.Module):
             last = (mask.long().sum(1) - 1).clamp(min=1)  # index of [SEP] in a right-padded sequence
             ids = torch.stack([ids[:, 0], ids.gather(1, last[:, None])[:, 0]], 1)
             mask, types = torch.ones_like(ids), None
-        return self.text.embeddings(input_ids=ids, token_type_ids=types), mask
+        return self.project_embeddings(self.text.embeddings(input_ids=ids, token_type_ids=types)), mask
 
     def attention_bias(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """B×1×1×N mask for the layers: bool (True = attend) for SDPA, additive float for eager attention."""
@@ -189,9 +196,12 @@ class VLModel(nn.Module):
 
 
 def check_text_encoder(text: nn.Module) -> None:
-    """UserError unless ``text`` has BERT's structure: embeddings + encoder.layer[i] with the insertion points."""
+    """UserError unless ``text`` has BERT's structure: embeddings (word embeddings, LayerNorm) + encoder.layer[i]
+    with the insertion points, and embeddings as wide as the layers or projected to them (ELECTRA)."""
     layers = getattr(getattr(text, "encoder", None), "layer", None)
-    ok = hasattr(text, "embeddings") and hasattr(text.embeddings, "LayerNorm") and layers is not None and len(layers)
+    emb = getattr(text, "embeddings", None)
+    ok = all(hasattr(emb, k) for k in ("word_embeddings", "LayerNorm", "dropout")) and layers is not None \
+        and len(layers) > 0
     for layer in layers or []:
         att = getattr(layer, "attention", None)
         ok = ok and all(hasattr(getattr(att, "self", None), k) for k in ("query", "key", "value")) \
@@ -199,8 +209,19 @@ def check_text_encoder(text: nn.Module) -> None:
     if not ok:
         raise UserError(
             f"text model {type(text).__name__} is not a BERT-style encoder (embeddings + encoder.layer[i] with "
-            "attention.self.query/key/value, attention.output.dense, output.dense); pick a BERT-family model"
+            "attention.self.query/key/value, attention.output.dense, output.dense); pick a BERT-family model "
+            "(BERT, MiniLM, RoBERTa, ELECTRA)"
         )
+    e, d = embedding_width(text), int(text.config.hidden_size)
+    if e != d and not isinstance(getattr(text, "embeddings_project", None), nn.Module):
+        raise UserError(f"text model {type(text).__name__} embeds tokens in {e} dimensions but its layers are {d} "
+                        "wide, with no embeddings_project between them; pick a BERT-family model whose embeddings "
+                        "match its layers, or an ELECTRA-style one (embeddings_project)")
+
+
+def embedding_width(text: nn.Module) -> int:
+    """Width of a text encoder's token embeddings (= its hidden width, except ELECTRA-style encoders)."""
+    return int(text.embeddings.word_embeddings.embedding_dim)
 
 
 def freeze_vl_backbone(model: VLModel) -> None:
@@ -335,7 +356,35 @@ def _dir_sha(path: Path) -> str:
 
 
 def load_text_encoder(name: str, pretrained: bool = True) -> tuple[nn.Module, str, str]:
-    """(encoder, weights_source, weights_sha256) for a text model name (see the module docstring)."""
+    """(encoder, weights_source, weights_sha256) for a text model name (see the module docstring); a local
+    directory must hold its tokenizer (``check_local_tokenizer``)."""
+    model, source, sha = _load_text_encoder(name, pretrained)
+    if name not in PACKAGED_TEXT_NAMES and Path(name).is_dir():
+        check_local_tokenizer(name, int(model.config.vocab_size))
+    return model, source, sha
+
+
+# what AutoTokenizer reads a vocabulary from (fast tokenizer, WordPiece, BPE, SentencePiece)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+
+
+def check_local_tokenizer(name: str, vocab_size: int) -> None:
+    """UserError unless the text model directory ``name`` holds a tokenizer whose ids fit the model's
+    ``vocab_size`` embeddings. Without tokenizer files transformers builds a tokenizer of its special tokens
+    alone (every word [UNK]) and the run would train on nothing but [UNK]."""
+    path = Path(name)
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise UserError(f"text model directory '{path}' has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, "
+                        f"...); save the model's tokenizer there: AutoTokenizer.from_pretrained(<its hub id>)"
+                        f".save_pretrained('{path}')")
+    size = len(text_tokenizer(name))
+    if size > vocab_size:
+        raise UserError(f"the tokenizer in '{path}' has {size} tokens but the model embeds only {vocab_size}; "
+                        "save the model's own tokenizer in that directory")
+
+
+def _load_text_encoder(name: str, pretrained: bool) -> tuple[nn.Module, str, str]:
     from transformers import AutoConfig, BertConfig
 
     if name in PACKAGED_TEXT_NAMES:

@@ -105,7 +105,12 @@ class _Table:
             return self.joined
         if self.is_image_feature(col):
             return ImageSource(_HFImages(self.rows, col), f"{self.identity}:{col}")
-        paths = [_resolve_image(self.root, p, where) for p in self.values(col)]
+        values = self.values(col)
+        if not all(isinstance(v, str | Path) for v in values):  # bytes / {bytes, path} records (pyarrow, pandas)
+            from petlbench.sources import image_entries  # (sources imports this module)
+
+            return image_entries(values, resolve=lambda item: _resolve_image(self.root, item, where))
+        paths = [_resolve_image(self.root, p, where) for p in values]
         ident = hashlib.sha256("\n".join(f"{p}:{os.path.getsize(p)}" for p in paths).encode()).hexdigest()[:16]
         return ImageSource(paths, f"files:{ident}")
 
@@ -113,7 +118,8 @@ class _Table:
 def _resolve_image(root: Path | None, item: Any, where: str) -> str:
     """A path-like image entry -> an existing file (relative paths: to the data folder, or its images/)."""
     if not isinstance(item, str | Path) or not str(item):
-        raise UserError(f"{where}: image entry {str(item)[:60]!r} is not a file path; give a path per row")
+        raise UserError(f"{where}: image entry {str(item)[:60]!r} is neither image bytes nor a file path; give "
+                        "encoded image bytes, a {bytes, path} record or a path per row")
     path = Path(item)
     candidates = [path] if path.is_absolute() else [(root or Path()) / path, (root or Path()) / "images" / path]
     for c in candidates:
@@ -187,8 +193,22 @@ def _make_task(name: str, kind: str, mode: str, train: _Table, cols: Columns, vo
     return VLTask(name, kind, tuple(vocab), "top1", "ce")
 
 
+def _unanswered(values: list, mode: str) -> list[int]:
+    """Rows without an answer: an empty (or blank) list of human answers, or a missing / blank answer string
+    (class ids: -1 / None marks an unlabelled row, which ``_make_split`` drops, as SNLI-VE's)."""
+    if mode == "soft":
+        return [i for i, v in enumerate(values) if not any(a.strip() for a in _human_answers(v))]
+    if mode == "single":
+        return [i for i, v in enumerate(values) if v is None or not str(v).strip()]
+    return []
+
+
 def _make_split(table: _Table, cols: Columns, task: VLTask, mode: str, where: str) -> VLSplit:
     values = table.values(cols.answer)
+    if missing := _unanswered(values, mode):
+        first = table.values(cols.text)[missing[0]]
+        raise UserError(f"{where}: {len(missing)} row(s) have no answer in '{cols.answer}' (first: question "
+                        f"{str(first)[:60]!r}); give every question at least one answer, or drop those rows")
     soft = None
     if mode == "soft":
         soft = soft_targets([_human_answers(v) for v in values], task.answers)
@@ -225,6 +245,15 @@ def assemble(name: str, tables: dict[str, _Table], cols: Columns, kind: str, sou
     return VLRawData(name, task, splits, source, notes)
 
 
+def _group_key(value: Any) -> Any:
+    """The carve group of a row's image entry: a digest of its encoded bytes (bytes, ``{bytes, path}`` records),
+    else the value itself (a path or an image id)."""
+    from petlbench.sources import entry_bytes  # (sources imports this module)
+
+    blob = entry_bytes(value)
+    return value if blob is None else hashlib.sha256(blob).hexdigest()
+
+
 def plan_splits(tables: dict[str, _Table], group_col: str | None) -> tuple[dict[str, _Table], str]:
     """Our train / val / test from the labelled splits a dataset has, never choosing on its test split.
 
@@ -238,7 +267,7 @@ def plan_splits(tables: dict[str, _Table], group_col: str | None) -> tuple[dict[
                         "name files/splits train, val, test")
     have = {k for k in ("val", "test") if k in tables}
     train = tables["train"]
-    groups = train.values(group_col) if group_col in train.columns else list(range(len(train)))
+    groups = [_group_key(v) for v in train.values(group_col)] if group_col in train.columns else list(range(len(train)))
     by = f"by '{group_col}'" if group_col in train.columns else "by row"
     if not have:
         parts = carve(groups, LOCAL_CARVE, CARVE_SEED)
@@ -369,7 +398,8 @@ def load_vl_hub(name: str) -> VLRawData:
 
 # column names we recognise in local data, in order of preference
 TEXT_COLS = ("question", "text", "hypothesis", "statement", "sentence", "query")
-ANSWER_COLS = ("answers", "answer", "multiple_choice_answer", "label", "labels")
+VL_ANSWER_COLS = ("answers", "answer", "multiple_choice_answer")  # names a classification table does not use
+ANSWER_COLS = (*VL_ANSWER_COLS, "label", "labels")
 IMAGE_COLS = ("image", "img", "image_path", "image_file", "file_name", "filename", "file", "path")
 GROUP_COLS = ("image_id", "imageId", "image_path", "image_file", "file_name", "filename", "file", "path", "image")
 ENTAILMENT_TEXT = ("hypothesis", "statement")
@@ -384,7 +414,8 @@ def _detect_columns(table: _Table, where: str) -> Columns:
                              ("answer", answer, ANSWER_COLS)):
         if col is None:
             raise UserError(f"{where} has no {role} column (one of {', '.join(tried)}); "
-                            f"columns found: {', '.join(found) or 'none'}")
+                            f"columns found: {', '.join(found) or 'none'}; rename the column that holds the "
+                            f"{role} to one of these")
     vocab = "multiple_choice_answer" if answer == "answers" and "multiple_choice_answer" in found else None
     return Columns(image, text, answer, vocab)
 
@@ -466,7 +497,9 @@ def load_vl_local(path: Path) -> VLRawData:
 
 
 def looks_like_vl(path: str | Path) -> bool:
-    """Whether a local path holds VL data (a JSONL, or tabular data with a question/text column)."""
+    """Whether a local path holds VL data: a JSONL, or tabular data with a question/text column or an answer
+    column (``answer[s]``, ``multiple_choice_answer``: a VL table that lacks its question is told so by the VL
+    loader, not asked for a label by the vision one)."""
     path = Path(path)
     if path.suffix == ".jsonl" or (path.is_dir() and any(path.glob("*.jsonl"))):
         return True
@@ -474,9 +507,13 @@ def looks_like_vl(path: str | Path) -> bool:
     if schema_files:
         import pyarrow.parquet as pq
 
-        return any(c in TEXT_COLS for c in pq.read_schema(schema_files[0]).names)
+        return _vl_columns(pq.read_schema(schema_files[0]).names)
     infos = sorted(path.rglob("dataset_info.json"))[:1] if path.is_dir() else []
-    return bool(infos) and any(c in TEXT_COLS for c in json.loads(infos[0].read_text()).get("features", {}))
+    return bool(infos) and _vl_columns(json.loads(infos[0].read_text()).get("features", {}))
+
+
+def _vl_columns(names: Sequence[str]) -> bool:
+    return any(c in TEXT_COLS or c in VL_ANSWER_COLS for c in names)
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -511,7 +548,36 @@ def load_vl(name: str, limit: int | None = None, seed: int = 0) -> VLRawData:
     for split, sp in raw.splits.items():
         if len(sp) == 0:
             raise UserError(f"VL dataset '{name}' has an empty '{split}' split; point --dataset at data with rows")
-    return raw.take(limit, seed)
+    raw = raw.take(limit, seed)
+    if name not in builtins and name not in VL_HUB:
+        check_images(raw)
+    return raw
+
+
+def check_images(raw: VLRawData) -> None:
+    """Decode every image of a local dataset once, so that one that is not an image (truncated, empty, another
+    file type) is a one-line UserError before training instead of a failed run after it (missing files were
+    caught when the rows were read). In-memory arrays need no check."""
+    for split, sp in raw.splits.items():
+        if isinstance(sp.images, np.ndarray):
+            continue
+        for i in range(len(sp)):
+            try:
+                sp.image(i)
+            except Exception:  # PIL / datasets decoding: UnidentifiedImageError, truncated file, ...
+                raise UserError(f"dataset '{raw.name}' ({split}): {_entry_name(sp.images.items, i)} of the question "
+                                f"{sp.texts[i][:60]!r} is not a readable image; replace it or drop the row") from None
+
+
+def _entry_name(items: Any, i: int) -> str:
+    """How image entry ``i`` is named in a message: its file, or its bytes (and the record's path, if any)."""
+    item = items[i] if isinstance(items, list) else None  # a hub-style column would decode it again
+    if item is None:
+        return "the image"
+    if isinstance(item, str | Path):
+        return f"image '{item}'"
+    path = item.get("path") if isinstance(item, dict) else None
+    return f"the image bytes of '{path}'" if path else "the image bytes"
 
 
 def builtin_descriptions() -> dict[str, str]:

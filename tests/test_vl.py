@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import math
 
 import pytest
 import torch
@@ -34,21 +35,23 @@ IMG, CLASSES, T = 32, 5, 8
 VL_METHODS = sorted(n for n, c in METHODS.all().items() if "vl" in c.supports)
 
 
-def tiny_text(attn: str = "sdpa"):
-    from transformers import BertConfig
+def tiny_text(attn: str = "sdpa", arch: str = "bert"):
+    """A 4-layer, 32-wide BERT, or an ELECTRA-style encoder (16-wide embeddings, ``embeddings_project``)."""
+    from transformers import BertConfig, ElectraConfig
 
-    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=32)
+    widths = dict(vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=32)
+    cfg = ElectraConfig(embedding_size=16, **widths) if arch == "electra" else BertConfig(**widths)
     text = text_encoder_from_config(cfg)
     if attn == "eager":
         text.config._attn_implementation = "eager"
     return text
 
 
-def tiny_vl(modality: str = "both", seed: int = 0, attn: str = "sdpa") -> VLModel:
+def tiny_vl(modality: str = "both", seed: int = 0, attn: str = "sdpa", arch: str = "bert") -> VLModel:
     torch.manual_seed(seed)
     vision = None if modality == "text" else load_vision_encoder("test_vit", pretrained=False, img_size=IMG)[0]
-    model = VLModel(tiny_text(attn), vision, CLASSES, modality)
+    model = VLModel(tiny_text(attn, arch), vision, CLASSES, modality)
     freeze_vl_backbone(model)
     return model
 
@@ -184,9 +187,13 @@ def test_offline_default_loads_the_packaged_minilm_and_micro_vit():
 def test_local_text_directory_and_vision_weights_file(tmp_path):
     import timm
     from safetensors.torch import save_file
+    from transformers import BertTokenizer
+
+    from .text_models import wordpiece_vocab
 
     text = tiny_text()
     text.save_pretrained(tmp_path / "tiny-bert")
+    BertTokenizer(vocab=wordpiece_vocab(["what is it ?"])).save_pretrained(tmp_path / "tiny-bert")
     vit = timm.create_model("test_vit", pretrained=False, img_size=IMG, num_classes=7)
     save_file(vit.state_dict(), str(tmp_path / "vit.safetensors"))
     model, info = create_vl_backbone(f"{tmp_path / 'tiny-bert'}+test_vit", 3, weights=str(tmp_path / "vit.safetensors"),
@@ -195,6 +202,51 @@ def test_local_text_directory_and_vision_weights_file(tmp_path):
     assert all(len(part.split("=")[1]) == 16 for part in info["weights_sha256"].split(";"))
     assert all(torch.equal(p, text.state_dict()[k]) for k, p in model.text.state_dict().items())
     assert torch.equal(model.vision.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
+
+
+# ----------------------------------------------------------------------------- text models beyond MiniLM
+
+
+def test_electra_style_encoder_reads_text_as_electra_itself_does():
+    """Embeddings narrower than the layers: text tokens go through ``embeddings_project`` exactly as in
+    ``ElectraModel.forward``; visual tokens are made in the embedding width and projected the same way."""
+    model = tiny_vl("text", arch="electra").eval()
+    x, _ = batch()
+    with torch.no_grad():
+        ours = model.forward_features(x)
+        theirs = model.text(input_ids=x["input_ids"], attention_mask=x["attention_mask"]).last_hidden_state
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    both = tiny_vl(arch="electra").eval()
+    assert both.vis_proj.out_features == both.vis_type.numel() == 16 and both.text.config.hidden_size == 32
+    with torch.no_grad():
+        assert both.forward_features(x).shape == (4, T + 1 + (IMG // 16) ** 2, 32)
+        assert both(x).shape == (4, CLASSES)
+
+
+@pytest.mark.parametrize("name", VL_METHODS)
+def test_every_vl_method_trains_on_an_electra_style_encoder(name):
+    method, model = make(name), tiny_vl(arch="electra")
+    model = method.apply(model)
+    losses = train_steps(method, model, batch, frozen_backbone_mode="train")
+    assert all(math.isfinite(v) for v in losses)
+    x, _ = batch(5)
+    with torch.no_grad():
+        assert method.finalize(model).eval()(x).shape == (4, CLASSES)
+
+
+def test_encoders_that_are_not_bert_shaped_are_refused_up_front():
+    from transformers import DistilBertConfig
+
+    from petlbench.vl import check_text_encoder
+
+    with pytest.raises(UserError, match="not a BERT-style encoder.*pick a BERT-family model") as e:
+        VLModel(text_encoder_from_config(DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=4,
+                                                          hidden_dim=64)), None, 3, "text")
+    assert "\n" not in str(e.value)
+    text = tiny_text(arch="electra")
+    del text.embeddings_project  # narrower embeddings with nothing to widen them
+    with pytest.raises(UserError, match="embeds tokens in 16 dimensions but its layers are 32 wide"):
+        check_text_encoder(text)
 
 
 # ----------------------------------------------------------------------------- anchors on BERT-base
