@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from petlbench.errors import UserError
-from petlbench.results import display_name, fmt
+from petlbench.results import METRICS, check_sort, fmt
 
 COLUMNS = ["method", "config", "task", "backbone", "backbone_family", "metric", "value", "params", "source", "notes"]
 
@@ -116,11 +116,13 @@ def _config_matches(constraints: str, method_config: dict[str, Any]) -> bool:
     return True
 
 
-def _run_info(df) -> dict[tuple[str, str, str, str], tuple[str, dict[str, Any]]]:
-    """(dataset, method, label, model) -> (weights_source, method config) of its first successful row."""
+def _run_info(df) -> dict[tuple[str, ...], tuple[str, dict[str, Any]]]:
+    """(dataset, method, label, model, group_hash) -> (weights_source, method config) of its first successful row."""
     out = {}
-    ok = df[df["status"] == "ok"].fillna({"label": "", "weights_source": "", "method_config": ""})
-    for key, g in ok.groupby(["dataset", "method", "label", "model"], sort=False):
+    ok = df[df["status"] == "ok"].fillna({"label": "", "weights_source": "", "method_config": "", "group_hash": ""})
+    if "group_hash" not in ok:
+        ok = ok.assign(group_hash="")
+    for key, g in ok.groupby(["dataset", "method", "label", "model", "group_hash"], sort=False):
         text = g["method_config"].iloc[0]
         out[key] = (g["weights_source"].iloc[0], json.loads(text) if text else {})
     return out
@@ -135,9 +137,10 @@ def published_deltas(df, agg, pub):
 
     offline, info, rows = set(BY_NAME), _run_info(df), []
     for r in agg.itertuples():
-        weights, config = info.get((r.dataset, r.method, r.label, r.model), ("", {}))
+        weights, config = info.get((r.dataset, r.method, r.label, r.model, r.group_hash), ("", {}))
         family = backbone_family(r.model, weights)
-        row = {"dataset": r.dataset, "method": r.method, "label": r.label, "model": r.model, "family": family or "",
+        row = {"dataset": r.dataset, "method": r.method, "label": r.label, "model": r.model, "name": r.name,
+               **{m: getattr(r, m) for m in METRICS}, "family": family or "",
                "ours": r.top1_pct, "ours_std": r.top1_pct_std, "n": r.n, "published": math.nan,
                "delta": math.nan, "source": "", "status": ""}
         if r.dataset in offline:
@@ -157,8 +160,9 @@ def published_deltas(df, agg, pub):
     return pd.DataFrame(rows)
 
 
-def published_tables(deltas) -> list:
-    """Rich output: one table of the rows on tasks that have published numbers, one line for offline tasks."""
+def published_tables(deltas, sort: str = "top1_pct") -> list:
+    """Rich output: one table of the rows on tasks that have published numbers (per dataset, ranked by ``sort``),
+    one line for offline tasks."""
     from rich.table import Table
 
     offline = deltas["status"].str.startswith("offline")
@@ -170,9 +174,10 @@ def published_tables(deltas) -> list:
                     "source / why none"):
             t.add_column(col, justify="right" if col in ("ours (mean ± std)", "published", "ours − published")
                          else "left")
-        for r in rest.sort_values(["dataset", "method", "label"]).itertuples():
+        higher = check_sort(sort)[1]
+        for r in rest.sort_values(["dataset", sort], ascending=[True, not higher], kind="stable").itertuples():
             match = r.status == "match"
-            t.add_row(r.dataset, display_name(r.method, r.label), r.family or "–", f"{fmt(r.ours)} ± {fmt(r.ours_std)}",
+            t.add_row(r.dataset, r.name, r.family or "–", f"{fmt(r.ours)} ± {fmt(r.ours_std)}",
                       fmt(r.published, 1) if match else "–", f"{r.delta:+.2f}" if match else "–",
                       r.source if match else r.status)
         out.append(t)

@@ -557,8 +557,11 @@ def coverage_caption(summary) -> str:
 
 def identity_diff(cur: dict[str, Any], ref: dict[str, Any]) -> list[str]:
     """'key value (reference value)' for each identity key whose values differ (off values count as equal)."""
+    def text(v: Any) -> str:
+        return str(v) if v or v is False else "none"
+
     keys = dict.fromkeys([*cur, *ref])
-    return [f"{k} {cur.get(k)} (reference {ref.get(k)})" for k in keys
+    return [f"{k} {text(cur.get(k))} (reference {text(ref.get(k))})" for k in keys
             if (cur.get(k) or None) != (ref.get(k) or None)]
 
 
