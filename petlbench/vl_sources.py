@@ -565,19 +565,18 @@ def check_images(raw: VLRawData) -> None:
             try:
                 sp.image(i)
             except Exception:  # PIL / datasets decoding: UnidentifiedImageError, truncated file, ...
-                raise UserError(f"dataset '{raw.name}' ({split}): {_entry_name(sp.images.items, i)} of the question "
-                                f"{sp.texts[i][:60]!r} is not a readable image; replace it or drop the row") from None
+                raise UserError(f"dataset '{raw.name}' ({split}): the image of question {sp.texts[i][:60]!r}"
+                                f"{_entry_name(sp.images.items, i)} is not a readable image; replace it or drop "
+                                "the row") from None
 
 
 def _entry_name(items: Any, i: int) -> str:
-    """How image entry ``i`` is named in a message: its file, or its bytes (and the record's path, if any)."""
+    """How image entry ``i`` is named in a message: `` (file '...')``, `` (bytes of '<record path>')`` or ''."""
     item = items[i] if isinstance(items, list) else None  # a hub-style column would decode it again
-    if item is None:
-        return "the image"
     if isinstance(item, str | Path):
-        return f"image '{item}'"
+        return f" (file '{item}')"
     path = item.get("path") if isinstance(item, dict) else None
-    return f"the image bytes of '{path}'" if path else "the image bytes"
+    return f" (bytes of '{path}')" if path else ""
 
 
 def builtin_descriptions() -> dict[str, str]:

@@ -7,6 +7,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -289,6 +290,106 @@ def test_local_without_train_split_and_unknown_names(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(UserError, match="is not VL data"):
         load_vl_local(tmp_path / "notes.txt")
+
+
+# ----------------------------------------------------------------------------- VL parquet from any writer
+
+
+def _png(value: int) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    _img(value).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_vqa_parquet(path: Path, writer: str = "pyarrow", image: str = "bytes", n: int = 20,
+                      answers: Any = None, question: str = "question") -> Path:
+    """``n`` rows: image i (red = 10 i), question "what is i ?", answers ``answers(i)`` (default: a list of three
+    "yes"/"no"); images as PNG ``bytes``, ``{bytes, path}`` ``record``s or ``path``s to files next to ``path``,
+    written by ``pyarrow``, ``pandas`` or ``datasets`` (no Image feature: what a plain write gives)."""
+    answers = answers or (lambda i: ["yes" if i % 2 else "no"] * 3)
+    if image == "path":
+        for i in range(n):
+            _img(10 * i).save(path.parent / f"{i}.png")
+    entry = {"bytes": lambda i: _png(10 * i), "record": lambda i: {"bytes": _png(10 * i), "path": f"{i}.png"},
+             "path": lambda i: f"{i}.png"}[image]
+    cols = {"image": [entry(i) for i in range(n)], question: [f"what is {i} ?" for i in range(n)],
+            "answers": [answers(i) for i in range(n)]}
+    if writer == "pandas":
+        import pandas as pd
+
+        pd.DataFrame(cols).to_parquet(path)
+    elif writer == "datasets":
+        import datasets as hfds
+
+        hfds.Dataset.from_dict(cols).to_parquet(str(path))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table(cols), path)
+    return path
+
+
+@pytest.mark.parametrize("writer, image", [("pyarrow", "bytes"), ("pyarrow", "record"), ("pandas", "record"),
+                                           ("pandas", "path"), ("datasets", "bytes")])
+def test_vl_parquet_from_any_writer(tmp_path: Path, writer: str, image: str) -> None:
+    from petlbench.sources import load_data
+
+    path = write_vqa_parquet(tmp_path / "vqa.parquet", writer, image)
+    raw = load_data(str(path))
+    assert raw.track == "vl" and raw.task.metric == "vqa_score" and sorted(raw.classes) == ["no", "yes"]
+    assert sum(len(sp) for sp in raw.splits.values()) == 20 and "carved 70/10/20" in raw.notes
+    for sp in raw.splits.values():  # each question reads its own image
+        for k in (0, len(sp) - 1):
+            assert np.asarray(sp.image(k))[0, 0, 0] == 10 * int(sp.texts[k].split()[2])
+    if image != "path":  # the same bytes, however they are wrapped, are the same data
+        other = write_vqa_parquet(tmp_path / "other.parquet", "pyarrow", "record" if image == "bytes" else "bytes")
+        assert load_data(str(other)).fingerprint() == raw.fingerprint()
+
+
+def _corrupt(i: int) -> dict:
+    return {"bytes": b"not an image" if i == 3 else _png(10 * i), "path": f"{i}.png"}
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty answers", "row(s) have no answer in 'answers' (first: question 'what is 0 ?'); give every question"),
+    ("no question", "no question/text column (one of question, text"),
+    ("missing image", "image 'gone.png' not found"),
+    ("unreadable bytes", "the image of question 'what is 3 ?' (bytes of '3.png') is not a readable image"),
+    ("truncated file", "7.png') is not a readable image; replace it or drop the row"),
+])
+def test_bad_vl_parquet_one_line_errors(tmp_path: Path, case: str, message: str) -> None:
+    from petlbench.sources import load_data
+
+    path = tmp_path / "vqa.parquet"
+    if case == "empty answers":
+        write_vqa_parquet(path, "pandas", answers=lambda i: [] if i % 5 == 0 else ["yes"])
+    elif case == "no question":
+        write_vqa_parquet(path, "pandas", question="caption")
+    elif case == "missing image":
+        write_vqa_parquet(path, "pyarrow", "path")
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        paths = table.column("image").to_pylist()
+        recs = [{"bytes": None, "path": "gone.png" if i == 4 else p} for i, p in enumerate(paths)]
+        pq.write_table(table.set_column(0, "image", pa.array(recs)), path)
+    elif case == "unreadable bytes":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"image": [_corrupt(i) for i in range(20)],
+                                 "question": [f"what is {i} ?" for i in range(20)], "answer": ["yes", "no"] * 10}), path)
+    else:
+        write_vqa_parquet(path, "pandas", "path")
+        (tmp_path / "7.png").write_bytes(_png(70)[:30])
+    assert looks_like_vl(path)
+    with pytest.raises(UserError) as e:
+        load_data(str(path))
+    assert message in str(e.value) and "\n" not in str(e.value)
 
 
 # ----------------------------------------------------------------------------- offline VL tasks

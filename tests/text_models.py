@@ -24,6 +24,7 @@ def save_text_model(path: Path, kind: str = "bert", texts: Iterable[str] = ("wha
     distilbert: not BERT-shaped) with a vocabulary of ``texts``' words, saved to ``path``."""
     import torch
     from transformers import AutoModel, BertConfig, BertTokenizer, DistilBertConfig, ElectraConfig
+    from transformers.utils import logging as hf_logging
 
     vocab = wordpiece_vocab(texts)
     configs = {
@@ -32,7 +33,13 @@ def save_text_model(path: Path, kind: str = "bert", texts: Iterable[str] = ("wha
         "distilbert": lambda: DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=4, hidden_dim=64),
     }
     torch.manual_seed(seed)
-    AutoModel.from_config(configs[kind]()).save_pretrained(path)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Writing model shards" would land in the CLI tests' captured stderr
+    try:
+        AutoModel.from_config(configs[kind]()).save_pretrained(path)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     if tokenizer:
         BertTokenizer(vocab=vocab).save_pretrained(path)
     return path
