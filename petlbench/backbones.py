@@ -185,12 +185,14 @@ def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> No
                         f"unexpected keys, e.g. {sample}); {_foreign_hint(unexpected)}pass the matching --model")
 
 
-TORCHVISION_PREFIXES = ("features.", "classifier.", "encoder.layers.encoder_layer_", "conv_proj.", "heads.head.",
-                        "stem.", "trunk_output.")
+# key prefixes only torchvision's layout has (timm names these layers otherwise): mobilenet/efficientnet/vgg/convnext
+# ``features.``, vit ``encoder.layers.encoder_layer_`` / ``conv_proj.`` / ``heads.head.``, regnet ``trunk_output.``.
+# Not ``classifier.`` or ``stem.``: timm's MobileNets, EfficientNets and RegNets use those names too.
+TORCHVISION_PREFIXES = ("features.", "encoder.layers.encoder_layer_", "conv_proj.", "heads.head.", "trunk_output.")
 
 
 def _foreign_hint(unexpected: list[str]) -> str:
-    """A hint when the unexpected keys look like a torchvision checkpoint (timm names layers differently)."""
+    """A hint when the unexpected keys are in torchvision's layout (timm names layers differently)."""
     if not any(k.startswith(TORCHVISION_PREFIXES) for k in unexpected):
         return ""
     return ("the keys look like a torchvision checkpoint (torchvision and timm name layers differently, except "

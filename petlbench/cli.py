@@ -81,13 +81,17 @@ class PlainReporter:
     def start(self, total_steps: int, description: str) -> None:
         self.total, self.name, self.done = total_steps, description, 0
         self.t0 = self.last = time.monotonic()
+        self.first: float | None = None  # end of the first step
         self.say(f"  {description}: {total_steps} steps")
 
     def step(self, loss: float, img_s: float) -> None:
         self.done += 1
         now = time.monotonic()
+        if self.first is None:
+            self.first = now  # the rate leaves the first step out: its one-time costs (torch.compile) do not repeat
         if now - self.last >= self.interval:
-            self.last, rate = now, self.done / max(now - self.t0, 1e-9)
+            rate = (self.done - 1) / (now - self.first) if now > self.first else 0.0
+            self.last = now
             eta = (self.total - self.done) / rate if rate else float("nan")
             self.say(f"  {self.name} step {self.done}/{self.total} ({100 * self.done / max(self.total, 1):.0f}%) "
                      f"loss {loss:.3f} {img_s:.0f} img/s elapsed {now - self.t0:.0f}s ETA {eta:.0f}s")

@@ -238,6 +238,13 @@ def map_tensors(batch: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     return batch
 
 
+def tensor_shapes(batch: Any) -> tuple[tuple[int, ...], ...]:
+    """The shapes of a batch's tensors, in ``map_tensors`` order."""
+    shapes: list[tuple[int, ...]] = []
+    map_tensors(batch, lambda t: shapes.append(tuple(t.shape)) or t)
+    return tuple(shapes)
+
+
 def batches(ds: Dataset, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
             num_workers: int = 0, pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Mini-batches of ``ds``; in-memory tensor sets are sliced directly (no per-sample collation);

@@ -97,7 +97,7 @@ class Dist:
         return net
 
     def cached_features(self, compute: Callable[[Any], Any], splits: Any) -> Any:
-        """``compute(splits)`` -> (train, val) feature datasets (or None), over all processes."""
+        """``compute(splits)`` -> (train, val) feature datasets (or the reason they are not), over all processes."""
         return compute(splits)
 
     def agree(self, value: Any) -> Any:
@@ -193,8 +193,9 @@ class DDP(Dist):
             return compute(splits)  # too few images to split: each process computes all (the same result)
         val = self.shard(splits.val) if splits.val is not None else None
         local = compute(dataclasses.replace(splits, train=self.shard(splits.train), val=val))
-        if not all(self.gather(local is not None)):
-            return None
+        reasons = [r for r in self.gather(local if isinstance(local, str) else "") if r]
+        if reasons:  # the shortcut is off on every process when it is off on one (with its reason)
+            return reasons[0]
         return tuple(None if ds is None else self._gather_tensors(ds) for ds in local)
 
     def _gather_tensors(self, ds: TensorDataset) -> TensorDataset:

@@ -12,6 +12,8 @@ Orchestration (building, identity, the store, provenance) lives in ``petlbench.r
 
 from __future__ import annotations
 
+import copy
+import logging
 import math
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -24,7 +26,7 @@ from torch import nn
 
 from petlbench import measure
 from petlbench.backbones import Built, get_classifier, head_parameters
-from petlbench.data import Splits, Task, batches, map_tensors, num_batches, split_off
+from petlbench.data import Splits, Task, batches, map_tensors, num_batches, split_off, tensor_shapes
 from petlbench.distributed import Dist
 from petlbench.errors import UserError
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
@@ -92,6 +94,26 @@ def to_device(batch: Any, device: torch.device, pin: bool = False) -> Any:
         return t.to(device, non_blocking=True)
 
     return map_tensors(batch, move)
+
+
+def training_step(model: nn.Module, mcfg: MethodConfig, example: Any, device: torch.device,
+                  frozen_backbone_mode: str) -> Callable[[bool], None]:
+    """``step(amp)``: one training step of a copy of ``model`` (``model`` itself is left untouched) on the batch
+    ``example``, in fp32 or (amp) bf16 autocast: forward, a loss on the logits in fp32, backward, the recipe's
+    optimizer step. What ``--precision auto`` times in both precisions (``numerics.time_precisions``)."""
+    net = copy.deepcopy(model).to(device)
+    set_train_mode(net, frozen_backbone_mode)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt, x = make_optimizer(params, mcfg), to_device(example, device)
+
+    def step(amp: bool) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = net(x).float().logsumexp(-1).mean()  # a cross-entropy's cost, without needing labels
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
 
 
 def batch_size_of(target: torch.Tensor) -> int:
@@ -179,14 +201,16 @@ def _trains_head_only(model: nn.Module, method: Method) -> bool:
 
 @torch.no_grad()
 def _cached_features(model: nn.Module, splits: Splits, batch_size: int, rt: Runtime):
-    """(train, val) TensorDatasets of pre-logit features, or None when the model is not
-    ``forward_head(forward_features(x))`` (checked on a batch)."""
+    """(train, val) TensorDatasets of pre-logit features computed in the run's precision, or the reason (a
+    string) why the model is not ``forward_head(forward_features(x))`` (checked on a batch, in the same
+    precision: a bf16 check against fp32 logits would fail on rounding alone)."""
     from torch.utils.data import TensorDataset
 
     if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
-        return None
+        return "the model has no forward_features / forward_head split"
     model.eval()
     head = get_classifier(model)
+    tol = 2e-2 if rt.amp else 1e-4  # bf16 keeps 8 bits of mantissa (relative step 7.8e-3)
 
     def feats(ds):
         xs, ys = [], []
@@ -194,16 +218,24 @@ def _cached_features(model: nn.Module, splits: Splits, batch_size: int, rt: Runt
             x = to_device(x, rt.device)
             with rt.autocast():
                 f = model.forward_head(model.forward_features(x), pre_logits=True)
-            if not xs and not torch.allclose(head(f).float(), model(x).float(), atol=1e-5, rtol=1e-4):
-                return None
+                if not xs and not torch.allclose(head(f).float(), model(x).float(), atol=tol, rtol=tol):
+                    return "head(features) differs from the model's output on a batch"
             xs.append(f.float().cpu())
             ys.append(y)
         return TensorDataset(torch.cat(xs), torch.cat(ys))
 
     train = feats(splits.train)
-    if train is None:
-        return None
+    if isinstance(train, str):
+        return train
     return train, feats(splits.val) if splits.val is not None else None
+
+
+def _compiled(net: nn.Module, device: torch.device) -> nn.Module:
+    """``torch.compile(net)`` (same parameters). Off a GPU, torch's C++ build helper logs "No CUDA runtime is
+    found" when a CUDA toolkit is installed: a note about GPU builds, silenced for CPU runs."""
+    if device.type != "cuda":
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    return torch.compile(net)
 
 
 @dataclass
@@ -213,6 +245,7 @@ class _Fit:
     steps: int = 0
     loss_ema: float = float("nan")
     timed_s: float = 0.0  # a cached-feature pass before head-only training; the step clock adds the rest
+    shapes: set = field(default_factory=set)  # --compile: batch shapes seen so far (a new one compiles)
     # (task loss, total loss) of the steps not yet read back, kept on the device
     pending: list[torch.Tensor] = field(default_factory=list)
 
@@ -288,16 +321,23 @@ class _Loop:
     def _what_trains(self) -> tuple[nn.Module, Any, Any]:
         """(net, train, val): the model on the splits, or — for a head-only method on a frozen eval-mode
         backbone without augmentation, which sees the same features every epoch — its head on features
-        computed once (the linear-probe shortcut)."""
-        if self.rt.frozen_backbone_mode == "eval" and _trains_head_only(self.model, self.method):
+        computed once (the linear-probe shortcut). Whether the shortcut ran, and why not, is recorded."""
+        if not _trains_head_only(self.model, self.method):
+            return self.model, self.splits.train, self.splits.val
+        cached: Any = "--frozen-backbone-mode train: dropout in the backbone changes the features every step"
+        if self.rt.frozen_backbone_mode == "eval":
             t0 = time.perf_counter()
             cached = self.rt.dist.cached_features(  # DDP: each process computes its part, gathered in order
                 lambda splits: _cached_features(self.model, splits, self.cfg.batch_size, self.rt), self.splits)
-            if cached is not None:
-                self.fit.timed_s = time.perf_counter() - t0  # the feature pass is part of the training cost
-                self.reporter.log("head-only training: frozen features computed once and cached")
-                return get_classifier(self.model), *cached
-        return self.model, self.splits.train, self.splits.val
+            self.fit.timed_s = time.perf_counter() - t0  # the feature pass is part of the training cost
+        if isinstance(cached, str):
+            self.fit.timed_s = 0.0
+            self.out.metrics["feature_cache"] = f"off: {cached}"
+            self.reporter.log(f"head-only training through the whole model every step: {cached}")
+            return self.model, self.splits.train, self.splits.val
+        self.out.metrics["feature_cache"] = "on"
+        self.reporter.log("head-only training: frozen features computed once and cached")
+        return get_classifier(self.model), *cached
 
     def train(self, net: nn.Module, train_ds, val_ds) -> None:
         """The epochs of optimizer steps; val after each epoch (recorded only)."""
@@ -308,7 +348,7 @@ class _Loop:
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, warmup_then_decay(total, per_epoch * self.cfg.warmup_epochs, self.cfg.decay))
         stepped = self.rt.dist.wrap(net)  # DDP: gradients averaged over the processes (alone: net itself)
-        forward = torch.compile(stepped) if self.rt.compile else stepped  # same parameters; eval stays eager
+        forward = _compiled(stepped, self.rt.device) if self.rt.compile else stepped  # eval stays eager
         self.reporter.start(total, self.method.name)
         try:
             for _epoch in range(self.cfg.epochs):
@@ -329,6 +369,8 @@ class _Loop:
              total: int) -> bool:
         """One optimizer step. Its loss stays on the device until the next read-back (every
         ``rt.readback`` steps); False (and status 'diverged') once a read-back finds a non-finite loss."""
+        compiling = self.rt.compile and self._new_shape(x)
+        t0 = time.perf_counter()
         self.clock.start()
         with self.rt.autocast():
             loss = self.splits.task.loss(net(x).float(), y)
@@ -343,10 +385,20 @@ class _Loop:
         opt.step()
         self.fit.steps += 1
         self.method.on_step(self.model, self.fit.steps, total)
-        self.clock.stop(n)
+        self.clock.stop(n, timed=not compiling)  # a compiling step is kept out of the throughput
+        if compiling:
+            self.reporter.log(f"torch.compile: a step with a new batch shape took {time.perf_counter() - t0:.1f} s "
+                              "(compiling; kept out of train img/s)")
         logged = loss if extra is None else loss + extra
         self.fit.pending.append(torch.stack([loss.detach().float(), logged.detach().float()]))
         return len(self.fit.pending) < self.rt.readback or self.read_back()
+
+    def _new_shape(self, x: Any) -> bool:
+        """Whether this batch's shapes are new to the compiled model (torch.compile compiles once per shape)."""
+        shape = tensor_shapes(x)
+        new = shape not in self.fit.shapes
+        self.fit.shapes.add(shape)
+        return new
 
     def read_back(self) -> bool:
         """Read the pending losses back (one host synchronisation): loss EMA, progress, divergence check.

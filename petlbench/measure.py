@@ -257,9 +257,10 @@ class StepClock:
         else:
             self._open = time.perf_counter()
 
-    def stop(self, images: int) -> None:
+    def stop(self, images: int, timed: bool = True) -> None:
+        """End the step begun by ``start``; ``timed`` False keeps it out of the timed total (a compiling step)."""
         self.steps += 1
-        timed = self.steps > self.warmup
+        timed = timed and self.steps > self.warmup
         if self.cuda:
             end = torch.cuda.Event(enable_timing=True)
             end.record()

@@ -1,4 +1,4 @@
-"""CPU float modes of a run: denormals flushed to zero on every thread that computes.
+"""Numerics of a run: denormals flushed to zero on every CPU thread that computes, and the precision.
 
 x86 float math on denormal (subnormal) values is many times slower than on normal ones, and training can
 drive values there (e.g. a memorised batch: softmax gradients of about exp(-90) are subnormal in fp32).
@@ -14,9 +14,18 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Iterator
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -86,14 +95,108 @@ def cpu_has_bf16() -> bool:
         return bool(probe and (probe._is_amx_tile_supported() or probe._is_avx512_bf16_supported()))
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> bf16 on a CUDA device with bf16 support and on a CPU with AMX or AVX512-BF16, else fp32;
-    fp32 / bf16 as asked (issue 16: the bf16 parity table in the README decided this)."""
-    if precision != "auto":
-        return precision
+# bf16 is chosen by ``auto`` only when measured at least this much faster than fp32 (our margin: a timing
+# within noise of fp32 keeps fp32, so ``auto`` is never measurably slower than fp32)
+BF16_MARGIN = 0.03
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a run trains in and why (stored with the row as ``precision`` / ``precision_reason``)."""
+
+    precision: str  # fp32 | bf16
+    reason: str
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """bf16 matmuls in hardware: a CUDA GPU with bf16, a CPU with AMX or AVX512-BF16."""
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_bf16()
+
+
+def resolve_precision(precision: str, device: torch.device,
+                      measure: Callable[[], tuple[float, float, str]] | None = None) -> PrecisionChoice:
+    """``fp32`` / ``bf16`` as asked. ``auto``: fp32 without native bf16; with it, bf16 only when ``measure()``
+    -> (fp32 s, bf16 s, where the timing came from) of the run's own training step shows bf16 at least
+    ``BF16_MARGIN`` faster (bf16 pays off for large matmuls and loses to its casts on small models: measured
+    both ways on one CPU, see docs); without ``measure``, fp32."""
+    if precision != "auto":
+        return PrecisionChoice(precision, "asked")
+    if not has_native_bf16(device):
+        return PrecisionChoice("fp32", f"auto: no native bf16 on {device.type}")
+    if measure is None:
+        return PrecisionChoice("fp32", "auto: not measured")
+    fp32_s, bf16_s, source = measure()
+    faster = bf16_s <= (1 - BF16_MARGIN) * fp32_s
+    return PrecisionChoice("bf16" if faster else "fp32",
+                           f"auto: bf16 step {bf16_s / fp32_s:.2f}x fp32 ({bf16_s:.4g} s vs {fp32_s:.4g} s, {source})")
+
+
+def time_precisions(step: Callable[[bool], None], device: torch.device, passes: int = 3, min_sample_s: float = 0.2,
+                    budget_s: float = 60.0, clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+    """Median seconds of one ``step(amp)`` in fp32 (amp False) and bf16 (amp True): one warm-up step each, then
+    ``passes`` interleaved passes (the order alternates), each sample repeating the step until it lasts
+    ``min_sample_s`` (short steps are noise otherwise); stops early past ``budget_s`` (large models)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def timed(amp: bool, repeats: int) -> float:
+        sync()
+        t0 = clock()
+        for _ in range(repeats):
+            step(amp)
+        sync()
+        return (clock() - t0) / repeats
+
+    warm = {amp: timed(amp, 1) for amp in (False, True)}
+    repeats = {amp: max(1, math.ceil(min_sample_s / max(s, 1e-6))) for amp, s in warm.items()}
+    samples: dict[bool, list[float]] = {False: [], True: []}
+    start = clock()
+    for i in range(passes):
+        for amp in (False, True) if i % 2 == 0 else (True, False):
+            samples[amp].append(timed(amp, repeats[amp]))
+        if clock() - start > budget_s:
+            break
+    return statistics.median(samples[False]), statistics.median(samples[True])
+
+
+def machine_key(device: torch.device) -> str:
+    """What a timing depends on besides the model: the processor, torch's version and threads."""
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = cpu_model_name()
+    return f"{where}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+
+
+@cache
+def cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.processor())
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def cached_timing(path: Path | None, key: str, measure: Callable[[], tuple[float, float]]) -> tuple[float, float, str]:
+    """(fp32 s, bf16 s, source) for ``key``: from the JSON file at ``path`` when measured before, else measured
+    now and added to it (written atomically; ``path`` None: measured every time)."""
+    table: dict[str, Any] = {}
+    if path is not None and path.is_file():
+        try:
+            table = json.loads(path.read_text())
+        except (OSError, ValueError):
+            table = {}  # an unreadable cache is measured again and rewritten
+    if key in table:
+        return table[key]["fp32_s"], table[key]["bf16_s"], f"measured {table[key]['when']}, cached in {path}"
+    fp32_s, bf16_s = measure()
+    if path is not None:
+        table[key] = {"fp32_s": fp32_s, "bf16_s": bf16_s, "when": time.strftime("%Y-%m-%d")}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    return fp32_s, bf16_s, "measured now"
 
 
 @contextmanager

@@ -25,9 +25,9 @@ import torch
 from petlbench import datacache, distributed, measure, numerics, offline, tracks
 from petlbench.backbones import Built, build, create_backbone, data_config, input_size
 from petlbench.config import build_method_config, to_dict
-from petlbench.data import CLASSIFICATION, RawData, prepare
+from petlbench.data import CLASSIFICATION, RawData, map_tensors, prepare, tensor_shapes
 from petlbench.errors import UserError
-from petlbench.loop import Reporter, Runtime, head_lr_mult, train_and_evaluate
+from petlbench.loop import Reporter, Runtime, head_lr_mult, train_and_evaluate, training_step
 from petlbench.methods.base import Method, MethodConfig
 from petlbench.options import RunConfig, config_hash, group_hash, identity
 from petlbench.provenance import provenance
@@ -105,6 +105,7 @@ class Prepared:
     built: Built
     identity: dict[str, Any]
     config_hash: str
+    precision_reason: str = ""
 
 
 def prepare_run(cfg: RunConfig, raw: RawData) -> Prepared:
@@ -113,12 +114,43 @@ def prepare_run(cfg: RunConfig, raw: RawData) -> Prepared:
     cfg = replace(cfg, model=tracks.resolve_model(raw.track, cfg.model, cfg.method, cls.supports))
     method = cls(build_method_config(cls.Config, resolve_overrides(cfg.overrides, cls.Config, raw), cfg.method))
     built = build_seeded(method, cfg, raw.num_classes)
-    precision = numerics.resolve_precision(cfg.precision, resolve_device(cfg.device))
-    cfg = replace(cfg, dataset=raw.name, model=built.weights_info["model"], precision=precision)
+    choice = choose_precision(replace(cfg, model=built.weights_info["model"]), method, built)
+    cfg = replace(cfg, dataset=raw.name, model=built.weights_info["model"], precision=choice.precision)
     facts = {"data": raw.fingerprint(), "weights": built.weights_info["weights_source"],
              "weights_sha256": built.weights_info["weights_sha256"]}
     ident = identity(cfg, method.cfg, facts)
-    return Prepared(cfg, method, built, ident, config_hash(ident))
+    return Prepared(cfg, method, built, ident, config_hash(ident), choice.reason)
+
+
+def choose_precision(cfg: RunConfig, method: Method, built: Built) -> numerics.PrecisionChoice:
+    """``--precision`` resolved for this run: ``auto`` times the run's own training step (this model, method and
+    batch) in fp32 and bf16 on this device, once per machine (``numerics.cached_timing``); under torchrun rank 0
+    times it and every process takes its choice."""
+    dist = distributed.session()
+    device = dist.place(resolve_device(cfg.device))
+    batch = max(1, method.cfg.batch_size // dist.world)  # what one process steps on
+    example = map_tensors(example_batch(built.model), lambda t: t.expand(batch, *t.shape[1:]).contiguous())
+
+    def measure() -> tuple[float, float, str]:
+        key = (f"{numerics.machine_key(device)}|{cfg.model}|{method.name}|{tensor_shapes(example)}|"
+               f"{cfg.frozen_backbone_mode}|trainable {sum(p.numel() for p in built.model.parameters() if p.requires_grad)}")
+        folder = offline.cache_dir()
+        step = training_step(built.model, method.cfg, example, device, cfg.frozen_backbone_mode)
+        return numerics.cached_timing(folder and folder / "precision.json", key,
+                                      lambda: numerics.time_precisions(step, device))
+
+    if cfg.precision != "auto":
+        return numerics.resolve_precision(cfg.precision, device)
+    choice = numerics.resolve_precision("auto", device, measure) if dist.is_main else None
+    return dist.agree(choice)
+
+
+def example_batch(model: torch.nn.Module) -> Any:
+    """A batch of one random input in the model's format: a VL model's own ``example_inputs``, else an image
+    of its input size."""
+    if hasattr(model, "example_inputs"):
+        return model.example_inputs()
+    return torch.randn(1, *input_size(model), generator=torch.Generator().manual_seed(0))
 
 
 def _row(p: Prepared, raw: RawData, splits, device: torch.device, data_cfg: dict) -> RunResult:
@@ -132,7 +164,7 @@ def _row(p: Prepared, raw: RawData, splits, device: torch.device, data_cfg: dict
         method_note=method.note, suite=cfg.suite, config_hash=p.config_hash, group_hash=group_hash(p.identity),
         **measure.param_counts(p.built.model, p.built.backbone_total),
         **{k: getattr(method.cfg, k) for k in RECIPE_COLUMNS},
-        precision=cfg.precision, amp=cfg.precision == "bf16", deterministic=cfg.deterministic, compile=cfg.compile, device=str(device),
+        precision=cfg.precision, amp=cfg.precision == "bf16", precision_reason=p.precision_reason, deterministic=cfg.deterministic, compile=cfg.compile, device=str(device),
         frozen_backbone_mode=cfg.frozen_backbone_mode,
         limit=cfg.limit or 0, trainval=cfg.trainval, weights_source=info["weights_source"],
         weights_sha256=info["weights_sha256"], data_source=raw.source, data_group=raw.group or "",
@@ -158,6 +190,7 @@ def _record(res: RunResult, outcome, p: Prepared, data_cfg: dict, splits) -> Non
     res.top1_pct, res.top1_val_pct = m.get("top1", math.nan), m.get("top1_val", math.nan)
     for k, v in m["counts"].items():
         setattr(res, k, v)
+    res.feature_cache = m.get("feature_cache", "")
     for k in ("loss_train", "steps", "gmacs", "train_img_s", "infer_img_s", "peak_mem_train_mb", "peak_mem_kind",
               "time_search_s", "time_train_s"):
         setattr(res, k, m[k])

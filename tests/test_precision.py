@@ -1,42 +1,123 @@
-"""--precision auto|fp32|bf16: resolved before the identity, recorded in the row, stored hashes unchanged."""
+"""--precision auto|fp32|bf16: ``auto`` by the run's own measured step, resolved before the identity, recorded
+with its reason; every method x backbone kind trains and evaluates in bf16 (the cached-feature probe included)."""
 
 import csv
+import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from petlbench import numerics, runner
+from petlbench.backbones import build
+from petlbench.data import Splits
+from petlbench.loop import Runtime, train_and_evaluate
+from petlbench.numerics import cached_timing as real_cached_timing  # before conftest's stub replaces it
 from petlbench.options import RunConfig, identity
+from petlbench.registry import METHODS
+from petlbench.runner import make_method
 from petlbench.sources import load_data
 from petlbench.suites import suite_jobs
 
 TINY_RUN = ["--model", "test_vit", "--img-size", "32", "--no-pretrained", "--epochs", "1", "--batch-size", "8"]
 REFERENCE = Path(__file__).parents[1] / "benchmarks" / "reference" / "mini-vtab.csv"
+CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("has_bf16", [True, False])
-def test_auto_is_bf16_where_the_hardware_has_it(monkeypatch, has_bf16):
-    monkeypatch.setattr(numerics, "cpu_has_bf16", lambda: has_bf16)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: has_bf16)
-    want = "bf16" if has_bf16 else "fp32"
-    assert numerics.resolve_precision("auto", torch.device("cpu")) == want
-    assert numerics.resolve_precision("auto", torch.device("cuda")) == want
-    assert numerics.resolve_precision("fp32", torch.device("cuda")) == "fp32"
-    assert numerics.resolve_precision("bf16", torch.device("cpu")) == "bf16"
-    assert numerics.resolve_precision("auto", torch.device("meta")) == "fp32"
+# ----------------------------------------------------------------------------- auto: the rule
+
+
+def test_asked_precisions_are_kept_and_no_native_bf16_is_fp32(monkeypatch):
+    never = lambda: pytest.fail("timed without native bf16")  # noqa: E731
+    assert numerics.resolve_precision("bf16", CPU, never) == numerics.PrecisionChoice("bf16", "asked")
+    assert numerics.resolve_precision("fp32", CPU, never).precision == "fp32"
+    monkeypatch.setattr(numerics, "cpu_has_bf16", lambda: False)
+    choice = numerics.resolve_precision("auto", CPU, never)
+    assert choice.precision == "fp32" and "no native bf16" in choice.reason
+    assert numerics.resolve_precision("auto", torch.device("meta"), never).precision == "fp32"
+
+
+@pytest.mark.parametrize("bf16_s, want", [(0.50, "bf16"), (0.96, "bf16"), (0.98, "fp32"), (1.31, "fp32")])
+def test_auto_picks_bf16_only_when_measured_faster_by_the_margin(monkeypatch, bf16_s, want):
+    """fp32 step 1.0 s: bf16 must be at least BF16_MARGIN (3%) faster (a timing within noise keeps fp32)."""
+    monkeypatch.setattr(numerics, "cpu_has_bf16", lambda: True)
+    choice = numerics.resolve_precision("auto", CPU, lambda: (1.0, bf16_s, "measured now"))
+    assert choice.precision == want
+    assert choice.reason == f"auto: bf16 step {bf16_s:.2f}x fp32 ({bf16_s:.4g} s vs 1 s, measured now)"
+
+
+def test_time_precisions_interleaves_repeats_short_steps_and_takes_medians():
+    """A fake clock: an fp32 step costs 0.1 s, a bf16 one 0.04 s; each sample repeats the step to last 0.2 s."""
+    now, calls = [0.0], []
+
+    def step(amp: bool) -> None:
+        calls.append(amp)
+        now[0] += 0.04 if amp else 0.1
+
+    fp32_s, bf16_s = numerics.time_precisions(step, CPU, passes=3, min_sample_s=0.2, clock=lambda: now[0])
+    assert (fp32_s, bf16_s) == (pytest.approx(0.1), pytest.approx(0.04))
+    # warm-up one each, then passes alternating order: fp32 x2, bf16 x5 | bf16 x5, fp32 x2 | fp32 x2, bf16 x5
+    assert calls == [False, True] + [False] * 2 + [True] * 5 + [True] * 5 + [False] * 2 + [False] * 2 + [True] * 5
+
+
+def test_cached_timing_measures_once_per_key_and_survives_a_corrupt_file(tmp_path):
+    path, measured = tmp_path / "precision.json", []
+
+    def measure():
+        measured.append(1)
+        return 2.0, 1.0
+
+    assert real_cached_timing(path, "k", measure) == (2.0, 1.0, "measured now")
+    fp32_s, bf16_s, source = real_cached_timing(path, "k", measure)
+    assert (fp32_s, bf16_s) == (2.0, 1.0) and source.startswith("measured ") and "cached in" in source
+    assert len(measured) == 1 and set(json.loads(path.read_text())) == {"k"}
+    real_cached_timing(path, "other", measure)
+    assert len(measured) == 2 and set(json.loads(path.read_text())) == {"k", "other"}
+    path.write_text("{not json")
+    assert real_cached_timing(path, "k", measure)[2] == "measured now" and len(measured) == 3
+    assert real_cached_timing(None, "k", measure)[2] == "measured now"  # PETLBENCH_CACHE=0: no file
+
+
+def test_auto_times_this_run_step_keyed_by_machine_model_method_and_batch(monkeypatch):
+    """prepare_run hands numerics the run's own training step (model untouched) and a key naming what the
+    timing depends on; the choice and its reason reach the identity and the row."""
+    monkeypatch.setattr(numerics, "cpu_has_bf16", lambda: True)
+    seen = {}
+
+    def fake(path, key, measure):
+        seen["key"] = key
+        seen["times"] = measure()  # really times the tiny model's step
+        return 1.0, 0.5, "measured now"
+
+    monkeypatch.setattr(numerics, "cached_timing", fake)
+    raw = load_data("shapes-loc", limit=16)
+    cfg = RunConfig(method="lora", dataset="shapes-loc", model="test_vit", img_size=32, pretrained=False, limit=16,
+                    device="cpu", overrides={"batch_size": 8})
+    p = runner.prepare_run(cfg, raw)
+    before = {k: v.clone() for k, v in p.built.model.state_dict().items()}
+    assert p.cfg.precision == "bf16" and p.identity["amp"] is True
+    assert p.precision_reason.startswith("auto: bf16 step 0.50x fp32")
+    key = seen["key"]
+    assert numerics.cpu_model_name() in key and torch.__version__ in key and "|test_vit|lora|" in key
+    assert "((8, 3, 32, 32),)" in key  # the run's batch at the model's input size
+    assert all(t > 0 for t in seen["times"])
+    runner.prepare_run(cfg, raw)  # building again gives the same model: the timing copy changed nothing
+    assert all(torch.equal(v, p.built.model.state_dict()[k]) for k, v in before.items())
 
 
 def test_identity_holds_the_resolved_precision(monkeypatch):
     raw = load_data("shapes-loc", limit=16)
     hashes = {}
-    for has_bf16 in (True, False):
-        monkeypatch.setattr(numerics, "cpu_has_bf16", lambda v=has_bf16: v)
+    for bf16_s in (0.5, 2.0):
+        monkeypatch.setattr(numerics, "cpu_has_bf16", lambda: True)
+        monkeypatch.setattr(numerics, "cached_timing", lambda path, key, measure, s=bf16_s: (1.0, s, "stub"))
         p = runner.prepare_run(RunConfig(method="linear", dataset="shapes-loc", limit=16, device="cpu"), raw)
-        assert p.cfg.precision == ("bf16" if has_bf16 else "fp32") and p.identity["amp"] is has_bf16
-        hashes[has_bf16] = p.config_hash
+        hashes[bf16_s] = p.config_hash
+        assert p.cfg.precision == ("bf16" if bf16_s < 1 else "fp32")
     pinned = runner.prepare_run(RunConfig(method="linear", dataset="shapes-loc", limit=16, precision="bf16"), raw)
-    assert pinned.config_hash == hashes[True] != hashes[False]
+    assert pinned.config_hash == hashes[0.5] != hashes[2.0]
     with pytest.raises(ValueError, match="unresolved"):
         identity(RunConfig(method="linear", precision="auto"), pinned.method.cfg, {})
 
@@ -49,16 +130,21 @@ def test_reference_suite_is_pinned_to_fp32_and_keeps_its_config_hashes(monkeypat
     ref = {(r["method"], r["dataset"], r["seed"], r["label"]): r["config_hash"] for r in csv.DictReader(REFERENCE.open())}
     job = jobs[0]
     p = runner.prepare_run(job, load_data(job.dataset, limit=job.limit))
-    assert p.cfg.precision == "fp32"
+    assert p.cfg.precision == "fp32" and p.precision_reason == "asked"
     assert p.config_hash == ref[(job.method, job.dataset, str(job.seed), job.label)]
 
 
-def test_bf16_run_records_its_precision(cli, tmp_path, image_folder):
+def test_rows_record_precision_and_why(cli, tmp_path, image_folder):
     out = tmp_path / "store"
     code, _, err = cli("run", "lora", "--dataset", str(image_folder), *TINY_RUN, "--precision", "bf16", "--out", str(out))
     assert code == 0, err
-    (row,) = list(csv.DictReader((out / "results.csv").open()))
-    assert row["precision"] == "bf16" and row["amp"] == "True" and row["status"] == "ok"
+    code, _, err = cli("run", "lora", "--dataset", str(image_folder), *TINY_RUN, "--out", str(out))  # auto
+    assert code == 0, err
+    asked, auto = list(csv.DictReader((out / "results.csv").open()))
+    assert asked["precision"] == "bf16" and asked["amp"] == "True" and asked["precision_reason"] == "asked"
+    assert auto["precision"] == "fp32" and auto["precision_reason"].startswith("auto: ")
+    record = json.loads((out / "runs" / f"{auto['run_id']}.json").read_text())
+    assert record["precision_reason"] == auto["precision_reason"]
 
 
 def test_old_amp_key_in_a_suite_says_what_replaced_it(cli, tmp_path):
@@ -66,3 +152,68 @@ def test_old_amp_key_in_a_suite_says_what_replaced_it(cli, tmp_path):
     suite.write_text('name = "s"\nmethods = ["linear"]\ndatasets = ["shapes-loc"]\namp = true\n')
     code, _, err = cli("suite", str(suite), "--out", str(tmp_path / "o"), "--print-commands")
     assert code == 2 and 'precision = "bf16"' in err
+
+
+# ----------------------------------------------------------------------------- every method x kind, both precisions
+
+KIND_MODELS = {"vit": "test_vit", "cnn": "test_resnet", "vl": "vl"}
+CASES = [(name, kind) for name, cls in sorted(METHODS.all().items()) for kind in sorted(cls.supports)]
+
+
+def _tiny_vl_backbone(method, classes: int):
+    """A 2-layer BERT + test_vit VL model (random, no files), as ``build`` makes one, with the method applied."""
+    from transformers import BertConfig
+
+    from petlbench.backbones import Built
+    from petlbench.vl import VLModel, freeze_vl_backbone, load_vision_encoder, text_encoder_from_config
+
+    text = text_encoder_from_config(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                               intermediate_size=64, max_position_embeddings=16))
+    model = VLModel(text, load_vision_encoder("test_vit", pretrained=False, img_size=32)[0], classes, "both")
+    freeze_vl_backbone(model)
+    total = sum(p.numel() for p in model.parameters())
+    return Built(method.apply(model), {}, total)
+
+
+def _data(kind: str, n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    pixels = torch.randn(n, 3, 32, 32, generator=g) + y.view(-1, 1, 1, 1).float()  # learnable by class
+    if kind != "vl":
+        return TensorDataset(pixels, y)
+    ids = torch.randint(5, 50, (n, 6), generator=g)
+    return [({"input_ids": ids[i], "attention_mask": torch.ones(6, dtype=torch.long), "pixel_values": pixels[i]}, y[i])
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("name, kind", CASES)
+def test_every_method_and_backbone_kind_trains_and_evaluates(name, kind, precision):
+    """Through the one loop (search, training, finalize, test, measurements) in both precisions: no crash, finite
+    loss and score; head-only methods take the cached-feature shortcut on vision backbones in both precisions."""
+    overrides = {"epochs": 1, "batch_size": 4, "warmup_epochs": 0}
+    if name in ("das", "dvp"):
+        overrides.update(search_epochs=2, search_warmup_epochs=1) if name == "das" else overrides.update(search_epochs=1)
+    method = make_method(name, overrides)
+    torch.manual_seed(0)
+    if kind == "vl":
+        built = _tiny_vl_backbone(method, 3)
+    else:
+        built = build(method, KIND_MODELS[kind], 3, pretrained=False, **({"img_size": 32} if kind == "vit" else {}))
+    splits = Splits(_data(kind, 12, 0), _data(kind, 8, 1), _data(kind, 8, 2), 3)
+    out = train_and_evaluate(built, method, splits, Runtime(CPU, amp=precision == "bf16"))
+    m = out.metrics
+    assert out.status == "ok", out.error
+    assert math.isfinite(m["loss_train"]) and 0.0 <= m["top1"] <= 100.0 and math.isfinite(m["loss_test"])
+    if name == "linear" and kind != "vl":  # the VL linear probe also trains its fusion layer: not head-only
+        assert m["feature_cache"] == "on"
+    else:
+        assert "feature_cache" not in m
+
+
+def test_cached_probe_says_why_it_is_off(monkeypatch):
+    method = make_method("linear", {"epochs": 1, "batch_size": 4})
+    built = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    splits = Splits(_data("vit", 8, 0), None, _data("vit", 4, 2), 3)
+    out = train_and_evaluate(built, method, splits, Runtime(CPU, frozen_backbone_mode="train"))
+    assert out.metrics["feature_cache"].startswith("off: --frozen-backbone-mode train")
