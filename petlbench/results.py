@@ -403,11 +403,12 @@ def _plain(value: Any) -> Any:
 
 
 def _run_option_keys() -> list[str]:
-    """The run options of the identity that are stored as columns (``options.IDENTITY_KEYS``), less those that
-    name a row already (dataset, model, label) and selection runs (never aggregated)."""
+    """The run options of the identity that are stored as columns (``options.IDENTITY_KEYS``), less the seed
+    (aggregated over), those that name a row already (dataset, model, label) and selection runs (never
+    aggregated)."""
     from petlbench.options import IDENTITY_KEYS
 
-    return [k for k in IDENTITY_KEYS if k in COLUMNS and k not in ("dataset", "model", "label", "selection")]
+    return [k for k in IDENTITY_KEYS if k in COLUMNS and k not in ("seed", "dataset", "model", "label", "selection")]
 
 
 def stored_identity(g) -> dict[str, Any]:

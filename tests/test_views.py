@@ -124,3 +124,11 @@ def test_gate_cli_filters_the_reference_by_dataset(cli, store, tmp_path):
     assert code == 0 and "no regression" in out, err
     code, _, err = cli("compare", current, "--baseline", store, "--dataset", "c")
     assert code == 2 and "no results for dataset 'c'" in err
+
+
+def test_seeds_stored_in_any_order_are_one_configuration(tmp_path):
+    """The seed is part of the run identity, never of a configuration's name (a task whose first stored row is
+    seed 1 is the same configuration as one whose first row is seed 0)."""
+    df = load_frame([write_mixed(tmp_path / "m")])
+    df = pd.concat([df[(df["dataset"] == "b") & (df["seed"] == 1)], df[~((df["dataset"] == "b") & (df["seed"] == 1))]])
+    assert sorted(set(aggregate(df)["name"])) == sorted(CONFIGS)
