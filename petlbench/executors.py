@@ -13,7 +13,10 @@ inline, not a job failure. The options are execution options: never part of a ru
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -41,7 +44,8 @@ class Execution:
     slurm_cpus: int | None = opt(None, "CPU cores per job; the job uses that many torch threads (default: the "
                                        "cluster's / torch's)")
     slurm_mem: float | None = opt(None, "memory per job in GB (default: the cluster's)")
-    slurm_parallel: int | None = opt(None, "at most this many jobs of the array at once (default: no limit)")
+    slurm_parallel: int | None = opt(None, "at most this many jobs at once (slurm: of the array, default no limit; "
+                                           "local: default the machine's cores / the threads per job)")
     # our choice: one retry covers a transient node failure without hiding a failure that repeats
     retries: int = opt(1, "resubmit a job whose process failed (crash, node failure) up to this many times")
     wait: bool = opt(True, "wait for the jobs (retries, the table); --no-wait: submit, print the job ids, return",
@@ -77,6 +81,15 @@ class Execution:
         if self.executor == "inline" and self.changed():
             raise UserError(f"{self.changed()[0]} applies to --executor slurm or local; add one of them or drop it")
 
+    def at_once(self) -> int | None:
+        """How many jobs may run at once: ``--slurm-parallel``; for ``local`` by default what this machine's cores
+        allow for each job's threads (``--slurm-cpus``, else ``OMP_NUM_THREADS``, else all cores: one at a time),
+        so that jobs never oversubscribe the cores and their img/s stay meaningful. None: no limit."""
+        if self.slurm_parallel or self.executor != "local":
+            return self.slurm_parallel
+        threads = self.slurm_cpus or _int_env("OMP_NUM_THREADS") or cores()
+        return max(1, cores() // threads)
+
     def parameters(self, name: str) -> dict[str, Any]:
         """submitit ``update_parameters`` keywords (None = the cluster's default)."""
         params: dict[str, Any] = dict(name=name, timeout_min=self.slurm_time, gpus_per_node=self.slurm_gpus,
@@ -86,6 +99,24 @@ class Execution:
             params.update(slurm_partition=self.slurm_partition, slurm_account=self.slurm_account,
                           slurm_array_parallelism=self.slurm_parallel)
         return {k: v for k, v in params.items() if v is not None}
+
+
+def cores() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def machine_load() -> dict[str, Any]:
+    """The load a run starts under (stored with its row): the 1-minute load average and the usable cores. A load
+    above the cores means the run shared them, and its img/s are lower than the machine's."""
+    return {"load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan, "cpu_cores": cores()}
+
+
+def _int_env(name: str) -> int | None:
+    try:
+        return max(1, int(os.environ[name]))
+    except (KeyError, ValueError):
+        return None
 
 
 def with_execution_options(fn):
@@ -192,35 +223,54 @@ def _describe(cfg: RunConfig) -> str:
     return f"{cfg.method} on {cfg.dataset or 'the default task'} seed {cfg.seed}"
 
 
+def _finished(job, cfg, say: Callable[[str], None], out: tuple[list, list[str]]) -> str:
+    """Take one finished job's outcome into ``out`` (results, errors); returns 'ok', 'failed' or 'cancelled'."""
+    results, errors = out
+    if job.exception() is not None:  # a job cancelled by someone (scancel) is not resubmitted
+        say(f"job {job.job_id} ({_describe(cfg)}) failed: {_failure(job)}")
+        return "cancelled" if str(getattr(job, "state", "")).startswith("CANCELLED") else "failed"
+    outcome = job.result()
+    results += outcome.results
+    if outcome.error:
+        errors.append(outcome.error)
+    say(f"job {job.job_id} ({_describe(cfg)}): " + (f"error: {outcome.error}" if outcome.error else
+        ", ".join(r.summary() for r in outcome.results) or "nothing to do"))
+    return "ok"
+
+
 def collect(submitted: list, jobs: list[RunConfig], resubmit: Callable[[list[RunConfig]], list], retries: int,
-            say: Callable[[str], None], poll_s: float) -> tuple[list, list[str], list[str]]:
+            say: Callable[[str], None], poll_s: float, waiting: list[RunConfig] | None = None,
+            at_once: int | None = None) -> tuple[list, list[str], list[str]]:
     """Wait for ``submitted`` (one job per config of ``jobs``), resubmit the configs whose job failed up to
-    ``retries`` times (not those cancelled). Returns (finished RunResults, bad-input errors, the runs whose job
-    failed at the last attempt or was cancelled)."""
-    from submitit.helpers import as_completed
-
-    results, errors, cancelled, pending, attempt = [], [], [], list(zip(submitted, jobs, strict=True)), 0
-    while True:
+    ``retries`` times each (not those cancelled), and submit the ``waiting`` configs as jobs finish, keeping at
+    most ``at_once`` running. Returns (finished RunResults, bad-input errors, the runs whose job failed at the
+    last attempt or was cancelled)."""
+    out: tuple[list, list[str]] = ([], [])
+    gone, pending, waiting = [], list(zip(submitted, jobs, strict=True)), list(waiting or [])
+    attempts: dict[int, int] = {}
+    while pending or waiting:
+        done = [(job, cfg) for job, cfg in pending if job.done()]
+        if not done and pending:
+            time.sleep(poll_s)
+            continue
+        pending = [p for p in pending if p not in done]
         failed = []
-        by_job = {id(job): cfg for job, cfg in pending}
-        for job in as_completed([job for job, _ in pending], poll_frequency=poll_s):
-            cfg = by_job[id(job)]
-            if job.exception() is not None:  # a job cancelled by someone (scancel) is not resubmitted
-                (cancelled if str(getattr(job, "state", "")).startswith("CANCELLED") else failed).append(cfg)
-                say(f"job {job.job_id} ({_describe(cfg)}) failed: {_failure(job)}")
-                continue
-            outcome = job.result()
-            results += outcome.results
-            if outcome.error:
-                errors.append(outcome.error)
-            say(f"job {job.job_id} ({_describe(cfg)}): " + (f"error: {outcome.error}" if outcome.error else
-                ", ".join(r.summary() for r in outcome.results) or "nothing to do"))
-        if not failed or attempt >= retries:
-            return results, errors, [_describe(cfg) for cfg in cancelled + failed]
-        attempt += 1
-        say(f"resubmitting {len(failed)} failed job(s) (retry {attempt} of {retries})")
-        pending = list(zip(resubmit(failed), failed, strict=True))
-
+        for job, cfg in done:
+            state = _finished(job, cfg, say, out)
+            if state == "failed" and attempts.get(id(cfg), 0) < retries:
+                failed.append(cfg)
+            elif state != "ok":
+                gone.append(cfg)
+        if failed:
+            for cfg in failed:
+                attempts[id(cfg)] = attempts.get(id(cfg), 0) + 1
+            say(f"resubmitting {len(failed)} failed job(s) (retry {max(attempts[id(c)] for c in failed)} of {retries})")
+            waiting = failed + waiting
+        free = len(waiting) if at_once is None else max(0, at_once - len(pending))
+        if free and waiting:
+            batch, waiting = waiting[:free], waiting[free:]
+            pending += list(zip(resubmit(batch), batch, strict=True))
+    return *out, [_describe(cfg) for cfg in gone]
 
 
 def run_jobs(jobs: list[RunConfig], out: str, force: bool, ex: Execution, reporter: Callable[[], Any],
@@ -231,15 +281,22 @@ def run_jobs(jobs: list[RunConfig], out: str, force: bool, ex: Execution, report
     if not jobs:
         return [], [], []
     resubmit = lambda cfgs: submit(cfgs, out, force, ex, reporter, name)  # noqa: E731
-    submitted = resubmit(jobs)
+    at_once = ex.at_once() if ex.executor == "local" else None  # Slurm holds its own array back
+    if at_once is not None and not ex.wait:
+        raise UserError("--executor local --no-wait would start every job at once; wait for them (drop --no-wait)")
+    first = jobs if at_once is None else jobs[:at_once]
+    submitted = resubmit(first)
     ids = sorted({str(job.job_id).split("_")[0] for job in submitted})
-    say(f"submitted {len(submitted)} {ex.executor} job(s) ({', '.join(ids)}); logs in {Path(out) / 'slurm'}")
+    say(f"submitted {len(submitted)} {ex.executor} job(s) ({', '.join(ids)}); logs in {Path(out) / 'slurm'}"
+        + (f"; {len(jobs) - len(first)} more as these finish (at most {at_once} at once)" if len(first) < len(jobs)
+           else ""))
     if not ex.wait:
         say(f"not waiting: results land in {Path(out) / 'results.csv'} as the jobs finish ('petlbench compare "
             f"{out}'); the same command again submits every run, and the stored ones are skipped")
         return [], [], []
     try:  # our choice: the local processes are checked every second, Slurm's accounting every 30 s
-        return collect(submitted, jobs, resubmit, ex.retries, say, poll_s=1.0 if ex.executor == "local" else 30.0)
+        return collect(submitted, first, resubmit, ex.retries, say, poll_s=1.0 if ex.executor == "local" else 30.0,
+                       waiting=jobs[len(first):], at_once=at_once)
     except KeyboardInterrupt:
         say(f"interrupted while waiting: submitted jobs are not cancelled (Slurm: scancel {' '.join(ids)}); "
             f"finished runs are in {Path(out) / 'results.csv'}")

@@ -27,6 +27,7 @@ from petlbench.backbones import Built, build, create_backbone, data_config, inpu
 from petlbench.config import build_method_config, to_dict
 from petlbench.data import CLASSIFICATION, RawData, map_tensors, prepare, tensor_shapes
 from petlbench.errors import UserError
+from petlbench.executors import machine_load
 from petlbench.loop import Reporter, Runtime, head_lr_mult, train_and_evaluate, training_step
 from petlbench.methods.base import Method, MethodConfig
 from petlbench.options import RunConfig, config_hash, group_hash, identity
@@ -171,9 +172,12 @@ def _row(p: Prepared, raw: RawData, splits, device: torch.device, data_cfg: dict
         data_fingerprint=json.dumps(p.identity["data"]), preprocessing=splits.preprocessing,
         num_classes=raw.num_classes, n_train=len(splits.train), n_val=len(splits.val) if splits.val else 0,
         n_test=len(splits.test) if splits.test is not None else 0, selection=cfg.selection, tune=cfg.tune,
-        method_config=json.dumps(to_dict(method.cfg)), **provenance(device),
+        method_config=json.dumps(to_dict(method.cfg)), **provenance(device), **machine_load(),
     )
-    res.extra = {"identity": p.identity, "data_config": dict(data_cfg)}
+    # what ran: the preprocessing's own description (data.Preprocess / the VL batches) and the values it was given;
+    # not the backbone's default data config (timm's crop and interpolation are never applied: squash, bilinear)
+    ran = {k: data_cfg[k] for k in ("input_size", "mean", "std", "tokenizer") if k in data_cfg}
+    res.extra = {"identity": p.identity, "data_config": {"preprocessing": splits.preprocessing, **ran}}
     return res
 
 

@@ -4,6 +4,7 @@ script it would submit); resubmission is checked on stand-in jobs."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from types import SimpleNamespace
@@ -30,6 +31,13 @@ def test_local_executor_runs_one_job_per_run_into_the_store(cli, tmp_path, monke
     rows = read_rows(out / "results.csv")
     assert sorted(int(r["seed"]) for r in rows) == [0, 1] and {r["status"] for r in rows} == {"ok"}
     assert {r["processes"] for r in rows} == {"1"}
+    # each row records the load it started under and what preprocessing ran (not timm's default data config)
+    assert all(int(r["cpu_cores"]) >= 1 and float(r["load_avg_1m"]) >= 0 for r in rows)
+    record = json.loads((out / "runs" / f"{rows[0]['run_id']}.json").read_text())
+    assert record["extra"]["data_config"] == {"preprocessing": rows[0]["preprocessing"], "input_size": [3, 32, 32],
+                                              "mean": record["extra"]["data_config"]["mean"],
+                                              "std": record["extra"]["data_config"]["std"]}
+    assert "squash" in rows[0]["preprocessing"] and "bicubic" not in json.dumps(record["extra"])
     assert "submitted 2 local job(s)" in stdout and stdout.count("top-1") >= 2
     logs = sorted((out / "slurm").glob("*_log.out"))
     assert len(logs) == 2 and all("lora on shapes-loc seed" in log.read_text() for log in logs)
@@ -178,3 +186,25 @@ def test_execution_options_are_not_run_options():
     assert not {f.name for f in options()} & set(Execution.__dataclass_fields__)
     assert Execution(executor="local").parameters("x") == {"name": "x", "timeout_min": 120, "gpus_per_node": 0,
                                                             "nodes": 1, "tasks_per_node": 1}
+
+
+def test_local_jobs_start_no_more_than_the_cores_allow(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert Execution(executor="local").at_once() == 1  # each job's torch uses every core: one at a time
+    assert Execution(executor="local", slurm_cpus=2).at_once() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert Execution(executor="local").at_once() == 4
+    assert Execution(executor="local", slurm_parallel=3).at_once() == 3
+    assert Execution(executor="slurm").at_once() is None  # Slurm: the array's own limit, if any
+
+    jobs = [RunConfig(method="lora", seed=s) for s in range(5)]
+    batches = []
+
+    def submit_more(cfgs):
+        batches.append([c.seed for c in cfgs])
+        return [_Job(f"2_{c.seed}", _ok(c)) for c in cfgs]
+
+    results, _, failed = collect([_Job("1_0", _ok(jobs[0])), _Job("1_1", _ok(jobs[1]))], jobs[:2], submit_more,
+                                 retries=0, say=lambda _s: None, poll_s=0, waiting=jobs[2:], at_once=2)
+    assert batches == [[2, 3], [4]] and sorted(r.seed for r in results) == [0, 1, 2, 3, 4] and failed == []
