@@ -18,7 +18,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -133,11 +132,12 @@ def resolve_precision(precision: str, device: torch.device,
                            f"auto: bf16 step {bf16_s / fp32_s:.2f}x fp32 ({bf16_s:.4g} s vs {fp32_s:.4g} s, {source})")
 
 
-def time_precisions(step: Callable[[bool], None], device: torch.device, passes: int = 3, min_sample_s: float = 0.2,
+def time_precisions(step: Callable[[bool], None], device: torch.device, passes: int = 5, min_sample_s: float = 0.2,
                     budget_s: float = 60.0, clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
-    """Median seconds of one ``step(amp)`` in fp32 (amp False) and bf16 (amp True): one warm-up step each, then
+    """Seconds of one ``step(amp)`` in fp32 (amp False) and bf16 (amp True): one warm-up step each, then
     ``passes`` interleaved passes (the order alternates), each sample repeating the step until it lasts
-    ``min_sample_s`` (short steps are noise otherwise); stops early past ``budget_s`` (large models)."""
+    ``min_sample_s`` (short steps are noise otherwise); the fastest sample of each precision (on a shared
+    machine, other work only ever adds time); stops early past ``budget_s`` (large models)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def timed(amp: bool, repeats: int) -> float:
@@ -157,7 +157,7 @@ def time_precisions(step: Callable[[bool], None], device: torch.device, passes: 
             samples[amp].append(timed(amp, repeats[amp]))
         if clock() - start > budget_s:
             break
-    return statistics.median(samples[False]), statistics.median(samples[True])
+    return min(samples[False]), min(samples[True])
 
 
 def machine_key(device: torch.device) -> str:
