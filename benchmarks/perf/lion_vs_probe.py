@@ -65,13 +65,15 @@ def lite0_weights(cache: Path) -> Path:
     return out
 
 
-def jobs(task: str, weights: Path | None) -> list:
+def jobs(task: str, weights: Path | None, seeds: tuple[int, ...] | None = None) -> list:
+    """The runs of one setting, in fp32 (a committed figure must not depend on which precision a CPU picks)."""
     from petlbench.options import RunConfig
 
     t = TASKS[task]
     return [RunConfig(method=m, dataset=t["dataset"], model=t["model"], weights=str(weights) if t["model"] else None,
-                      seed=s, limit=t["limit"], label=f"lion-vs-probe:{task}", overrides=dict(t["overrides"]))
-            for m in METHODS for s in t["seeds"]]
+                      seed=s, limit=t["limit"], label=f"lion-vs-probe:{task}", overrides=dict(t["overrides"]),
+                      precision="fp32")
+            for m in METHODS for s in (seeds if seeds and task != "cnn-b64" else t["seeds"])]
 
 
 def _mean_std(xs) -> str:
@@ -81,22 +83,36 @@ def _mean_std(xs) -> str:
 
 def table(store: str, tasks: list[str]) -> str:
     """Markdown: per setting and method, top-1 mean ± std (n seeds), GMACs (× backbone), train img/s (mean),
-    peak train memory (max over seeds)."""
+    peak train memory (max over seeds); then LION − probe paired by seed."""
     from petlbench.results import load_frame
 
     df = load_frame([store])
+    df = df[(df.status == "ok") & (df.precision == "fp32")]
     out = ["| setting | method | top-1 % (n) | GMACs (× backbone) | train img/s | peak train memory MiB |",
            "|---|---|---:|---:|---:|---:|"]
     for task in tasks:
         for m in METHODS:
-            rs = df[(df.label == f"lion-vs-probe:{task}") & (df.method == m) & (df.status == "ok")]
+            rs = df[(df.label == f"lion-vs-probe:{task}") & (df.method == m)]
             if rs.empty:
                 continue
             g, gb = rs.gmacs.iloc[0], rs.gmacs_backbone.iloc[0]
             top1 = "—" if task == "cnn-b64" else f"{_mean_std(rs.top1_pct)} ({len(rs)})"
             out.append(f"| {task} | {m} | {top1} | {g:.4f} ({g / gb:.3f}×) | {rs.train_img_s.mean():.1f} "
                        f"| {rs.peak_mem_train_mb.max():.0f} |")
-    return "\n".join(out)
+    return "\n".join(out + ["", *paired(df, [t for t in tasks if t != "cnn-b64"])])
+
+
+def paired(df, tasks: list[str]) -> list[str]:
+    """LION − probe top-1 per seed (same data order and backbone), their mean, and the seeds LION is ahead on."""
+    out = ["| setting | LION − probe per seed (points) | mean | LION ahead |", "|---|---|---:|---:|"]
+    for task in tasks:
+        rs = df[df.label == f"lion-vs-probe:{task}"].pivot_table(index="seed", columns="method", values="top1_pct")
+        if not set(METHODS) <= set(rs.columns):
+            continue
+        d = (rs["lion"] - rs["linear"]).dropna()
+        per_seed = ", ".join(f"{s}: {v:+.1f}" for s, v in d.items())
+        out.append(f"| {task} | {per_seed} | {d.mean():+.1f} | {(d > 0).sum()} of {len(d)} |")
+    return out
 
 
 def main() -> None:
@@ -104,6 +120,7 @@ def main() -> None:
     p.add_argument("--out", default="results/lion-vs-probe")
     p.add_argument("--tasks", default="bundled,cnn,cnn-b64")
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "petlbench" / "weights"))
+    p.add_argument("--seeds", default="", help="comma-separated seeds (default: each setting's)")
     args = p.parse_args()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASKS]
@@ -114,7 +131,8 @@ def main() -> None:
 
     weights = lite0_weights(Path(args.cache)) if any(TASKS[t]["model"] for t in tasks) else None
     for task in tasks:
-        execute(jobs(task, weights), args.out, force=False, reporter=Reporter(), say=print)
+        seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip()) or None
+        execute(jobs(task, weights, seeds), args.out, force=False, reporter=Reporter(), say=print)
     print(table(args.out, tasks))
 
 

@@ -14,7 +14,7 @@ the median step time: achieved GFLOP/s, against a GEMM ceiling (a ``d x 4d`` mat
 count) measured in the same passes. fp32 and bf16 autocast. The linear probe is left out: petlbench trains
 it as the head on features computed once (its step is one small matmul).
 
-    python benchmarks/perf/step_bench.py [--model vit_base_patch16_224] [--batch 8] [--passes 3] [--steps 3]
+    python benchmarks/perf/step_bench.py [--model vit_base_patch16_224 | petl_vit_micro | ...] [--batch 8] [--passes 3] [--steps 3]
         [--methods full,lora,...] [--precisions fp32,bf16] [--no-flush] [--out results.json]
 
 Reads: medians over passes of the mean step time within a pass; ratios to ``bare``. The machine is shared
@@ -41,7 +41,7 @@ from torch.utils.data import TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from petlbench import numerics
-from petlbench.backbones import build, create_backbone
+from petlbench.backbones import build, create_backbone, input_size
 from petlbench.data import Splits
 from petlbench.loop import Reporter, Runtime, _Loop, make_optimizer, set_train_mode, warmup_then_decay
 from petlbench.runner import make_method
@@ -57,7 +57,7 @@ def autocast(bf16: bool):
 
 def batch(model_name: str, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    size = create_backbone(model_name, NUM_CLASSES, pretrained=False)[0].default_cfg["input_size"]
+    size = input_size(create_backbone(model_name, NUM_CLASSES, pretrained=False)[0])  # bundled: 32 px
     return torch.randn(bs, *size, generator=g), torch.randint(0, NUM_CLASSES, (bs,), generator=g)
 
 
