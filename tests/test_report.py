@@ -136,3 +136,64 @@ def test_page_renders_in_headless_chromium(tmp_path):
     dark = (img < 128).mean()  # text, table borders, plot lines
     assert 0.005 < dark < 0.5, f"screenshot looks blank or broken: {dark:.4f} dark pixels"
     assert len(np.unique(img)) > 32  # anti-aliased text and plots, not a flat page
+
+
+def _committed(tmp_path, names: list[str], datasets: tuple[str, ...] = ()) -> Path:
+    """Committed reference rows (of ``datasets`` only, if given) in one CSV."""
+    lines = []
+    for name in names:
+        text = (REF / name).read_text().splitlines(keepends=True)
+        lines += [text[0]] if not lines else []
+        lines += [ln for ln in text[1:] if not datasets or any(f",{d}," in ln for d in datasets)]
+    frame_csv = tmp_path / "rows.csv"
+    frame_csv.write_text("".join(lines))
+    return frame_csv
+
+
+def test_report_keeps_tracks_apart_names_memory_kinds_and_keeps_baselines_off_frontiers(tmp_path):
+    # smoke (vision) + vl-mini (VL, with text-only / image-only baselines): the vision rows have no VL columns
+    df = load_frame([REF / "smoke.csv", _committed(tmp_path, ["vl-mini.csv"], ("shapes-vqa",))])
+    _, md = write_report(df, tmp_path / "rep")
+    text = md.read_text()
+    vision, vl = text.split("## Vision-language track")
+    assert "## Vision track" in vision and "shapes-vqa" not in vision and "animal-mnist" not in vl
+    assert "VQA score %" in vl and "cpu_peak_rss" not in text and "CPU peak RSS during the run" in text
+    frontiers = vl.split("### Pareto frontiers")[1].split("### Figures")[0]
+    assert "full [text-only]" not in frontiers and "full [image-only]" not in frontiers
+    assert "| full [text-only] |" in vl  # drawn and tabled, only kept off the frontier
+    pngs = {p.name for p in (tmp_path / "rep").glob("*.png")}
+    assert {"suite_vision_params_trainable.png", "tasks_vl_peak_mem_train_mb.png"} <= pngs
+
+
+def test_memory_kinds_are_never_mixed_on_one_axis(tmp_path):
+    df = load_frame([_committed(tmp_path, ["mini-vtab.csv"], ("cells", "shapes-ori"))])  # two kinds of memory
+    _, md = write_report(df, tmp_path / "rep")
+    text = md.read_text()
+    pngs = {p.name for p in (tmp_path / "rep").glob("tasks_peak_mem*.png")}
+    assert pngs == {"tasks_peak_mem_train_mb_cpu_peak_rss.png", "tasks_peak_mem_train_mb_cpu_peak_rss_run.png"}
+    assert "frontier: peak memory (CPU peak RSS during the run)" in text
+    assert "frontier: peak memory (CPU peak RSS of the whole process (before 0.2))" in text
+
+
+def test_one_task_store_figures_keep_every_legend_entry_and_the_title(tmp_path, monkeypatch):
+    """The smoke store: one task, ten methods. Every saved PNG is as large as everything drawn (all ten legend
+    entries and the title), so nothing is clipped at the figure's edge."""
+    from PIL import Image
+
+    import petlbench.report as report
+
+    drawn, save = {}, report._save
+
+    def keep(fig, plt, path, dpi):
+        fig.canvas.draw()  # lay the texts out
+        legends = [*fig.legends, *[ax.get_legend() for ax in fig.axes if ax.get_legend()]]
+        box = fig.get_tightbbox(fig.canvas.get_renderer())  # every artist, legends and titles included (inches)
+        drawn[path.name] = (sum(len(leg.get_texts()) for leg in legends), box.width * dpi, box.height * dpi)
+        save(fig, plt, path, dpi)
+
+    monkeypatch.setattr(report, "_save", keep)
+    write_report(load_frame([REF / "smoke.csv"]), tmp_path / "rep")
+    assert len(drawn) == 6
+    for name, (entries, width, height) in drawn.items():
+        png = Image.open(tmp_path / "rep" / name)
+        assert entries == 10 and png.width >= width - 1 and png.height >= height - 1, (name, png.size, width, height)
