@@ -430,6 +430,17 @@ def stored_identity(g) -> dict[str, Any]:
     return out
 
 
+def _drop_neutral(idents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Identities comparable across rows stored before and after a recipe key existed: where their keys differ,
+    a key at its neutral value (``MethodConfig.NEUTRAL``, left out of the hash too) is dropped."""
+    if len({frozenset(i) for i in idents}) <= 1:
+        return idents
+    from petlbench.methods.base import MethodConfig  # only here: it imports torch
+
+    neutral = MethodConfig.NEUTRAL
+    return [{k: v for k, v in i.items() if not (k in neutral and v == neutral[k])} for i in idents]
+
+
 def _value_text(key: str, value: Any) -> str:
     """How one identity value names a configuration: a boolean that is on by its key ('trainval'), the precision
     by itself ('bf16'), others as 'key value' ('lr 0.05'); an off value (False, 0, none) names nothing."""
@@ -458,7 +469,7 @@ def _name(agg):
     these rows, from the stored identity (e.g. 'trainval', 'bf16', 'lr 0.05', 'limit 64'); '' when nothing
     does. ``name``: the display name (method† [label] (variant)), with the model where a track has several.
     The same configuration gets the same name on every task, so summaries over tasks never merge two."""
-    idents = [json.loads(s) for s in agg["identity"]]
+    idents = _drop_neutral([json.loads(s) for s in agg["identity"]])
     task_keys = _task_keys(agg, idents)
     variants = [""] * len(agg)
     for _, idx in agg.groupby(FAMILY, sort=False).indices.items():
@@ -565,9 +576,9 @@ def identity_diff(cur: dict[str, Any], ref: dict[str, Any]) -> list[str]:
     def text(v: Any) -> str:
         return str(v) if v or v is False else "none"
 
-    keys = dict.fromkeys([*cur, *ref])
-    return [f"{k} {text(cur.get(k))} (reference {text(ref.get(k))})" for k in keys
-            if (cur.get(k) or None) != (ref.get(k) or None)]
+    keys = [k for k in dict.fromkeys([*cur, *ref]) if (cur.get(k) or None) != (ref.get(k) or None)]
+    return [f"{k} {text(cur.get(k))} (reference {text(ref.get(k))})" if k != "data" else "data fingerprint"
+            for k in keys]
 
 
 def _gate_identity(r) -> dict[str, Any]:
@@ -576,7 +587,7 @@ def _gate_identity(r) -> dict[str, Any]:
 
 def _differs(c, refs) -> str:
     """How ``c`` differs from the closest reference configuration of its method on its task."""
-    diffs = sorted((identity_diff(_gate_identity(c), _gate_identity(r)) for r in refs), key=len)
+    diffs = sorted((identity_diff(*_drop_neutral([_gate_identity(c), _gate_identity(r)])) for r in refs), key=len)
     keys = diffs[0] if diffs and diffs[0] else [f"config hash {c.group_hash} (reference {refs[0].group_hash})"]
     return "; ".join(keys)
 
