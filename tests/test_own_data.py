@@ -75,6 +75,19 @@ def test_torchvision_style_keys_get_a_hint(cli, tmp_path, image_folder):
     _one_line_error(code, err, "torchvision", "timm")
 
 
+def test_timm_cnn_weights_on_a_vit_are_not_called_torchvision(cli, tmp_path, image_folder):
+    """timm's MobileNets name their head ``classifier.`` too: only torchvision's own key layout gets the hint."""
+    import timm
+    from safetensors.torch import save_file
+
+    path = tmp_path / "mnv2.safetensors"
+    save_file(timm.create_model("test_efficientnet", num_classes=3).state_dict(), str(path))
+    code, _, err = cli("run", "linear", "--dataset", image_folder, "--model", "test_vit", "--weights", path,
+                       "--out", tmp_path / "store")
+    _one_line_error(code, err, "do not fit model", "--model")
+    assert "torchvision" not in err
+
+
 # ----------------------------------------------------------------------------- 3. classes
 
 
