@@ -92,9 +92,9 @@ class PlainReporter:
         if now - self.last >= self.interval:
             rate = (self.done - 1) / (now - self.first) if now > self.first else 0.0
             self.last = now
-            eta = (self.total - self.done) / rate if rate else float("nan")
+            eta = f"{(self.total - self.done) / rate:.0f}s" if rate else "? (after the first step)"
             self.say(f"  {self.name} step {self.done}/{self.total} ({100 * self.done / max(self.total, 1):.0f}%) "
-                     f"loss {loss:.3f} {img_s:.0f} img/s elapsed {now - self.t0:.0f}s ETA {eta:.0f}s")
+                     f"loss {loss:.3f} {img_s:.0f} img/s elapsed {now - self.t0:.0f}s ETA {eta}")
 
     def stop(self) -> None:
         self.say(f"  {self.name}: {self.done} steps in {time.monotonic() - self.t0:.1f}s")
