@@ -78,8 +78,9 @@ def main() -> None:
             raw = _RAW.setdefault(dataset, load_data(dataset, limit=64))
             for method in methods:
                 overrides = {"batch_size": batch} if batch else {}
+                hub = model is not None and model.startswith("vit_")  # timings need no weights: random init
                 p = runner.prepare_run(RunConfig(method=method, dataset=dataset, model=model, device="cpu",
-                                                 overrides=overrides), raw)
+                                                 pretrained=not hub, overrides=overrides), raw)
                 ratio = float(p.precision_reason.split("bf16 step ")[1].split("x")[0]) if "step" in p.precision_reason else float("nan")
                 bs = p.method.cfg.batch_size
                 example = map_tensors(runner.example_batch(p.built.model),
