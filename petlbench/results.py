@@ -435,7 +435,7 @@ def _drop_neutral(idents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     a key at its neutral value (``MethodConfig.NEUTRAL``, left out of the hash too) is dropped."""
     if len({frozenset(i) for i in idents}) <= 1:
         return idents
-    from petlbench.methods.base import MethodConfig  # only here: it imports torch
+    from petlbench.methods.recipe import MethodConfig
 
     neutral = MethodConfig.NEUTRAL
     return [{k: v for k, v in i.items() if not (k in neutral and v == neutral[k])} for i in idents]
@@ -500,9 +500,8 @@ def _precision(rows) -> str:
 def _note(rows) -> str:
     """The method's own label (e.g. LION's re-implementation note): from the rows, or, for rows stored before
     the column existed, from the registered method."""
-    notes = [n for n in rows.get("method_note", []) if isinstance(n, str) and n]
-    if notes:
-        return notes[0]
+    if "method_note" in rows:  # stored (empty for a method without a note): no need to import the methods
+        return next((n for n in rows["method_note"] if isinstance(n, str) and n), "")
     from petlbench.registry import METHODS
 
     try:

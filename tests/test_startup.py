@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,18 @@ def test_shell_completion_imports_no_torch():
                                 "COMP_CWORD": "1"})
     assert heavy == set()
     assert "compare" in out  # the completion itself still works
+
+
+REFERENCE = Path(__file__).parents[1] / "benchmarks" / "reference"
+
+
+@pytest.mark.parametrize("args", [["compare", "smoke.csv"], ["compare", "mini-vtab.csv", "--markdown"],
+                                  ["compare", "smoke.csv", "--baseline", "smoke.csv"], ["report", "vl-mini.csv"]])
+def test_compare_and_report_read_the_store_without_torch(args, tmp_path):
+    """compare and report read CSVs: they import pandas (and matplotlib), never torch or the model libraries."""
+    argv = [str(REFERENCE / a) if a.endswith(".csv") else a for a in args]
+    if args[0] == "report":
+        argv += ["--out", str(tmp_path / "report")]
+    heavy, out = _imported(*argv)
+    assert heavy == {"pandas"}
+    assert "Traceback" not in out
