@@ -8,6 +8,10 @@ so with 2 threads half of every parallel op stays slow. ``flush_denormal`` sets 
 thread and on every worker of the OpenMP pool (through ``GOMP_parallel``, exported by libgomp and LLVM's
 libomp alike); workers created later inherit it from the calling thread (POSIX: a new thread inherits the
 floating-point environment of its creator). Whether it took is checked, not assumed (``flushing_everywhere``).
+
+The precision: ``resolve_precision`` keeps an asked fp32 / bf16; ``auto`` is bf16 only where the run's own
+training step is measured faster in bf16 (``time_precisions``, cached per machine by ``cached_timing``): bf16
+wins on large matmuls and loses to its casts on small models, differently on each CPU.
 """
 
 from __future__ import annotations
