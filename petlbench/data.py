@@ -64,6 +64,32 @@ class RawData:
         return out
 
 
+def image_entries(items: list[Any], resolve: Callable[[Any], str] | None = None) -> ImageSource:
+    """Image entries as parquet writers store them -> an ImageSource identified by a digest of their bytes (of
+    the path text where an entry has no bytes). An entry is encoded bytes (pyarrow, pandas), a ``{bytes, path}``
+    record (``datasets``, pandas) or a path. ``resolve`` maps each path entry (a record without bytes, or a path)
+    to the file it names, raising UserError when there is none (the VL loader: paths relative to the data);
+    without it entries are kept as written (``data.ImageSource.load`` decodes all three)."""
+    if resolve is not None:
+        items = [item if entry_bytes(item) is not None else resolve(entry_path(item)) for item in items]
+    digest = hashlib.sha256()
+    for item in items:
+        blob = entry_bytes(item)
+        digest.update(blob if blob is not None else str(entry_path(item)).encode())
+    return ImageSource(items, f"parquet:{digest.hexdigest()[:16]}")
+
+
+def entry_bytes(item: Any) -> bytes | None:
+    """The encoded image bytes of an image entry (bytes, or a record's ``bytes``), None for a path entry."""
+    blob = item.get("bytes") if isinstance(item, dict) else item
+    return bytes(blob) if isinstance(blob, bytes | bytearray) and blob else None
+
+
+def entry_path(item: Any) -> Any:
+    """The path of an image entry without bytes (a record's ``path``, or the entry itself)."""
+    return item.get("path") if isinstance(item, dict) else item
+
+
 class ImageSource:
     """Lazily decoded images: a list of file paths / encoded bytes / ``{bytes, path}`` records, or a hub
     dataset column. A file that cannot be decoded raises an error naming it."""
@@ -90,8 +116,7 @@ class ImageSource:
         from PIL import Image
 
         item = self.items[int(i)]
-        if isinstance(item, dict):  # a parquet image record: {bytes, path}
-            item = item.get("bytes") or item.get("path")
+        item = entry_bytes(item) or entry_path(item)  # bytes, a parquet image record {bytes, path}, or a path
         where = str(item) if isinstance(item, (str, Path)) else f"image {int(i)} of {self._identity}"
         try:
             if isinstance(item, (bytes, bytearray)):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from petlbench import offline, vl_data, vl_sources
-from petlbench.data import IMG_EXT, ImageSource, RawData
+from petlbench.data import IMG_EXT, ImageSource, RawData, image_entries
 from petlbench.errors import UserError
 from petlbench.hub import offline_if_unreachable, unreachable
 from petlbench.registry import Registry
@@ -319,32 +318,6 @@ def _parquet_columns(table: Any, where: str) -> tuple[str, str]:
         raise UserError(f"parquet data '{where}' has no label column (one of {', '.join(LABEL_COLUMNS)}); "
                         f"columns: {', '.join(names)}")
     return image, label
-
-
-def image_entries(items: list[Any], resolve: Callable[[Any], str] | None = None) -> ImageSource:
-    """Image entries as parquet writers store them -> an ImageSource identified by a digest of their bytes (of
-    the path text where an entry has no bytes). An entry is encoded bytes (pyarrow, pandas), a ``{bytes, path}``
-    record (``datasets``, pandas) or a path. ``resolve`` maps each path entry (a record without bytes, or a path)
-    to the file it names, raising UserError when there is none (the VL loader: paths relative to the data);
-    without it entries are kept as written (``data.ImageSource.load`` decodes all three)."""
-    if resolve is not None:
-        items = [item if entry_bytes(item) is not None else resolve(entry_path(item)) for item in items]
-    digest = hashlib.sha256()
-    for item in items:
-        blob = entry_bytes(item)
-        digest.update(blob if blob is not None else str(entry_path(item)).encode())
-    return ImageSource(items, f"parquet:{digest.hexdigest()[:16]}")
-
-
-def entry_bytes(item: Any) -> bytes | None:
-    """The encoded image bytes of an image entry (bytes, or a record's ``bytes``), None for a path entry."""
-    blob = item.get("bytes") if isinstance(item, dict) else item
-    return bytes(blob) if isinstance(blob, bytes | bytearray) and blob else None
-
-
-def entry_path(item: Any) -> Any:
-    """The path of an image entry without bytes (a record's ``path``, or the entry itself)."""
-    return item.get("path") if isinstance(item, dict) else item
 
 
 def _hf_class_names(table: Any, label: str) -> list[str] | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from petlbench.data import ImageSource
+from petlbench.data import ImageSource, entry_bytes, image_entries
 from petlbench.errors import UserError, did_you_mean
 from petlbench.vl_data import ENTAILMENT, VLRawData, VLSplit, VLTask, entailment_task, vqa_task
 from petlbench.vl_metrics import build_vocab, majority_answer, normalize_answer, soft_targets
@@ -107,8 +107,6 @@ class _Table:
             return ImageSource(_HFImages(self.rows, col), f"{self.identity}:{col}")
         values = self.values(col)
         if not all(isinstance(v, str | Path) for v in values):  # bytes / {bytes, path} records (pyarrow, pandas)
-            from petlbench.sources import image_entries  # (sources imports this module)
-
             return image_entries(values, resolve=lambda item: _resolve_image(self.root, item, where))
         paths = [_resolve_image(self.root, p, where) for p in values]
         ident = hashlib.sha256("\n".join(f"{p}:{os.path.getsize(p)}" for p in paths).encode()).hexdigest()[:16]
@@ -248,8 +246,6 @@ def assemble(name: str, tables: dict[str, _Table], cols: Columns, kind: str, sou
 def _group_key(value: Any) -> Any:
     """The carve group of a row's image entry: a digest of its encoded bytes (bytes, ``{bytes, path}`` records),
     else the value itself (a path or an image id)."""
-    from petlbench.sources import entry_bytes  # (sources imports this module)
-
     blob = entry_bytes(value)
     return value if blob is None else hashlib.sha256(blob).hexdigest()
 
