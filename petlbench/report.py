@@ -95,10 +95,6 @@ def suite_points(df, agg):
     return pd.DataFrame(rows)
 
 
-def _name(r) -> str:
-    return r.name
-
-
 def _baseline(r) -> bool:
     """A single-modality baseline (VL text-only / image-only): drawn apart, never on a frontier."""
     return getattr(r, "modality", "both") not in ("both", "", None)
@@ -106,7 +102,7 @@ def _baseline(r) -> bool:
 
 def frontier(pts, cost: str) -> list[str]:
     """Pareto frontier of a table of configurations (their ``name``) for one cost column; baselines left out."""
-    return pareto_front([(_name(r), float(getattr(r, cost)), float(r.top1_pct)) for r in pts.itertuples()
+    return pareto_front([(r.name, float(getattr(r, cost)), float(r.top1_pct)) for r in pts.itertuples()
                          if not _baseline(r)])
 
 
@@ -166,7 +162,7 @@ def _log_axis(ax) -> None:
 def _scatter(ax, pts, cost: str, styles, log: bool) -> list[str]:
     """Points with ±1 std error bars, the frontier as a dashed staircase; returns the frontier names."""
     front = frontier(pts, cost)
-    by_name = {_name(r): r for r in pts.itertuples()}
+    by_name = {r.name: r for r in pts.itertuples()}
     for name, r in by_name.items():
         colour, marker = styles[name]
         yerr, xerr = r.top1_pct_std, getattr(r, f"{cost}_std")
@@ -280,7 +276,7 @@ def _cost_text(cost: str, v: float) -> str:
 
 def front_labels(pts, cost: str, names: list[str]) -> list[str]:
     """'name (cost, score)' for each frontier member, in frontier order."""
-    by_name = {_name(r): r for r in pts.itertuples()}
+    by_name = {r.name: r for r in pts.itertuples()}
     return [f"{n} ({_cost_text(cost, getattr(by_name[n], cost))}, {by_name[n].top1_pct:.1f}%)" for n in names]
 
 
@@ -340,7 +336,7 @@ def _intro(df, agg) -> str:
     ok = df[df["status"] == "ok"]
     kinds = sorted(set(agg["peak_mem_kind"]) - {""})
     return (f"{len(ok)} successful runs ({int((df['status'] != 'ok').sum())} not ok, left out) of "
-            f"{agg['name'].nunique()} configurations on {agg['dataset'].nunique()} tasks; models: "
+            f"{agg.groupby(['track', *CONFIG]).ngroups} configurations on {agg['dataset'].nunique()} tasks; models: "
             f"{', '.join(sorted(agg['model'].unique()))}; devices: "
             f"{', '.join(sorted(ok['device'].dropna().astype(str).unique()))}; peak memory = "
             f"{', '.join(mem_kind_name(k) for k in kinds) or 'not recorded'}. Scores on test, evaluated once "

@@ -111,7 +111,7 @@ class RunResult:
     python_version: str = ""
     device_name: str = ""
     # the load the run started under, to judge its img/s by (executors.machine_load): the 1-minute load average
-    # (runnable processes, all of this machine's) and the cores this process may use; 0 in rows stored before
+    # (runnable processes, all of this machine's) and the cores this process may use; empty in rows stored before
     load_avg_1m: float = math.nan
     cpu_cores: int = 0
     hostname: str = ""
@@ -464,6 +464,11 @@ def _task_keys(agg, idents: list[dict[str, Any]]) -> set[str]:
     return {k for k, by in seen.items() if k not in options and all(len(v) == 1 for v in by.values())}
 
 
+def _setting(value: Any) -> str:
+    """One identity value as compared between configurations: every off value (False, 0, None, '') is one."""
+    return json.dumps(value, sort_keys=True) if value else "off"
+
+
 def _name(agg):
     """``variant``: what tells a configuration apart from the other configurations of its method (and label) in
     these rows, from the stored identity (e.g. 'trainval', 'bf16', 'lr 0.05', 'limit 64'); '' when nothing
@@ -473,9 +478,8 @@ def _name(agg):
     task_keys = _task_keys(agg, idents)
     variants = [""] * len(agg)
     for _, idx in agg.groupby(FAMILY, sort=False).indices.items():
-        keys = [k for k in dict.fromkeys(k for i in idx for k in idents[i]) if k not in task_keys
-                and len({json.dumps(idents[i].get(k), sort_keys=True) for i in idx if idents[i].get(k)} |
-                        ({"off"} if any(not idents[i].get(k) for i in idx) else set())) > 1]
+        keys = [k for k in dict.fromkeys(k for i in idx for k in idents[i])
+                if k not in task_keys and len({_setting(idents[i].get(k)) for i in idx}) > 1]
         for i in idx:
             variants[i] = ", ".join(t for k in keys if (t := _value_text(k, idents[i].get(k))))
     agg = agg.assign(variant=variants)

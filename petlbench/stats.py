@@ -224,6 +224,11 @@ class Paired:
     per_task: Any  # pandas.DataFrame
     summary: Any  # pandas.DataFrame
 
+    @property
+    def baseline_name(self) -> str:
+        method, label, variant = self.baseline
+        return display_name(method, label, "", variant)
+
 
 def paired_vs(df, baseline: str, metric: str = "top1_pct") -> Paired:
     """Paired differences of every configuration against the baseline configuration (named as in ``compare``:
@@ -344,7 +349,7 @@ def paired_tables(df, paired: Paired) -> list:
 
     agg = aggregate(df)
     ranks = tie_ranks(df)
-    base = display_name(paired.baseline[0], paired.baseline[1], "", paired.baseline[2])
+    base = paired.baseline_name
     diffs = {(r.dataset, r.method, r.label, r.model, r.variant): r for r in paired.per_task.itertuples()}
     tables = []
     for dataset, g in agg.groupby("dataset", sort=True):
@@ -374,7 +379,7 @@ def summary_table(paired: Paired):
     from rich.markup import escape
     from rich.table import Table
 
-    base = display_name(paired.baseline[0], paired.baseline[1], "", paired.baseline[2])
+    base = paired.baseline_name
     t = Table(title=escape(f"over tasks: mean top-1 difference vs {base}"), title_justify="left")
     for col in ("method", "tasks", "mean Δ (points)", "95% CI (t over tasks)", "better on", "Wilcoxon p", ""):
         t.add_column(col, justify="left" if col in ("method", "") else "right")
