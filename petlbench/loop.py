@@ -324,17 +324,16 @@ class _Loop:
         computed once (the linear-probe shortcut). Whether the shortcut ran, and why not, is recorded."""
         if not _trains_head_only(self.model, self.method):
             return self.model, self.splits.train, self.splits.val
+        t0 = time.perf_counter()
         cached: Any = "--frozen-backbone-mode train: dropout in the backbone changes the features every step"
         if self.rt.frozen_backbone_mode == "eval":
-            t0 = time.perf_counter()
             cached = self.rt.dist.cached_features(  # DDP: each process computes its part, gathered in order
                 lambda splits: _cached_features(self.model, splits, self.cfg.batch_size, self.rt), self.splits)
-            self.fit.timed_s = time.perf_counter() - t0  # the feature pass is part of the training cost
         if isinstance(cached, str):
-            self.fit.timed_s = 0.0
             self.out.metrics["feature_cache"] = f"off: {cached}"
             self.reporter.log(f"head-only training through the whole model every step: {cached}")
             return self.model, self.splits.train, self.splits.val
+        self.fit.timed_s = time.perf_counter() - t0  # the feature pass is part of the training cost
         self.out.metrics["feature_cache"] = "on"
         self.reporter.log("head-only training: frozen features computed once and cached")
         return get_classifier(self.model), *cached
@@ -370,7 +369,7 @@ class _Loop:
         """One optimizer step. Its loss stays on the device until the next read-back (every
         ``rt.readback`` steps); False (and status 'diverged') once a read-back finds a non-finite loss."""
         compiling = self.rt.compile and self._new_shape(x)
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() if compiling else 0.0
         self.clock.start()
         with self.rt.autocast():
             loss = self.splits.task.loss(net(x).float(), y)

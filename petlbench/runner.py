@@ -129,6 +129,8 @@ def choose_precision(cfg: RunConfig, method: Method, built: Built) -> numerics.P
     times it and every process takes its choice."""
     dist = distributed.session()
     device = dist.place(resolve_device(cfg.device))
+    if cfg.precision != "auto":
+        return numerics.resolve_precision(cfg.precision, device)
     batch = max(1, method.cfg.batch_size // dist.world)  # what one process steps on
     example = map_tensors(example_batch(built.model), lambda t: t.expand(batch, *t.shape[1:]).contiguous())
 
@@ -140,8 +142,6 @@ def choose_precision(cfg: RunConfig, method: Method, built: Built) -> numerics.P
         return numerics.cached_timing(folder and folder / "precision.json", key,
                                       lambda: numerics.time_precisions(step, device))
 
-    if cfg.precision != "auto":
-        return numerics.resolve_precision(cfg.precision, device)
     choice = numerics.resolve_precision("auto", device, measure) if dist.is_main else None
     return dist.agree(choice)
 
