@@ -34,6 +34,6 @@ def check_committed_sweep(cli, name: str) -> list[dict[str, str]]:
     assert code == 0, err
     table = [line for line in out.splitlines() if line.startswith("|")]
     configs = {(m, lab) for m, lab, _, _ in expected}
-    readme = (BENCH.parent / "README.md").read_text()
+    readme = (BENCH.parent / "docs" / "results.md").read_text()
     assert len(table) == len(configs) + 2 and "\n".join(table) in readme
     return rows
