@@ -26,16 +26,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from petlbench.backbones import backbone_kind
 from petlbench.methods._modules import fill_slots
 from petlbench.methods.base import MethodModule
+from petlbench.vl.model import VLModel
 
 OUTPUT_SLOTS = ("apt", "seq_adapter", "par_adapter", "post_adapter")
 
 
 def is_vl(model: nn.Module) -> bool:
     """True for the VL model (backbone kind ``vl``): methods dispatch on this in ``apply``."""
-    return backbone_kind(model) == "vl"
+    return isinstance(model, VLModel)
 
 
 def language_model(model: nn.Module) -> nn.Module:

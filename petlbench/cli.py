@@ -3,35 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
+from petlbench.config.options import with_run_options
+from petlbench.engine.executors import with_execution_options
 from petlbench.errors import UserError, did_you_mean
-from petlbench.executors import with_execution_options
-from petlbench.options import with_run_options
+from petlbench.progress import PlainReporter, console, err_console, progress_interval, reporting
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark parameter-efficient transfer learning (PETL) methods on vision transformers.")
-console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 180)))
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 400)
+
 
 DEFAULT_OUT = "results"
 
@@ -50,101 +38,6 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """Benchmark parameter-efficient transfer learning (PETL) methods on vision transformers."""
 
 
-class RichReporter:
-    """Progress bar for a terminal (steps, loss, img/s, ETA) and log lines above it."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress, self.task = progress, None
-
-    def start(self, total_steps: int, description: str) -> None:
-        self.task = self.progress.add_task(description, total=total_steps, loss=float("nan"), img_s=0.0)
-
-    def step(self, loss: float, img_s: float) -> None:
-        self.progress.update(self.task, advance=1, loss=loss, img_s=img_s)
-
-    def stop(self) -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-            self.task = None
-
-    def log(self, message: str) -> None:
-        self.progress.console.print(f"  {message}")
-
-
-class PlainReporter:
-    """Progress as plain lines when output is not a terminal (CI logs, nohup, Slurm): one line every
-    ``interval`` seconds with steps, loss, img/s and the ETA, plus a line when training starts and ends."""
-
-    def __init__(self, say, interval: float) -> None:
-        self.say, self.interval = say, interval
-
-    def start(self, total_steps: int, description: str) -> None:
-        self.total, self.name, self.done = total_steps, description, 0
-        self.t0 = self.last = time.monotonic()
-        self.first: float | None = None  # end of the first step
-        self.say(f"  {description}: {total_steps} steps")
-
-    def step(self, loss: float, img_s: float) -> None:
-        self.done += 1
-        now = time.monotonic()
-        if self.first is None:
-            self.first = now  # the rate leaves the first step out: its one-time costs (torch.compile) do not repeat
-        if now - self.last >= self.interval:
-            rate = (self.done - 1) / (now - self.first) if now > self.first else 0.0
-            self.last = now
-            eta = f"{(self.total - self.done) / rate:.0f}s" if rate else "? (after the first step)"
-            self.say(f"  {self.name} step {self.done}/{self.total} ({100 * self.done / max(self.total, 1):.0f}%) "
-                     f"loss {loss:.3f} {img_s:.0f} img/s elapsed {now - self.t0:.0f}s ETA {eta}")
-
-    def stop(self) -> None:
-        self.say(f"  {self.name}: {self.done} steps in {time.monotonic() - self.t0:.1f}s")
-
-    def log(self, message: str) -> None:
-        self.say(f"  {message}")
-
-
-PROGRESS_MODES = ("auto", "bar", "plain", "off")
-
-
-@contextmanager
-def _reporter():
-    """The progress reporter ``PETLBENCH_PROGRESS`` asks for: ``auto`` (default: a bar on a terminal, plain
-    lines every ``PETLBENCH_PROGRESS_INTERVAL`` seconds (default 30) otherwise), ``bar``, ``plain`` or ``off``.
-    Yields (reporter, print function for lines above the progress)."""
-    from petlbench.loop import Reporter
-
-    mode = os.environ.get("PETLBENCH_PROGRESS", "auto").lower()
-    mode = {"1": "bar", "0": "off"}.get(mode, mode)
-    if mode not in PROGRESS_MODES:
-        raise UserError(f"PETLBENCH_PROGRESS={mode!r} is not one of {', '.join(PROGRESS_MODES)}")
-    if mode == "bar" or (mode == "auto" and console.is_terminal):
-        with _progress() as progress:
-            yield RichReporter(progress), progress.console.print
-        return
-    say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
-    if mode == "off":
-        quiet = Reporter()
-        quiet.log = lambda message: say(f"  {message}")
-        yield quiet, say
-        return
-    yield PlainReporter(say, _progress_interval()), say
-
-
-def _progress_interval() -> float:
-    try:
-        return float(os.environ.get("PETLBENCH_PROGRESS_INTERVAL", "30"))
-    except ValueError:
-        raise UserError("PETLBENCH_PROGRESS_INTERVAL must be a number of seconds, e.g. 30") from None
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[img_s]:.0f} img/s"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
-    )
-
-
 def _parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -156,11 +49,11 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _execute(jobs: list, out: str, force: bool) -> list:
-    from petlbench.runner import execute
+    from petlbench.engine.runner import execute
 
     finished: list = []
     try:
-        with _reporter() as (reporter, say):
+        with reporting() as (reporter, say):
             return execute(jobs, out, force, reporter, say, finished)
     except KeyboardInterrupt:
         ok = sum(r.status == "ok" for r in finished)
@@ -177,11 +70,11 @@ def _run_jobs(jobs: list, out: str, force: bool, execution, methods: set[str], n
         return
     from functools import partial
 
-    from petlbench.executors import run_jobs
+    from petlbench.engine.executors import run_jobs
 
-    with _reporter() as (_, say):
+    with reporting() as (_, say):
         results, errors, failed = run_jobs(jobs, out, force, execution,
-                                           partial(PlainReporter, print, _progress_interval()), say, name)
+                                           partial(PlainReporter, print, progress_interval()), say, name)
     problems = [f"{len(failed)} run(s) not done (job failed after {execution.retries} retries, or cancelled): "
                 f"{', '.join(failed)}"] if failed else []
     _finish(results, methods, problems)
@@ -208,9 +101,9 @@ def run(
     **options: Any,
 ) -> None:
     """Train and evaluate METHOD on one dataset (default: the embedded offline task)."""
-    from petlbench.config import parse_sets
-    from petlbench.executors import Execution
-    from petlbench.options import RunConfig, recipe_flags
+    from petlbench.config.fields import parse_sets
+    from petlbench.config.options import RunConfig, recipe_flags
+    from petlbench.engine.executors import Execution
     from petlbench.registry import METHODS
 
     execution = Execution.take(options)
@@ -226,8 +119,8 @@ def run(
 
 def _finish(results: list, methods: set[str], problems: list[str] | None = None) -> None:
     """The runs table (rank 0 only under torchrun), then ``problems``; exit 1 if a run or job was not ok."""
-    from petlbench.distributed import is_main
-    from petlbench.results import runs_table
+    from petlbench.engine.distributed import is_main
+    from petlbench.results.tables import runs_table
 
     if results and is_main():
         console.print(runs_table(results))
@@ -254,11 +147,11 @@ def suite(
     **execution_options: Any,
 ) -> None:
     """Run a benchmark suite (benchmarks/*.toml) here, as Slurm jobs (--executor slurm), or print its jobs."""
-    from petlbench.distributed import is_main
-    from petlbench.executors import Execution
-    from petlbench.options import as_command
-    from petlbench.suites import suite_jobs
-    from petlbench.tune import commands
+    from petlbench.config.grid import commands
+    from petlbench.config.options import as_command
+    from petlbench.config.suites import suite_jobs
+    from petlbench.engine.distributed import is_main
+    from petlbench.engine.executors import Execution
 
     execution = Execution.take(execution_options)
     if print_commands and execution.executor != "inline":
@@ -282,9 +175,9 @@ def suite(
 
 
 def _execute_tune(plan, out: str, force: bool) -> list:
-    from petlbench.runner import execute_tune
+    from petlbench.engine.tune import execute_tune
 
-    with _reporter() as (reporter, say):
+    with reporting() as (reporter, say):
         return execute_tune(plan, out, force, reporter, say)
 
 
@@ -303,10 +196,10 @@ def tune(
     **options: Any,
 ) -> None:
     """The tuned VTAB-1k protocol: choose on val (train -> val), then train+val -> test once per seed."""
-    from petlbench.config import parse_sets
-    from petlbench.options import RunConfig, recipe_flags
+    from petlbench.config.fields import parse_sets
+    from petlbench.config.grid import Plan, commands, parse_grid
+    from petlbench.config.options import RunConfig, recipe_flags
     from petlbench.registry import METHODS
-    from petlbench.tune import Plan, commands, parse_grid
 
     overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)
     overrides.update({k: v for k in recipe_flags() if (v := options.pop(k)) is not None})
@@ -333,28 +226,19 @@ def list_(what: Annotated[str, typer.Argument(help="methods | datasets | models"
         for name, cls in METHODS.all().items():
             t.add_row(name, ",".join(sorted(cls.supports)), cls.description + (f" ({cls.note})" if cls.note else ""))
     elif what == "datasets":
-        from petlbench.offline import DEFAULT
-        from petlbench.sources import list_datasets
+        from petlbench.datasets import DEFAULT, list_datasets
 
         for col in ("name", "track", "kind", "notes"):
             t.add_column(col)
-        for name, kind, note in list_datasets():
-            track = "vl" if "VL" in kind else "vision"
+        for name, track, kind, note in list_datasets():
             t.add_row(name + (" (default)" if name == DEFAULT else ""), track, kind, note)
     else:
-        from petlbench.backbones import DEFAULT_MODEL, MODELS, list_models
-        from petlbench.vl import DEFAULT_VL_MODEL, list_vl_models
+        from petlbench.tracks import list_models
 
-        rows, n = list_models(), len(MODELS.all())
-        t.add_column("name")
-        t.add_column("track")
-        t.add_column("notes")
-        for name, note in rows[:n]:
-            t.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), "vision", note)
-        t.add_row(f"... and {len(rows) - n} timm architectures", "vision", "e.g. vit_base_patch16_224, resnet50 "
-                  "(hub weights online, --weights PATH offline, --no-pretrained)")
-        for name, note in list_vl_models():
-            t.add_row(name + (" (default on VL datasets)" if name == DEFAULT_VL_MODEL else ""), "vl", note)
+        for col in ("name", "track", "notes"):
+            t.add_column(col)
+        for name, track, note, default in list_models():
+            t.add_row(name + (" (default)" if default else ""), track, note)
     console.print(t)
 
 
@@ -370,9 +254,9 @@ def inspect(
     text_len: Annotated[int, typer.Option(help="VL models: text tokens the GMACs are counted on")] = 16,
 ) -> None:
     """Build the model (random init, no data), apply METHOD, report parameter counts and GMACs."""
-    from petlbench.config import parse_sets
+    from petlbench.config.fields import parse_sets
+    from petlbench.engine.build import inspect as do_inspect
     from petlbench.registry import METHODS
-    from petlbench.runner import inspect as do_inspect
 
     if num_classes <= 0:
         raise UserError(f"--num-classes must be positive, got {num_classes}")
@@ -418,7 +302,8 @@ def compare(
                                                                  "that has a published number")] = False,
 ) -> None:
     """Aggregate seeds (mean ± std, 95% CI) per configuration, rank them, show accuracy next to cost."""
-    from petlbench.results import check_sort, load_frame
+    from petlbench.results.aggregate import check_sort
+    from petlbench.results.store import load_frame
 
     if by not in ("dataset", "method"):
         raise UserError(f"--by must be 'dataset' or 'method', got '{by}'")
@@ -428,7 +313,7 @@ def compare(
     df = _only_datasets(load_frame(results or [DEFAULT_OUT]), dataset)
     agg = _compare_views(df, by, sort or "top1_pct", markdown, vs, published)
     if csv:
-        from petlbench.results import sorted_aggregate
+        from petlbench.results.aggregate import sorted_aggregate
 
         Path(csv).parent.mkdir(parents=True, exist_ok=True)
         sorted_aggregate(agg, sort or "top1_pct").to_csv(csv, index=False)
@@ -451,15 +336,8 @@ def _only_datasets(df, dataset: list[str] | None, what: str = ""):
 def _compare_views(df, by: str, sort: str, markdown: bool, vs: str | None, published: bool):
     """Print what ``compare`` shows (Markdown, or the tables / --vs, the summaries per track, --published);
     returns the aggregate."""
-    from petlbench.results import (
-        aggregate,
-        compare_tables,
-        markdown_pivot,
-        on_track,
-        summary_table,
-        tracks_of,
-        vtab_summary,
-    )
+    from petlbench.results.aggregate import aggregate, on_track, tracks_of, vtab_summary
+    from petlbench.results.tables import compare_tables, markdown_pivot, summary_table
 
     agg = aggregate(df)
     if agg.empty:
@@ -486,7 +364,8 @@ def _compare_views(df, by: str, sort: str, markdown: bool, vs: str | None, publi
 def _gate(agg, reference, baseline: str, max_drop: float, max_rise: float | None) -> None:
     """``compare --baseline``: print what keeps the results from passing (regressions, configurations that
     differ from the reference's, missing ones) and exit 1, or say there is none."""
-    from petlbench.results import aggregate, gate
+    from petlbench.results.aggregate import aggregate
+    from petlbench.results.gate import gate
 
     problems = gate(agg, aggregate(reference), max_drop, max_rise)
     for p in problems:
@@ -500,7 +379,7 @@ def _gate(agg, reference, baseline: str, max_drop: float, max_rise: float | None
 
 def _compare_vs(df, vs: str, summary: bool = False) -> list:
     """``compare --vs``: per-task tables ranked with ties, or (``summary``) the paired summary over tasks."""
-    from petlbench.stats import paired_tables, paired_vs, summary_table
+    from petlbench.results.paired import paired_tables, paired_vs, summary_table
 
     paired = paired_vs(df, vs)
     if summary:
@@ -510,7 +389,7 @@ def _compare_vs(df, vs: str, summary: bool = False) -> list:
 
 def _compare_published(df, agg, sort: str = "top1_pct") -> None:
     """``compare --published``: ours − published where a published number exists, the reason elsewhere."""
-    from petlbench.published import load_published, published_deltas, published_tables
+    from petlbench.results.published import load_published, published_deltas, published_tables
 
     for t in published_tables(published_deltas(df, agg, load_published()), sort):
         console.print(t)
@@ -522,8 +401,8 @@ def report(
     out: Annotated[Path, typer.Option(help="output directory (index.html, report.md, PNGs)")] = Path("report"),
 ) -> None:
     """Write a self-contained HTML page and a Markdown report with tables and Pareto plots."""
-    from petlbench.report import write_report
-    from petlbench.results import load_frame
+    from petlbench.results.report import write_report
+    from petlbench.results.store import load_frame
 
     page, md = write_report(load_frame(results or [DEFAULT_OUT]), out)
     console.print(f"report written: {page} (self-contained) and {md} (with PNGs next to it)")
@@ -544,10 +423,10 @@ def pretrain(
 
     Options left out take the recipe's values, declared once in petlbench/pretrain.py (which also checks them).
     """
-    from petlbench.pretrain import pretrain as do_pretrain
+    from petlbench.engine.pretrain import pretrain as do_pretrain
 
     given = {"data": data, "steps": steps, "batch_size": batch_size, "lr": lr}
-    with _reporter() as (reporter, _):
+    with reporting() as (reporter, _):
         info = do_pretrain(out=out, seed=seed, threads=threads, reporter=reporter,
                            **{k: v for k, v in given.items() if v is not None})
     console.print_json(json.dumps(info, default=str))

@@ -1,41 +1,76 @@
-"""Benchmark tracks: image classification ("vision") and vision-language ("vl"). Nothing declares a track twice:
-a dataset's track is its kind (``data.RawData.track`` = "vision", ``vl_data.VLRawData.track`` = "vl"), a model's is
-its name (``TEXT+VISION`` = "vl", ``vl.is_vl_model_name``), a method's is the backbone kinds it supports ("vl"
-for VL, any other kind for vision). This module checks they agree and gives each track its default model.
+"""Which backbone? The router between ``--model`` names and backbone families, and the tracks they belong to.
+
+Benchmark tracks are image classification ("vision") and vision-language ("vl"). Nothing declares a track twice:
+a dataset's track is its ``Data.track``, a model's is its family's (``models.family.BackboneFamily``), a method's
+follows from the backbone kinds it supports (each kind belongs to one family). This module holds the families
+(``FAMILIES``), builds a named model through its family, checks that method, model and data agree on a track,
+and gives each track its default model. It is one of the two modules that know both tracks (with ``datasets``).
 """
 
 from __future__ import annotations
 
-from petlbench import vl
-from petlbench.errors import UserError
+from typing import Any
 
-TRACKS = ("vision", "vl")
-DEFAULT_MODELS = {"vision": None, "vl": vl.DEFAULT_VL_MODEL}  # None: the bundled ViT (backbones.DEFAULT_MODEL)
+from torch import nn
+
+from petlbench.errors import UserError
+from petlbench.models.backbones import VISION
+from petlbench.models.family import BackboneFamily
+from petlbench.registry import Registry
+from petlbench.vl.model import VL_PAIRS
+
+TRACK_NAMES = {"vision": "vision", "vl": "vision-language"}  # how messages name each track
+FAMILIES: Registry[BackboneFamily] = Registry("backbone family", "run 'petlbench list models'")
+FAMILIES.add(VISION.name, VISION)  # the fallback: owns every name no later family owns
+FAMILIES.add(VL_PAIRS.name, VL_PAIRS)
+
+
+def family(model: str | None) -> BackboneFamily:
+    """The family that owns ``--model`` (the most recently registered one that claims it)."""
+    return next(f for f in reversed(list(FAMILIES.all().values())) if f.owns(model))
+
+
+def create_backbone(name: str | None, num_classes: int, **kwargs: Any) -> tuple[nn.Module, dict[str, Any], BackboneFamily]:
+    """``name`` built by its family (see ``BackboneFamily.create``), with the family."""
+    fam = family(name)
+    model, info = fam.create(name, num_classes, **kwargs)
+    return model, info, fam
 
 
 def model_track(name: str | None) -> str:
-    return "vl" if vl.is_vl_model_name(name) else "vision"
+    return family(name).track
 
 
 def method_tracks(supports: frozenset[str]) -> set[str]:
     """The tracks a method with these backbone kinds runs on."""
-    return {"vl" if kind == "vl" else "vision" for kind in supports}
+    return {f.track for f in FAMILIES.all().values() if f.kinds & supports}
+
+
+def default_model(track: str) -> str | None:
+    """The model of a run on ``track`` that names none: the default of the track's last registered family."""
+    fams = [f for f in FAMILIES.all().values() if f.track == track]
+    return fams[-1].default_model if fams else None
 
 
 def resolve_model(track: str, model: str | None, method: str, supports: frozenset[str]) -> str | None:
     """The model for a run on a ``track`` dataset (the track's default when None); UserError when the method
-    or the model belongs to the other track."""
+    or the model belongs to another track."""
     if track not in method_tracks(supports):
         from petlbench.registry import METHODS
 
         fits = sorted(n for n, c in METHODS.all().items() if track in method_tracks(c.supports))
-        only = "vision only" if track == "vl" else "vision-language only"
+        only = " and ".join(TRACK_NAMES.get(t, t) for t in sorted(method_tracks(supports))) + " only"
         raise UserError(f"method '{method}' is {only} (supports {', '.join(sorted(supports))} backbones); "
                         f"on a {track} dataset use one of: {', '.join(fits)}")
     if model is None:
-        return DEFAULT_MODELS[track]
+        return default_model(track)
     if model_track(model) != track:
-        want = f"a TEXT+VISION pair, e.g. {vl.DEFAULT_VL_MODEL}" if track == "vl" else "a vision model (not TEXT+VISION)"
+        want = next((f.model_hint for f in reversed(list(FAMILIES.all().values())) if f.track == track), "")
         raise UserError(f"model '{model}' is for the {model_track(model)} track but the dataset is {track}; "
                         f"pass {want} or omit --model")
     return model
+
+
+def list_models() -> list[tuple[str, str, str, bool]]:
+    """(name, track, note, is its track's default) rows of every family, in registration order."""
+    return [(name, f.track, note, default) for f in FAMILIES.all().values() for name, note, default in f.list_models()]

@@ -59,6 +59,6 @@ def _auto_precision_is_not_timed(monkeypatch):
     """``--precision auto`` times the run's step in both precisions on machines with native bf16; in tests it
     gets a fixed answer instead (bf16 twice as slow -> fp32), so no test depends on this machine's kernels and
     none writes timings into the user's cache (tests of the timing import ``cached_timing`` at collection)."""
-    from petlbench import numerics
+    from petlbench.engine import numerics
 
     monkeypatch.setattr(numerics, "cached_timing", lambda path, key, measure: (1.0, 2.0, "test stub"))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from petlbench.results import RunResult, Store
+from petlbench.results.schema import RunResult
+from petlbench.results.store import Store
 
 # name -> (method, run options, method config, trainable params, {dataset: [top-1 of seed 0, seed 1]})
 CONFIGS = {

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from petlbench.results import RunResult, Store, load_frame
+from petlbench.results.schema import RunResult
+from petlbench.results.store import Store, load_frame
 
 
 def write_runs(root: Path, rows: list[dict]) -> Path:

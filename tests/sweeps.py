@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from petlbench.results import read_rows
+from petlbench.results.store import read_rows
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from petlbench import measure
-from petlbench.backbones import build, create_backbone
+from petlbench.engine import measure
+from petlbench.engine.build import build, make_method
 from petlbench.errors import UserError
 from petlbench.methods.apt import APTCore
 from petlbench.methods.base import SearchContext
@@ -26,7 +26,7 @@ from petlbench.methods.das import (
     set_skipped,
     top_k,
 )
-from petlbench.runner import make_method
+from petlbench.models.backbones import create_backbone
 
 IMG = 32  # test_vit at 32x32: 4 patches + CLS, d=64, 6 blocks
 
@@ -324,9 +324,9 @@ def test_das_cannot_switch_blocks_outside_search():
 
 def test_das_default_search_moves_the_gates_on_a_built_in_task():
     """With its default search budget DAS makes enough gate updates on a 1k-image-style task to move them."""
-    from petlbench.options import RunConfig
-    from petlbench.runner import run_one
-    from petlbench.sources import load_data
+    from petlbench.config.options import RunConfig
+    from petlbench.datasets import load_data
+    from petlbench.engine.runner import run_one
 
     raw = load_data("shapes-ori")
     res = run_one(RunConfig(method="das", dataset="shapes-ori", device="cpu", overrides={"epochs": 1}), raw)

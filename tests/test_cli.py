@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from petlbench.results import read_rows
+from petlbench.results.store import read_rows
 
 TINY_RUN = ["--model", "test_vit", "--img-size", "32", "--no-pretrained", "--epochs", "1", "--batch-size", "8"]
 
@@ -152,7 +152,7 @@ def test_bad_input_one_line_exit_2_nothing_stored(cli, tmp_path, image_folder, a
 
 def test_failed_run_is_recorded_not_raised(cli, tmp_path, image_folder, monkeypatch):
     """A crash inside training (not bad input) becomes a row with status 'failed' and exit 1."""
-    from petlbench import runner
+    from petlbench.engine import runner
 
     def boom(*a, **k):
         raise RuntimeError("simulated out of memory")
@@ -170,7 +170,7 @@ def test_weights_file_round_trip(cli, tmp_path, image_folder):
     import timm
     from safetensors.torch import save_file
 
-    from petlbench.backbones import create_backbone
+    from petlbench.models.backbones import create_backbone
 
     src = timm.create_model("test_vit", num_classes=7)
     path = tmp_path / "w.safetensors"

@@ -9,12 +9,11 @@ import logging
 import torch
 from torch.utils.data import TensorDataset
 
-from petlbench import cli
-from petlbench.backbones import build
-from petlbench.data import Splits
-from petlbench.loop import Reporter, Runtime, train_and_evaluate
-from petlbench.measure import StepClock
-from petlbench.runner import make_method
+from petlbench import progress
+from petlbench.data.types import Splits
+from petlbench.engine.build import build, make_method
+from petlbench.engine.loop import Reporter, Runtime, train_and_evaluate
+from petlbench.engine.measure import StepClock
 
 
 class _Log(Reporter):
@@ -52,9 +51,9 @@ def test_untimed_steps_stay_out_of_the_step_clock():
 def test_plain_eta_leaves_the_first_step_out(monkeypatch):
     """A first step of 80 s (compiling), then steps of 0.2 s: the ETA counts the later ones only."""
     now = [0.0]
-    monkeypatch.setattr(cli.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
     lines: list[str] = []
-    reporter = cli.PlainReporter(lines.append, interval=0)
+    reporter = progress.PlainReporter(lines.append, interval=0)
     reporter.start(101, "lora")
     now[0] = 80.0
     reporter.step(1.0, 0.0)

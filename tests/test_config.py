@@ -7,9 +7,9 @@ from typing import Literal
 
 import pytest
 
-from petlbench.config import parse_sets
+from petlbench.config.fields import parse_sets
+from petlbench.config.suites import load_suite
 from petlbench.errors import UserError
-from petlbench.suites import load_suite
 
 
 @dataclass
@@ -39,8 +39,8 @@ def test_parse_sets_errors(pair, msg):
 def test_shipped_suites_parse_and_name_real_methods_and_datasets():
     from importlib import resources
 
+    from petlbench.datasets import DATASETS
     from petlbench.registry import METHODS
-    from petlbench.sources import DATASETS
 
     shipped = [f.name[:-5] for f in resources.files("petlbench.benchmarks").iterdir() if f.name.endswith(".toml")]
     assert shipped, "no suite shipped as package data"
@@ -66,7 +66,7 @@ def test_suite_groups_override_and_unknown_keys(tmp_path):
 
 
 def test_neutral_recipe_keys_stay_out_of_the_run_identity():
-    from petlbench.config import identity_config
+    from petlbench.config.fields import identity_config
     from petlbench.registry import METHODS
 
     get = METHODS.get
@@ -84,7 +84,7 @@ def test_neutral_recipe_keys_stay_out_of_the_run_identity():
 
 @pytest.mark.parametrize("pair", ["lr=0", "lr=-1", "epochs=0", "batch_size=0", "grad_clip=-1", "weight_decay=-0.1"])
 def test_bad_recipe_values_are_user_errors(pair):
-    from petlbench.config import build_method_config, parse_sets
+    from petlbench.config.fields import build_method_config, parse_sets
     from petlbench.registry import METHODS
 
     cls = METHODS.get("lora").Config

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from petlbench.backbones import build
-from petlbench.config import from_dict, parse_sets, to_dict
+from petlbench.config.fields import from_dict, parse_sets, to_dict
+from petlbench.engine.build import build, make_method
+from petlbench.engine.runner import seed_everything
 from petlbench.methods.base import Method, MethodConfig
 from petlbench.registry import METHODS
-from petlbench.runner import make_method, seed_everything
 
 from .conftest import TINY
 from .training import train_steps

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from petlbench.data import batches, prepare, preprocess_array
+from petlbench.data.batching import batches
+from petlbench.data.preprocess import preprocess_array
+from petlbench.datasets import load_data
 from petlbench.errors import UserError
-from petlbench.sources import load_data
 
 from .conftest import make_image_folder
 
@@ -22,7 +23,7 @@ def test_image_folder_split_is_deterministic_and_complete(image_folder):
     assert sum(len(lab) for _, lab in a.splits.values()) == 36
     assert set(a.splits) == {"train", "val", "test"}
     assert a.fingerprint() == b.fingerprint()
-    splits = prepare(a, CFG)
+    splits = a.prepare(CFG)
     x, y = splits.train[0]
     assert x.shape == (3, 16, 16) and 0 <= y < 3
 
@@ -62,7 +63,7 @@ def test_save_to_disk_and_parquet_sources(tmp_path):
     ds.select(range(6)).to_parquet(str(pq_dir / "test.parquet"))
     raw = load_data(str(pq_dir))
     assert len(raw.splits["train"][1]) == 12 and len(raw.splits["test"][1]) == 6
-    x, y = prepare(raw, CFG).test[1]
+    x, y = raw.prepare(CFG).test[1]
     assert x.shape == (3, 16, 16) and y == 1
 
 
@@ -82,7 +83,7 @@ def test_noah_layout(tmp_path):
     raw = load_data(str(task))
     assert {s: len(lab) for s, (_, lab) in raw.splits.items()} == {"train": 4, "val": 2, "test": 4}
     assert raw.num_classes == 3
-    merged = prepare(raw, CFG, trainval=True)
+    merged = raw.prepare(CFG, trainval=True)
     assert len(merged.train) == 6 and merged.val is None
 
 

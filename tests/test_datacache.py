@@ -3,9 +3,10 @@
 import numpy as np
 import torch
 
-from petlbench import datacache
-from petlbench.data import LazyImages, batches, prepare, split_off
-from petlbench.sources import load_data
+from petlbench.data import cache as datacache
+from petlbench.data.batching import batches, split_off
+from petlbench.data.preprocess import LazyImages
+from petlbench.datasets import load_data
 
 DATA_CFG = {"input_size": (3, 32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 
@@ -30,7 +31,7 @@ def _same(a, b):
 
 def _splits(image_folder):
     raw = load_data(str(image_folder))
-    return raw, prepare(raw, DATA_CFG)
+    return raw, raw.prepare(DATA_CFG)
 
 
 def test_memory_cache_serves_what_lazy_decoding_served(image_folder):
@@ -63,12 +64,12 @@ def test_memory_mapped_file_when_memory_is_short(image_folder, tmp_path, monkeyp
     other = load_data(str(image_folder), limit=6)
     changed = sum(other.fingerprint()[s] != raw.fingerprint()[s] for s in ("train", "val"))
     assert changed >= 1
-    datacache.cache_splits(prepare(other, DATA_CFG), other.fingerprint(), tmp_path / "cache")
+    datacache.cache_splits(other.prepare(DATA_CFG), other.fingerprint(), tmp_path / "cache")
     assert len(list((tmp_path / "cache" / "data").glob("*.npy"))) == 2 + changed
 
 
 def test_trainval_concatenates_the_cached_splits(image_folder):
     raw = load_data(str(image_folder))
-    cached = datacache.cache_splits(prepare(raw, DATA_CFG, trainval=True), raw.fingerprint(), None)
+    cached = datacache.cache_splits(raw.prepare(DATA_CFG, trainval=True), raw.fingerprint(), None)
     assert [type(d) for d in cached.train.datasets] == [datacache.CachedImages] * 2
     assert cached.search_val is cached.train.datasets[1] and cached.val is None

@@ -12,10 +12,10 @@ import socket
 import pytest
 import torch
 
-from petlbench import distributed
-from petlbench.loop import Reporter
-from petlbench.options import RunConfig
-from petlbench.results import read_rows
+from petlbench.config.options import RunConfig
+from petlbench.engine import distributed
+from petlbench.engine.loop import Reporter
+from petlbench.results.store import read_rows
 
 # batch 5 over 16 training images: uneven parts (3 + 2) and a last batch of 1 image (process 1 gets a
 # stand-in with weight 0); 2 epochs = 8 steps. lora: the model path; linear: the feature cache; das: a search.
@@ -46,7 +46,7 @@ def _worker(rank: int, world: int, port: int, out: str, dump: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from petlbench.runner import execute
+    from petlbench.engine.runner import execute
 
     curve, said = Curve(), []
     results = execute(JOBS, out, False, curve, said.append)
@@ -74,7 +74,7 @@ def _two_processes(tmp_path) -> tuple[dict, dict]:
 
 
 def test_two_processes_train_the_single_process_curve_and_store_one_row(tmp_path):
-    from petlbench.runner import execute
+    from petlbench.engine.runner import execute
 
     torch.set_num_threads(1)
     alone = Curve()

@@ -13,16 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from petlbench import measure
-from petlbench.backbones import Built
-from petlbench.data import Splits
+from petlbench.data.types import Splits
+from petlbench.engine import measure
+from petlbench.engine.build import make_method
+from petlbench.engine.loop import Reporter, Runtime, _Loop, train_and_evaluate
 from petlbench.errors import UserError
-from petlbench.loop import Reporter, Runtime, _Loop, train_and_evaluate
 from petlbench.methods import dvp as dvp_mod
 from petlbench.methods.base import SearchContext
 from petlbench.methods.dvp import DVP, DVPConfig, dvp_state, preference_update, score_percent
-from petlbench.runner import make_method
-from petlbench.vl import create_vl_backbone, vl_gmacs
+from petlbench.models.family import Built
+from petlbench.vl.model import create_vl_backbone, vl_gmacs
 
 from .test_vl import CLASSES, IMG, T, _hand_macs, batch, tiny_vl
 

@@ -11,10 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from petlbench.executors import Execution, JobOutcome, RunJob, collect
-from petlbench.loop import Reporter
-from petlbench.options import RunConfig
-from petlbench.results import RunResult, read_rows
+from petlbench.config.options import RunConfig
+from petlbench.engine.executors import Execution, JobOutcome, RunJob, collect
+from petlbench.engine.loop import Reporter
+from petlbench.results.schema import RunResult
+from petlbench.results.store import read_rows
 
 pytest.importorskip("submitit")
 
@@ -181,7 +182,7 @@ def test_a_timed_out_job_requeues_the_same_run():
 
 
 def test_execution_options_are_not_run_options():
-    from petlbench.options import options
+    from petlbench.config.options import options
 
     assert not {f.name for f in options()} & set(Execution.__dataclass_fields__)
     assert Execution(executor="local").parameters("x") == {"name": "x", "timeout_min": 120, "gpus_per_node": 0,

@@ -7,12 +7,11 @@ import json
 import pytest
 import torch
 
-from petlbench import measure
-from petlbench.backbones import build
+from petlbench.engine import measure
+from petlbench.engine.build import build, make_method
 from petlbench.errors import UserError
 from petlbench.methods._deq import SolverSpec, equilibrium, solve
 from petlbench.methods.lion import InputImplicit, LionConfig, OutputImplicit, PrunableWeight
-from petlbench.runner import make_method
 
 
 @pytest.fixture(autouse=True)

@@ -7,19 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from petlbench.backbones import build, data_config
-from petlbench.data import RawData, prepare
-from petlbench.loop import (
-    Reporter,
-    Runtime,
-    head_lr_mult,
-    make_optimizer,
-    set_train_mode,
-    train_and_evaluate,
-    warmup_then_decay,
-)
+from petlbench.data.images import RawData
+from petlbench.engine.build import build, make_method
+from petlbench.engine.loop import Reporter, Runtime, set_train_mode, train_and_evaluate
+from petlbench.engine.optim import head_lr_mult, make_optimizer, warmup_then_decay
+from petlbench.engine.runner import seed_everything
 from petlbench.methods.base import MethodModule
-from petlbench.runner import make_method, seed_everything
+from petlbench.models.backbones import data_config
 
 
 class _Log(Reporter):
@@ -47,9 +41,9 @@ def test_warmup_then_decay_shape():
 
 
 def test_optimizer_groups_follow_the_recipe():
-    from petlbench.data import CLASSIFICATION
+    from petlbench.data.types import CLASSIFICATION
     from petlbench.methods.base import MethodConfig
-    from petlbench.vl_data import VLScoring, entailment_task, vqa_task
+    from petlbench.vl.data import VLScoring, entailment_task, vqa_task
 
     body, head = nn.Linear(4, 4), nn.Linear(4, 2)
     params = [*body.parameters(), *head.parameters()]
@@ -91,7 +85,7 @@ def _fit(method_name: str, mode: str = "eval", seed: int = 0, log=lambda m: None
     built = build(method, "test_vit", 3, pretrained=False, img_size=32)
     model = built.model
     head_init = model.head.weight.detach().clone()
-    splits = prepare(_raw(), data_config(model))
+    splits = _raw().prepare(data_config(model))
     rt = Runtime(frozen_backbone_mode=mode, seed=seed, readback_every=readback_every)
     out = train_and_evaluate(built, method, splits, rt, _Log(log))
     return model, head_init, out
@@ -136,7 +130,7 @@ def test_a_late_read_back_still_stops_a_diverged_run():
 
 
 def test_step_clock_times_steps_after_warm_up():
-    from petlbench.measure import StepClock
+    from petlbench.engine.measure import StepClock
 
     clock = StepClock(torch.device("cpu"), warmup=2)
     for _ in range(5):
@@ -164,7 +158,7 @@ def test_installed_commit_comes_from_pep610_direct_url(monkeypatch):
     import json
     from importlib import metadata
 
-    from petlbench import provenance
+    from petlbench.results import provenance
 
     class Dist:
         def __init__(self, text):
@@ -215,7 +209,7 @@ def test_search_never_rewards_on_data_it_trains_on(with_val, trainval):
     built = build(method, "test_vit", 3, pretrained=False, img_size=32)
     model = built.model
     data_cfg = {**data_config(model), "mean": (0, 0, 0), "std": (1, 1, 1)}
-    splits = prepare(_id_raw(with_val), data_cfg, trainval=trainval)
+    splits = _id_raw(with_val).prepare(data_cfg, trainval=trainval)
     out = train_and_evaluate(built, method, splits, Runtime())
     seen = model.seen
     assert seen["train"] and seen["val"] and not seen["train"] & seen["val"]

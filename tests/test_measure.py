@@ -9,8 +9,10 @@ import timm
 import torch
 from torch.nn.attention import SDPBackend
 
-from petlbench import measure
-from petlbench.data import ImageSource, LazyImages, Preprocess, RawData, prepare
+from petlbench.data.images import RawData
+from petlbench.data.preprocess import LazyImages, Preprocess
+from petlbench.data.types import ImageSource
+from petlbench.engine import measure
 
 
 def _cpu_backends() -> list[SDPBackend]:
@@ -100,7 +102,7 @@ def test_lazy_images_are_squashed_not_cropped(tmp_path):
     raw = RawData("t", {"train": (_lazy_source(tmp_path, img), np.zeros(1, np.int64)),
                         "test": (_lazy_source(tmp_path, img), np.zeros(1, np.int64))}, ["a"], "folder:t")
     cfg = {"input_size": (3, 16, 16), "mean": (0, 0, 0), "std": (1, 1, 1)}
-    splits = prepare(raw, cfg)
+    splits = raw.prepare(cfg)
     x = splits.train[0][0]
     assert x.shape == (3, 16, 16)
     assert x[:, :, 0].min() > 0.9 and x[:, :, -1].min() > 0.9 and x[:, :, 8].max() < 0.1

@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from petlbench import measure
-from petlbench.backbones import build, create_backbone
-from petlbench.loop import set_train_mode
+from petlbench.engine import measure
+from petlbench.engine.build import build, inspect, make_method
+from petlbench.engine.loop import set_train_mode
+from petlbench.engine.runner import seed_everything
 from petlbench.methods.base import MethodModule
-from petlbench.runner import inspect, make_method, seed_everything
+from petlbench.models.backbones import create_backbone
 
 from .conftest import TINY
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from petlbench import numerics
+from petlbench.engine import numerics
 
 
 def test_flush_denormal_reaches_every_thread_and_is_restored():
@@ -22,9 +22,9 @@ def test_flush_denormal_reaches_every_thread_and_is_restored():
 
 
 def test_a_cpu_run_records_that_it_flushed():
-    from petlbench.options import RunConfig
-    from petlbench.runner import run_one
-    from petlbench.sources import load_data
+    from petlbench.config.options import RunConfig
+    from petlbench.datasets import load_data
+    from petlbench.engine.runner import run_one
 
     raw = load_data("shapes-loc", limit=24)
     res = run_one(RunConfig(method="linear", dataset="shapes-loc", device="cpu", limit=24,

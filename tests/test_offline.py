@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from petlbench import offline
-from petlbench.backbones import BUNDLED, DEFAULT_MODEL, bundled_weights_path, create_backbone
+from petlbench.data import builtin as offline
+from petlbench.data import diskcache
+from petlbench.datasets import load_data
+from petlbench.engine.pretrain import fashion_available, pretrain
 from petlbench.errors import UserError
-from petlbench.pretrain import fashion_available, pretrain
-from petlbench.sources import load_data
+from petlbench.models.backbones import BUNDLED, DEFAULT_MODEL, bundled_weights_path, create_backbone
 from tests.sweeps import check_committed_sweep
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -29,7 +30,7 @@ def _need(name: str) -> None:
 @pytest.mark.parametrize("name", offline.SUITE)
 def test_task_shape_balance_and_metadata(name: str) -> None:
     _need(name)
-    raw = offline.load(name)
+    raw = offline.BY_NAME[name].load()
     assert raw.name == name and raw.group == GROUPS[name] in ("natural", "specialized", "structured")
     assert raw.epochs and raw.batch_size and raw.source
     k = raw.num_classes
@@ -55,7 +56,7 @@ def test_suite_covers_three_groups_and_default() -> None:
 @pytest.mark.parametrize("name", GENERATED)
 def test_generation_is_deterministic(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh build (no caches, global RNGs disturbed) equals the cached arrays bit for bit."""
-    cached = offline.load(name)
+    cached = offline.BY_NAME[name].load()
     monkeypatch.setenv("PETLBENCH_CACHE", "0")
     np.random.seed(123)
     torch.manual_seed(123)
@@ -63,12 +64,12 @@ def test_generation_is_deterministic(name: str, monkeypatch: pytest.MonkeyPatch)
     for split in offline.SIZES:
         np.testing.assert_array_equal(fresh[split][0], cached.splits[split][0])
         np.testing.assert_array_equal(fresh[split][1], cached.splits[split][1])
-    assert cached.fingerprint() == offline.load(name).fingerprint()
+    assert cached.fingerprint() == offline.BY_NAME[name].load().fingerprint()
 
 
 def test_natural_tasks_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
     _need("animal-mnist")
-    cached = offline.load("animal-mnist")
+    cached = offline.BY_NAME["animal-mnist"].load()
     monkeypatch.setenv("PETLBENCH_CACHE", "0")
     np.random.seed(7)
     fresh = offline.BY_NAME["animal-mnist"].arrays()
@@ -83,16 +84,16 @@ def test_disk_cache_roundtrip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         calls.append(1)
         return {s: (np.full((n, 4, 4), 7, np.uint8), np.zeros(n, np.int64)) for s, n in offline.SIZES.items()}
 
-    a = offline._disk_cached("toy", build)
-    b = offline._disk_cached("toy", build)
+    a = diskcache.build_once("toy", build, offline.CODE)
+    b = diskcache.build_once("toy", build, offline.CODE)
     assert len(calls) == 1 and len(list(tmp_path.glob("toy-*.npz"))) == 1
     np.testing.assert_array_equal(a["test"][0], b["test"][0])
 
 
 def test_limit_does_not_corrupt_cached_task() -> None:
-    full = len(offline.load("shapes-loc").splits["train"][1])
+    full = len(offline.BY_NAME["shapes-loc"].load().splits["train"][1])
     assert len(load_data("shapes-loc", limit=16).splits["train"][1]) == 16
-    assert len(offline.load("shapes-loc").splits["train"][1]) == full == 800
+    assert len(offline.BY_NAME["shapes-loc"].load().splits["train"][1]) == full == 800
 
 
 def test_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +103,7 @@ def test_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
         assert not offline.BY_NAME["animal-mnist"].available()
         assert "pip install --no-deps animal-mnist" in offline.BY_NAME["animal-mnist"].describe()
         with pytest.raises(UserError, match="pip install --no-deps animal-mnist"):
-            offline.load("animal-mnist")
+            offline.BY_NAME["animal-mnist"].load()
     finally:
         offline._arrays.cache_clear()
 
@@ -143,7 +144,7 @@ def test_pretrain_without_fashion_mnist_names_the_package(tmp_path: Path) -> Non
 
 
 def test_scene_patch_labels_name_each_object_where_it_is() -> None:
-    from petlbench import vl_tasks
+    from petlbench.vl import tasks as vl_tasks
 
     rng = np.random.default_rng(3)
     ys, xs = np.meshgrid(np.arange(8) * 4 + 2.0, np.arange(8) * 4 + 2.0, indexing="ij")  # patch centres, px
@@ -163,7 +164,7 @@ def test_scene_patch_labels_name_each_object_where_it_is() -> None:
 
 
 def test_pretraining_scenes_are_deterministic_and_disjoint_from_the_task_splits() -> None:
-    from petlbench import vl_tasks
+    from petlbench.vl import tasks as vl_tasks
 
     images, labels = vl_tasks.pretraining_scenes(40, seed=0, patch=4)
     again, _ = vl_tasks.pretraining_scenes(40, seed=0, patch=4)
@@ -171,14 +172,14 @@ def test_pretraining_scenes_are_deterministic_and_disjoint_from_the_task_splits(
     assert images.shape == (40, 32, 32, 3) and labels.shape == (40, 3, 8, 8)
     assert np.array_equal(images, again) and not np.array_equal(images, other)
     pool = {im.tobytes() for im in images}
-    for task in vl_tasks.BUILTIN:
+    for task in vl_tasks.BY_NAME:
         for split in ("train", "val", "test"):
             task_images = vl_tasks.generate(task, split, 40)[0]
             assert not pool & {im.tobytes() for im in task_images}
 
 
 def test_pretrain_on_scenes_few_steps_roundtrip(tmp_path: Path) -> None:
-    from petlbench.vl import load_vision_encoder
+    from petlbench.vl.model import load_vision_encoder
 
     out = tmp_path / "s.safetensors"
     meta = pretrain(out, steps=2, batch_size=4, data="scenes", n_scenes=8, eval_images=4)
@@ -205,8 +206,8 @@ def test_bundled_scene_encoder_names_shapes_and_colours() -> None:
 
 @pytest.mark.parametrize("suite", ["mini-vtab", "smoke"])
 def test_suite_files_name_real_tasks_and_methods(suite: str) -> None:
+    from petlbench.config.suites import load_suite
     from petlbench.registry import METHODS
-    from petlbench.suites import load_suite
 
     name, description, runs = load_suite(str(BENCH / f"{suite}.toml"))
     assert name == suite and description

@@ -11,10 +11,10 @@ from dataclasses import replace
 
 import pytest
 
-from petlbench import runner
-from petlbench.config import field_types, ranges
+from petlbench.config.fields import field_types, ranges
+from petlbench.config.options import SUITE_KEYS, RunConfig, options
+from petlbench.engine import build, runner
 from petlbench.errors import UserError
-from petlbench.options import SUITE_KEYS, RunConfig, options
 from petlbench.registry import METHODS
 
 # A non-default value for every declared run option (a new option without one fails the first test).
@@ -57,26 +57,26 @@ def test_print_commands_round_trip_every_option(cli, tmp_path, monkeypatch):
     suite.write_text('name = "all"\nmethods = ["linear", "lora"]\ndatasets = ["shapes-loc"]\nseeds = [3]\n'
                      'epochs = 2\n' + "".join(f"{k} = {_toml(v)}\n" for k, v in values.items()) +
                      "[set.lora]\nrank = 4\ntargets = \"q,v\"\n")
-    from petlbench.suites import suite_jobs
+    from petlbench.config.suites import suite_jobs
 
     _, in_process, _ = suite_jobs(str(suite))
     code, printed, err = cli("suite", suite, "--print-commands", "--out", tmp_path / "store")
     assert code == 0, err
     commands = [line for line in printed.splitlines() if line.startswith("petlbench run")]
     assert len(commands) == len(in_process) == 2
-    from petlbench.sources import load_data
+    from petlbench.datasets import load_data
 
     raw = load_data("shapes-loc", limit=24)
     for job, command in zip(in_process, commands, strict=True):
         (parsed,) = _capture_jobs(cli, monkeypatch, *shlex.split(command)[1:])
         assert parsed == job  # every option, the seed, the suite name and the method overrides
-        assert runner.prepare_run(parsed, raw).config_hash == runner.prepare_run(job, raw).config_hash
+        assert build.prepare_run(parsed, raw).config_hash == build.prepare_run(job, raw).config_hash
     assert all(getattr(in_process[0], k) == values[k] for k in values)
 
 
 def test_print_commands_round_trip_vl_options(cli, tmp_path, monkeypatch):
-    from petlbench.sources import load_data
-    from petlbench.suites import suite_jobs
+    from petlbench.config.suites import suite_jobs
+    from petlbench.datasets import load_data
 
     suite = tmp_path / "vl.toml"
     suite.write_text('name = "vl"\nmethods = ["adapter"]\ndatasets = ["shapes-vqa"]\nseeds = [1]\nepochs = 1\n'
@@ -88,8 +88,8 @@ def test_print_commands_round_trip_vl_options(cli, tmp_path, monkeypatch):
     (parsed,) = _capture_jobs(cli, monkeypatch, *shlex.split(command)[1:])
     assert parsed == job and all(getattr(job, k) == v for k, v in VL_EXAMPLES.items())
     raw = load_data("shapes-vqa", limit=8)
-    both = runner.prepare_run(replace(job, modality="both"), raw)
-    assert runner.prepare_run(parsed, raw).config_hash == runner.prepare_run(job, raw).config_hash != both.config_hash
+    both = build.prepare_run(replace(job, modality="both"), raw)
+    assert build.prepare_run(parsed, raw).config_hash == build.prepare_run(job, raw).config_hash != both.config_hash
     assert "modality" not in both.identity  # neutral at its default: rows stored before the option keep their hash
 
 
@@ -139,7 +139,7 @@ def test_bad_value_is_one_line_exit_2_on_every_path(cli, tmp_path, method, key, 
     assert code == 2 and len(err.strip().splitlines()) == 1 and key in err, err
     assert not (tmp_path / "store").exists()
     with pytest.raises(UserError, match=key):  # the Python API: the same path
-        runner.make_method(method, {key: bad})
+        build.make_method(method, {key: bad})
 
 
 @pytest.mark.parametrize("line", ["rank = 4.0", "epochs = 2.5"])
@@ -156,18 +156,19 @@ def test_suite_rejects_a_float_for_an_integer_key(cli, tmp_path, line):
 
 
 def test_tune_chooses_on_val_before_reading_test_and_resumes(cli, tmp_path, monkeypatch):
-    from petlbench import data, runner
-    from petlbench.results import read_rows
+    from petlbench.results.store import read_rows
 
     calls: list[tuple[bool, bool]] = []  # (selection run, test split prepared) in order
-    real_prepare = data.prepare
+    from petlbench.data.images import RawData
+
+    real_prepare = RawData.prepare
 
     def recording_prepare(raw, data_cfg, trainval=False, selection=False):
         splits = real_prepare(raw, data_cfg, trainval=trainval, selection=selection)
         calls.append((selection, splits.test is not None))
         return splits
 
-    monkeypatch.setattr(runner, "prepare", recording_prepare)
+    monkeypatch.setattr(RawData, "prepare", recording_prepare)
     args = ["tune", "linear", "--dataset", "shapes-loc", "--model", "test_vit", "--img-size", "32", "--no-pretrained",
             "--limit", "24", "--epochs", "1", "--grid", "lr=0.01,0.1", "--grid", "weight_decay=0,1e-4",
             "--seeds", "0,1", "--out", tmp_path / "store"]
@@ -193,7 +194,9 @@ def test_tune_chooses_on_val_before_reading_test_and_resumes(cli, tmp_path, monk
 
 
 def test_compare_leaves_selection_runs_out(tmp_path):
-    from petlbench.results import RunResult, Store, aggregate, load_frame
+    from petlbench.results.aggregate import aggregate
+    from petlbench.results.schema import RunResult
+    from petlbench.results.store import Store, load_frame
 
     store = Store(tmp_path)
     for i, selection in enumerate([True, False]):

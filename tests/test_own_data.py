@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from petlbench.results import read_rows
+from petlbench.results.store import read_rows
 
 from .conftest import make_image_folder
 
@@ -29,7 +29,7 @@ def _one_line_error(code: int, err: str, *words: str) -> None:
 
 
 def test_out_that_is_a_file_or_read_only_fails_before_any_work(cli, tmp_path, image_folder, monkeypatch):
-    from petlbench import runner
+    from petlbench.engine import runner
 
     monkeypatch.setattr(runner, "run_one", lambda *a, **k: pytest.fail("trained although the store is unusable"))
     a_file = tmp_path / "file"
@@ -129,8 +129,8 @@ def _pyarrow_parquet(path, n=30, string_labels=False, records=False, label=True)
 
 @pytest.mark.parametrize(("string_labels", "records"), [(False, False), (True, True)], ids=["int-bytes", "str-records"])
 def test_plain_pyarrow_parquet_single_file_is_split_with_a_fixed_seed(tmp_path, string_labels, records):
-    from petlbench.data import prepare
-    from petlbench.sources import load_data
+
+    from petlbench.datasets import load_data
 
     path = tmp_path / "mine.parquet"
     _pyarrow_parquet(path, string_labels=string_labels, records=records)
@@ -138,7 +138,7 @@ def test_plain_pyarrow_parquet_single_file_is_split_with_a_fixed_seed(tmp_path, 
     assert set(a.splits) == {"train", "val", "test"} and sum(len(y) for _, y in a.splits.values()) == 30
     assert a.fingerprint() == b.fingerprint() and "70/10/20" in a.note
     assert a.classes == (["cat", "dog", "emu"] if string_labels else ["0", "1", "2"])
-    x, y = prepare(a, {"input_size": (3, 8, 8), "mean": (0, 0, 0), "std": (1, 1, 1)}).train[0]
+    x, y = a.prepare({"input_size": (3, 8, 8), "mean": (0, 0, 0), "std": (1, 1, 1)}).train[0]
     assert x.shape == (3, 8, 8) and abs(float(x.mean()) - 40 * y / 255) < 1e-6
 
 
@@ -150,7 +150,7 @@ def test_parquet_without_a_label_column_says_so(cli, tmp_path):
 
 
 def test_parquet_split_files_by_name(tmp_path):
-    from petlbench.sources import load_data
+    from petlbench.datasets import load_data
 
     for split in ("train", "validation", "test"):
         _pyarrow_parquet(tmp_path / f"{split}-00000-of-00001.parquet", n=9)
@@ -162,7 +162,7 @@ def test_parquet_split_files_by_name(tmp_path):
 
 
 def test_validation_split_names_and_hidden_folders(tmp_path):
-    from petlbench.sources import load_data
+    from petlbench.datasets import load_data
 
     for split in ("train", "validation", "test"):
         make_image_folder(tmp_path / split, classes=2, per_class=3)
@@ -212,7 +212,9 @@ def test_json_record_is_strict_json_without_val(cli, tmp_path):
 
 
 def test_forced_rerun_replaces_and_concurrent_duplicate_is_not_stored(cli, tmp_path, image_folder):
-    from petlbench.results import RunResult, Store, aggregate, load_frame
+    from petlbench.results.aggregate import aggregate
+    from petlbench.results.schema import RunResult
+    from petlbench.results.store import Store, load_frame
 
     store = tmp_path / "store"
     args = ["run", "linear", "--dataset", image_folder, *TINY_RUN, "--out", store]
@@ -240,7 +242,7 @@ def test_forced_rerun_replaces_and_concurrent_duplicate_is_not_stored(cli, tmp_p
 
 
 def test_interrupt_says_what_was_kept_and_how_to_resume(cli, tmp_path, image_folder, monkeypatch):
-    from petlbench import runner
+    from petlbench.engine import runner
 
     real, calls = runner.run_one, []
 

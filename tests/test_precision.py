@@ -10,16 +10,15 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from petlbench import numerics, runner
-from petlbench.backbones import build
-from petlbench.data import Splits
-from petlbench.loop import Runtime, train_and_evaluate
-from petlbench.numerics import cached_timing as real_cached_timing  # before conftest's stub replaces it
-from petlbench.options import RunConfig, identity
+from petlbench.config.options import RunConfig, identity
+from petlbench.config.suites import suite_jobs
+from petlbench.data.types import Splits
+from petlbench.datasets import load_data
+from petlbench.engine import build, numerics
+from petlbench.engine.build import make_method
+from petlbench.engine.loop import Runtime, train_and_evaluate
+from petlbench.engine.numerics import cached_timing as real_cached_timing
 from petlbench.registry import METHODS
-from petlbench.runner import make_method
-from petlbench.sources import load_data
-from petlbench.suites import suite_jobs
 
 TINY_RUN = ["--model", "test_vit", "--img-size", "32", "--no-pretrained", "--epochs", "1", "--batch-size", "8"]
 REFERENCE = Path(__file__).parents[1] / "benchmarks" / "reference" / "mini-vtab.csv"
@@ -53,15 +52,15 @@ def test_time_precisions_interleaves_repeats_short_steps_and_takes_the_fastest()
     busy); each sample repeats the step to last 0.2 s; the fastest sample of each precision is kept."""
     now, calls = [0.0], []
 
-    def step(amp: bool) -> None:
-        calls.append(amp)
+    def step(precision: str) -> None:
+        calls.append(precision)
         busy = 2.0 if 9 < len(calls) <= 16 else 1.0  # calls 10-16: the second pass
-        now[0] += (0.04 if amp else 0.1) * busy
+        now[0] += (0.04 if precision == "bf16" else 0.1) * busy
 
     fp32_s, bf16_s = numerics.time_precisions(step, CPU, passes=2, min_sample_s=0.2, clock=lambda: now[0])
     assert (fp32_s, bf16_s) == (pytest.approx(0.1), pytest.approx(0.04))  # medians would be 0.15 and 0.06
     # warm-up one each, then passes in alternating order: fp32 x2, bf16 x5 | bf16 x5, fp32 x2
-    assert calls == [False, True] + [False] * 2 + [True] * 5 + [True] * 5 + [False] * 2
+    assert calls == ["fp32", "bf16"] + ["fp32"] * 2 + ["bf16"] * 5 + ["bf16"] * 5 + ["fp32"] * 2
 
 
 def test_cached_timing_measures_once_per_key_and_survives_a_corrupt_file(tmp_path):
@@ -97,7 +96,7 @@ def test_auto_times_this_run_step_keyed_by_machine_model_method_and_batch(monkey
     raw = load_data("shapes-loc", limit=16)
     cfg = RunConfig(method="lora", dataset="shapes-loc", model="test_vit", img_size=32, pretrained=False, limit=16,
                     device="cpu", overrides={"batch_size": 8})
-    p = runner.prepare_run(cfg, raw)
+    p = build.prepare_run(cfg, raw)
     before = {k: v.clone() for k, v in p.built.model.state_dict().items()}
     assert p.cfg.precision == "bf16" and p.identity["amp"] is True
     assert p.precision_reason.startswith("auto: bf16 step 0.50x fp32")
@@ -105,7 +104,7 @@ def test_auto_times_this_run_step_keyed_by_machine_model_method_and_batch(monkey
     assert numerics.cpu_model_name() in key and torch.__version__ in key and "|test_vit|lora|" in key
     assert "((8, 3, 32, 32),)" in key  # the run's batch at the model's input size
     assert all(t > 0 for t in seen["times"])
-    runner.prepare_run(cfg, raw)  # building again gives the same model: the timing copy changed nothing
+    build.prepare_run(cfg, raw)  # building again gives the same model: the timing copy changed nothing
     assert all(torch.equal(v, p.built.model.state_dict()[k]) for k, v in before.items())
 
 
@@ -115,10 +114,10 @@ def test_identity_holds_the_resolved_precision(monkeypatch):
     for bf16_s in (0.5, 2.0):
         monkeypatch.setattr(numerics, "cpu_has_bf16", lambda: True)
         monkeypatch.setattr(numerics, "cached_timing", lambda path, key, measure, s=bf16_s: (1.0, s, "stub"))
-        p = runner.prepare_run(RunConfig(method="linear", dataset="shapes-loc", limit=16, device="cpu"), raw)
+        p = build.prepare_run(RunConfig(method="linear", dataset="shapes-loc", limit=16, device="cpu"), raw)
         hashes[bf16_s] = p.config_hash
         assert p.cfg.precision == ("bf16" if bf16_s < 1 else "fp32")
-    pinned = runner.prepare_run(RunConfig(method="linear", dataset="shapes-loc", limit=16, precision="bf16"), raw)
+    pinned = build.prepare_run(RunConfig(method="linear", dataset="shapes-loc", limit=16, precision="bf16"), raw)
     assert pinned.config_hash == hashes[0.5] != hashes[2.0]
     with pytest.raises(ValueError, match="unresolved"):
         identity(RunConfig(method="linear", precision="auto"), pinned.method.cfg, {})
@@ -131,7 +130,7 @@ def test_reference_suite_is_pinned_to_fp32_and_keeps_its_config_hashes(monkeypat
     _, jobs, _ = suite_jobs("mini-vtab")
     ref = {(r["method"], r["dataset"], r["seed"], r["label"]): r["config_hash"] for r in csv.DictReader(REFERENCE.open())}
     job = jobs[0]
-    p = runner.prepare_run(job, load_data(job.dataset, limit=job.limit))
+    p = build.prepare_run(job, load_data(job.dataset, limit=job.limit))
     assert p.cfg.precision == "fp32" and p.precision_reason == "asked"
     assert p.config_hash == ref[(job.method, job.dataset, str(job.seed), job.label)]
 
@@ -166,8 +165,9 @@ def _tiny_vl_backbone(method, classes: int):
     """A 2-layer BERT + test_vit VL model (random, no files), as ``build`` makes one, with the method applied."""
     from transformers import BertConfig
 
-    from petlbench.backbones import Built
-    from petlbench.vl import VLModel, freeze_vl_backbone, load_vision_encoder, text_encoder_from_config
+    from petlbench.models.family import Built
+    from petlbench.vl.model import VLModel, freeze_vl_backbone, load_vision_encoder
+    from petlbench.vl.text import text_encoder_from_config
 
     text = text_encoder_from_config(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                                intermediate_size=64, max_position_embeddings=16))
@@ -201,9 +201,9 @@ def test_every_method_and_backbone_kind_trains_and_evaluates(name, kind, precisi
     if kind == "vl":
         built = _tiny_vl_backbone(method, 3)
     else:
-        built = build(method, KIND_MODELS[kind], 3, pretrained=False, **({"img_size": 32} if kind == "vit" else {}))
+        built = build.build(method, KIND_MODELS[kind], 3, pretrained=False, **({"img_size": 32} if kind == "vit" else {}))
     splits = Splits(_data(kind, 12, 0), _data(kind, 8, 1), _data(kind, 8, 2), 3)
-    out = train_and_evaluate(built, method, splits, Runtime(CPU, amp=precision == "bf16"))
+    out = train_and_evaluate(built, method, splits, Runtime(CPU, precision=precision))
     m = out.metrics
     assert out.status == "ok", out.error
     assert math.isfinite(m["loss_train"]) and 0.0 <= m["top1"] <= 100.0 and math.isfinite(m["loss_test"])
@@ -215,7 +215,7 @@ def test_every_method_and_backbone_kind_trains_and_evaluates(name, kind, precisi
 
 def test_cached_probe_says_why_it_is_off(monkeypatch):
     method = make_method("linear", {"epochs": 1, "batch_size": 4})
-    built = build(method, "test_vit", 3, pretrained=False, img_size=32)
+    built = build.build(method, "test_vit", 3, pretrained=False, img_size=32)
     splits = Splits(_data("vit", 8, 0), None, _data("vit", 4, 2), 3)
     out = train_and_evaluate(built, method, splits, Runtime(CPU, frozen_backbone_mode="train"))
     assert out.metrics["feature_cache"].startswith("off: --frozen-backbone-mode train")

@@ -8,8 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from petlbench.data.hub import HUB
 from petlbench.errors import UserError
-from petlbench.published import (
+from petlbench.results.aggregate import aggregate
+from petlbench.results.published import (
     COLUMNS,
     VL_METHODS,
     VL_TASKS,
@@ -20,8 +22,6 @@ from petlbench.published import (
     published_deltas,
     published_path,
 )
-from petlbench.results import aggregate
-from petlbench.sources import HUB
 
 from .runs_table import frame, paired_rows
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from petlbench.config.suites import load_suite
 from petlbench.registry import METHODS
-from petlbench.results import read_rows
-from petlbench.suites import load_suite
+from petlbench.results.store import read_rows
 from petlbench.tracks import method_tracks
 
 # Top-1 tolerance (points, both ways) per suite. benchmarks/perf/smoke_spread.py ran each suite under the

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from petlbench.errors import UserError
-from petlbench.report import _pyplot, pareto_front, suite_points, write_report
-from petlbench.results import aggregate, load_frame
+from petlbench.results.aggregate import aggregate
+from petlbench.results.report import _pyplot, pareto_front, suite_points, write_report
+from petlbench.results.store import load_frame
 
 from .runs_table import frame
 
@@ -180,7 +181,7 @@ def test_one_task_store_figures_keep_every_legend_entry_and_the_title(tmp_path, 
     entries and the title), so nothing is clipped at the figure's edge."""
     from PIL import Image
 
-    import petlbench.report as report
+    from petlbench.results import report
 
     drawn, save = {}, report._save
 

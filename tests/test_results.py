@@ -8,17 +8,11 @@ import multiprocessing as mp
 import pandas as pd
 import pytest
 
-from petlbench.results import (
-    COLUMNS,
-    RunResult,
-    Store,
-    aggregate,
-    gate,
-    markdown_pivot,
-    read_rows,
-    t975,
-    vtab_summary,
-)
+from petlbench.results.aggregate import aggregate, t975, vtab_summary
+from petlbench.results.gate import gate
+from petlbench.results.schema import COLUMNS, RunResult
+from petlbench.results.store import Store, read_rows
+from petlbench.results.tables import markdown_pivot
 
 
 def _res(i: int, method: str = "m", seed: int = 0, top1: float = 50.0, dataset: str = "d", group: str = "") -> RunResult:

@@ -7,17 +7,9 @@ import math
 import pytest
 
 from petlbench.errors import UserError
-from petlbench.results import t975
-from petlbench.stats import (
-    mean_ci,
-    paired_vs,
-    parse_config,
-    rank_with_ties,
-    t_cdf,
-    t_ppf,
-    tie_ranks,
-    wilcoxon_signed_rank,
-)
+from petlbench.results.aggregate import t975
+from petlbench.results.paired import paired_vs, parse_config, rank_with_ties, tie_ranks
+from petlbench.results.stats import mean_ci, t_cdf, t_ppf, wilcoxon_signed_rank
 
 from .runs_table import frame, paired_rows, write_runs
 

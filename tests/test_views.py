@@ -8,8 +8,11 @@ import json
 import pandas as pd
 import pytest
 
-from petlbench.results import aggregate, gate, load_frame, markdown_pivot, vtab_summary
-from petlbench.stats import paired_vs
+from petlbench.results.aggregate import aggregate, vtab_summary
+from petlbench.results.gate import gate
+from petlbench.results.paired import paired_vs
+from petlbench.results.store import load_frame
+from petlbench.results.tables import markdown_pivot
 
 from .mixed_store import CONFIGS, write_mixed
 

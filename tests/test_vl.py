@@ -17,22 +17,30 @@ from torch import nn
 from petlbench.errors import UserError
 from petlbench.methods.base import SearchContext
 from petlbench.registry import METHODS
-from petlbench.vl import (
+from petlbench.vl.model import (
     VLModel,
     create_vl_backbone,
     example_inputs,
     freeze_vl_backbone,
     load_vision_encoder,
-    param_breakdown,
-    text_encoder_from_config,
     vl_gmacs,
-    vl_tokenizer,
 )
+from petlbench.vl.text import text_encoder_from_config, vl_tokenizer
 
 from .training import train_steps
 
 IMG, CLASSES, T = 32, 5, 8
 VL_METHODS = sorted(n for n, c in METHODS.all().items() if "vl" in c.supports)
+
+
+def param_breakdown(model) -> dict[str, int]:
+    """Parameter counts of a VL model's parts: language model, visual encoder, fusion layers, head."""
+    def n(ps) -> int:
+        return sum(p.numel() for p in ps)
+
+    return {"params_text": n(model.text.parameters()),
+            "params_vision": n(model.vision.parameters()) if model.vision is not None else 0,
+            "params_fusion": n(model.fusion_parameters()), "params_head": n(model.head.parameters())}
 
 
 def tiny_text(attn: str = "sdpa", arch: str = "bert"):
@@ -237,7 +245,7 @@ def test_every_vl_method_trains_on_an_electra_style_encoder(name):
 def test_encoders_that_are_not_bert_shaped_are_refused_up_front():
     from transformers import DistilBertConfig
 
-    from petlbench.vl import check_text_encoder
+    from petlbench.vl.text import check_text_encoder
 
     with pytest.raises(UserError, match="not a BERT-style encoder.*pick a BERT-family model") as e:
         VLModel(text_encoder_from_config(DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=4,

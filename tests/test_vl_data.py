@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from petlbench import vl_tasks
+from petlbench.datasets import list_datasets, load_data
 from petlbench.errors import UserError
-from petlbench.vl_data import VLSplit, VLTask
-from petlbench.vl_metrics import (
+from petlbench.vl import tasks as vl_tasks
+from petlbench.vl.data import VLSplit, VLTask
+from petlbench.vl.metrics import (
     SoftTargets,
     build_vocab,
     ce_loss,
@@ -27,11 +28,9 @@ from petlbench.vl_metrics import (
     vqa_score_sum,
     vqa_soft_scores,
 )
-from petlbench.vl_sources import (
+from petlbench.vl.sources import (
     VL_HUB,
     carve,
-    list_vl_datasets,
-    load_vl,
     load_vl_hub,
     load_vl_local,
     looks_like_vl,
@@ -255,7 +254,7 @@ def test_local_save_to_disk_entailment(tmp_path: Path) -> None:
         [{"image": _img(i), "hypothesis": f"h{i}", "label": ["entailment", "neutral", "contradiction"][i % 3]}
          for i in range(9)]).cast_column("image", hfds.Image()) for s in ("train", "test")})
     dsd.save_to_disk(str(tmp_path / "ve"))
-    raw = load_vl(str(tmp_path / "ve"))
+    raw = load_data(str(tmp_path / "ve"))
     assert raw.task.kind == "entailment" and raw.classes == ["entailment", "neutral", "contradiction"]
     assert len(raw.splits["test"]) == 9 and "val carved from train" in raw.notes
 
@@ -282,7 +281,7 @@ def test_local_without_train_split_and_unknown_names(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="needs a train split, found: test"):
         load_vl_local(tmp_path)
     with pytest.raises(UserError, match="did you mean 'shapes-vqa'"):
-        load_vl("shapes-vq")
+        load_data("shapes-vq")
     (tmp_path / "test.jsonl").rename(tmp_path / "few.jsonl")
     (tmp_path / "few.jsonl").write_text("\n".join((tmp_path / "few.jsonl").read_text().splitlines()[:2]))
     with pytest.raises(UserError, match="has an empty 'test' split"):
@@ -335,7 +334,7 @@ def write_vqa_parquet(path: Path, writer: str = "pyarrow", image: str = "bytes",
 @pytest.mark.parametrize("writer, image", [("pyarrow", "bytes"), ("pyarrow", "record"), ("pandas", "record"),
                                            ("pandas", "path"), ("datasets", "bytes")])
 def test_vl_parquet_from_any_writer(tmp_path: Path, writer: str, image: str) -> None:
-    from petlbench.sources import load_data
+    from petlbench.datasets import load_data
 
     path = write_vqa_parquet(tmp_path / "vqa.parquet", writer, image)
     raw = load_data(str(path))
@@ -361,7 +360,7 @@ def _corrupt(i: int) -> dict:
     ("truncated file", "7.png') is not a readable image; replace it or drop the row"),
 ])
 def test_bad_vl_parquet_one_line_errors(tmp_path: Path, case: str, message: str) -> None:
-    from petlbench.sources import load_data
+    from petlbench.datasets import load_data
 
     path = tmp_path / "vqa.parquet"
     if case == "empty answers":
@@ -395,9 +394,9 @@ def test_bad_vl_parquet_one_line_errors(tmp_path: Path, case: str, message: str)
 # ----------------------------------------------------------------------------- offline VL tasks
 
 
-@pytest.mark.parametrize("name", list(vl_tasks.BUILTIN))
+@pytest.mark.parametrize("name", list(vl_tasks.BY_NAME))
 def test_offline_vl_task_sizes_balance_and_vocabulary(name: str) -> None:
-    raw = load_vl(name)
+    raw = load_data(name)
     assert raw.track == "vl" and raw.group == raw.task.kind and raw.epochs and raw.batch_size
     assert raw.source.startswith("generated:")
     for split, sp in raw.splits.items():
@@ -418,16 +417,16 @@ def test_offline_vl_task_sizes_balance_and_vocabulary(name: str) -> None:
     assert not any(r.tobytes() in tr for r in raw.splits["test"].images)
 
 
-@pytest.mark.parametrize("name", list(vl_tasks.BUILTIN))
+@pytest.mark.parametrize("name", list(vl_tasks.BY_NAME))
 def test_offline_vl_generation_is_deterministic(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    cached = load_vl(name)
+    cached = load_data(name)
     monkeypatch.setenv("PETLBENCH_CACHE", "0")
     np.random.seed(5)
     torch.manual_seed(5)
     x, texts, y = vl_tasks.generate(name, "val")
     np.testing.assert_array_equal(x, cached.splits["val"].images)
     assert texts == cached.splits["val"].texts and (y == cached.splits["val"].labels).all()
-    assert load_vl(name).fingerprint() == cached.fingerprint()
+    assert load_data(name).fingerprint() == cached.fingerprint()
 
 
 def _oracle(text: str, scene: list) -> str:
@@ -461,7 +460,7 @@ def _oracle(text: str, scene: list) -> str:
     return "neutral" if not holds else "entailment" if holds[0] else "contradiction"
 
 
-@pytest.mark.parametrize("name", list(vl_tasks.BUILTIN))
+@pytest.mark.parametrize("name", list(vl_tasks.BY_NAME))
 def test_offline_vl_answers_match_their_scenes(name: str) -> None:
     _, texts, labels, scenes = vl_tasks.generate_scenes(name, "oracle-check", 120)
     answers = vl_tasks.VQA_ANSWERS if name == "shapes-vqa" else vl_tasks.VE_LABELS
@@ -471,11 +470,11 @@ def test_offline_vl_answers_match_their_scenes(name: str) -> None:
 
 
 def test_list_vl_datasets_and_take() -> None:
-    names = [r[0] for r in list_vl_datasets()]
+    names = [r[0] for r in list_datasets() if r[1] == "vl"]
     assert {"shapes-vqa", "shapes-ve", "vqav2", "gqa", "snli-ve"} <= set(names)
-    small = load_vl("shapes-ve", limit=50, seed=1)
+    small = load_data("shapes-ve", limit=50, seed=1)
     assert all(len(sp) == 50 for sp in small.splits.values())
-    assert small.splits["test"].fingerprint() == load_vl("shapes-ve", limit=50, seed=1).splits["test"].fingerprint()
+    assert small.splits["test"].fingerprint() == load_data("shapes-ve", limit=50, seed=1).splits["test"].fingerprint()
 
 
 # ----------------------------------------------------------------------------- batches for a model
@@ -489,9 +488,9 @@ def _fake_tokenize(texts: list[str]) -> dict[str, torch.Tensor]:
 
 
 def test_prepare_vl_batches_in_memory_with_soft_targets() -> None:
-    from petlbench.vl_data import prepare_vl
+    from petlbench.vl.data import prepare_vl
 
-    raw = load_vl("shapes-vqa", limit=20)
+    raw = load_data("shapes-vqa", limit=20)
     splits = prepare_vl(raw, CFG, trainval=True, tokenize=_fake_tokenize)
     assert splits.val is None and len(splits.train) == 40 and len(splits.test) == 20
     batches = list(splits.train.batches(16, shuffle=True, generator=torch.Generator().manual_seed(0)))
@@ -503,7 +502,7 @@ def test_prepare_vl_batches_in_memory_with_soft_targets() -> None:
 
 
 def test_prepare_vl_lazy_images_and_concat(tmp_path: Path) -> None:
-    from petlbench.vl_data import concat_splits, prepare_vl
+    from petlbench.vl.data import concat_splits, prepare_vl
 
     raw = load_vl_local(_jsonl_dataset(tmp_path, n=20))
     both = concat_splits(raw.splits["train"], raw.splits["val"])
@@ -525,8 +524,8 @@ def test_offline_texts_have_no_unknown_wordpieces() -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(Path(spec.submodule_search_locations[0]) / "model"))
-    for name in vl_tasks.BUILTIN:
-        ids = tok(load_vl(name).splits["test"].texts)["input_ids"]
+    for name in vl_tasks.BY_NAME:
+        ids = tok(load_data(name).splits["test"].texts)["input_ids"]
         assert all(tok.unk_token_id not in row for row in ids) and max(map(len, ids)) <= 12
 
 

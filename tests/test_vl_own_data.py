@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from petlbench.results import read_rows
+from petlbench.results.store import read_rows
 
 from .test_own_data import _one_line_error
 from .test_vl_data import _png, write_vqa_parquet
@@ -20,7 +20,7 @@ QUESTIONS = [f"what is {i} ?" for i in range(20)]
 
 
 def _never_trains(monkeypatch):
-    from petlbench import runner
+    from petlbench.engine import runner
 
     monkeypatch.setattr(runner, "run_one", lambda *a, **k: pytest.fail("reached training with bad input"))
 

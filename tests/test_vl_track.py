@@ -11,10 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from petlbench import data, sources, tracks
+from petlbench import datasets as sources
+from petlbench import tracks
+from petlbench.data import batching
 from petlbench.errors import UserError
-from petlbench.results import aggregate, markdown_pivot, read_rows, vtab_summary
-from petlbench.vl_data import VLRawData, VLScoring, VLTorchSplit
+from petlbench.results.aggregate import aggregate, vtab_summary
+from petlbench.results.store import read_rows
+from petlbench.results.tables import markdown_pivot
+from petlbench.vl.data import VLRawData, VLScoring, VLTorchSplit
 
 TINY_VL = ["--model", "minilm+test_vit", "--img-size", "32", "--no-pretrained", "--limit", "12", "--epochs", "1",
            "--batch-size", "6"]
@@ -26,13 +30,13 @@ def test_vl_datasets_are_registered_and_load_as_the_vl_track():
     raw = sources.load_data("shapes-vqa", limit=10)
     assert isinstance(raw, VLRawData) and raw.track == "vl" and raw.group == "vqa" and raw.size("train") == 10
     assert sources.load_data("shapes-loc", limit=10).track == "vision"
-    rows = {name: kind for name, kind, _ in sources.list_datasets()}
+    rows = {name: kind for name, _track, kind, _ in sources.list_datasets()}
     assert rows["shapes-vqa"] == "built-in VL (offline)" and rows["snli-ve"] == "hub VL"
 
 
 def test_track_is_derived_and_mismatches_are_one_line_errors():
     from petlbench.registry import METHODS
-    from petlbench.vl import DEFAULT_VL_MODEL
+    from petlbench.vl.text import DEFAULT_VL_MODEL
 
     assert tracks.resolve_model("vl", None, "adapter", METHODS.get("adapter").supports) == DEFAULT_VL_MODEL
     assert tracks.resolve_model("vision", None, "adapter", METHODS.get("adapter").supports) is None
@@ -55,38 +59,37 @@ def test_vision_only_methods_on_a_vl_dataset_exit_2_in_one_line(cli, tmp_path, m
 
 
 def _vl_cfg(modality: str = "both") -> dict:
-    from petlbench.backbones import data_config
-    from petlbench.vl import create_vl_backbone
+    from petlbench.vl.model import create_vl_backbone
 
     model, _ = create_vl_backbone("minilm+test_vit", 14, pretrained=False, modality=modality, img_size=32)
-    return data_config(model)
+    return model.data_config()
 
 
 def test_prepare_and_batches_dispatch_for_vl_splits():
     raw = sources.load_data("shapes-vqa", limit=12)
-    splits = data.prepare(raw, _vl_cfg())
+    splits = raw.prepare(_vl_cfg())
     assert isinstance(splits.train, VLTorchSplit) and isinstance(splits.task, VLScoring)
     assert splits.task.metric == "vqa_score" and len(splits.train) == 12
-    x, y = next(data.batches(splits.train, 5, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    x, y = next(batching.batches(splits.train, 5, shuffle=True, generator=torch.Generator().manual_seed(0)))
     assert x["pixel_values"].shape == (5, 3, 32, 32) and y.shape == (5, 14)
     # text columns cut to the batch's longest text; a sample is padded to the split's longest
     assert x["input_ids"].shape[1] == int(x["attention_mask"].sum(1).max()) <= splits.train.text_len
     sample, target = splits.train[0]
     assert sample["input_ids"].shape == (splits.train.text_len,) and target.shape == (14,)
     # the held-out carve of a search (Subset through a DataLoader) collates VL samples too
-    rest, held = data.split_off(splits.train, 0.25)
-    hx, hy = next(data.batches(held, 8))
+    rest, held = batching.split_off(splits.train, 0.25)
+    hx, hy = next(batching.batches(held, 8))
     assert hy.shape == (3, 14) and hx["input_ids"].shape == (3, splits.train.text_len)
     # trainval: train + val for training, kept apart for a search; a selection run has no test split
-    tv = data.prepare(raw, _vl_cfg(), trainval=True)
+    tv = raw.prepare(_vl_cfg(), trainval=True)
     assert len(tv.train) == 24 and tv.val is None and len(tv.search_val) == 12
-    assert data.prepare(raw, _vl_cfg(), selection=True).test is None
+    assert raw.prepare(_vl_cfg(), selection=True).test is None
 
 
 def test_text_only_model_gets_no_images_and_entailment_scores_top1():
     raw = sources.load_data("shapes-ve", limit=9)
-    splits = data.prepare(raw, _vl_cfg("text"))
-    x, y = next(data.batches(splits.test, 9))
+    splits = raw.prepare(_vl_cfg("text"))
+    x, y = next(batching.batches(splits.test, 9))
     assert "pixel_values" not in x and y.dtype == torch.int64 and splits.task.metric == "top1"
     logits = torch.nn.functional.one_hot(y, 3).float()
     assert splits.task.score(logits, y) == 9 and splits.task.loss(logits, y) < splits.task.loss(-logits, y)
@@ -149,8 +152,8 @@ def test_inspect_a_vl_pair_offline_reports_the_visual_encoder_apart(cli):
 
 
 def test_vl_mini_suite_covers_every_vl_method_and_both_baselines():
+    from petlbench.config.suites import load_suite
     from petlbench.registry import METHODS
-    from petlbench.suites import load_suite
     from tests.sweeps import BENCH
 
     _, description, runs = load_suite(str(BENCH / "vl-mini.toml"))
@@ -167,11 +170,11 @@ def test_vl_mini_suite_covers_every_vl_method_and_both_baselines():
 def test_committed_vl_mini_sweep_is_complete_and_is_the_readme_table(cli):
     """The README's VL results table is exactly what `compare --markdown` prints for the committed vl-mini rows,
     which are the offline VL pair in fp32 with the baselines recorded as single-modality runs."""
-    from petlbench.suites import load_suite
+    from petlbench.config.suites import load_suite
     from tests.sweeps import BENCH, check_committed_sweep
 
     rows = check_committed_sweep(cli, "vl-mini")
-    assert {(r["track"], r["model"], r["precision"]) for r in rows} == {("vl", tracks.DEFAULT_MODELS["vl"], "fp32")}
+    assert {(r["track"], r["model"], r["precision"]) for r in rows} == {("vl", tracks.default_model("vl"), "fp32")}
     _, _, runs = load_suite(str(BENCH / "vl-mini.toml"))  # the budget the suite asks for is the rows' budget
     budget = {(s.overrides["epochs"], s.overrides["batch_size"]) for s in runs}
     assert {(int(r["epochs"]), int(r["batch_size"])) for r in rows} == budget

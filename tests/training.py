@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from petlbench.loop import set_train_mode
+from petlbench.engine.loop import set_train_mode
 
 
 def train_steps(method, model, make_batch: Callable[[int], tuple[Any, torch.Tensor]], steps: int = 3,

@@ -1,7 +1,7 @@
 """What ``--precision auto`` chooses on this machine, and whether the choice holds up.
 
 For each model the project ships or benchmarks, at the batch its runs use, and each method:
-1. ``auto``: exactly what a run does (``runner.choose_precision``: ``loop.training_step`` timed by
+1. ``auto``: exactly what a run does (``build.choose_precision``: ``loop.training_step`` timed by
    ``numerics.time_precisions``, no cache) -> its bf16/fp32 step ratio and choice;
 2. ``check``: an independent measurement afterwards with petlbench's real training step (``loop._Loop.step``
    plus the scheduler step) in fp32 and bf16 on fresh builds, ``--passes`` interleaved passes;
@@ -20,11 +20,13 @@ from dataclasses import replace
 
 import torch
 
-from petlbench import numerics, runner
-from petlbench.data import Splits, map_tensors
-from petlbench.loop import Reporter, Runtime, _Loop, make_optimizer, set_train_mode, warmup_then_decay
-from petlbench.options import RunConfig
-from petlbench.sources import load_data
+from petlbench.config.options import RunConfig
+from petlbench.data.batching import map_tensors
+from petlbench.data.types import Splits
+from petlbench.datasets import load_data
+from petlbench.engine import build, numerics
+from petlbench.engine.loop import Reporter, Runtime, _Loop, set_train_mode
+from petlbench.engine.optim import make_optimizer, warmup_then_decay
 
 QUICK = ["linear", "lion", "vpt", "lora", "adaptformer", "full"]  # make run's methods, and full fine-tuning
 # name -> (dataset, model, methods, batch override or None for the task's own)
@@ -36,10 +38,10 @@ CASES = {
 }
 
 
-def loop_step(p: runner.Prepared, example, batch: int, amp: bool):
+def loop_step(p: build.Prepared, example, batch: int, amp: bool):
     """petlbench's real training step (``_Loop.step`` + the scheduler step) on the run's model."""
     y = torch.zeros(batch, dtype=torch.long)
-    loop = _Loop(p.built, p.method, Splits([], None, None, 2), Runtime(amp=amp), Reporter())
+    loop = _Loop(p.built, p.method, Splits([], None, None, 2), Runtime(precision="bf16" if amp else "fp32"), Reporter())
     params = [q for q in loop.model.parameters() if q.requires_grad]
     opt = make_optimizer(params, p.method.cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_then_decay(10**6, 10))
@@ -52,11 +54,11 @@ def loop_step(p: runner.Prepared, example, batch: int, amp: bool):
     return step
 
 
-def check(p: runner.Prepared, example, batch: int, passes: int) -> tuple[float, float]:
+def check(p: build.Prepared, example, batch: int, passes: int) -> tuple[float, float]:
     """Seconds per real step in fp32 and bf16, on freshly built copies of the run's model, timed as auto times."""
-    fresh = {amp: runner.prepare_run(replace(p.cfg, precision="fp32"), _RAW[p.cfg.dataset]) for amp in (False, True)}
+    fresh = {amp: build.prepare_run(replace(p.cfg, precision="fp32"), _RAW[p.cfg.dataset]) for amp in (False, True)}
     fns = {amp: loop_step(q, example, batch, amp) for amp, q in fresh.items()}
-    return numerics.time_precisions(lambda amp: fns[amp](), torch.device("cpu"), passes=passes)
+    return numerics.time_precisions(lambda precision: fns[precision == "bf16"](), torch.device("cpu"), passes=passes)
 
 
 _RAW: dict = {}
@@ -86,11 +88,11 @@ def main() -> None:
                 overrides = {"batch_size": batch} if batch else {}
                 timings.clear()
                 hub = model is not None and model.startswith("vit_")  # timings need no weights: random init
-                p = runner.prepare_run(RunConfig(method=method, dataset=dataset, model=model, device="cpu",
+                p = build.prepare_run(RunConfig(method=method, dataset=dataset, model=model, device="cpu",
                                                  pretrained=not hub, overrides=overrides), raw)
                 ratio = timings[-1][1] / timings[-1][0] if timings else float("nan")  # nan: no native bf16
                 bs = p.method.cfg.batch_size
-                example = map_tensors(runner.example_batch(p.built.model),
+                example = map_tensors(build.example_batch(p.built.model),
                                       lambda t, n=bs: t.expand(n, *t.shape[1:]).contiguous())
                 fp32_s, bf16_s = check(p, example, bs, args.passes)
                 chosen = (bf16_s if p.cfg.precision == "bf16" else fp32_s) / fp32_s

@@ -14,7 +14,7 @@ import sys
 
 import pandas as pd
 
-from petlbench.results import load_frame
+from petlbench.results.store import load_frame
 
 
 def precision_of(df: pd.DataFrame) -> pd.Series:

@@ -35,9 +35,9 @@ def main() -> None:
 
     import torch
 
-    from petlbench import measure
-    from petlbench.backbones import build, create_backbone, input_size
-    from petlbench.runner import make_method
+    from petlbench.engine import measure
+    from petlbench.engine.build import build, make_method
+    from petlbench.models.backbones import create_backbone, input_size
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from petlbench import datacache
-from petlbench.data import batches, prepare
-from petlbench.sources import load_data
+from petlbench.data import cache as datacache
+from petlbench.data.batching import batches
+from petlbench.datasets import load_data
 
 DATA_CFG = {"input_size": (3, 224, 224), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 
@@ -63,10 +63,10 @@ def main() -> None:
         root = Path(tmp) / "folder"
         make_folder(root, args.images, args.size)
         raw = load_data(str(root))
-        lazy = prepare(raw, DATA_CFG)
+        lazy = raw.prepare(DATA_CFG)
         before = epoch_times(lazy.train, args.epochs, args.batch, args.workers)
         t0 = time.perf_counter()
-        cached = datacache.cache_splits(prepare(raw, DATA_CFG), raw.fingerprint(), Path(tmp) / "cache", args.workers)
+        cached = datacache.cache_splits(raw.prepare(DATA_CFG), raw.fingerprint(), Path(tmp) / "cache", args.workers)
         decode = time.perf_counter() - t0
         after = epoch_times(cached.train, args.epochs, args.batch, args.workers)
     n = len(lazy.train)

@@ -36,11 +36,13 @@ class Samples(Dataset):
 def main() -> None:
     from timm.data import resolve_data_config
 
-    from petlbench.backbones import Built
-    from petlbench.data import Splits
-    from petlbench.loop import Reporter, Runtime, train_and_evaluate
-    from petlbench.runner import make_method, seed_everything
-    from petlbench.vl import create_vl_backbone, vl_tokenizer
+    from petlbench.data.types import Splits
+    from petlbench.engine.build import make_method
+    from petlbench.engine.loop import Reporter, Runtime, train_and_evaluate
+    from petlbench.engine.runner import seed_everything
+    from petlbench.models.family import Built
+    from petlbench.vl.model import create_vl_backbone
+    from petlbench.vl.text import vl_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", default="adp", choices=["full", "adp"])

@@ -12,9 +12,9 @@ import argparse
 from contextlib import contextmanager
 from unittest import mock
 
-from petlbench import numerics, runner
-from petlbench.options import RunConfig
-from petlbench.sources import load_data
+from petlbench.config.options import RunConfig
+from petlbench.datasets import load_data
+from petlbench.engine import numerics, runner
 
 METHODS = ("linear", "full", "bitfit", "vpt", "adapter", "adaptformer", "lora", "lion", "apt", "das")
 

@@ -36,8 +36,7 @@ def child(args: argparse.Namespace) -> None:
     """One configuration: build, warm up at batch 1, measure one step at ``--batch``."""
     import torch
 
-    from petlbench.backbones import build
-    from petlbench.runner import make_method
+    from petlbench.engine.build import build, make_method
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

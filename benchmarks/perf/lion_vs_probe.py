@@ -67,7 +67,7 @@ def lite0_weights(cache: Path) -> Path:
 
 def jobs(task: str, weights: Path | None, seeds: tuple[int, ...] | None = None) -> list:
     """The runs of one setting, in fp32 (a committed figure must not depend on which precision a CPU picks)."""
-    from petlbench.options import RunConfig
+    from petlbench.config.options import RunConfig
 
     t = TASKS[task]
     return [RunConfig(method=m, dataset=t["dataset"], model=t["model"], weights=str(weights) if t["model"] else None,
@@ -84,7 +84,7 @@ def _mean_std(xs) -> str:
 def table(store: str, tasks: list[str]) -> str:
     """Markdown: per setting and method, top-1 mean ± std (n seeds), GMACs (× backbone), train img/s (mean),
     peak train memory (max over seeds); then LION − probe paired by seed."""
-    from petlbench.results import load_frame
+    from petlbench.results.store import load_frame
 
     df = load_frame([store])
     df = df[(df.status == "ok") & (df.precision == "fp32")]
@@ -126,8 +126,8 @@ def main() -> None:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise SystemExit(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
-    from petlbench.loop import Reporter
-    from petlbench.runner import execute
+    from petlbench.engine.loop import Reporter
+    from petlbench.engine.runner import execute
 
     weights = lite0_weights(Path(args.cache)) if any(TASKS[t]["model"] for t in tasks) else None
     for task in tasks:

@@ -17,8 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from petlbench.report import write_report
-from petlbench.results import load_frame
+from petlbench.results.report import write_report
+from petlbench.results.store import load_frame
 
 REF = Path(__file__).resolve().parents[1] / "reference"
 STORES = {"smoke": ["smoke.csv"], "mini-vtab": ["mini-vtab.csv"], "vl-mini": ["vl-mini.csv"],

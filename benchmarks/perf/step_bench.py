@@ -40,11 +40,12 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from petlbench import numerics
-from petlbench.backbones import build, create_backbone, input_size
-from petlbench.data import Splits
-from petlbench.loop import Reporter, Runtime, _Loop, make_optimizer, set_train_mode, warmup_then_decay
-from petlbench.runner import make_method
+from petlbench.data.types import Splits
+from petlbench.engine import numerics
+from petlbench.engine.build import build, make_method
+from petlbench.engine.loop import Reporter, Runtime, _Loop, set_train_mode
+from petlbench.engine.optim import make_optimizer, warmup_then_decay
+from petlbench.models.backbones import create_backbone, input_size
 
 METHODS = ("full", "bitfit", "vpt", "adapter", "adaptformer", "lora", "lion", "apt", "das")
 NUM_CLASSES = 100
@@ -70,7 +71,7 @@ def method_model(method_name: str, model_name: str):
 def petl_step(method_name: str, model_name: str, x, y, bf16: bool) -> tuple[Step, nn.Module]:
     """petlbench's ``_Loop.step`` (and the scheduler step of ``_Loop.train``) on the method's model."""
     method, built = method_model(method_name, model_name)
-    loop = _Loop(built, method, Splits(TensorDataset(x, y), None, None, NUM_CLASSES), Runtime(amp=bf16), Reporter())
+    loop = _Loop(built, method, Splits(TensorDataset(x, y), None, None, NUM_CLASSES), Runtime(precision="bf16" if bf16 else "fp32"), Reporter())
     net = loop.model
     params = [p for p in net.parameters() if p.requires_grad]
     opt = make_optimizer(params, method.cfg)

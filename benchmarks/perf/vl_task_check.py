@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from petlbench import vl_tasks
-from petlbench.vl_data import VLSplit, VLTask
-from petlbench.vl_sources import load_vl
+from petlbench.datasets import load_data as load_vl
+from petlbench.vl import tasks as vl_tasks
+from petlbench.vl.data import VLSplit, VLTask
 
 MODES = ("text", "image", "both")
 
@@ -187,7 +187,7 @@ def check(name: str, train_size: int = 800, epochs: int = 30, seed: int = 0, mod
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--task", nargs="+", default=list(vl_tasks.BUILTIN))
+    ap.add_argument("--task", nargs="+", default=list(vl_tasks.BY_NAME))
     ap.add_argument("--train-size", type=int, default=800)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)

@@ -61,9 +61,10 @@ def train_method(name: str, model_name: str | None, steps: int, batch: int, lr: 
     losses, held-out accuracy, timing."""
     from timm.data import resolve_data_config
 
-    from petlbench.loop import set_train_mode
+    from petlbench.engine.loop import set_train_mode
     from petlbench.registry import METHODS
-    from petlbench.vl import create_vl_backbone, vl_tokenizer
+    from petlbench.vl.model import create_vl_backbone
+    from petlbench.vl.text import vl_tokenizer
 
     torch.manual_seed(seed)
     model, _ = create_vl_backbone(model_name, len(ANSWERS), modality=modality)

@@ -1,0 +1,77 @@
+"""Which data? The router from a ``--dataset`` name or path to a loaded ``Data`` of either track.
+
+``DATASETS`` holds every named dataset (``data.types.DatasetSpec``: the built-in vision tasks, the vision hub
+specs, the built-in VL tasks, the VL hub specs); ``LOCAL_FORMATS`` the readers of a local path, asked in order.
+``load_data`` resolves a name, checks the data (``Data.check``) and applies ``--limit``; nothing else in the engine
+knows which track a dataset is on. It is one of the two modules that know both tracks (with ``tracks``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from petlbench.data import builtin
+from petlbench.data.hub import HUB
+from petlbench.data.local import load_local
+from petlbench.data.types import Data, DatasetSpec
+from petlbench.registry import Registry
+from petlbench.vl import tasks as vl_tasks
+from petlbench.vl.sources import VL_HUB, load_vl_path, looks_like_vl
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset", "run 'petlbench list datasets' or pass an existing path")
+for _spec in builtin.TASKS:
+    DATASETS.add(_spec.name, _spec)
+for _name, _hub in HUB.items():
+    DATASETS.add(_name, _hub)
+for _vl in vl_tasks.TASKS:
+    DATASETS.add(_vl.name, _vl)
+for _name, _vhub in VL_HUB.items():
+    DATASETS.add(_name, _vhub)
+DEFAULT = builtin.DEFAULT
+
+
+@dataclass(frozen=True)
+class LocalFormat:
+    """A reader of local paths: ``claims(path)`` says whether the path is its kind of data."""
+
+    track: str
+    claims: Callable[[Path], bool]
+    load: Callable[[Path], Data]
+    kind: str
+    note: str
+
+
+LOCAL_FORMATS: list[LocalFormat] = [  # asked in order; the vision reader takes any path the others leave
+    LocalFormat("vl", looks_like_vl, load_vl_path, "local VL",
+                "parquet / save_to_disk (image, question, answer[s]) or JSONL + images"),
+    LocalFormat("vision", lambda _path: True, load_local, "local",
+                "image folder, parquet file/dir, save_to_disk dir, or VTAB-1k NOAH task dir"),
+]
+
+
+def list_datasets() -> list[tuple[str, str, str, str]]:
+    """(name, track, kind, note) rows for ``petlbench list datasets``, each track's local formats after its
+    named datasets."""
+    rows = []
+    for track in dict.fromkeys(spec.track for spec in DATASETS.all().values()):
+        rows += [(n, track, *spec.row()) for n, spec in DATASETS.all().items() if spec.track == track]
+        rows += [("<path>", f.track, f.kind, f.note) for f in LOCAL_FORMATS if f.track == track]
+    return rows
+
+
+def load_data(name: str | None, limit: int | None = None, seed: int = 0) -> Data:
+    """Resolve ``name`` (a registered dataset or a local path; None: the default task) to checked ``Data`` with
+    at most ``limit`` samples per split; UserError when unusable."""
+    name = name or DEFAULT
+    if os.path.exists(name) and name not in DATASETS:
+        path = Path(name)
+        raw = next(f for f in LOCAL_FORMATS if f.claims(path)).load(path)
+    else:
+        raw = DATASETS.get(name).load(name)
+    raw.check(f"{'VL ' if raw.track == 'vl' else ''}dataset '{name}'")
+    raw = raw.limited(limit, seed)
+    raw.ready()
+    return raw

@@ -1,0 +1,171 @@
+"""Validate and build a run: the method config (one validation path, a task's budget applied), the model
+built from the seed by its backbone family with the method applied, the device, the precision, and the run's
+identity and config hash (``prepare_run``); also ``inspect`` (build and count, no data) and the plain backbone's
+GMACs."""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from petlbench import tracks
+from petlbench.config.fields import build_method_config
+from petlbench.config.options import RunConfig, config_hash, identity
+from petlbench.data import diskcache
+from petlbench.data.batching import map_tensors, tensor_shapes
+from petlbench.data.images import RawData
+from petlbench.engine import distributed, measure, numerics
+from petlbench.engine.loop import training_step
+from petlbench.errors import UserError
+from petlbench.methods.base import Method, MethodConfig
+from petlbench.models.family import Built
+from petlbench.registry import METHODS
+
+
+def build(method: Method, model_name: str | None, num_classes: int, *, weights: str | None = None,
+          pretrained: bool = True, modality: str = "both", **kwargs: Any) -> Built:
+    """Backbone (built by its family) + ``method.apply``; refuses a backbone kind the method does not support."""
+    model, info, fam = tracks.create_backbone(model_name, num_classes, weights=weights, pretrained=pretrained,
+                                              modality=modality, **kwargs)
+    kind = fam.kind(model)
+    if kind not in method.supports:
+        raise UserError(
+            f"method '{method.name}' does not support {kind} backbones (supports: {', '.join(sorted(method.supports))}); "
+            "pick another --model"
+        )
+    backbone_total = sum(p.numel() for p in model.parameters())
+    return Built(method.apply(model), info, backbone_total, fam)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``--device`` -> a torch device (``auto``: CUDA when available), resolved once per run by ``prepare_run``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available; use --device cpu or auto")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise UserError(f"unknown device '{name}'; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def make_method(name: str, overrides: dict[str, Any] | None = None) -> Method:
+    cls = METHODS.get(name)
+    return cls(build_method_config(cls.Config, overrides or {}, name))
+
+
+def resolve_overrides(overrides: dict[str, Any], cfg_cls: type[MethodConfig], raw: RawData) -> dict[str, Any]:
+    """Apply a built-in task's compact budget unless the user set epochs/batch size.
+
+    The method's warm-up keeps its share of the schedule (e.g. 10 of 100 epochs -> 10%).
+    """
+    out = dict(overrides)
+    defaults = cfg_cls()
+    if "epochs" not in out and raw.epochs:
+        out["epochs"] = raw.epochs
+    if "warmup_epochs" not in out and out.get("epochs", defaults.epochs) != defaults.epochs:
+        share = defaults.warmup_epochs / max(1, defaults.epochs)
+        out["warmup_epochs"] = int(round(share * out["epochs"]))
+    if "batch_size" not in out and raw.batch_size:
+        out["batch_size"] = raw.batch_size
+    return out
+
+
+def build_seeded(method: Method, cfg: RunConfig, num_classes: int) -> Built:
+    """The model for ``cfg``, initialised from its seed inside its own RNG scope (the global RNG state is
+    left as it was: the run seeds it once, right before training)."""
+    kwargs = {"img_size": cfg.img_size} if cfg.img_size else {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return build(method, cfg.model, num_classes, weights=cfg.weights, pretrained=cfg.pretrained,
+                     modality=cfg.modality, **kwargs)
+
+
+@dataclass
+class Prepared:
+    """A validated, built run: the resolved config, the method, the model and the run's identity."""
+
+    cfg: RunConfig  # dataset / model names resolved
+    method: Method
+    built: Built
+    identity: dict[str, Any]
+    config_hash: str
+    device: torch.device  # this process's device (under torchrun: its local GPU)
+    precision_reason: str = ""
+
+
+def prepare_run(cfg: RunConfig, raw: RawData) -> Prepared:
+    """Validate and build everything for ``cfg`` (raises UserError before any work is stored)."""
+    cls = METHODS.get(cfg.method)
+    cfg = replace(cfg, model=tracks.resolve_model(raw.track, cfg.model, cfg.method, cls.supports))
+    method = cls(build_method_config(cls.Config, resolve_overrides(cfg.overrides, cls.Config, raw), cfg.method))
+    built = build_seeded(method, cfg, raw.num_classes)
+    device = distributed.session().place(resolve_device(cfg.device))
+    choice = choose_precision(replace(cfg, model=built.weights_info["model"]), method, built, device)
+    cfg = replace(cfg, dataset=raw.name, model=built.weights_info["model"], precision=choice.precision)
+    facts = {"data": raw.fingerprint(), "weights": built.weights_info["weights_source"],
+             "weights_sha256": built.weights_info["weights_sha256"]}
+    ident = identity(cfg, method.cfg, facts)
+    return Prepared(cfg, method, built, ident, config_hash(ident), device, choice.reason)
+
+
+def choose_precision(cfg: RunConfig, method: Method, built: Built, device: torch.device) -> numerics.PrecisionChoice:
+    """``--precision`` resolved for this run: ``auto`` times the run's own training step (this model, method and
+    batch) in fp32 and bf16 on this device, once per machine (``numerics.cached_timing``); under torchrun rank 0
+    times it and every process takes its choice."""
+    dist = distributed.session()
+    if cfg.precision != "auto":
+        return numerics.resolve_precision(cfg.precision, device)
+    batch = max(1, method.cfg.batch_size // dist.world)  # what one process steps on
+    example = map_tensors(built.family.example(built.model), lambda t: t.expand(batch, *t.shape[1:]).contiguous())
+
+    def measure() -> tuple[float, float, str]:
+        key = (f"{numerics.machine_key(device)}|{cfg.model}|{method.name}|{tensor_shapes(example)}|"
+               f"{cfg.frozen_backbone_mode}|trainable {sum(p.numel() for p in built.model.parameters() if p.requires_grad)}")
+        folder = diskcache.cache_dir()
+        step = training_step(built.model, method.cfg, example, device, cfg.frozen_backbone_mode)
+        return numerics.cached_timing(folder and folder / "precision.json", key,
+                                      lambda: numerics.time_precisions(step, device))
+
+    choice = numerics.resolve_precision("auto", device, measure) if dist.is_main else None
+    return dist.agree(choice)
+
+
+@functools.lru_cache(maxsize=16)
+def backbone_gmacs(model_name: str | None, num_classes: int, size: tuple[int, ...],
+                   img_size: int | None = None, modality: str = "both") -> float:
+    """GMACs of the plain backbone at ``size`` (its family's ``count_size``), counted once per (model, classes,
+    size) and cached."""
+    base, _, fam = tracks.create_backbone(model_name, num_classes, pretrained=False, modality=modality,
+                                          **({"img_size": img_size} if img_size else {}))
+    return measure.gmacs(base, fam.example(base, size))
+
+
+def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, img_size: int | None = None,
+            overrides: dict[str, Any] | None = None, text_len: int = 16) -> dict[str, Any]:
+    """Build (random init, no data), apply, count params, finalize, count GMACs (a model with a frozen input
+    encoder, e.g. a VL pair: on ``text_len`` text tokens, the encoder's share also apart)."""
+    method = make_method(method_name, overrides)
+    model_name = tracks.resolve_model(tracks.model_track(model_name), model_name, method_name, type(method).supports)
+    cfg = RunConfig(method=method_name, model=model_name, img_size=img_size, pretrained=False)
+    built = build_seeded(method, cfg, num_classes)
+    fam, counts = built.family, measure.param_counts(built.model, built.backbone_total)
+    data_cfg = fam.data_config(built.model)
+    size = fam.count_size(built.model, data_cfg, text_len=text_len)
+    model = method.finalize(built.model)
+    g, g_base = measure.gmacs(model, fam.example(model, size)), backbone_gmacs(model_name, num_classes, size, img_size)
+    info = {
+        "method": method_name, "model": model_name, "num_classes": num_classes,
+        "input_size": list(data_cfg.get("input_size", ())), **counts,
+        "gmacs": g, "gmacs_backbone": g_base, "gmacs_extra": g - g_base,
+        "gmacs_ratio": g / g_base if g_base else float("nan"),
+        "method_config": {k: v for k, v in vars(method.cfg).items()},
+    }
+    encoder = fam.encoder_gmacs(model, data_cfg)
+    if not math.isnan(encoder):  # the share past the frozen encoder, against the plain model's, same text length
+        info.update(text_len=text_len, gmacs_vision=encoder, gmacs_text=g - encoder,
+                    gmacs_text_backbone=g_base - encoder, **method.stats(model))
+    return info

@@ -1,0 +1,45 @@
+"""TODO docstring (loop -> engine.optim)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection
+
+import torch
+from torch import nn
+
+from petlbench.data.types import Task
+from petlbench.methods.base import MethodConfig
+
+
+def head_lr_mult(mcfg: MethodConfig, task: Task) -> float:
+    """The head's lr multiplier: the recipe's ``head_lr_mult``; None = the task's (``Task.head_lr_mult``)."""
+    return mcfg.head_lr_mult if mcfg.head_lr_mult is not None else task.head_lr_mult
+
+
+def make_optimizer(params: list[nn.Parameter], mcfg: MethodConfig, head: Collection[int] = (),
+                   head_mult: float = 1.0) -> torch.optim.Optimizer:
+    """AdamW (β = (0.9, ``adam_beta2``)) or SGD (momentum 0.9) over ``params`` in up to four groups: the head's
+    parameters (ids in ``head``) at lr × ``head_mult``, and, unless ``wd_bias_norm``, biases and norm weights
+    (1-D tensors) without weight decay. With the shared recipe's neutral values this is one group."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for p in params:
+        groups.setdefault((head_mult != 1.0 and id(p) in head, mcfg.wd_bias_norm or p.ndim > 1), []).append(p)
+    spec = [{"params": ps, "lr": mcfg.lr * (head_mult if is_head else 1.0),
+             "weight_decay": mcfg.weight_decay if decays else 0.0} for (is_head, decays), ps in groups.items()]
+    if mcfg.optimizer == "adamw":
+        return torch.optim.AdamW(spec, lr=mcfg.lr, betas=(0.9, mcfg.adam_beta2),
+                                 weight_decay=mcfg.weight_decay)
+    return torch.optim.SGD(spec, lr=mcfg.lr, momentum=0.9, weight_decay=mcfg.weight_decay)
+
+
+def warmup_then_decay(total_steps: int, warmup_steps: int, decay: str = "cosine") -> Callable[[int], float]:
+    """lr multiplier: linear warm-up to 1, then ``cosine`` or ``linear`` decay to 0 (per optimizer step)."""
+
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 1.0 - progress if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return f

@@ -1,0 +1,89 @@
+"""TODO docstring (backbones -> models.weights)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from petlbench.errors import UserError
+from petlbench.models.heads import _head, _head_prefix
+
+
+def file_sha256(path: str | Path, n: int = 16) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:n]
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file or a torch state dict; UserError when missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file '{path}' not found; pass an existing .safetensors or .pt file to --weights")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+            for key in ("state_dict", "model", "module"):
+                if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+                    sd = sd[key]
+    except Exception as e:  # corrupt or foreign file
+        raise UserError(
+            f"cannot read weights file '{path}' ({type(e).__name__}); it must be a safetensors file or a torch state dict"
+        ) from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise UserError(f"weights file '{path}' holds no state dict of tensors; save one with torch.save(model.state_dict())")
+    return sd
+
+
+def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
+    """Load backbone weights, dropping a classifier of another size and resampling pos-embeds."""
+    sd = dict(sd)
+    own = model.state_dict()
+    head_names = {n for n, _ in _head(model).named_parameters(prefix=_head_prefix(model))}
+    if "pos_embed" in sd and "pos_embed" in own and sd["pos_embed"].shape != own["pos_embed"].shape:
+        from timm.layers import resample_abs_pos_embed
+
+        npt = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 1)
+        grid = model.patch_embed.grid_size
+        sd["pos_embed"] = resample_abs_pos_embed(sd["pos_embed"], new_size=list(grid), num_prefix_tokens=npt)
+    for k in list(sd):
+        if k in head_names and (k not in own or sd[k].shape != own[k].shape):
+            del sd[k]  # a head for another number of classes: keep the fresh one
+    arch = model.default_cfg.get("architecture", "?")
+    bad = [k for k in sd if k in own and sd[k].shape != own[k].shape]
+    if bad:  # checked before load_state_dict, which would raise a long size-mismatch traceback
+        k = bad[0]
+        raise UserError(f"weights in {source} have the keys of model '{arch}' but other shapes ({len(bad)} tensors, "
+                        f"e.g. '{k}': {tuple(sd[k].shape)} in the file vs {tuple(own[k].shape)} in the model); "
+                        "they belong to another size of this architecture: pass the matching --model")
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if k not in head_names]
+    if missing or unexpected:
+        sample = (missing or unexpected)[:3]
+        raise UserError(f"weights in {source} do not fit model '{arch}' ({len(missing)} missing, {len(unexpected)} "
+                        f"unexpected keys, e.g. {sample}); {_foreign_hint(unexpected)}pass the matching --model")
+
+
+# key prefixes only torchvision's layout has (timm names these layers otherwise): mobilenet/efficientnet/vgg/convnext
+# ``features.``, vit ``encoder.layers.encoder_layer_`` / ``conv_proj.`` / ``heads.head.``, regnet ``trunk_output.``.
+# Not ``classifier.`` or ``stem.``: timm's MobileNets, EfficientNets and RegNets use those names too.
+TORCHVISION_PREFIXES = ("features.", "encoder.layers.encoder_layer_", "conv_proj.", "heads.head.", "trunk_output.")
+
+
+def _foreign_hint(unexpected: list[str]) -> str:
+    """A hint when the unexpected keys are in torchvision's layout (timm names layers differently)."""
+    if not any(k.startswith(TORCHVISION_PREFIXES) for k in unexpected):
+        return ""
+    return ("the keys look like a torchvision checkpoint (torchvision and timm name layers differently, except "
+            "ResNets, whose torchvision weights load into timm's resnet* models as they are): save the weights "
+            "from the matching timm model instead, e.g. timm.create_model('mobilenetv2_100', pretrained=True) "
+            "for torchvision's mobilenet_v2, or convert the keys to timm's names; ")

@@ -1,0 +1,189 @@
+"""Published reference numbers (``benchmarks/reference/published.csv``) and ``compare --published``.
+
+A published number matches one of our configurations when the method, the task and the backbone
+*family* agree, and every ``key=value`` in the row's ``config`` column equals our method config
+(e.g. ``deep=true`` tells VPT-deep from VPT-shallow). Our cell then shows ``ours − published``.
+The backbone family comes from the model name (``backbone_family``); runs on a random-init backbone,
+on the bundled micro ViT or on the built-in offline tasks have no published counterpart and say so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from petlbench.errors import UserError
+from petlbench.results.aggregate import check_sort
+from petlbench.results.schema import METRICS
+from petlbench.results.tables import fmt
+
+COLUMNS = ["method", "config", "task", "backbone", "backbone_family", "metric", "value", "params", "source", "notes"]
+
+# Model name -> backbone family. Only checkpoints whose provenance is known are listed: the VTAB-1k papers
+# (VPT, NOAH, FacT, SSF...) use Google's original IN-21k ViT-B/16, timm's `.orig_in21k`; `augreg_in21k`
+# (and its alias `vit_base_patch16_224_in21k`) is a different checkpoint (shared/spec/benchmark.md).
+FAMILIES: dict[str, str] = {
+    "vit_base_patch16_224.orig_in21k": "ViT-B/16 IN-21k",
+    "vit_base_patch16_224.augreg_in21k": "ViT-B/16 IN-21k AugReg",
+    "vit_base_patch16_224_in21k": "ViT-B/16 IN-21k AugReg",
+}
+
+# Vision-language task and method names used in published.csv before petlbench has them (VL track).
+VL_TASKS: dict[str, str] = {
+    "vqav2": "VQAv2 test-dev, VQA score %",
+    "gqa": "GQA test-dev accuracy %",
+    "snli-ve": "SNLI-VE test accuracy %",
+    "nlvr2": "NLVR2 test-P accuracy %",
+    "scienceqa": "ScienceQA test average accuracy %",
+}
+VL_METHODS: dict[str, str] = {"dvp": "Dynamic Visual Prompting (Huang et al. 2023), VL track"}
+
+
+def published_path() -> Path:
+    return Path(str(resources.files("petlbench.benchmarks").joinpath("reference/published.csv")))
+
+
+def backbone_family(model: str, weights_source: str = "") -> str | None:
+    """Published-backbone family of a run's model; None for random init or a model of unknown provenance."""
+    if weights_source == "random-init":
+        return None
+    return FAMILIES.get(model)
+
+
+def known_tasks() -> set[str]:
+    from petlbench.datasets import DATASETS
+
+    return set(DATASETS.names()) | set(VL_TASKS)
+
+
+def known_methods() -> set[str]:
+    from petlbench.registry import METHODS
+
+    return set(METHODS.names()) | set(VL_METHODS)
+
+
+def check(pub) -> list[str]:
+    """Problems with a published table: columns, types, empty sources, unknown names, duplicate keys."""
+    if list(pub.columns) != COLUMNS:
+        return [f"columns are {list(pub.columns)}, expected {COLUMNS}"]
+    problems = []
+    tasks, methods = known_tasks(), known_methods()
+    for i, r in enumerate(pub.to_dict("records"), start=2):  # line numbers of the CSV (header = 1)
+        value = _float(r["value"])
+        if value is None or not 0 <= value <= 100:
+            problems.append(f"line {i}: value '{r['value']}' is not a percentage")
+        for col in ("method", "task", "backbone", "backbone_family", "metric", "source"):
+            if not str(r[col] or "").strip():
+                problems.append(f"line {i}: empty {col}")
+        if r["task"] not in tasks:
+            problems.append(f"line {i}: unknown task '{r['task']}'")
+        if r["method"] not in methods:
+            problems.append(f"line {i}: unknown method '{r['method']}'")
+        if any("=" not in kv for kv in str(r["config"] or "").split()):
+            problems.append(f"line {i}: config '{r['config']}' is not space-separated key=value pairs")
+    dup = pub.duplicated(["method", "config", "task", "backbone_family"])
+    problems += [f"line {i + 2}: duplicate (method, config, task, backbone_family)" for i in dup[dup].index]
+    return problems
+
+
+def _float(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def load_published(path: str | Path | None = None):
+    """The published table as a DataFrame (all columns text except ``value``); UserError if malformed."""
+    import pandas as pd
+
+    path = Path(path) if path else published_path()
+    pub = pd.read_csv(path, dtype=str, keep_default_na=False)
+    problems = check(pub)
+    if problems:
+        raise UserError(f"{path}: {problems[0]} ({len(problems)} problem(s)); fix the file")
+    return pub.assign(value=pub["value"].astype(float))
+
+
+def _config_matches(constraints: str, method_config: dict[str, Any]) -> bool:
+    for kv in constraints.split():
+        key, _, want = kv.partition("=")
+        have = method_config.get(key)
+        if str(have).lower() != want.lower():
+            return False
+    return True
+
+
+def _run_info(df) -> dict[tuple[str, ...], tuple[str, dict[str, Any]]]:
+    """(dataset, method, label, model, group_hash) -> (weights_source, method config) of its first successful row."""
+    out = {}
+    ok = df[df["status"] == "ok"].fillna({"label": "", "weights_source": "", "method_config": "", "group_hash": ""})
+    if "group_hash" not in ok:
+        ok = ok.assign(group_hash="")
+    for key, g in ok.groupby(["dataset", "method", "label", "model", "group_hash"], sort=False):
+        text = g["method_config"].iloc[0]
+        out[key] = (g["weights_source"].iloc[0], json.loads(text) if text else {})
+    return out
+
+
+def published_deltas(df, agg, pub):
+    """One row per aggregated configuration: our mean, the matching published value and ours − published,
+    or the reason there is none (``status``)."""
+    import pandas as pd
+
+    from petlbench.data.builtin import BY_NAME
+
+    offline, info, rows = set(BY_NAME), _run_info(df), []
+    for r in agg.itertuples():
+        weights, config = info.get((r.dataset, r.method, r.label, r.model, r.group_hash), ("", {}))
+        family = backbone_family(r.model, weights)
+        row = {"dataset": r.dataset, "method": r.method, "label": r.label, "model": r.model, "name": r.name,
+               **{m: getattr(r, m) for m in METRICS}, "family": family or "",
+               "ours": r.top1_pct, "ours_std": r.top1_pct_std, "n": r.n, "published": math.nan,
+               "delta": math.nan, "source": "", "status": ""}
+        if r.dataset in offline:
+            row["status"] = "offline task: no published number"
+        elif family is None:
+            row["status"] = ("random-init backbone" if weights == "random-init" else
+                             f"model '{r.model}' has no published backbone family") + ": no published number"
+        else:
+            hits = pub[(pub["method"] == r.method) & (pub["task"] == r.dataset) & (pub["backbone_family"] == family)]
+            hits = hits[[_config_matches(c, config) for c in hits["config"]]]
+            if hits.empty:
+                row["status"] = "no published number"
+            else:
+                h = hits.iloc[0]
+                row.update(published=h["value"], delta=r.top1_pct - h["value"], source=h["source"], status="match")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def published_tables(deltas, sort: str = "top1_pct") -> list:
+    """Rich output: one table of the rows on tasks that have published numbers (per dataset, ranked by ``sort``),
+    one line for offline tasks."""
+    from rich.table import Table
+
+    offline = deltas["status"].str.startswith("offline")
+    out: list[Any] = []
+    rest = deltas[~offline]
+    if len(rest):
+        t = Table(title="ours − published (top-1 %, same method, task and backbone family)", title_justify="left")
+        for col in ("dataset", "method", "backbone family", "ours (mean ± std)", "published", "ours − published",
+                    "source / why none"):
+            t.add_column(col, justify="right" if col in ("ours (mean ± std)", "published", "ours − published")
+                         else "left")
+        higher = check_sort(sort)[1]
+        for r in rest.sort_values(["dataset", sort], ascending=[True, not higher], kind="stable").itertuples():
+            match = r.status == "match"
+            t.add_row(r.dataset, r.name, r.family or "–", f"{fmt(r.ours)} ± {fmt(r.ours_std)}",
+                      fmt(r.published, 1) if match else "–", f"{r.delta:+.2f}" if match else "–",
+                      r.source if match else r.status)
+        out.append(t)
+    if offline.any():
+        names = ", ".join(sorted(deltas.loc[offline, "dataset"].unique()))
+        out.append(f"offline tasks ({names}): no published numbers exist for the built-in tasks")
+    return out
