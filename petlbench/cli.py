@@ -147,11 +147,11 @@ def suite(
     **execution_options: Any,
 ) -> None:
     """Run a benchmark suite (benchmarks/*.toml) here, as Slurm jobs (--executor slurm), or print its jobs."""
-    from petlbench.config.grid import commands
     from petlbench.config.options import as_command
     from petlbench.config.suites import suite_jobs
     from petlbench.engine.distributed import is_main
     from petlbench.engine.executors import Execution
+    from petlbench.engine.tune import commands
 
     execution = Execution.take(execution_options)
     if print_commands and execution.executor != "inline":
@@ -197,8 +197,9 @@ def tune(
 ) -> None:
     """The tuned VTAB-1k protocol: choose on val (train -> val), then train+val -> test once per seed."""
     from petlbench.config.fields import parse_sets
-    from petlbench.config.grid import Plan, commands, parse_grid
+    from petlbench.config.grid import Plan, parse_grid
     from petlbench.config.options import RunConfig, recipe_flags
+    from petlbench.engine.tune import commands
     from petlbench.registry import METHODS
 
     overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)

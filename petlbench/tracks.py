@@ -21,13 +21,17 @@ from petlbench.vl.model import VL_PAIRS
 
 TRACK_NAMES = {"vision": "vision", "vl": "vision-language"}  # how messages name each track
 FAMILIES: Registry[BackboneFamily] = Registry("backbone family", "run 'petlbench list models'")
-FAMILIES.add(VISION.name, VISION)  # the fallback: owns every name no later family owns
+FAMILIES.add(VISION.name, VISION)  # the fallback: owns every name no other family owns
 FAMILIES.add(VL_PAIRS.name, VL_PAIRS)
 
 
 def family(model: str | None) -> BackboneFamily:
-    """The family that owns ``--model`` (the most recently registered one that claims it)."""
-    return next(f for f in reversed(list(FAMILIES.all().values())) if f.owns(model))
+    """The family that owns ``--model``: the one family other than the vision fallback that claims it, else the
+    vision family (bundled and timm names)."""
+    owners = [f for f in FAMILIES.all().values() if f is not VISION and f.owns(model)]
+    if len(owners) > 1:
+        raise UserError(f"model '{model}' is claimed by several backbone families ({', '.join(f.name for f in owners)})")
+    return owners[0] if owners else VISION
 
 
 def create_backbone(name: str | None, num_classes: int, **kwargs: Any) -> tuple[nn.Module, dict[str, Any], BackboneFamily]:
@@ -46,10 +50,16 @@ def method_tracks(supports: frozenset[str]) -> set[str]:
     return {f.track for f in FAMILIES.all().values() if f.kinds & supports}
 
 
+def _families(track: str) -> list[BackboneFamily]:
+    """The families of ``track``: those with a default model first, then the vision family."""
+    return sorted((f for f in FAMILIES.all().values() if f.track == track),
+                  key=lambda f: (f.default_model is None, f is not VISION))
+
+
 def default_model(track: str) -> str | None:
-    """The model of a run on ``track`` that names none: the default of the track's last registered family."""
-    fams = [f for f in FAMILIES.all().values() if f.track == track]
-    return fams[-1].default_model if fams else None
+    """The model of a run on ``track`` that names none (None on the vision track: the bundled default)."""
+    fams = _families(track)
+    return fams[0].default_model if fams else None
 
 
 def resolve_model(track: str, model: str | None, method: str, supports: frozenset[str]) -> str | None:
@@ -65,12 +75,13 @@ def resolve_model(track: str, model: str | None, method: str, supports: frozense
     if model is None:
         return default_model(track)
     if model_track(model) != track:
-        want = next((f.model_hint for f in reversed(list(FAMILIES.all().values())) if f.track == track), "")
+        want = next((f.model_hint for f in _families(track)), "")
         raise UserError(f"model '{model}' is for the {model_track(model)} track but the dataset is {track}; "
                         f"pass {want} or omit --model")
     return model
 
 
 def list_models() -> list[tuple[str, str, str, bool]]:
-    """(name, track, note, is its track's default) rows of every family, in registration order."""
-    return [(name, f.track, note, default) for f in FAMILIES.all().values() for name, note, default in f.list_models()]
+    """(name, track, note, is its track's default) rows of every family, vision first."""
+    fams = sorted(FAMILIES.all().values(), key=lambda f: f is not VISION)
+    return [(name, f.track, note, default) for f in fams for name, note, default in f.list_models()]

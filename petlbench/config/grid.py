@@ -61,21 +61,6 @@ def grid_from_table(table: dict[str, Any], method: str) -> dict[str, list[Any]]:
     return grid
 
 
-def commands(plan: Plan, out: str) -> list[str]:
-    """The `petlbench run` commands of a tune for an external engine: the grid's while it is incomplete, the
-    final runs (with the tune record) once every grid point is stored."""
-    from petlbench.config.options import as_command
-    from petlbench.engine.tune import stored_val_scores
-
-    select = plan.selection_jobs()
-    scores = stored_val_scores(select, out)
-    if any(s != s for s in scores):
-        return [as_command(j, out) for j in select]
-    best, choice = choose(plan.grid, scores)
-    record = json.dumps(tune_record(plan.grid, scores, best, plan.seeds[0]), sort_keys=True)
-    return [as_command(replace(j, tune=record), out) for j in plan.final_jobs(choice, {})]
-
-
 def points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """The grid's points in grid order (the first key varies slowest)."""
     keys = list(grid)

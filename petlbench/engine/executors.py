@@ -13,7 +13,6 @@ inline, not a job failure. The options are execution options: never part of a ru
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import time
@@ -24,6 +23,7 @@ from typing import Any, Literal
 
 from petlbench.config.options import RunConfig, opt, option_parameters, with_parameters
 from petlbench.errors import UserError
+from petlbench.results.provenance import cores
 
 EXECUTORS = ("inline", "local", "slurm")
 PIP_LINE = "pip install 'petlbench[slurm]'"
@@ -99,17 +99,6 @@ class Execution:
             params.update(slurm_partition=self.slurm_partition, slurm_account=self.slurm_account,
                           slurm_array_parallelism=self.slurm_parallel)
         return {k: v for k, v in params.items() if v is not None}
-
-
-def cores() -> int:
-    """The CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def machine_load() -> dict[str, Any]:
-    """The load a run starts under (stored with its row): the 1-minute load average and the usable cores. A load
-    above the cores means the run shared them, and its img/s are lower than the machine's."""
-    return {"load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan, "cpu_cores": cores()}
 
 
 def _int_env(name: str) -> int | None:

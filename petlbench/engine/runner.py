@@ -27,12 +27,11 @@ from petlbench.data import diskcache
 from petlbench.data.images import RawData
 from petlbench.engine import distributed, measure, numerics
 from petlbench.engine.build import Prepared, backbone_gmacs, prepare_run
-from petlbench.engine.executors import machine_load
 from petlbench.engine.loop import Reporter, Runtime, train_and_evaluate
 from petlbench.engine.optim import head_lr_mult
 from petlbench.errors import UserError
 from petlbench.methods.base import MethodConfig
-from petlbench.results.provenance import provenance
+from petlbench.results.provenance import machine_load, provenance
 from petlbench.results.schema import RunResult
 
 RECIPE_COLUMNS = ("optimizer", "lr", "weight_decay", "epochs", "warmup_epochs", "batch_size")

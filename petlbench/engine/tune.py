@@ -7,7 +7,8 @@ import math
 from collections.abc import Callable
 from dataclasses import replace
 
-from petlbench.config.options import RunConfig
+from petlbench.config.grid import Plan, choose, tune_record
+from petlbench.config.options import RunConfig, as_command
 from petlbench.engine.build import prepare_run
 from petlbench.engine.loop import Reporter
 from petlbench.engine.runner import execute
@@ -17,8 +18,6 @@ from petlbench.results.schema import RunResult
 def execute_tune(plan, out: str, force: bool, reporter: Reporter, say: Callable[[str], None]) -> list[RunResult]:
     """The tuned protocol (``petlbench.tune``): the grid's selection runs, the choice on val, then one final
     train+val run per seed, all through ``execute`` (stored, resumable)."""
-    from petlbench.config.grid import choose, tune_record
-
     select = plan.selection_jobs()
     execute(select, out, force, reporter, say)
     scores = stored_val_scores(select, out)
@@ -41,3 +40,15 @@ def stored_val_scores(jobs: list[RunConfig], out: str) -> list[float]:
         row = rows.get(prepare_run(job, load_data(job.dataset, limit=job.limit)).config_hash)
         scores.append(float(row["top1_val_pct"]) if row and row.get("top1_val_pct") else math.nan)
     return scores
+
+
+def commands(plan: Plan, out: str) -> list[str]:
+    """The `petlbench run` commands of a tune for an external engine: the grid's while it is incomplete, the
+    final runs (with the tune record) once every grid point is stored."""
+    select = plan.selection_jobs()
+    scores = stored_val_scores(select, out)
+    if any(s != s for s in scores):
+        return [as_command(j, out) for j in select]
+    best, choice = choose(plan.grid, scores)
+    record = json.dumps(tune_record(plan.grid, scores, best, plan.seeds[0]), sort_keys=True)
+    return [as_command(replace(j, tune=record), out) for j in plan.final_jobs(choice, {})]

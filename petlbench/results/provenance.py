@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import os
 import platform
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,3 +56,14 @@ def provenance(device: torch.device) -> dict[str, str]:
         "device_name": f"{name} ({torch.get_num_threads()} threads)" if device.type == "cpu" else name,
         "hostname": socket.gethostname(),
     }
+
+
+def cores() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def machine_load() -> dict[str, Any]:
+    """The load a run starts under (stored with its row): the 1-minute load average and the usable cores. A load
+    above the cores means the run shared them, and its img/s are lower than the machine's."""
+    return {"load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan, "cpu_cores": cores()}

@@ -90,7 +90,7 @@ class RunResult:
     timm_version: str = ""
     python_version: str = ""
     device_name: str = ""
-    # the load the run started under, to judge its img/s by (executors.machine_load): the 1-minute load average
+    # the load the run started under, to judge its img/s by (provenance.machine_load): the 1-minute load average
     # (runnable processes, all of this machine's) and the cores this process may use; empty in rows stored before
     load_avg_1m: float = math.nan
     cpu_cores: int = 0
