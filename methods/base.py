@@ -27,12 +27,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
 from petlbench.methods.recipe import MethodConfig, Optimizer  # noqa: F401  (re-exported)
+
+S = TypeVar("S", bound=nn.Module)
 
 
 @dataclass
@@ -59,6 +61,15 @@ def unfreeze(*items: nn.Module | nn.Parameter) -> None:
         params = item.parameters() if isinstance(item, nn.Module) else [item]
         for p in params:
             p.requires_grad_(True)
+
+
+def state_of(model: nn.Module, attr: str, cls: type[S], method: str) -> S:
+    """The state ``method``'s ``apply`` attached to ``model`` as ``model.<attr>`` (a module of type ``cls``);
+    ValueError when the method was not applied."""
+    state = getattr(model, attr, None)
+    if not isinstance(state, cls):
+        raise ValueError(f"model has no {method} state: apply the {method} method to it first")
+    return state
 
 
 class Method:

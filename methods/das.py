@@ -65,7 +65,7 @@ from petlbench.methods._modules import (
     scoring_mode,
     vit_blocks,
 )
-from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
+from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, state_of
 from petlbench.registry import register
 
 
@@ -253,10 +253,7 @@ def block_kind(model: nn.Module) -> _BlockKind:
 
 
 def das_state(model: nn.Module) -> DASState:
-    state = getattr(model, "das_state", None)
-    if not isinstance(state, DASState):
-        raise ValueError("model has no DAS state: call the das method's apply first")
-    return state
+    return state_of(model, "das_state", DASState, "das")
 
 
 def set_skipped(model: nn.Module, skip: Sequence[int]) -> None:

@@ -71,7 +71,7 @@ from petlbench.config.fields import Range
 from petlbench.errors import UserError
 from petlbench.methods._bert import add_output_branches, attn_output, bert_layers, ffn_output, is_vl, text_dim
 from petlbench.methods._modules import Bottleneck, factory_kwargs, scoring_mode
-from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, unfreeze
+from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, state_of, unfreeze
 from petlbench.registry import register
 
 TRACE_POINTS = 50  # reward-trace entries kept in method_stats (evenly subsampled)
@@ -192,10 +192,7 @@ class DVPState(MethodModule):
 
 
 def dvp_state(model: nn.Module) -> DVPState:
-    state = getattr(model, "dvp", None)
-    if not isinstance(state, DVPState):
-        raise ValueError("model has no DVP state: call DVP.apply first")
-    return state
+    return state_of(model, "dvp", DVPState, "dvp")
 
 
 def _dvp_forward_features(self: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Full fine-tuning: every parameter trains (on the VL model: the whole language model; the visual encoder
-stays frozen, see ``petlbench.vl``)."""
+stays frozen, see ``petlbench.vl.model``)."""
 
 from __future__ import annotations
 

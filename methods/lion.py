@@ -66,7 +66,7 @@ from torch import nn
 
 from petlbench.config.fields import Range
 from petlbench.methods._deq import SolveInfo, SolverSpec, equilibrium
-from petlbench.methods.base import Method, MethodConfig, MethodModule, Optimizer
+from petlbench.methods.base import Method, MethodConfig, MethodModule, Optimizer, state_of
 from petlbench.registry import register
 
 _ACTS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu}
@@ -356,10 +356,7 @@ def _first_conv_in_channels(model: nn.Module) -> int:
 
 
 def _lion(model: nn.Module) -> LionPrompts:
-    lion = getattr(model, "lion", None)
-    if not isinstance(lion, LionPrompts):
-        raise ValueError("model has no LION layers; call Lion.apply(model) first")
-    return lion
+    return state_of(model, "lion", LionPrompts, "lion")
 
 
 # ----------------------------------------------------------------------------- pruning

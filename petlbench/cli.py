@@ -89,6 +89,18 @@ def _note_for(methods: set[str]) -> str:
     return "; ".join(notes)
 
 
+def _overrides(method: str, sets: list[str] | None, options: dict[str, Any]) -> dict[str, Any]:
+    """The method config overrides of a command: ``--set key=value`` pairs, then the recipe flags given
+    (``--lr``, ``--epochs``, ...; taken out of ``options``)."""
+    from petlbench.config.fields import parse_sets
+    from petlbench.config.options import recipe_flags
+    from petlbench.registry import METHODS
+
+    overrides = parse_sets(sets or [], METHODS.get(method).Config, method)
+    overrides.update({k: v for k in recipe_flags() if (v := options.pop(k)) is not None})
+    return overrides
+
+
 @app.command()
 @with_run_options
 @with_execution_options
@@ -101,15 +113,12 @@ def run(
     **options: Any,
 ) -> None:
     """Train and evaluate METHOD on one dataset (default: the embedded offline task)."""
-    from petlbench.config.fields import parse_sets
-    from petlbench.config.options import RunConfig, recipe_flags
+    from petlbench.config.options import RunConfig
     from petlbench.engine.executors import Execution
-    from petlbench.registry import METHODS
 
     execution = Execution.take(options)
     seed_list = _parse_seeds(seeds)
-    overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)
-    overrides.update({k: v for k in recipe_flags() if (v := options.pop(k)) is not None})
+    overrides = _overrides(method, set_, options)
     for key in ("limit", "img_size"):
         if options[key] is not None and options[key] <= 0:
             raise UserError(f"--{key.replace('_', '-')} must be positive, got {options[key]}")
@@ -196,14 +205,11 @@ def tune(
     **options: Any,
 ) -> None:
     """The tuned VTAB-1k protocol: choose on val (train -> val), then train+val -> test once per seed."""
-    from petlbench.config.fields import parse_sets
     from petlbench.config.grid import Plan, parse_grid
-    from petlbench.config.options import RunConfig, recipe_flags
+    from petlbench.config.options import RunConfig
     from petlbench.engine.tune import commands
-    from petlbench.registry import METHODS
 
-    overrides = parse_sets(set_ or [], METHODS.get(method).Config, method)
-    overrides.update({k: v for k in recipe_flags() if (v := options.pop(k)) is not None})
+    overrides = _overrides(method, set_, options)
     plan = Plan(RunConfig(method=method, overrides=overrides, **options), parse_grid(grid, method), _parse_seeds(seeds))
     if print_commands:
         for line in commands(plan, out):

@@ -10,7 +10,8 @@ so an interrupted benchmark resumes where it stopped. Settings (``TASKS``):
   Apache-2.0, converted here to timm's key names; the package has the TF-ported EfficientNet-Lite0 that timm
   calls ``tf_efficientnet_lite0``: TF "same" padding, mean = std = 0.5), 224×224 input, on ``animal-mnist`` with
   ``--limit 200`` (200 images per split, upsampled from 32×32), 3 epochs of batch 16 = 39 steps — the shape
-  of the issue-12 report (which used an ImageNet ``mobilenetv2_100``; hub weights cannot be fetched here);
+  of a user's report of LION on a CNN (which used an ImageNet ``mobilenetv2_100``; hub weights cannot be fetched
+  here);
 - ``cnn-b64``: the ``cnn`` setting at batch 64 for one epoch (4 steps), seed 0: only its peak memory is read.
 
 Each method keeps its own recipe (LION: SGD lr 0.05; linear probe: AdamW lr 0.1) and the same data order.

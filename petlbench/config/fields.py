@@ -222,11 +222,6 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def from_dict(cfg_cls: type, data: dict[str, Any]) -> Any:
-    """Inverse of ``to_dict`` (lists back to tuples), through the one validation path."""
-    return build_method_config(cfg_cls, dict(data))
-
-
 def stable_hash(obj: Any, n: int = 16) -> str:
     blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:n]

@@ -8,7 +8,7 @@
 3. For each seed the chosen point trains on train+val (``trainval``) and is evaluated once on test; each
    final row records the grid, every point's val score and the choice (``RunResult.tune``).
 
-The test split is never read before the choice: selection runs do not even load it (``data.prepare``
+The test split is never read before the choice: selection runs do not even load it (``Data.prepare``
 with ``selection=True``). ``--print-commands`` prints the grid's runs while the grid is incomplete and the
 final runs once it is complete (run it twice with an external engine).
 """
@@ -27,28 +27,23 @@ from petlbench.registry import METHODS
 
 
 def parse_grid(pairs: list[str], method: str) -> dict[str, list[Any]]:
-    """``["lr=1e-3,3e-3", "weight_decay=0,1e-4"]`` -> {key: [typed values]}, each value validated."""
-    cls = METHODS.get(method).Config
-    types_ = field_types(cls)
-    grid: dict[str, list[Any]] = {}
+    """``["lr=1e-3,3e-3", "weight_decay=0,1e-4"]`` -> {key: [typed values]} (``grid_from_table`` validates)."""
+    types_ = field_types(METHODS.get(method).Config)
+    table: dict[str, list[Any]] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not raw.strip():
             raise UserError(f"--grid expects key=v1,v2,..., got '{pair}' (e.g. --grid lr=1e-3,3e-3)")
-        if key not in types_:
-            build_method_config(cls, {key: None}, method)  # raises the one-line unknown-key error
-        values = [_coerce(v.strip(), types_[key], key) for v in raw.split(",") if v.strip()]
-        for v in values:
-            build_method_config(cls, {key: v}, method)  # each value through the one validation path
-        grid[key] = values
-    if not grid:
-        raise UserError("tune needs at least one --grid key=v1,v2,... (e.g. --grid lr=1e-3,3e-3)")
-    return grid
+        tp = types_.get(key)
+        table[key] = [_coerce(v.strip(), tp, key) if tp else v for v in raw.split(",") if v.strip()]
+    return grid_from_table(table, method, "tune needs at least one --grid key=v1,v2,... (e.g. --grid lr=1e-3,3e-3)")
 
 
-def grid_from_table(table: dict[str, Any], method: str) -> dict[str, list[Any]]:
-    """A suite's ``tune = {lr = [1e-3, 3e-3], ...}`` table -> a validated grid."""
+def grid_from_table(table: dict[str, Any], method: str,
+                    empty: str = "a suite's tune table is empty; e.g. tune = { lr = [1e-3, 3e-3] }") -> dict[str, list[Any]]:
+    """{key: value or [values]} (a suite's ``tune`` table, or parsed ``--grid`` flags) -> a grid, each value
+    through the one validation path (an unknown key or a bad value is a one-line UserError)."""
     cls = METHODS.get(method).Config
     grid = {}
     for key, values in table.items():
@@ -57,7 +52,7 @@ def grid_from_table(table: dict[str, Any], method: str) -> dict[str, list[Any]]:
             build_method_config(cls, {key: v}, method)
         grid[key] = list(values)
     if not grid:
-        raise UserError("a suite's tune table is empty; e.g. tune = { lr = [1e-3, 3e-3] }")
+        raise UserError(empty)
     return grid
 
 
@@ -79,7 +74,8 @@ class Plan:
         return [replace(self.base, seed=self.seeds[0], selection=True, trainval=False,
                         overrides={**self.base.overrides, **pt}) for pt in points(self.grid)]
 
-    def final_jobs(self, choice: dict[str, Any], record: dict[str, Any]) -> list[RunConfig]:
+    def final_jobs(self, choice: dict[str, Any]) -> list[RunConfig]:
+        """One train+val run per seed at the chosen grid point."""
         return [replace(self.base, seed=s, selection=False, trainval=True,
                         overrides={**self.base.overrides, **choice}) for s in self.seeds]
 

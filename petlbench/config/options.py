@@ -3,7 +3,7 @@
 Every option of one run is a field of ``RunConfig`` with an ``Opt`` in its metadata. From that one
 declaration petlbench derives the ``petlbench run`` command-line options (``typer_parameters``), the keys a
 suite TOML may set (``SUITE_KEYS``), the command ``suite --print-commands`` prints (``as_command``), the run
-identity that is hashed into ``config_hash`` (``identity``) and the stored row (``results.RunResult`` keeps
+identity that is hashed into ``config_hash`` (``identity``) and the stored row (``results.schema.RunResult`` keeps
 the recorded ones under the same names). Adding an option = adding one field here.
 
 Method-config keys (the training recipe and each method's own keys) are declared in the method's config
@@ -66,7 +66,7 @@ class RunConfig:
                            flag="--pretrained/--no-pretrained")
     seed: int = opt(0, "seed", cli=False, suite=False)  # `run --seeds 0,1,2` / suite 'seeds'
     device: str = opt("auto", "auto | cpu | cuda[:N]", identity=False)
-    # the run identity holds the resolved fp32 | bf16 (runner.prepare_run), hashed as the former bool 'amp'
+    # the run identity holds the resolved fp32 | bf16 (engine.build.prepare_run), hashed as the former bool 'amp'
     precision: Literal["auto", "fp32", "bf16"] = opt(
         DEFAULT_PRECISION, "auto (bf16 on a CUDA GPU with bf16 and on a CPU with AMX or AVX512-BF16, else fp32) | "
         "fp32 | bf16 (autocast; losses and reductions stay fp32)")

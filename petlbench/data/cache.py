@@ -36,7 +36,7 @@ class CachedImages(TensorDataset, BatchedDataset):
 
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
                 num_workers: int = 0, pin_memory: bool = False):
-        """Batches as ``data.batches`` served the lazy split through a DataLoader: the same order from the
+        """Batches as ``batching.batches`` served the lazy split through a DataLoader: the same order from the
         same random draws (so the data order and every random stream after it do not change), sliced
         from the tensors without per-sample collation."""
         n, (x, y) = len(self), self.tensors

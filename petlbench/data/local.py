@@ -1,4 +1,5 @@
-"""TODO docstring (sources -> data.local)."""
+"""Image classification data at a local path: which format it is (NOAH task folder, ``save_to_disk`` directory,
+parquet, image folder) and the image-folder reader (``root/<class>/*`` or ``root/<split>/<class>/*``)."""
 
 from __future__ import annotations
 

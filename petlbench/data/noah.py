@@ -1,4 +1,4 @@
-"""TODO docstring (sources -> data.noah)."""
+"""VTAB-1k task folders in NOAH's layout (``train800.txt``, ``val200.txt``, ``test.txt`` lists of image paths and labels)."""
 
 from __future__ import annotations
 

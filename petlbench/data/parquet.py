@@ -1,4 +1,5 @@
-"""TODO docstring (sources -> data.parquet)."""
+"""Image classification data in parquet files (any writer: pyarrow, pandas, ``datasets``): image and label columns
+detected, split files named by split, one unsplit file carved 70/10/20."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring (data -> data.preprocess)."""
+"""Preprocessing of images for a model, the same for in-memory and lazily decoded data (``Preprocess``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring (offline -> data.render)."""
+"""Rendering of generated images (32×32 grey shape, land-cover, cell and structured-task images; shapes anti-aliased
+by supersampling), shared by the built-in vision tasks and the VL shape scenes."""
 
 from __future__ import annotations
 

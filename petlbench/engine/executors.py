@@ -2,7 +2,7 @@
 ``slurm`` (one Slurm job per run, submitted through submitit as a job array) or ``local`` (the same submitit
 jobs as processes on this machine: the code path of ``slurm`` without a cluster, used by the tests).
 
-Every job runs ``runner.execute([cfg])`` into the same store (``results.Store``: locked, safe across
+Every job runs ``engine.runner.execute([cfg])`` into the same store (``results.store.Store``: locked, safe across
 processes and machines sharing the file system), so a job skips a configuration that is stored already and
 a resubmitted job never adds a second row. Submission pickles and each job's stdout/stderr go to
 ``<out>/slurm/`` (named by job id). A job whose process fails (crash, node failure, killed) is resubmitted up to
@@ -131,7 +131,7 @@ def _plain(text: str) -> str:
 
 
 class RunJob:
-    """One job: ``runner.execute([cfg])`` into the shared store. Checkpointable: a Slurm job that times out or
+    """One job: ``engine.runner.execute([cfg])`` into the shared store. Checkpointable: a Slurm job that times out or
     is preempted is requeued by submitit and runs the configuration again (a stored one is skipped)."""
 
     def __call__(self, cfg: RunConfig, out: str, force: bool, reporter: Callable[[], Any],

@@ -1,4 +1,6 @@
-"""TODO docstring (runner -> engine.tune)."""
+"""Running the tuned protocol (``config.grid``): the grid's selection runs, the choice on val, then the final
+train+val runs, all through ``engine.runner.execute`` (stored, resumable); and the same as ``petlbench run`` commands
+for an external engine."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from petlbench.results.schema import RunResult
 
 
 def execute_tune(plan, out: str, force: bool, reporter: Reporter, say: Callable[[str], None]) -> list[RunResult]:
-    """The tuned protocol (``petlbench.tune``): the grid's selection runs, the choice on val, then one final
+    """The tuned protocol (``config.grid``): the grid's selection runs, the choice on val, then one final
     train+val run per seed, all through ``execute`` (stored, resumable)."""
     select = plan.selection_jobs()
     execute(select, out, force, reporter, say)
@@ -24,7 +26,7 @@ def execute_tune(plan, out: str, force: bool, reporter: Reporter, say: Callable[
     best, choice = choose(plan.grid, scores)
     record = tune_record(plan.grid, scores, best, plan.seeds[0])
     say(f"tune: val top-1 per grid point {[round(s, 2) for s in scores]} -> chose {choice}")
-    finals = [replace(j, tune=json.dumps(record, sort_keys=True)) for j in plan.final_jobs(choice, record)]
+    finals = [replace(j, tune=json.dumps(record, sort_keys=True)) for j in plan.final_jobs(choice)]
     return execute(finals, out, force, reporter, say)
 
 
@@ -51,4 +53,4 @@ def commands(plan: Plan, out: str) -> list[str]:
         return [as_command(j, out) for j in select]
     best, choice = choose(plan.grid, scores)
     record = json.dumps(tune_record(plan.grid, scores, best, plan.seeds[0]), sort_keys=True)
-    return [as_command(replace(j, tune=record), out) for j in plan.final_jobs(choice, {})]
+    return [as_command(replace(j, tune=record), out) for j in plan.final_jobs(choice)]

@@ -53,7 +53,7 @@ BUNDLED: dict[str, BundledModel] = {
     "petl_vit_micro": BundledModel(**MICRO, file="petl_vit_micro.safetensors",
                                    description=f"{MICRO_TEXT} Fashion-MNIST"),
     # the VL track's offline visual encoder: pretrained on generated shape scenes with per-patch object labels
-    # (`petlbench pretrain --data scenes`; see petlbench.pretrain)
+    # (`petlbench pretrain --data scenes`; see petlbench.engine.pretrain)
     "petl_vit_micro_scenes": BundledModel(**MICRO, file="petl_vit_micro_scenes.safetensors",
                                           description=f"{MICRO_TEXT} shape scenes (object labels per patch)"),
 }

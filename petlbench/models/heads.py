@@ -1,4 +1,4 @@
-"""TODO docstring (backbones -> models.heads)."""
+"""The classifier head of a backbone: finding it, freezing everything else, and its parameters."""
 
 from __future__ import annotations
 

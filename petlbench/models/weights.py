@@ -1,4 +1,5 @@
-"""TODO docstring (backbones -> models.weights)."""
+"""Loading backbone weights from a file: safetensors or a torch state dict, fitted to the model (a head of another
+size dropped, position embeddings resampled), with one-line errors for files of another architecture or size."""
 
 from __future__ import annotations
 

@@ -1,14 +1,5 @@
-"""One results schema (``RunResult``), a crash- and concurrency-safe store, compare and tables.
-
-Store layout (``--out DIR``, default ``results/``)::
-
-    DIR/results.csv          one row per run, header = RunResult fields (units in the names)
-    DIR/runs/<run_id>.json   the same record with nested method_config / method_stats / provenance
-
-Appends take an exclusive ``flock`` on ``DIR/.lock``; a row is written with one ``write`` and
-fsynced. A crash mid-write can leave at most a trailing partial line without newline: the next
-append cuts it before writing, and readers ignore it, so a complete row is never lost or mixed.
-"""
+"""Aggregation of stored runs: configurations named by what tells them apart (their identity), mean / std / 95% CI
+over seeds per configuration and task, the VTAB-style summaries per track, and the notes and captions views show."""
 
 from __future__ import annotations
 
@@ -18,22 +9,10 @@ from typing import Any
 
 from petlbench.errors import UserError
 from petlbench.results.schema import COLUMNS, METRICS, RunResult
-
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045]
-
-
-def t975(n: int) -> float:
-    """Two-sided 95% Student-t quantile for n samples (df = n - 1)."""
-    return _T975[n - 2] if 2 <= n <= len(_T975) + 1 else 1.96
-
+from petlbench.results.stats import t_ppf
 
 KEYS = ["dataset", "method", "label", "model", "group_hash"]
-
-
 FAMILY = ["track", "method", "label"]  # configurations of one method that need telling apart by their identity
-
-
 CONFIG = ["method", "label", "model", "variant"]  # one configuration across tasks (summaries, --vs, report)
 
 
@@ -82,7 +61,7 @@ def _aggregate_one(row: dict[str, Any], g) -> dict[str, Any]:
         vals = g[m].astype(float)
         row[m] = vals.mean()
         row[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else 0.0
-    row["top1_pct_ci95"] = t975(len(g)) * row["top1_pct_std"] / math.sqrt(len(g)) if len(g) > 1 else math.nan
+    row["top1_pct_ci95"] = t_ppf(0.975, len(g) - 1) * row["top1_pct_std"] / math.sqrt(len(g)) if len(g) > 1 else math.nan
     row["ppt"] = ppt(row["top1_pct"], row["params_trainable"])
     return row
 

@@ -1,4 +1,5 @@
-"""TODO docstring (results -> results.gate)."""
+"""The regression gate (``compare --gate``): configurations matched to the reference by their identity; each gets
+a verdict (ok, regression, configuration differs, not in the reference, missing)."""
 
 from __future__ import annotations
 

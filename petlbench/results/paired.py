@@ -1,4 +1,5 @@
-"""TODO docstring (stats -> results.paired)."""
+"""Paired comparisons of configurations over seeds (``compare --vs``): per task the mean difference with its
+confidence interval, over tasks a summary with a Wilcoxon signed-rank test, and ranks with ties by significance."""
 
 from __future__ import annotations
 

@@ -24,14 +24,14 @@ COLUMNS = ["method", "config", "task", "backbone", "backbone_family", "metric", 
 
 # Model name -> backbone family. Only checkpoints whose provenance is known are listed: the VTAB-1k papers
 # (VPT, NOAH, FacT, SSF...) use Google's original IN-21k ViT-B/16, timm's `.orig_in21k`; `augreg_in21k`
-# (and its alias `vit_base_patch16_224_in21k`) is a different checkpoint (shared/spec/benchmark.md).
+# (and its alias `vit_base_patch16_224_in21k`) is a different checkpoint.
 FAMILIES: dict[str, str] = {
     "vit_base_patch16_224.orig_in21k": "ViT-B/16 IN-21k",
     "vit_base_patch16_224.augreg_in21k": "ViT-B/16 IN-21k AugReg",
     "vit_base_patch16_224_in21k": "ViT-B/16 IN-21k AugReg",
 }
 
-# Vision-language task and method names used in published.csv before petlbench has them (VL track).
+# Vision-language tasks of published.csv, by their names there (some have no petlbench dataset: nlvr2, scienceqa).
 VL_TASKS: dict[str, str] = {
     "vqav2": "VQAv2 test-dev, VQA score %",
     "gqa": "GQA test-dev accuracy %",
@@ -39,7 +39,6 @@ VL_TASKS: dict[str, str] = {
     "nlvr2": "NLVR2 test-P accuracy %",
     "scienceqa": "ScienceQA test average accuracy %",
 }
-VL_METHODS: dict[str, str] = {"dvp": "Dynamic Visual Prompting (Huang et al. 2023), VL track"}
 
 
 def published_path() -> Path:
@@ -62,7 +61,7 @@ def known_tasks() -> set[str]:
 def known_methods() -> set[str]:
     from petlbench.registry import METHODS
 
-    return set(METHODS.names()) | set(VL_METHODS)
+    return set(METHODS.names())
 
 
 def check(pub) -> list[str]:

@@ -1,4 +1,5 @@
-"""TODO docstring (results -> results.schema)."""
+"""The one results schema: ``RunResult`` (one stored row; every CSV column and JSON field is derived from it), the
+metrics a view can rank by, and how memory kinds are named."""
 
 from __future__ import annotations
 

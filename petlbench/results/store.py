@@ -1,4 +1,14 @@
-"""TODO docstring (results -> results.store)."""
+"""The crash- and concurrency-safe results store, and loading stores into pandas for the views.
+
+Store layout (``--out DIR``, default ``results/``)::
+
+    DIR/results.csv          one row per run, header = RunResult fields (units in the names)
+    DIR/runs/<run_id>.json   the same record with nested method_config / method_stats / provenance
+
+Appends take an exclusive ``flock`` on ``DIR/.lock``; a row is written with one ``write`` and
+fsynced. A crash mid-write can leave at most a trailing partial line without newline: the next
+append cuts it before writing, and readers ignore it, so a complete row is never lost or mixed.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring (results -> results.tables)."""
+"""How results are shown: the runs table after ``run``, ``compare``'s per-task and summary tables (Rich), and the
+Markdown pivot (``compare --markdown``) that the committed result pages are checked against."""
 
 from __future__ import annotations
 

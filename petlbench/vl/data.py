@@ -11,7 +11,7 @@ A VL sample is (image, text, target). A split holds them column-wise (``VLSplit`
   single-answer tasks.
 
 ``VLTask`` says how a task is scored and trained (metric, loss, direction) and holds its answer vocabulary.
-Where the data comes from (hub specs, local files, the built-in tasks, ``load_vl``) is ``petlbench.vl_sources``.
+Where the data comes from: ``vl.tasks`` (the built-in tasks) and ``vl.sources`` (hub specs, local files).
 """
 
 from __future__ import annotations
@@ -340,7 +340,7 @@ class VLScoring(Task):
 
 def prepare_vl(raw: VLRawData, data_cfg: dict[str, Any], trainval: bool = False, selection: bool = False,
                tokenize: Tokenize | None = None):
-    """``data.Splits`` of ``VLTorchSplit`` for a model's data config (``data.prepare`` dispatches here).
+    """``Splits`` of ``VLTorchSplit`` for a model's data config (``Data.prepare`` dispatches here).
     ``trainval`` trains on train + val (search_train / search_val keep them apart); a ``selection`` run gets no
     test split. ``tokenize`` defaults to the tokenizer named in ``data_cfg``."""
     tokenize = tokenize or tokenizer_for(data_cfg["tokenizer"])

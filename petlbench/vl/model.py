@@ -121,14 +121,14 @@ class VLModel(nn.Module):
 
     def data_config(self) -> dict[str, Any]:
         """How data becomes this model's inputs: the visual encoder's timm data config (input size, mean, std;
-        none for text-only) and the name whose tokenizer encodes the texts (``backbones.data_config``)."""
+        none for text-only) and the name whose tokenizer encodes the texts (``VLPairFamily.data_config``)."""
         from timm.data import resolve_data_config
 
         cfg = resolve_data_config({}, model=self) if self.vision is not None else {}
         return {**cfg, "tokenizer": self.tokenizer_name, "modality": self.modality}
 
     def example_inputs(self, text_len: int = 16) -> dict[str, torch.Tensor]:
-        """A batch of one for counting (``runner.inspect``): ``text_len`` text tokens, a random image."""
+        """A batch of one for counting (``engine.build.inspect``): ``text_len`` text tokens, a random image."""
         return example_inputs(self, 1, text_len, device=next(self.parameters()).device)
 
     # -- pieces of the forward (DVP and other methods reuse them)
@@ -278,7 +278,7 @@ def example_inputs(model: VLModel, batch_size: int = 1, text_len: int = 16, seed
 @torch.no_grad()
 def vl_gmacs(model: VLModel, text_len: int = 16) -> dict[str, float]:
     """GMACs of one inference forward for one sample of ``text_len`` text tokens (no padding), counted by
-    ``measure.count_flops`` (FlopCounterMode under the math SDPA path: every attention matmul is counted).
+    ``engine.measure.count_flops`` (FlopCounterMode under the math SDPA path: every attention matmul is counted).
 
     ``gmacs`` = everything; ``gmacs_vision`` = the frozen visual encoder; ``gmacs_text`` = the rest (visual
     projection, the language model over text + visual tokens, head). ``tokens`` = sequence length in the LM.

@@ -1,7 +1,6 @@
-"""Where VL data comes from: hub specs (``VL_HUB``), local files (parquet, ``save_to_disk``, JSONL + images),
-the built-in generated tasks, and the split carving they share -> ``vl_data.VLRawData``.
-
-``load_vl(name)`` resolves a built-in offline task (``petlbench.vl_tasks``), a hub name or a local path.
+"""Where VL data comes from besides the built-in tasks (``vl.tasks``): hub specs (``VL_HUB``) and local files
+(parquet, ``save_to_disk``, JSONL + images), with the split carving they share -> ``vl.data.VLRawData``. The
+router (``petlbench.datasets``) asks ``looks_like_vl`` of a local path and registers the hub specs.
 Online datasets are declared as data in ``VL_HUB`` (ids, configs and splits checked against their hub cards).
 """
 
@@ -312,7 +311,7 @@ VL_HUB: dict[str, VLHubSpec] = {
         "lmms-lab/GQA", "vqa", Columns("image", "question", "answer"),
         splits={s: (f"{t}_balanced_instructions", t) for s, t in _GQA_TIERS.items()},
         image_tables={s: (f"{t}_balanced_images", t) for s, t in _GQA_TIERS.items()},
-        join=("imageId", "id"), vocab_size=1843,  # the figure in issue 13 / benchmark.md; not re-derived here
+        join=("imageId", "id"), vocab_size=1843,  # the GQA answer vocabulary of published GQA heads; not re-derived
         note="balanced train / val (choices) / testdev (reported); 1,843 answers from train"),
     # sedrickkeh/snli-ve (parquet): image, filename, premise (the Flickr30k caption), hypothesis,
     # label ClassLabel(entailment, neutral, contradiction); train 529,527 / validation 17,858 / test 17,901 =

@@ -58,7 +58,7 @@ from petlbench.data import render as shapes
 from petlbench.data.builtin import SIZES
 from petlbench.data.diskcache import build_once
 from petlbench.data.render import SHAPES, draw, place, smooth_noise
-from petlbench.vl.data import VLRawData, VLSplit, entailment_task, vqa_task
+from petlbench.vl.data import ENTAILMENT, VLRawData, VLSplit, entailment_task, vqa_task
 
 IMG = shapes.GEN_SIZE  # 32×32, the bundled micro ViT's input size
 COLOURS = {"red": (230, 50, 40), "green": (50, 200, 60), "blue": (30, 60, 220), "yellow": (240, 230, 60)}
@@ -67,7 +67,6 @@ RELATIONS = ("left of", "right of", "above", "below")
 MARGIN = 4.0  # px: relation questions need the two centres this far apart on the asked axis
 COUNTS = ("0", "1", "2", "3")
 VQA_ANSWERS = (*COLOURS, *SHAPES, *COUNTS, "yes", "no")
-VE_LABELS = ("entailment", "neutral", "contradiction")  # SNLI-VE order
 VERSION = "v2"  # v2: shapes-ve neutral = absent referent only, three statements per scene
 
 
@@ -284,10 +283,10 @@ def _ve_samples(n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, str,
     per label the statement types are balanced over scenes (each label's surplus type differs)."""
     n_scenes = -(-n // 3)
     slots = {lab: [VE_TYPES[i] for i in rng.permutation(np.resize(np.roll(np.arange(len(VE_TYPES)), -j), n_scenes))]
-             for j, lab in enumerate(VE_LABELS)}
+             for j, lab in enumerate(ENTAILMENT)}
     out = []
     for k in range(n_scenes):
-        cells = [(slots[lab][k], lab) for lab in VE_LABELS]
+        cells = [(slots[lab][k], lab) for lab in ENTAILMENT]
         scene, texts = _scene_for(cells, rng)
         image = render(scene, rng)
         out += [(image, text, lab, scene, qtype) for text, (qtype, lab) in zip(texts, cells, strict=True)]
@@ -402,7 +401,7 @@ class VLBuiltinTask:
 TASKS = (
     VLBuiltinTask("shapes-vqa", "vqa", VQA_ANSWERS, _vqa_samples, "generated VQA on coloured-shape scenes, 14 answers "
                   "(colour/shape/count/exist/relation), 32px RGB"),
-    VLBuiltinTask("shapes-ve", "entailment", VE_LABELS, _ve_samples, "generated visual entailment on coloured-shape "
+    VLBuiltinTask("shapes-ve", "entailment", ENTAILMENT, _ve_samples, "generated visual entailment on coloured-shape "
                   "scenes, 3 labels (true/not decidable/false), 32px RGB"),
 )
 BY_NAME = {t.name: t for t in TASKS}

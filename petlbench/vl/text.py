@@ -1,4 +1,6 @@
-"""TODO docstring (vl -> vl.text)."""
+"""The text side of a vision-language pair: names (``TEXT+VISION``, the offline default pair), BERT-family
+language models (the packaged all-MiniLM-L6-v2, a hub id, or a local directory; hub access fails fast offline),
+the checks that a model can be read the way the VL model reads it, and tokenizers."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ KNOWN_TEXT_CONFIGS: dict[str, dict[str, int]] = {
                                               intermediate_size=512),
 }
 DEFAULT_VL_MODEL = f"{OFFLINE_TEXT}+petl_vit_micro_scenes"  # the scene-pretrained micro ViT (pretrain.py)
-ONLINE_PAIR = "bert-base-uncased+vit_base_patch16_clip_224.openai"  # the issue's online pair (ViLT/DVP setting)
+ONLINE_PAIR = "bert-base-uncased+vit_base_patch16_clip_224.openai"  # BERT-base + CLIP ViT-B/16, the setting of ViLT and DVP
 
 
 def is_vl_model_name(name: str | None) -> bool:
