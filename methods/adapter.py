@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from torch import nn
 
-from petlbench.config.fields import Range
+from petlbench.config.method_config import Range
 from petlbench.methods._bert import add_output_branches, attn_output, bert_layers, ffn_output, is_vl, text_dim
 from petlbench.methods._modules import (
     Activation,

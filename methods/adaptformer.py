@@ -13,7 +13,7 @@ from typing import Annotated
 
 from torch import nn
 
-from petlbench.config.fields import Range
+from petlbench.config.method_config import Range
 from petlbench.methods._modules import Bottleneck, add_branches, embed_dim, factory_kwargs, vit_blocks
 from petlbench.methods.base import Method, MethodConfig
 from petlbench.registry import register

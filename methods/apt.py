@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from petlbench.config.fields import Range
+from petlbench.config.method_config import Range
 from petlbench.methods._bert import (
     add_output_branches,
     attn_output,

@@ -46,7 +46,7 @@ from typing import Annotated, Any, Literal
 import torch
 from torch import nn
 
-from petlbench.config.fields import Range
+from petlbench.config.method_config import Range
 from petlbench.errors import UserError
 from petlbench.methods._bert import (
     add_output_branches,

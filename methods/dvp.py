@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from petlbench.config.fields import Range
+from petlbench.config.method_config import Range
 from petlbench.errors import UserError
 from petlbench.methods._bert import add_output_branches, attn_output, bert_layers, ffn_output, is_vl, text_dim
 from petlbench.methods._modules import Bottleneck, factory_kwargs, scoring_mode

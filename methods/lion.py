@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from petlbench.config.fields import Range
+from petlbench.config.method_config import Range
 from petlbench.methods._deq import SolveInfo, SolverSpec, equilibrium
 from petlbench.methods.base import Method, MethodConfig, MethodModule, Optimizer, state_of
 from petlbench.registry import register

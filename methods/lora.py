@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from petlbench.config.fields import Range
+from petlbench.config.method_config import Range
 from petlbench.methods._bert import attention_projection, bert_layers, is_vl, set_attention_projection
 from petlbench.methods._modules import vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from petlbench.config.fields import Flag, Range
+from petlbench.config.method_config import Flag, Range
 
 Optimizer = Literal["adamw", "sgd"]  # the loop's optimizers (type alias for configs that change the default)
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from petlbench.config.fields import Range
+from petlbench.config.method_config import Range
 from petlbench.methods._modules import embed_dim, factory_kwargs, vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule, Optimizer
 from petlbench.registry import register

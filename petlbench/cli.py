@@ -92,7 +92,7 @@ def _note_for(methods: set[str]) -> str:
 def _overrides(method: str, sets: list[str] | None, options: dict[str, Any]) -> dict[str, Any]:
     """The method config overrides of a command: ``--set key=value`` pairs, then the recipe flags given
     (``--lr``, ``--epochs``, ...; taken out of ``options``)."""
-    from petlbench.config.fields import parse_sets
+    from petlbench.config.method_config import parse_sets
     from petlbench.config.options import recipe_flags
     from petlbench.registry import METHODS
 
@@ -261,7 +261,7 @@ def inspect(
     text_len: Annotated[int, typer.Option(help="VL models: text tokens the GMACs are counted on")] = 16,
 ) -> None:
     """Build the model (random init, no data), apply METHOD, report parameter counts and GMACs."""
-    from petlbench.config.fields import parse_sets
+    from petlbench.config.method_config import parse_sets
     from petlbench.engine.build import inspect as do_inspect
     from petlbench.registry import METHODS
 

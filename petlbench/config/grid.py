@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from petlbench.config.fields import _coerce, build_method_config, field_types
+from petlbench.config.method_config import _coerce, build_method_config, field_types
 from petlbench.config.options import RunConfig
 from petlbench.errors import UserError
 from petlbench.registry import METHODS

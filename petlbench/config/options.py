@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from petlbench.config.fields import stable_hash, to_dict
+from petlbench.config.method_config import stable_hash, to_dict
 
 # the default of --precision: see README "bf16 parity" for the evidence that decided it
 DEFAULT_PRECISION = "auto"
@@ -112,7 +112,7 @@ def flag_of(f: dataclasses.Field) -> str:
 
 def recipe_flags() -> dict[str, tuple[Any, str]]:
     """Shared recipe keys with their own flag (``--lr``): name -> (type, help), from ``MethodConfig``."""
-    from petlbench.config.fields import Flag, field_meta, field_types
+    from petlbench.config.method_config import Flag, field_meta, field_types
     from petlbench.methods.recipe import MethodConfig
 
     types_ = field_types(MethodConfig)
@@ -181,7 +181,7 @@ def identity(cfg: RunConfig, method_config: Any, facts: dict[str, Any]) -> dict[
     """What determines a run's outcome: the identity options of the *resolved* config (dataset and model
     names filled in), the method config (``config.identity_config``) and resolved facts (data
     fingerprint, weights source and hash)."""
-    from petlbench.config.fields import identity_config
+    from petlbench.config.method_config import identity_config
 
     neutral = {f.name: f.default for f in options() if _meta(f).neutral}
     opts = {k: getattr(cfg, k) for k in IDENTITY_KEYS if not (k in neutral and getattr(cfg, k) == neutral[k])}

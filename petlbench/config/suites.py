@@ -1,9 +1,15 @@
 """Suites: ``benchmarks/*.toml`` (or any TOML path) -> validated ``RunConfig`` jobs.
 
 Keys a suite (top level or a ``[[group]]``) may set: ``methods``, ``datasets``, ``seeds``, ``label``,
-``[set.<method>]`` method-config overrides, every run option declared in ``options.RunConfig`` with
+``[set.<method>]`` method-config overrides, every run option declared in ``config.options.RunConfig`` with
 ``suite=True``, and every shared recipe key of ``MethodConfig`` (``epochs``, ``lr``, ...). Groups override
 the top level. Every value is validated (types and ranges) when the suite is loaded, before anything runs.
+
+``methods`` is a list of method names, or ``"all"``: every registered method (built-in and entry-point, in
+name order, as ``petlbench list methods`` prints them) that runs on the track of the block's ``datasets``
+(a dataset's track is its registered ``DatasetSpec.track``, or for a local path the track of the local
+format that claims it; no ``datasets``: the default task's). The datasets of an ``"all"`` block must share
+one track. A method registered later then joins the suite without editing it (the CI smoke suites use this).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from petlbench.config.fields import build_method_config, check_type
+from petlbench.config.method_config import build_method_config, check_type
 from petlbench.config.grid import Plan, grid_from_table
 from petlbench.config.options import SUITE_KEYS, RunConfig, options
 from petlbench.errors import UserError, did_you_mean
@@ -71,6 +77,32 @@ def _run_options(merged: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def dataset_track(name: str | None) -> str:
+    """The track of a suite's dataset (a registered name or a local path; None: the default task), without
+    loading it."""
+    import os
+
+    from petlbench.datasets import DATASETS, DEFAULT, LOCAL_FORMATS
+
+    name = name or DEFAULT
+    if os.path.exists(name) and name not in DATASETS:
+        return next(f for f in LOCAL_FORMATS if f.claims(Path(name))).track
+    return DATASETS.get(name).track
+
+
+def track_methods(datasets: list[str] | None, where: str) -> list[str]:
+    """``methods = "all"``: every registered method, in name order, that runs on the one track of ``datasets``."""
+    from petlbench.registry import METHODS
+    from petlbench.tracks import method_tracks
+
+    found = {dataset_track(d) for d in datasets or [None]}
+    if len(found) != 1:
+        raise UserError(f"suite '{where}': methods = \"all\" needs datasets of one track, but they are "
+                        f"{' and '.join(sorted(found))}; split them into [[group]] blocks")
+    (track,) = found
+    return [n for n, cls in METHODS.all().items() if track in method_tracks(cls.supports)]
+
+
 def _runs_of_block(merged: dict[str, Any], where: str) -> list[SuiteRun]:
     from petlbench.registry import METHODS
 
@@ -83,13 +115,19 @@ def _runs_of_block(merged: dict[str, Any], where: str) -> list[SuiteRun]:
         raise UserError(f"suite '{where}' has unknown key '{k}'{did_you_mean(k, allowed)}")
     if not merged.get("methods"):
         raise UserError(f"suite '{where}' lists no methods; add methods = [\"linear\", ...]")
+    methods = merged["methods"]
+    if methods == "all":
+        methods = track_methods(merged.get("datasets"), where)
+    elif not (isinstance(methods, list) and all(isinstance(m, str) for m in methods)):
+        raise UserError(f"suite '{where}': methods must be a list of method names or \"all\", "
+                        f"e.g. methods = [\"linear\", \"lora\"]; got {methods!r}")
     seeds = merged.get("seeds", [0])
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise UserError(f"suite '{where}': seeds must be a list of integers, e.g. seeds = [0, 1, 2]")
     run = _run_options(merged, where)
     label = run.pop("label", "")
     runs = []
-    for method in merged["methods"]:
+    for method in methods:
         overrides = {k: merged[k] for k in recipe_keys() if k in merged}
         overrides.update(merged.get("set", {}).get(method, {}))
         build_method_config(METHODS.get(method).Config, overrides, method)  # validate now, before any run

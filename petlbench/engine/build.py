@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from petlbench import tracks
-from petlbench.config.fields import build_method_config
+from petlbench.config.method_config import build_method_config
 from petlbench.config.options import RunConfig, config_hash, identity
 from petlbench.data import diskcache
 from petlbench.data.batching import map_tensors, tensor_shapes

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from petlbench.config.fields import to_dict
+from petlbench.config.method_config import to_dict
 from petlbench.config.options import RunConfig, group_hash
 from petlbench.data import cache as datacache
 from petlbench.data import diskcache
