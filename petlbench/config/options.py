@@ -24,7 +24,7 @@ import typer
 
 from petlbench.config.method_config import stable_hash, to_dict
 
-# the default of --precision: see README "bf16 parity" for the evidence that decided it
+# the default of --precision: see docs/results.md "bf16 parity" and docs/speed.md for the evidence that decided it
 DEFAULT_PRECISION = "auto"
 
 

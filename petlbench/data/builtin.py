@@ -192,7 +192,7 @@ class OfflineTask(DatasetSpec):
     classes: tuple[str, ...]
     arrays: Callable[[], Arrays]  # builds {split: (uint8 images, labels)} (disk-cached)
     source: str  # recorded as the run's data_source
-    origin: str  # where the data comes from, for the README and `list datasets`
+    origin: str  # where the data comes from, for docs/protocol.md and `list datasets`
     licence: str
     description: str
     # Compact training budget (used unless the user sets --epochs / --batch-size): 5 epochs of batch 16 =
