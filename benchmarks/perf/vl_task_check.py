@@ -142,7 +142,7 @@ def train_eval(task: VLTask, train: tuple, test: tuple, vocab: int, mode: str, e
         model.train()
         for idx in torch.randperm(len(train[0]), generator=gen).split(batch):
             x, tok = _ablate(train[0][idx], train[1][idx], mode)
-            loss = task.loss_fn(model(x, tok), train[2][idx])
+            loss = task.loss(model(x, tok), train[2][idx])
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -108,23 +108,37 @@ class HFColumn:
         return HFColumn(self.ds, self.col, idx if self.rows is None else self.rows[idx])
 
 
-class Task:
-    """How predictions are scored, declared by the data: the training loss and the evaluation metric.
-    Single-label classification: cross-entropy and top-1 (the metric stored as ``top1_pct``)."""
+class Task(ABC):
+    """How predictions are scored, declared by the data: the training loss and the evaluation metric (its name,
+    ``metric``, is stored with each row), the ``kind`` of task, and the head's lr multiplier the task implies
+    when the recipe leaves it to the task (``head_lr_mult`` None)."""
 
-    metric = "top1"
-    kind = "classification"  # what kind of task (VL tasks: "vqa" | "entailment")
-    head_lr_mult = 1.0  # the head's lr multiplier when the recipe leaves it to the task (``head_lr_mult`` None)
+    metric: str
+    kind: str
+    head_lr_mult: float
+
+    @abstractmethod
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch (mean)."""
+
+    @abstractmethod
+    def score(self, logits: torch.Tensor, target: torch.Tensor) -> float:
+        """Sum over the batch of per-sample scores in [0, 1]."""
+
+
+class Classification(Task):
+    """Single-label classification: cross-entropy and top-1 (stored as ``top1_pct``)."""
+
+    metric, kind, head_lr_mult = "top1", "classification", 1.0
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, target)
 
     def score(self, logits: torch.Tensor, target: torch.Tensor) -> float:
-        """Sum over the batch of per-sample scores in [0, 1] (here: correct or not)."""
         return float((logits.argmax(-1) == target).sum())
 
 
-CLASSIFICATION = Task()
+CLASSIFICATION = Classification()
 
 
 @dataclass

@@ -36,21 +36,22 @@ ENTAILMENT = ("entailment", "neutral", "contradiction")  # SNLI / SNLI-VE label 
 
 
 @dataclass(frozen=True)
-class VLTask:
-    """How a VL task is scored and trained. ``answers`` is the answer vocabulary (VQA) or the class names."""
+class VLTask(Task):
+    """How a VL task is scored and trained (the loop's ``Task``: ``loss`` and ``score`` by its metric).
+    ``answers`` is the answer vocabulary (VQA) or the class names."""
 
     name: str
     kind: str  # "vqa" | "entailment"
     answers: tuple[str, ...]
-    metric: str  # "vqa_score" (soft targets, BCE) | "top1" (class labels, CE)
-    loss: str  # "bce" | "ce"
+    metric: str  # "vqa_score" (soft targets, BCE) | "top1" (class labels, CE); stored in the ``metric`` column
+    objective: str  # the training loss: "bce" | "ce"
     higher_is_better: bool = True  # direction of the metric
 
     def __post_init__(self) -> None:
         if self.kind not in ("vqa", "entailment"):
             raise ValueError(f"VLTask kind must be 'vqa' or 'entailment', got {self.kind!r}")
-        if (self.metric, self.loss) not in (("vqa_score", "bce"), ("top1", "ce")):
-            raise ValueError(f"VLTask pairs vqa_score with bce and top1 with ce, got {self.metric}/{self.loss}")
+        if (self.metric, self.objective) not in (("vqa_score", "bce"), ("top1", "ce")):
+            raise ValueError(f"VLTask pairs vqa_score with bce and top1 with ce, got {self.metric}/{self.objective}")
 
     @property
     def num_answers(self) -> int:
@@ -79,10 +80,10 @@ class VLTask:
         dense[known, labels[known]] = 1.0
         return dense
 
-    def loss_fn(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return soft_bce_loss(logits, target) if self.loss == "bce" else ce_loss(logits, target)
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return soft_bce_loss(logits, target) if self.objective == "bce" else ce_loss(logits, target)
 
-    def metric_sum(self, logits: torch.Tensor, target: torch.Tensor) -> float:
+    def score(self, logits: torch.Tensor, target: torch.Tensor) -> float:
         """Sum of the per-sample metric over a batch (divide by the number of samples for the mean)."""
         return vqa_score_sum(logits, target) if self.metric == "vqa_score" else top1_sum(logits, target)
 
@@ -324,20 +325,6 @@ class _Pixels(torch.utils.data.Dataset):
         return self.split._pixel(i)
 
 
-class VLScoring(Task):
-    """A ``VLTask`` as the loop's ``data.Task``: loss = the task's (BCE on soft scores | CE), score = per-sample
-    sum of its metric (VQA score | top-1); ``metric`` names it (stored in the result's ``metric`` column)."""
-
-    def __init__(self, task: VLTask) -> None:
-        self.task, self.metric, self.kind, self.head_lr_mult = task, task.metric, task.kind, task.head_lr_mult
-
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.task.loss_fn(logits, target)
-
-    def score(self, logits: torch.Tensor, target: torch.Tensor) -> float:
-        return self.task.metric_sum(logits, target)
-
-
 def prepare_vl(raw: VLRawData, data_cfg: dict[str, Any], trainval: bool = False, selection: bool = False,
                tokenize: Tokenize | None = None):
     """``Splits`` of ``VLTorchSplit`` for a model's data config (``Data.prepare`` dispatches here).
@@ -354,7 +341,7 @@ def prepare_vl(raw: VLRawData, data_cfg: dict[str, Any], trainval: bool = False,
     pre += f"texts tokenised by {data_cfg.get('tokenizer', 'the given')} tokenizer, right-padded per batch"
     merged = lambda: VLTorchSplit(concat_splits(raw.splits["train"], raw.splits["val"]), raw.task,  # noqa: E731
                                   data_cfg, tokenize)
-    return make_splits(out, raw.num_classes, pre, VLScoring(raw.task), trainval, merged)
+    return make_splits(out, raw.num_classes, pre, raw.task, trainval, merged)
 
 
 def concat_splits(a: VLSplit, b: VLSplit) -> VLSplit:
