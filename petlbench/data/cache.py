@@ -114,7 +114,8 @@ def cache_splits(splits: Splits, fingerprints: dict[str, str], cache_dir: Path |
         return done[id(ds)]
 
     parts = [splits.train, splits.val, splits.search_train, splits.search_val]
-    parts += list(getattr(splits.train, "datasets", []))  # --trainval: train + val
+    if isinstance(splits.train, torch.utils.data.ConcatDataset):  # --trainval: train + val
+        parts += list(splits.train.datasets)
     if not any(isinstance(d, LazyImages) for d in parts):
         return splits  # in-memory or non-image (VL) data: nothing to decode
     train, val = swap(splits.search_train or splits.train, "train"), swap(splits.search_val or splits.val, "val")
