@@ -289,8 +289,8 @@ def vl_gmacs(model: VLModel, text_len: int = 16) -> dict[str, float]:
         model, device = copy.deepcopy(model).cpu(), torch.device("cpu")
     inputs = example_inputs(model, 1, text_len, device=device)
     total = count_flops(model, inputs) / 2
-    vision = count_flops(model.vision, inputs["pixel_values"]) / 2 if model.vision is not None else 0.0  # as
-    # VL_PAIRS.encoder_gmacs counts it for a run (on the CPU, math attention)
+    encoder = VL_PAIRS.encoder_gmacs(model, model.data_config())  # the frozen visual encoder, as a run counts it
+    vision = 0.0 if math.isnan(encoder) else encoder * 1e9
     was_training = model.training
     try:
         tokens = model.eval().forward_features(inputs).shape[1]
