@@ -55,9 +55,9 @@ LOCAL_FORMATS: list[LocalFormat] = [  # asked in order; the vision reader takes 
 def list_datasets() -> list[tuple[str, str, str, str]]:
     """(name, track, kind, note) rows for ``petlbench list datasets``, each track's local formats after its
     named datasets."""
-    rows = []
-    for track in dict.fromkeys(spec.track for spec in DATASETS.all().values()):
-        rows += [(n, track, *spec.row()) for n, spec in DATASETS.all().items() if spec.track == track]
+    rows, specs = [], DATASETS.registered()
+    for track in dict.fromkeys(spec.track for spec in specs.values()):
+        rows += [(n, track, *spec.row()) for n, spec in specs.items() if spec.track == track]
         rows += [("<path>", f.track, f.kind, f.note) for f in LOCAL_FORMATS if f.track == track]
     return rows
 

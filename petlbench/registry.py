@@ -55,6 +55,11 @@ class Registry(Generic[T]):
         self._discover_all()
         return dict(sorted(self._entries.items()))
 
+    def registered(self) -> dict[str, T]:
+        """Every entry, by name, in the order of registration (``all`` sorts by name)."""
+        self._discover_all()
+        return dict(self._entries)
+
     def names(self) -> list[str]:
         return list(self.all())
 
