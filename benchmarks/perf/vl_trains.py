@@ -10,9 +10,9 @@ left/right square?" with two squares, did not get past the image-only level with
 fusion of that kind needs longer training than a check like this affords.)
 
 Each method trains from the same frozen VL backbone (default: the offline default VL pair) with AdamW at
-a constant lr, under the loop's default frozen-backbone policy (frozen modules in eval mode); we print the mean
-loss of the first and last 20 steps, the accuracy on 256 held-out samples, and the forward time per batch
-(inference, eval mode).
+a constant lr (the loop's ``fit``), under the loop's default frozen-backbone policy (frozen modules in eval
+mode); we print the mean loss of the first and last 20 steps, the accuracy on 256 held-out samples, and the
+forward time per batch (inference, eval mode).
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/perf/vl_trains.py [--model NAME --steps 300 --batch 32]``.
 Prints one row per method and a JSON line.
@@ -61,7 +61,9 @@ def train_method(name: str, model_name: str | None, steps: int, batch: int, lr: 
     losses, held-out accuracy, timing."""
     from timm.data import resolve_data_config
 
-    from petlbench.engine.loop import set_train_mode
+    from petlbench.engine.loop import fit
+    from petlbench.engine.optim import constant
+    from petlbench.methods.base import MethodConfig
     from petlbench.registry import METHODS
     from petlbench.vl.model import create_vl_backbone
     from petlbench.vl.text import vl_tokenizer
@@ -74,16 +76,13 @@ def train_method(name: str, model_name: str | None, steps: int, batch: int, lr: 
     tok = vl_tokenizer(model_name)
     train_x, train_y = make_task(steps * batch, seed + 1, tok, data_cfg)
     val_x, val_y = make_task(256, seed + 2, tok, data_cfg)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    losses, t0 = [], time.perf_counter()
-    for step in range(steps):
+    def loss(step: int) -> torch.Tensor:
         idx = slice(step * batch, (step + 1) * batch)
-        set_train_mode(model, "eval")  # the loop's default policy: frozen modules in eval mode (no dropout)
-        loss = torch.nn.functional.cross_entropy(model(_slice(train_x, idx)), train_y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+        return torch.nn.functional.cross_entropy(model(_slice(train_x, idx)), train_y[idx])
+
+    t0 = time.perf_counter()
+    # constant lr, torch's default AdamW weight decay (0.01); the loop's default policy: frozen modules in eval mode
+    losses = fit(model, loss, steps, MethodConfig(lr=lr, weight_decay=1e-2), schedule=constant)
     train_s = time.perf_counter() - t0
     model.eval()
     with torch.no_grad():

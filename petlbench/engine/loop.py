@@ -7,7 +7,10 @@ tensors; the task's loss and metric read the target).
 warm-up, optional bf16 autocast; extra_loss, on_step) -> val each epoch (recorded, never used to select on
 test) -> parameter counts (after search and training-time pruning, before finalize merges anything) ->
 method.finalize -> test once -> method stats -> GMACs, inference throughput, peak memory.
-Orchestration (building, identity, the store, provenance) lives in ``petlbench.runner``.
+Orchestration (building, identity, the store, provenance) lives in ``engine.build`` and ``engine.runner``.
+
+``fit(net, objective, batches, recipe)``: the same optimizer steps (recipe optimizer, schedule, step) alone, for
+training that is not a benchmark run: pretraining the bundled backbones, tests, benchmarks/perf scripts.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +30,7 @@ from petlbench.data.batching import batches, map_tensors, num_batches, split_off
 from petlbench.data.types import Splits
 from petlbench.engine import measure, numerics
 from petlbench.engine.distributed import Dist
-from petlbench.engine.optim import head_lr_mult, make_optimizer, warmup_then_decay
+from petlbench.engine.optim import head_lr_mult, make_optimizer, optimizer_step, warmup_then_decay
 from petlbench.errors import UserError
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
 from petlbench.models.family import Built
@@ -111,9 +114,7 @@ def training_step(model: nn.Module, mcfg: MethodConfig, example: Any, device: to
     def step(precision: str) -> None:
         with numerics.autocast(device, precision):
             loss = net(x).float().logsumexp(-1).mean()  # a cross-entropy's cost, without needing labels
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss, params)
 
     return step
 
@@ -343,11 +344,7 @@ class _Loop:
         # DDP: back-propagate this process's weighted share; log and check the global batch's loss (alone: loss)
         share, loss, n = self.rt.dist.batch_loss(loss, batch_size_of(y))
         total_loss = share if extra is None else share + extra
-        opt.zero_grad(set_to_none=True)
-        total_loss.backward()
-        if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-        opt.step()
+        optimizer_step(opt, total_loss, params, self.cfg.grad_clip)
         self.fit.steps += 1
         self.method.on_step(self.model, self.fit.steps, total)
         self.clock.stop(n, timed=not compiling)  # a compiling step is kept out of the throughput
@@ -380,7 +377,7 @@ class _Loop:
             if not math.isfinite(total_loss):
                 self.out.status, self.out.error = "diverged", f"non-finite loss at step {first + i}"
                 return False
-            fit.loss_ema = loss if math.isnan(fit.loss_ema) else 0.9 * fit.loss_ema + 0.1 * loss
+            fit.loss_ema = ema(None if math.isnan(fit.loss_ema) else fit.loss_ema, loss, 0.1)
             self.reporter.step(fit.loss_ema, img_s)
         return True
 
@@ -396,6 +393,49 @@ class _Loop:
         with self.rt.dist.in_turn():  # DDP on shared CPUs: processes measure one after the other
             m["infer_img_s"] = measure.infer_throughput(model, example, self.rt.device, self.cfg.batch_size,
                                                         autocast=self.rt.autocast)
+
+
+def fit(net: nn.Module, objective: Callable[[Any], torch.Tensor], batches: Iterable[Any] | int,
+        recipe: MethodConfig, *, steps: int | None = None, warmup_steps: int = 0,
+        schedule: Callable[[int], float] | None = None, no_decay: Collection[int] = (),
+        frozen_backbone_mode: str = "eval", on_step: Callable[[int, int], None] | None = None,
+        reporter: Reporter | None = None, description: str = "fit", ema_weight: float = 0.1) -> list[float]:
+    """Fit ``net`` to ``batches``, the way the loop steps: per batch (an int ``n``: the step numbers 0 .. n-1
+    stand for the batches), train mode under ``frozen_backbone_mode`` (``set_train_mode``), the scalar loss
+    ``objective(batch)``, one step of the recipe's optimizer over ``net``'s trainable parameters
+    (``make_optimizer``; ``no_decay``: ids of further parameters without weight decay; the recipe's
+    ``grad_clip``), then ``on_step(step, steps)`` (1-based). The lr is the recipe's × ``schedule(step)``; None:
+    ``warmup_then_decay`` over ``steps`` (None: ``len(batches)``) with ``warmup_steps`` of warm-up and the
+    recipe's decay; ``optim.constant``: a constant lr. ``reporter`` (optional) shows ``description`` and the
+    loss EMA (``ema_weight`` on the newest loss). Returns each step's loss. Batches are used as they come (no
+    device move, no autocast)."""
+    batches = range(batches) if isinstance(batches, int) else batches
+    steps = len(batches) if steps is None else steps
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = make_optimizer(params, recipe, no_decay=no_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule or warmup_then_decay(steps, warmup_steps, recipe.decay))
+    losses: list[float] = []
+    avg, reporter = None, reporter or Reporter()
+    reporter.start(steps, description)
+    try:
+        for step, batch in enumerate(batches, 1):
+            set_train_mode(net, frozen_backbone_mode)
+            loss = objective(batch)
+            optimizer_step(opt, loss, params, recipe.grad_clip)
+            sched.step()
+            losses.append(loss.item())
+            if on_step is not None:
+                on_step(step, steps)
+            avg = ema(avg, losses[-1], ema_weight)
+            reporter.step(avg, 0.0)
+    finally:
+        reporter.stop()
+    return losses
+
+
+def ema(avg: float | None, value: float, weight: float) -> float:
+    """One update of an exponential moving average: ``value`` first (``avg`` None), then ``weight`` on it."""
+    return value if avg is None else (1 - weight) * avg + weight * value
 
 
 def train_and_evaluate(built: Built, method: Method, splits: Splits, rt: Runtime,

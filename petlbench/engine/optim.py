@@ -1,4 +1,4 @@
-"""TODO docstring (loop -> engine.optim)."""
+"""The recipe's optimizer, lr schedule and optimizer step, shared by the loop and its small ``fit`` entry point."""
 
 from __future__ import annotations
 
@@ -18,13 +18,16 @@ def head_lr_mult(mcfg: MethodConfig, task: Task) -> float:
 
 
 def make_optimizer(params: list[nn.Parameter], mcfg: MethodConfig, head: Collection[int] = (),
-                   head_mult: float = 1.0) -> torch.optim.Optimizer:
+                   head_mult: float = 1.0, no_decay: Collection[int] = ()) -> torch.optim.Optimizer:
     """AdamW (β = (0.9, ``adam_beta2``)) or SGD (momentum 0.9) over ``params`` in up to four groups: the head's
-    parameters (ids in ``head``) at lr × ``head_mult``, and, unless ``wd_bias_norm``, biases and norm weights
-    (1-D tensors) without weight decay. With the shared recipe's neutral values this is one group."""
+    parameters (ids in ``head``) at lr × ``head_mult``, and without weight decay: unless ``wd_bias_norm``, biases
+    and norm weights (1-D tensors), and always the parameters whose ids are in ``no_decay`` (pretraining's position
+    embedding and class token). Groups come in the order of their first parameter. With the shared recipe's
+    neutral values this is one group."""
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in params:
-        groups.setdefault((head_mult != 1.0 and id(p) in head, mcfg.wd_bias_norm or p.ndim > 1), []).append(p)
+        decays = (mcfg.wd_bias_norm or p.ndim > 1) and id(p) not in no_decay
+        groups.setdefault((head_mult != 1.0 and id(p) in head, decays), []).append(p)
     spec = [{"params": ps, "lr": mcfg.lr * (head_mult if is_head else 1.0),
              "weight_decay": mcfg.weight_decay if decays else 0.0} for (is_head, decays), ps in groups.items()]
     if mcfg.optimizer == "adamw":
@@ -43,3 +46,19 @@ def warmup_then_decay(total_steps: int, warmup_steps: int, decay: str = "cosine"
         return 1.0 - progress if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return f
+
+
+def constant(step: int) -> float:
+    """The lr multiplier of a constant lr (no warm-up, no decay)."""
+    return 1.0
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter],
+                   grad_clip: float = 0.0) -> None:
+    """One optimizer step on ``loss``: zero the gradients, back-propagate, clip the global gradient norm of
+    ``params`` to ``grad_clip`` (0 = off), step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()

@@ -1,13 +1,13 @@
 """Pretrain the bundled micro ViTs: ``petl_vit_micro`` on Fashion-MNIST, ``petl_vit_micro_scenes`` on shape scenes.
 
 No package ships ViT weights, so the embedded offline benchmark brings its own backbones, both the
-``petl_vit_micro`` architecture (see ``petlbench.backbones.BUNDLED``), saved without their heads as safetensors
+``petl_vit_micro`` architecture (see ``petlbench.models.backbones.BUNDLED``), saved without their heads as safetensors
 next to a JSON provenance file:
 
 * ``--data fashion-mnist`` (``petl_vit_micro``, the vision track's default): a 10-class head on the Fashion-MNIST
   train split (60k grey 28×28 images, MIT licence, Debian package ``dataset-fashion-mnist``).
 * ``--data scenes`` (``petl_vit_micro_scenes``, the VL track's visual encoder): dense object/attribute labels on
-  40,000 generated scenes of the VL tasks' scene prior (``vl_tasks.pretraining_scenes``: a seed stream disjoint
+  40,000 generated scenes of the VL tasks' scene prior (``vl.tasks.pretraining_scenes``: a seed stream disjoint
   from every task split; no questions, no task image). Per patch token of the last block (before the final norm:
   the tokens the VL model reads), three heads (LayerNorm + linear, dropped after) predict the shape and the
   colour of the object covering the patch (or background) and whether an object's centre is in it; the loss is
@@ -60,6 +60,7 @@ WEIGHT_DECAY = 0.05
 WARMUP_FRAC = 0.05
 LABEL_SMOOTHING = 0.1
 SHIFT = 2  # random translation in pixels (28×28 images)
+EMA_WEIGHT = 0.02  # of the newest step in the reported loss / accuracy EMAs
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -101,14 +102,6 @@ def _augment(images: np.ndarray, rng: np.random.Generator, shift: int) -> np.nda
     return out
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token"))
-        (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def build_model(num_classes: int = 10) -> torch.nn.Module:
     """The bundled architecture, random init, ``num_classes`` head (all parameters trainable)."""
     import timm
@@ -142,7 +135,7 @@ def _fashion_objective(model: torch.nn.Module, train: tuple[np.ndarray, np.ndarr
 
 
 class PatchHeads(nn.Module):
-    """One LayerNorm + linear head per label kind (``vl_tasks.LABEL_HEADS``) on every patch token."""
+    """One LayerNorm + linear head per label kind (``vl.tasks.LABEL_HEADS``) on every patch token."""
 
     def __init__(self, dim: int) -> None:
         from petlbench.vl.tasks import LABEL_HEADS
@@ -182,28 +175,34 @@ def _scene_objective(model: torch.nn.Module, heads: PatchHeads, scenes: tuple[np
 
 def _train(modules: nn.Module, objective: Objective, steps: int, lr: float, rng: np.random.Generator,
            reporter) -> tuple[float, float]:
-    """AdamW steps with the loop's schedule (linear warm-up, cosine to 0); returns (loss EMA, accuracy EMA)."""
-    from petlbench.engine.optim import warmup_then_decay
+    """The loop's ``fit``: AdamW (weight decay 0.05, none on biases, norm weights, the position embedding and
+    the class token), linear warm-up then cosine to 0; returns (loss EMA, accuracy EMA)."""
+    from petlbench.engine.loop import fit
+    from petlbench.methods.base import MethodConfig
 
-    opt = torch.optim.AdamW(_param_groups(modules, WEIGHT_DECAY), lr=lr, betas=(0.9, 0.999))
-    schedule = warmup_then_decay(steps, max(1, int(WARMUP_FRAC * steps)))
-    ema_loss, ema_acc = None, None
-    modules.train()
-    reporter.start(steps, "pretrain")
-    try:
-        for step in range(steps):
-            for g in opt.param_groups:
-                g["lr"] = lr * schedule(step)
-            loss, acc = objective(rng)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
-            ema_acc = acc if ema_acc is None else 0.98 * ema_acc + 0.02 * acc
-            reporter.step(ema_loss, 0.0)
-    finally:
-        reporter.stop()
-    return float(ema_loss), float(ema_acc)
+    recipe = MethodConfig(optimizer="adamw", lr=lr, weight_decay=WEIGHT_DECAY, wd_bias_norm=False)
+    embeddings = {id(p) for name, p in modules.named_parameters() if name.endswith(("pos_embed", "cls_token"))}
+    accs: list[float] = []
+
+    def loss(rng: np.random.Generator) -> torch.Tensor:
+        value, acc = objective(rng)
+        accs.append(acc)
+        return value
+
+    losses = fit(modules, loss, [rng] * steps, recipe, warmup_steps=max(1, int(WARMUP_FRAC * steps)),
+                 no_decay=embeddings, frozen_backbone_mode="train", reporter=reporter, description="pretrain",
+                 ema_weight=EMA_WEIGHT)
+    return _ema(losses), _ema(accs)
+
+
+def _ema(values: list[float]) -> float:
+    """The EMA pretraining reports."""
+    from petlbench.engine.loop import ema
+
+    avg = None
+    for v in values:
+        avg = ema(avg, v, EMA_WEIGHT)
+    return float(avg)
 
 
 @torch.no_grad()
@@ -255,7 +254,7 @@ def _scenes_run(model, prep, steps, batch_size, lr, rng, reporter, seed, n_scene
     return {"epochs": round(steps * batch_size / n_scenes, 2), "final_train_loss_ema": round(loss, 4),
             "final_train_shape_acc_ema": round(acc, 2), **scores, "scenes_eval_images": eval_scenes,
             "augmentation": "horizontal flip p=0.5 (labels mirrored)",
-            "data": f"{n_scenes} generated shape scenes (vl_tasks.pretraining_scenes, seed {seed}; disjoint from the "
+            "data": f"{n_scenes} generated shape scenes (vl.tasks.pretraining_scenes, seed {seed}; disjoint from the "
                     "VL task splits), dense labels per patch: shape and colour of the object covering >= "
                     f"{COVER_MIN:.0%} of it (and of its most-covered patch), object centre"}
 
