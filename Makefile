@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: install run test test-slow lint bench mini-vtab clean
+.PHONY: install run test test-fast test-slow lint bench mini-vtab reference clean
 
 install: $(STAMP)
 
@@ -31,8 +31,14 @@ run: install
 	$(PETL) suite quickstart
 	$(PETL) compare --sort top1_pct
 
+# Everything but the slow tests (what CI runs; about 5 min on 2 idle cores).
 test: install
 	$(PY) -m pytest
+
+# The inner loop: unit and per-method tests, no end-to-end CLI runs, suites, wheel build or spawned processes
+# (under a minute on 2 idle cores). Folders: tests/unit, tests/methods, tests/integration.
+test-fast: install
+	$(PY) -m pytest -m "not slow and not integration"
 
 test-slow: install
 	$(PY) -m pytest -m slow
@@ -52,6 +58,16 @@ bench: install
 	$(PY) benchmarks/perf/data_once.py
 	$(PY) benchmarks/perf/lion_memory.py
 	$(PY) benchmarks/perf/das_speed.py
+
+# Regenerate the CI regression references (benchmarks/reference/smoke.csv, smoke-vl.csv): each smoke suite runs
+# into a fresh temporary store and its results CSV replaces the reference. Run it after registering a method (the
+# smoke suites run every registered method of their track) or changing a run's identity, and commit the CSVs.
+reference: install
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	for suite in smoke smoke-vl; do \
+		$(PETL) suite $$suite --out "$$tmp/$$suite"; \
+		cp "$$tmp/$$suite/results.csv" benchmarks/reference/$$suite.csv; \
+	done
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

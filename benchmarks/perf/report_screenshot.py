@@ -6,7 +6,7 @@ With no RESULTS it renders the committed stores: the smoke suite (one task, ten 
 tasks, two memory kinds) and vl-mini (two VL tasks, text-only / image-only baselines), plus one store holding
 both vision and VL rows (smoke + smoke-vl). For each it writes ``OUT_DIR/<name>/index.html`` (and the report's
 PNGs) and ``OUT_DIR/<name>.png``, a full-page screenshot 1400 px wide. Needs Chromium (Debian: ``apt-get
-install chromium``) and matplotlib; no network. The tests never need Chromium (``tests/test_report.py``
+install chromium``) and matplotlib; no network. The tests never need Chromium (``tests/integration/test_report_page.py``
 renders the page there only where one is installed).
 """
 

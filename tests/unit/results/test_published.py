@@ -1,0 +1,109 @@
+"""Published reference numbers: the file's schema and names, family matching, ours − published."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from petlbench.data.hub import HUB
+from petlbench.errors import UserError
+from petlbench.registry import METHODS
+from petlbench.results.aggregate import aggregate
+from petlbench.results.published import (
+    COLUMNS,
+    VL_TASKS,
+    backbone_family,
+    check,
+    known_methods,
+    load_published,
+    published_deltas,
+    published_path,
+)
+
+from ...runs_table import frame, paired_rows
+
+VIT = "vit_base_patch16_224.orig_in21k"
+REF = Path(__file__).resolve().parents[3] / "benchmarks" / "reference"
+
+
+def test_published_file_schema_and_names():
+    raw = pd.read_csv(published_path(), dtype=str, keep_default_na=False)
+    assert list(raw.columns) == COLUMNS
+    assert check(raw) == []
+    pub = load_published()
+    assert pub["value"].dtype == float and pub["value"].between(0, 100).all()
+    assert (pub["source"].str.len() > 10).all() and (pub["notes"].str.len() > 0).all()
+    names = set(known_methods())
+    for r in pub.itertuples():
+        assert r.method in names, r.method
+        assert r.task in HUB or r.task in VL_TASKS, r.task
+        assert METHODS.get(r.method).supports != {"vl"} or r.task in VL_TASKS  # VL-only methods: VL tasks
+    vtab = pub[pub["task"].str.startswith("vtab-")]
+    assert set(vtab["backbone_family"]) == {"ViT-B/16 IN-21k"} and set(vtab["metric"]) == {"top1_pct"}
+    # every VTAB method the issue lists is present, VPT in both variants
+    got = set(zip(vtab["method"], vtab["config"], strict=True))
+    assert got >= {("full", ""), ("linear", ""), ("vpt", "deep=false"), ("vpt", "deep=true"), ("bitfit", ""),
+                   ("adapter", ""), ("lora", ""), ("adaptformer", "")}
+
+
+def test_check_reports_bad_rows():
+    bad = pd.DataFrame([
+        {"method": "lora", "config": "", "task": "vtab-cifar", "backbone": "b", "backbone_family": "f",
+         "metric": "top1_pct", "value": "150", "params": "", "source": "", "notes": ""},
+        {"method": "nosuch", "config": "deep", "task": "imagenet", "backbone": "b", "backbone_family": "f",
+         "metric": "top1_pct", "value": "x", "params": "", "source": "s", "notes": ""},
+    ])[COLUMNS]
+    problems = " | ".join(check(bad))
+    for text in ("line 2: value '150'", "line 2: empty source", "line 3: unknown task 'imagenet'",
+                 "line 3: unknown method 'nosuch'", "line 3: config 'deep'", "line 3: value 'x'"):
+        assert text in problems
+    assert check(bad.drop(columns=["notes"])) and "expected" in check(bad.drop(columns=["notes"]))[0]
+
+
+def test_load_published_rejects_a_malformed_file(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text(",".join(COLUMNS) + "\nlora,,vtab-cifar,b,f,top1_pct,75,,,\n")
+    with pytest.raises(UserError, match="empty source"):
+        load_published(path)
+
+
+def test_backbone_family():
+    assert backbone_family(VIT) == "ViT-B/16 IN-21k"
+    assert backbone_family("vit_base_patch16_224_in21k") == "ViT-B/16 IN-21k AugReg"  # a different checkpoint
+    assert backbone_family("petl_vit_micro") is None
+    assert backbone_family(VIT, weights_source="random-init") is None
+
+
+def _deltas(tmp_path, rows):
+    df = frame(tmp_path, rows)
+    d = published_deltas(df, aggregate(df), load_published())
+    return {(r.dataset, r.method, r.label, r.model): r for r in d.itertuples()}
+
+
+def test_ours_minus_published(tmp_path):
+    hub = {"model": VIT, "weights_source": f"hub:timm/{VIT}"}
+    rows = paired_rows("vpt", "vtab-cifar", [80.0, 81.0], config={"deep": True}, **hub)
+    rows += paired_rows("vpt", "vtab-dtd", [60.0, 61.0], config={"deep": False}, **hub)
+    rows += paired_rows("lion", "vtab-cifar", [70.0], **hub)
+    rows += paired_rows("linear", "vtab-cifar", [10.0], label="random-init", model=VIT, weights_source="random-init")
+    rows += paired_rows("lora", "vtab-cifar", [50.0])  # bundled micro ViT
+    rows += paired_rows("lora", "cells", [30.0])  # built-in offline task
+    d = _deltas(tmp_path, rows)
+    deep = d[("vtab-cifar", "vpt", "", VIT)]
+    assert deep.published == 78.8 and deep.delta == pytest.approx(80.5 - 78.8) and "2203.12119" in deep.source
+    shallow = d[("vtab-dtd", "vpt", "", VIT)]
+    assert shallow.published == 62.6 and shallow.delta == pytest.approx(60.5 - 62.6)
+    assert d[("vtab-cifar", "lion", "", VIT)].status == "no published number"
+    assert d[("vtab-cifar", "linear", "random-init", VIT)].status.startswith("random-init backbone")
+    assert "no published backbone family" in d[("vtab-cifar", "lora", "", "petl_vit_micro")].status
+    offline = d[("cells", "lora", "", "petl_vit_micro")]
+    assert offline.status == "offline task: no published number" and math.isnan(offline.delta)
+
+
+def test_compare_published_cli(cli, tmp_path):
+    code, out, err = cli("compare", str(REF / "mini-vtab.csv"), "--published", "--dataset", "cells")
+    assert code == 0, err
+    assert "offline tasks (cells): no published numbers" in out
