@@ -428,7 +428,7 @@ def pretrain(
 ) -> None:
     """Re-create a bundled backbone's weights from scratch (offline): Fashion-MNIST or generated shape scenes.
 
-    Options left out take the recipe's values, declared once in petlbench/pretrain.py (which also checks them).
+    Options left out take the recipe's values, declared once in petlbench/engine/pretrain.py (which also checks them).
     """
     from petlbench.engine.pretrain import pretrain as do_pretrain
 
