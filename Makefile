@@ -46,13 +46,13 @@ test-slow: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-# The full offline benchmark (3 seeds x every method x every mini-VTAB task); see README for timing.
+# The full offline benchmark (3 seeds x every method x every mini-VTAB task); timing in docs/results.md.
 mini-vtab: install
 	$(PETL) suite mini-vtab --out results/mini-vtab
 	$(PETL) compare results/mini-vtab
 
 # step_bench: each method's training step vs a bare PyTorch loop (ViT-B/16, batch 8, fp32 and bf16; about
-# 15 min on 2 idle cores); data_once: epoch data time decoded every epoch vs once. See README "Speed".
+# 15 min on 2 idle cores); data_once: epoch data time decoded every epoch vs once. See docs/speed.md.
 bench: install
 	$(PY) benchmarks/perf/step_bench.py --out results/step_bench.json
 	$(PY) benchmarks/perf/data_once.py
