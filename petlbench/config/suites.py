@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from petlbench.config.method_config import build_method_config, check_type
 from petlbench.config.grid import Plan, grid_from_table
+from petlbench.config.method_config import build_method_config, check_type
 from petlbench.config.options import SUITE_KEYS, RunConfig, options
 from petlbench.errors import UserError, did_you_mean
 

@@ -10,9 +10,10 @@ import platform
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def _installed_commit() -> str:
@@ -44,8 +45,9 @@ def git_commit() -> str:
 
 
 def provenance(device: torch.device) -> dict[str, str]:
-    """The provenance columns of a result row."""
+    """The provenance columns of a result row (torch imported here: the CLI reads ``cores`` without it)."""
     import timm
+    import torch
 
     from petlbench import __version__
 
