@@ -73,6 +73,7 @@ def test_print_commands_round_trip_every_option(cli, tmp_path, monkeypatch):
     assert all(getattr(in_process[0], k) == values[k] for k in values)
 
 
+@pytest.mark.integration  # prints and re-parses the commands of VL runs through the CLI
 def test_print_commands_round_trip_vl_options(cli, tmp_path, monkeypatch):
     from petlbench.config.suites import suite_jobs
     from petlbench.datasets import load_data

@@ -54,6 +54,7 @@ def test_suite_covers_three_groups_and_default() -> None:
     assert all(t.description and t.origin and t.licence and t.source for t in offline.TASKS)
 
 
+@pytest.mark.integration  # builds every generated task from scratch (~4 s)
 @pytest.mark.parametrize("name", GENERATED)
 def test_generation_is_deterministic(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh build (no caches, global RNGs disturbed) equals the cached arrays bit for bit."""

@@ -159,6 +159,7 @@ def _data(kind: str, n: int, seed: int):
             for i in range(n)]
 
 
+@pytest.mark.integration  # 46 whole runs through the loop (~20 s): `make test` runs them, `make test-fast` not
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("name, kind", CASES)
 def test_every_method_and_backbone_kind_trains_and_evaluates(name, kind, precision):

@@ -102,6 +102,7 @@ def test_missing_matplotlib_is_one_clear_error(monkeypatch):
         _pyplot()
 
 
+@pytest.mark.integration  # the report command end to end (figures rendered)
 def test_report_cli_on_part_of_the_committed_sweep(cli, tmp_path):
     lines = (REF / "mini-vtab.csv").read_text().splitlines(keepends=True)
     part = tmp_path / "part.csv"  # two tasks keep the test quick; the slow test renders all eight
