@@ -31,15 +31,6 @@ img_size = 32
 batch_size = 8
 """
 
-EXAMPLES = {
-    "model": "test_vit", "img_size": 32, "weights": "WEIGHTS", "pretrained": False, "device": "cpu", "precision": "bf16",
-    "deterministic": True, "limit": 24, "frozen_backbone_mode": "train", "num_workers": 1, "compile": True,
-    "trainval": True, "label": "a b",
-}
-VL_EXAMPLES = {"modality": "text"}  # options of VL runs only: round-tripped on a VL dataset below
-STRUCTURAL = {"method": "methods", "dataset": "datasets", "seed": "seeds", "suite": "name",
-              "selection": "tune", "tune": "tune"}  # set by the suite's structure, not as keys
-
 
 def _resettable_peak() -> bool:
     mem = measure.PeakMemory(torch.device("cpu"))
