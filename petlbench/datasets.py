@@ -71,7 +71,7 @@ def load_data(name: str | None, limit: int | None = None, seed: int = 0) -> Data
         raw = next(f for f in LOCAL_FORMATS if f.claims(path)).load(path)
     else:
         raw = DATASETS.get(name).load(name)
-    raw.check(f"{'VL ' if raw.track == 'vl' else ''}dataset '{name}'")
+    raw.check(f"{raw.noun} '{name}'")
     raw = raw.limited(limit, seed)
     raw.ready()
     return raw

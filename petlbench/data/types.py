@@ -191,6 +191,7 @@ class Data(ABC):
     classes: list[str]  # the label names (classes, or a VL task's answers)
     task: Any  # how predictions are scored: its ``kind``, ``metric`` and the ``head_lr_mult`` it implies
     unit: str = "class"  # what a label is called in messages (VL: "answer")
+    noun: str = "dataset"  # what the data is called in messages (VL: "VL dataset")
 
     @property
     def num_classes(self) -> int:

@@ -102,7 +102,7 @@ def to_device(batch: Any, device: torch.device, pin: bool = False) -> Any:
 
 
 def training_step(model: nn.Module, mcfg: MethodConfig, example: Any, device: torch.device,
-                  frozen_backbone_mode: str) -> Callable[[bool], None]:
+                  frozen_backbone_mode: str) -> Callable[[str], None]:
     """``step(precision)``: one training step of a copy of ``model`` (``model`` itself is left untouched) on the
     batch ``example``, in "fp32" or "bf16" autocast: forward, a loss on the logits in fp32, backward, the recipe's
     optimizer step. What ``--precision auto`` times in both precisions (``numerics.time_precisions``)."""

@@ -74,13 +74,6 @@ def bundled_weights_path(name: str) -> Path:
     return Path(str(resources.files("petlbench.assets").joinpath(MODELS.get(name).file)))
 
 
-def list_models() -> list[tuple[str, str]]:
-    """(name, note) rows: bundled models first, then timm architectures (no weights needed)."""
-    rows = [(n, b.description) for n, b in MODELS.all().items()]
-    rows += [(n, "timm") for n in timm.list_models()]
-    return rows
-
-
 def data_config(model: nn.Module) -> dict[str, Any]:
     """timm's data config (input size, mean, std); a ViT built with another ``img_size`` than its pretrained
     config takes its real input size."""
@@ -193,7 +186,7 @@ class VisionFamily(BackboneFamily):
 
     def list_models(self) -> list[tuple[str, str, bool]]:
         """The bundled models, then one row for the timm architectures."""
-        rows = [(name, note, name == DEFAULT_MODEL) for name, note in list_models() if note != "timm"]
+        rows = [(name, b.description, name == DEFAULT_MODEL) for name, b in MODELS.all().items()]
         n = len(timm.list_models())
         return [*rows, (f"... and {n} timm architectures", "e.g. vit_base_patch16_224, resnet50 (hub weights online, "
                         "--weights PATH offline, --no-pretrained)", False)]

@@ -166,7 +166,7 @@ class VLRawData(Data):
     verify_images: bool = False  # local data: decode every image once before training (``ready``)
 
     track = "vl"
-    unit = "answer"
+    unit, noun = "answer", "VL dataset"
 
     def __post_init__(self) -> None:
         self.group = self.group or self.task.kind

@@ -288,15 +288,15 @@ def vl_gmacs(model: VLModel, text_len: int = 16) -> dict[str, float]:
     if device.type not in ("cpu", "meta"):
         model, device = copy.deepcopy(model).cpu(), torch.device("cpu")
     inputs = example_inputs(model, 1, text_len, device=device)
-    total = count_flops(model, inputs) / 2
-    encoder = VL_PAIRS.encoder_gmacs(model, model.data_config())  # the frozen visual encoder, as a run counts it
-    vision = 0.0 if math.isnan(encoder) else encoder * 1e9
+    total = count_flops(model, inputs) / 2 / 1e9
+    vision = VL_PAIRS.encoder_gmacs(model, model.data_config())  # the frozen visual encoder, as a run counts it
+    vision = 0.0 if math.isnan(vision) else vision
     was_training = model.training
     try:
         tokens = model.eval().forward_features(inputs).shape[1]
     finally:
         model.train(was_training)
-    return {"gmacs": total / 1e9, "gmacs_vision": vision / 1e9, "gmacs_text": (total - vision) / 1e9,
+    return {"gmacs": total, "gmacs_vision": vision, "gmacs_text": total - vision,
             "text_len": text_len, "tokens": tokens}
 
 
