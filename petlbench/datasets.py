@@ -39,9 +39,12 @@ class LocalFormat:
 
     track: str
     claims: Callable[[Path], bool]
-    load: Callable[[Path], Data]
+    reader: Callable[[Path], Data]
     kind: str
     note: str
+
+    def load(self, name: str) -> Data:
+        return self.reader(Path(name))
 
 
 LOCAL_FORMATS: list[LocalFormat] = [  # asked in order; the vision reader takes any path the others leave
@@ -62,15 +65,25 @@ def list_datasets() -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _source(name: str | None) -> tuple[str, DatasetSpec | LocalFormat]:
+    """(name, where it loads from): a registered dataset, or the local format that claims an existing path (None:
+    the default task)."""
+    name = name or DEFAULT
+    if os.path.exists(name) and name not in DATASETS:
+        return name, next(f for f in LOCAL_FORMATS if f.claims(Path(name)))
+    return name, DATASETS.get(name)
+
+
+def track_of(name: str | None) -> str:
+    """The track of ``--dataset`` without loading it."""
+    return _source(name)[1].track
+
+
 def load_data(name: str | None, limit: int | None = None, seed: int = 0) -> Data:
     """Resolve ``name`` (a registered dataset or a local path; None: the default task) to checked ``Data`` with
     at most ``limit`` samples per split; UserError when unusable."""
-    name = name or DEFAULT
-    if os.path.exists(name) and name not in DATASETS:
-        path = Path(name)
-        raw = next(f for f in LOCAL_FORMATS if f.claims(path)).load(path)
-    else:
-        raw = DATASETS.get(name).load(name)
+    name, source = _source(name)
+    raw = source.load(name)
     raw.check(f"{raw.noun} '{name}'")
     raw = raw.limited(limit, seed)
     raw.ready()

@@ -77,25 +77,13 @@ def _run_options(merged: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def dataset_track(name: str | None) -> str:
-    """The track of a suite's dataset (a registered name or a local path; None: the default task), without
-    loading it."""
-    import os
-
-    from petlbench.datasets import DATASETS, DEFAULT, LOCAL_FORMATS
-
-    name = name or DEFAULT
-    if os.path.exists(name) and name not in DATASETS:
-        return next(f for f in LOCAL_FORMATS if f.claims(Path(name))).track
-    return DATASETS.get(name).track
-
-
 def track_methods(datasets: list[str] | None, where: str) -> list[str]:
     """``methods = "all"``: every registered method, in name order, that runs on the one track of ``datasets``."""
+    from petlbench.datasets import track_of
     from petlbench.registry import METHODS
     from petlbench.tracks import method_tracks
 
-    found = {dataset_track(d) for d in datasets or [None]}
+    found = {track_of(d) for d in datasets or [None]}
     if len(found) != 1:
         raise UserError(f"suite '{where}': methods = \"all\" needs datasets of one track, but they are "
                         f"{' and '.join(sorted(found))}; split them into [[group]] blocks")
