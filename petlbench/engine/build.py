@@ -17,7 +17,7 @@ from petlbench.config.method_config import build_method_config
 from petlbench.config.options import RunConfig, config_hash, identity
 from petlbench.data import diskcache
 from petlbench.data.batching import map_tensors, tensor_shapes
-from petlbench.data.images import RawData
+from petlbench.data.types import Data
 from petlbench.engine import distributed, measure, numerics
 from petlbench.engine.loop import training_step
 from petlbench.errors import UserError
@@ -57,7 +57,7 @@ def make_method(name: str, overrides: dict[str, Any] | None = None) -> Method:
     return cls(build_method_config(cls.Config, overrides or {}, name))
 
 
-def resolve_overrides(overrides: dict[str, Any], cfg_cls: type[MethodConfig], raw: RawData) -> dict[str, Any]:
+def resolve_overrides(overrides: dict[str, Any], cfg_cls: type[MethodConfig], raw: Data) -> dict[str, Any]:
     """Apply a built-in task's compact budget unless the user set epochs/batch size.
 
     The method's warm-up keeps its share of the schedule (e.g. 10 of 100 epochs -> 10%).
@@ -97,7 +97,7 @@ class Prepared:
     precision_reason: str = ""
 
 
-def prepare_run(cfg: RunConfig, raw: RawData) -> Prepared:
+def prepare_run(cfg: RunConfig, raw: Data) -> Prepared:
     """Validate and build everything for ``cfg`` (raises UserError before any work is stored)."""
     cls = METHODS.get(cfg.method)
     cfg = replace(cfg, model=tracks.resolve_model(raw.track, cfg.model, cfg.method, cls.supports))

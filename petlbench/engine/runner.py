@@ -1,5 +1,5 @@
-"""Orchestration of runs: validate and build (``prepare_run``), train through the loop (``run_one``), store
-(``execute``); and ``inspect`` (build and count, no data). The flow of one run:
+"""Orchestration of runs: build (``engine.build.prepare_run``), train through the loop (``run_one``), store
+(``execute``). The flow of one run:
 
     RunConfig -> prepare_run: method config (one validation path, task budget) + model built from the seed
               -> identity / config_hash (skip if stored) -> run_one: data preprocessed for the model,
@@ -24,7 +24,7 @@ from petlbench.config.method_config import to_dict
 from petlbench.config.options import RunConfig, group_hash
 from petlbench.data import cache as datacache
 from petlbench.data import diskcache
-from petlbench.data.images import RawData
+from petlbench.data.types import Data
 from petlbench.engine import distributed, measure, numerics
 from petlbench.engine.build import Prepared, backbone_gmacs, prepare_run
 from petlbench.engine.loop import Reporter, Runtime, train_and_evaluate
@@ -54,7 +54,7 @@ def set_deterministic(enabled: bool) -> None:
     torch.use_deterministic_algorithms(enabled)
 
 
-def _row(p: Prepared, raw: RawData, splits, device: torch.device, data_cfg: dict) -> RunResult:
+def _row(p: Prepared, raw: Data, splits, device: torch.device, data_cfg: dict) -> RunResult:
     """The result row before training: identity, recipe, provenance."""
     cfg, method, info = p.cfg, p.method, p.built.weights_info
     res = RunResult(
@@ -98,7 +98,7 @@ def _record(res: RunResult, outcome, p: Prepared, data_cfg: dict, splits) -> Non
     res.method_stats = json.dumps(outcome.method_stats, default=float)
 
 
-def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
+def run_one(cfg: RunConfig, raw: Data, *, reporter: Reporter | None = None,
             prepared: Prepared | None = None) -> RunResult:
     """Train and evaluate one (method, dataset, model, seed); failures become a row with a status."""
     t0 = time.perf_counter()
@@ -132,7 +132,7 @@ def run_one(cfg: RunConfig, raw: RawData, *, reporter: Reporter | None = None,
     return res
 
 
-def describe_recipe(mcfg: MethodConfig, raw: RawData, trainval: bool) -> str:
+def describe_recipe(mcfg: MethodConfig, raw: Data, trainval: bool) -> str:
     """The resolved recipe and the number of optimizer steps, said before training starts."""
     n = raw.size("train") + (raw.size("val") if trainval and "val" in raw.splits else 0)
     steps = -(-n // mcfg.batch_size) * mcfg.epochs
