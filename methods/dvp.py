@@ -69,8 +69,16 @@ from torch import nn
 
 from petlbench.config.method_config import Range
 from petlbench.errors import UserError
-from petlbench.methods._bert import add_output_branches, attn_output, bert_layers, ffn_output, is_vl, text_dim
+from petlbench.methods._bert import add_output_branches, attn_output, bert_layers, ffn_output, is_vl
 from petlbench.methods._modules import Bottleneck, factory_kwargs, scoring_mode
+from petlbench.methods._t5 import (
+    add_sublayer_adapters,
+    decoder_blocks,
+    dvp_features,
+    is_t5,
+    layer_norms,
+    lm_width,
+)
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, state_of, unfreeze
 from petlbench.registry import register
 
@@ -205,6 +213,13 @@ def _dvp_forward_features(self: nn.Module, inputs: dict[str, torch.Tensor]) -> t
     return self.encode(h, mask, k)
 
 
+def _dvp_t5_forward_features(self: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Forward of a DVP-patched ``VLT5Model``: B×2×d final decoder states, prompt first, the decoder token last
+    (the official ``DVP_T5.infer``: ``methods._t5.dvp_features``)."""
+    k = self.dvp.active
+    return dvp_features(self, inputs, k, self.dvp.prompts[str(k)])
+
+
 # ------------------------------------------------------------------------------------------ search maths
 
 
@@ -252,19 +267,19 @@ class DVP(Method):
     name = "dvp"
     description = "Dynamic Visual Prompting: one cross-attention visual prompt at a bandit-searched LM layer."
     Config = DVPConfig
-    supports = frozenset({"vl"})
+    supports = frozenset({"vl", "t5"})
 
     def _prompt(self, model: nn.Module) -> VisualPrompt:
         """A freshly initialised DVP module for ``model`` (on its device and dtype)."""
         cfg: DVPConfig = self.cfg  # type: ignore[assignment]
         text = model.text
         heads = cfg.heads or int(text.config.num_attention_heads)
-        return VisualPrompt(text_dim(model), int(model.vision.embed_dim), heads, cfg.attn_dropout,
+        return VisualPrompt(lm_width(model), int(model.vision.embed_dim), heads, cfg.attn_dropout,
                             **factory_kwargs(text))
 
     def _adapter(self, model: nn.Module) -> Bottleneck:
         cfg: DVPConfig = self.cfg  # type: ignore[assignment]
-        d, std = text_dim(model), cfg.adapter_init_std
+        d, std = lm_width(model), cfg.adapter_init_std
         a = Bottleneck(d, cfg.adapter_bottleneck or max(1, d // 8), act="relu", **factory_kwargs(model.text))
         with torch.no_grad():  # official init: plain (untruncated) N(0, std) weights, zero biases
             nn.init.normal_(a.down.weight, std=std)
@@ -273,23 +288,28 @@ class DVP(Method):
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg: DVPConfig = self.cfg  # type: ignore[assignment]
-        if not is_vl(model) or getattr(model, "vision", None) is None:
+        t5 = is_t5(model)  # T5: K is a decoder block, adapters on every T5 sublayer (methods._t5)
+        if not (is_vl(model) or t5) or getattr(model, "vision", None) is None:
             raise UserError("DVP needs a VL model with a visual encoder (a TEXT+VISION model, modality 'both')")
-        depth = len(bert_layers(model))
+        depth = len(decoder_blocks(model) if t5 else bert_layers(model))
         k = 0 if cfg.insert_layer is None else cfg.insert_layer
         if k >= depth:
-            raise UserError(f"insert_layer={k} out of range for a {depth}-layer language model; use 0..{depth - 1}")
+            lm = "block T5 decoder" if t5 else "layer language model"
+            raise UserError(f"insert_layer={k} out of range for a {depth}-{lm}; use 0..{depth - 1}")
         model.vis_proj = None  # the VL track's fusion layers: DVP never runs them (module docstring)
         model.vis_type = None
         if cfg.variant == "full":
             unfreeze(model.text)
+        elif t5:  # official use_adapter: every LayerNorm trains, 2 adapters per encoder and 3 per decoder block
+            unfreeze(*layer_norms(model))
+            add_sublayer_adapters(model, lambda: self._adapter(model))
         else:
             for layer in bert_layers(model):
                 unfreeze(attn_output(layer).LayerNorm, ffn_output(layer).LayerNorm)
                 add_output_branches(attn_output(layer), seq_adapter=self._adapter(model))
                 add_output_branches(ffn_output(layer), seq_adapter=self._adapter(model))
         model.dvp = DVPState(depth, k, self._prompt(model)).to(next(model.text.parameters()).device)
-        model.forward_features = types.MethodType(_dvp_forward_features, model)
+        model.forward_features = types.MethodType(_dvp_t5_forward_features if t5 else _dvp_forward_features, model)
         return model
 
     def _searches(self) -> bool:
