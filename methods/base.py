@@ -24,7 +24,7 @@ Rules the loop relies on:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -46,7 +46,9 @@ class SearchContext:
     device: torch.device
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     autocast: Callable[[], AbstractContextManager]
-    make_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+    # (params, model=None, lr=None): the recipe's optimizer; the head of ``model`` (a search's copy; default the
+    # run's model) at its lr multiplier, ``lr`` instead of the recipe's
+    make_optimizer: Callable[..., torch.optim.Optimizer]
     steps_per_epoch: int
     log: Callable[[str], None]
 

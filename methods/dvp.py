@@ -58,6 +58,7 @@ the whole LM, its LLaMA search uses the adapter variant as here); the classifier
 
 from __future__ import annotations
 
+import copy
 import math
 import types
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from petlbench.config.method_config import Range
+from petlbench.data.batching import map_tensors
 from petlbench.errors import UserError
 from petlbench.methods._bert import add_output_branches, attn_output, bert_layers, ffn_output, is_vl
 from petlbench.methods._modules import Bottleneck, factory_kwargs, scoring_mode
@@ -78,54 +80,91 @@ from petlbench.methods._t5 import (
     is_t5,
     layer_norms,
     lm_width,
+    remove_sublayer_adapters,
 )
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, state_of, unfreeze
+from petlbench.models.heads import vilt_head
 from petlbench.registry import register
 
 TRACE_POINTS = 50  # reward-trace entries kept in method_stats (evenly subsampled)
 
 
+# The official recipe per language model and task (github hsb1357173526/Dynamic_Visual_Prompting ``dvp/config.py``,
+# named configs ``dvp_adaption_{bert,t5}_{vqa,gqa,snli_ve}`` and ``dvp_search_*``; DVP_adp's lr from the README,
+# "Parameter-Efficient Transfer Learning": BERT 1e-3 on VQA2.0, 5e-4 on GQA and SNLI-VE; T5 3e-4 everywhere).
+# task -> (max_epoch, warm-up epochs = warmup_steps × max_epoch (0.1 × 10, 0.2 × 5), preference updates of the
+#          search = the search config's max_epoch × batches of 256 in the official training set); the head's lr_mult
+#          (10 on VQAv2 / GQA, 1 on SNLI-VE) is the task's (``VLTask.head_lr_mult``)
+# Search updates: VQAv2 2 epochs of ViLT's train + val minus 1,000 val images (443,757 + 214,354 − ~5,300
+# questions ≈ 652,800 -> 2,550 batches; ``dvp/utils/write_vqa.py``), GQA 2 epochs of the balanced train set
+# (943,000 questions, Hudson & Manning 2019 -> 3,684 batches), SNLI-VE 1 epoch (529,527 pairs, Xie et al. 2019 ->
+# 2,069 batches); ``optimizer_step`` makes one preference update per optimizer step.
+TASK_RECIPE: dict[str, tuple[int, int, int]] = {"vqav2": (10, 1, 5100), "gqa": (10, 1, 7368), "snli-ve": (5, 1, 2069)}
+# (language model, task) -> lr of (the full variant, the adp variant, the search); config ``learning_rate``
+OFFICIAL_LR: dict[tuple[str, str], tuple[float, float, float]] = {
+    ("bert", "vqav2"): (1e-4, 1e-3, 1e-4), ("bert", "gqa"): (1e-4, 5e-4, 1e-4), ("bert", "snli-ve"): (1e-4, 5e-4, 1e-4),
+    ("t5", "vqav2"): (2e-4, 3e-4, 2e-4), ("t5", "gqa"): (2e-4, 3e-4, 2e-4), ("t5", "snli-ve"): (2e-4, 3e-4, 2e-4)}
+# Built-in offline tasks (800 training samples): the preference updates of their compact budget, reusing the
+# training batches. Enough for π to leave uniform at the offline scale (docs/methods.md "DVP search", measured).
+BUILTIN_SEARCH_UPDATES = 600
+
+
 @dataclass
 class DVPConfig(MethodConfig):
-    """DVP keys; defaults from the official code (``dvp/config.py``, BERT VQAv2 configs) unless noted.
+    """DVP keys; defaults from the official code (``dvp/config.py``, per task: ``TASK_RECIPE``) unless noted.
 
     Recipe: the official optimizer (ViLT's ``set_schedule`` in ``dvp_utils.py``): AdamW betas (0.9, 0.98), eps 1e-8,
-    wd 0.01 except biases and LayerNorms, lr 1e-4 (``dvp_adaption_bert_vqa``) / 1e-3 for the adapter variant
-    (README, BERT-DVP_adp VQA), head lr ×10 on VQA/GQA and ×1 on SNLI-VE (``lr_mult``), batch 256, 10 epochs
-    with 10% linear warm-up then linear decay to 0 (``decay_power = 1``, ``end_lr = 0``); all of it here
-    (``adam_beta2``, ``wd_bias_norm``, ``head_lr_mult`` None = by task, ``decay``). The search runs at the
-    constant lr (``ctx.make_optimizer``, no schedule, same groups), as the official search (``decay_power =
-    'constant'``, no warm-up). Built-in offline tasks override epochs / batch size like every method. The
-    remaining deviation: the warm-up is whole epochs (1 of 10 = the official 10%).
+    wd 0.01 except biases and LayerNorms, batch 256, linear warm-up then linear decay to 0 (``decay_power = 1``,
+    ``end_lr = 0``), the head's lr ×10 on VQA tasks (``lr_mult``; ``head_lr_mult`` None = the task's); per task
+    (``recipe``: the data's published task, ``VLTask.published``) the epochs, warm-up and search budget of
+    ``TASK_RECIPE``, and per language model and task the lr
+    (``OFFICIAL_LR``; None = resolved in ``apply``, where the language model is known). The search runs at
+    ``search_lr`` (None = the official search config's) without schedule (``decay_power = 'constant'``, no warm-up),
+    training the whole language model (``search_trains="lm"``) as the official search configs, which never set
+    ``use_adapter``. Built-in offline tasks override epochs / batch size like every method and search
+    ``BUILTIN_SEARCH_UPDATES`` times. Remaining deviation: the warm-up is whole epochs (1 of 10 = the official 10%).
     """
 
-    lr: float | None = None  # None = the variant's: 1e-4 full (official dvp_adaption_bert_vqa), 1e-3 adp (README)
+    recipe: Literal["vqav2", "gqa", "snli-ve"] = "vqav2"  # which official per-task recipe (set from the data)
+    lr: Annotated[float | None, Range(gt=0)] = None  # None = OFFICIAL_LR by language model, task and variant
     weight_decay: float = 0.01  # official weight_decay
-    epochs: int = 10  # official dvp_adaption_bert_vqa / _gqa max_epoch (SNLI-VE: 5)
-    warmup_epochs: int = 1  # 10% of the epochs: official warmup_steps = 0.1 (SNLI-VE: 0.2)
+    epochs: int = 10  # official max_epoch (by task: TASK_RECIPE)
+    warmup_epochs: int = 1  # official warmup_steps 0.1 of 10 epochs (SNLI-VE: 0.2 of 5)
     batch_size: int = 256  # official batch_size
     adam_beta2: float = 0.98  # official AdamW betas (0.9, 0.98)
     decay: Literal["cosine", "linear"] = "linear"  # official decay_power = 1 (polynomial of power 1), end_lr 0
     head_lr_mult: float | None = None  # by task: official lr_mult 10 on VQAv2 / GQA, 1 (default) on SNLI-VE
     wd_bias_norm: bool = False  # official no_decay list: biases and LayerNorm weights
+    head: Literal["official", "linear"] = "official"  # official: Linear(d,2d)-LN-GELU-Linear(2d,C), BERT init
+    max_text_len: Annotated[int | None, Range(ge=2)] = 16  # official max_text_len (truncate + pad); None = model max
 
     variant: Literal["full", "adp"] = "full"  # full: the whole LM fine-tunes (the paper's DVP); adp: DVP_adp
     insert_layer: Annotated[int | None, Range(ge=0)] = None  # K; set = no search (official insert_layer).
-    # None = KAB-APP search; without a search (inspect, search_epochs=0) K = 0, the official default
+    # None = KAB-APP search; without a search (inspect, search_updates=0) K = 0, the official default
     heads: Annotated[int | None, Range(ge=1)] = None  # cross-attention heads; None = the LM's (12 on BERT-base = official num_heads)
     attn_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1  # on the cross-attention map (official drop_rate)
     adapter_bottleneck: Annotated[int | None, Range(ge=1)] = None  # None = d/8 (official reduction_factor 8: 96 on d=768)
     adapter_init_std: Annotated[float, Range(gt=0)] = 1e-2  # N(0, std) Down/Up weights (official Adapter)
-    search_epochs: Annotated[int, Range(ge=0)] = 2  # KAB-APP epochs (official dvp_search_bert_vqa / _gqa: 2; SNLI-VE: 1)
+    # KAB-APP preference updates (one per search training step, training batches reused); 0 = no search
+    search_updates: Annotated[int, Range(ge=0)] = 5100  # official VQAv2 search (TASK_RECIPE); by task / built-in
+    search_lr: Annotated[float | None, Range(gt=0)] = None  # None = the official search config's lr (OFFICIAL_LR)
+    search_trains: Literal["lm", "variant"] = "lm"  # lm: the whole LM, no adapters (official); variant: what trains after
     search_arms: Annotated[int, Range(ge=2)] = 5  # arms drawn from π per update (official search_sample = 5)
     pref_lr: Annotated[float, Range(gt=0)] = 0.005  # step of the preference update (official constant 0.005)
     # False = score the arms in training mode (dropout on), as the official code (it samples inside the
     # training step); True = eval mode (our option, less noisy rewards)
     reward_eval_mode: bool = False
 
-    def __post_init__(self) -> None:
-        if self.lr is None:
-            self.lr = 1e-4 if self.variant == "full" else 1e-3
+    @classmethod
+    def for_task(cls, task: Any, builtin: bool) -> dict[str, Any]:
+        """The official recipe of the data's published task (``TASK_RECIPE``); built-in tasks search
+        ``BUILTIN_SEARCH_UPDATES`` times."""
+        published = getattr(task, "published", None)
+        if published not in TASK_RECIPE:
+            return {}
+        epochs, warmup, updates = TASK_RECIPE[published]
+        return {"recipe": published, "epochs": epochs, "warmup_epochs": warmup,
+                "search_updates": BUILTIN_SEARCH_UPDATES if builtin else updates}
 
 
 # ------------------------------------------------------------------------------------------ modules
@@ -199,6 +238,21 @@ class DVPState(MethodModule):
         self.active = k
 
 
+def language_model_kind(model: nn.Module) -> str:
+    """Which official recipe's language model: "bert" (a BERT-family encoder, ``VLModel``) or "t5"."""
+    return "t5" if is_t5(model) else "bert"
+
+
+def remove_adapters(model: nn.Module) -> None:
+    """Empty DVP_adp's adapter slots (the model then computes what it did before ``apply`` added them)."""
+    if is_t5(model):
+        remove_sublayer_adapters(model)
+        return
+    for layer in bert_layers(model):
+        add_output_branches(attn_output(layer), seq_adapter=None)
+        add_output_branches(ffn_output(layer), seq_adapter=None)
+
+
 def dvp_state(model: nn.Module) -> DVPState:
     return state_of(model, "dvp", DVPState, "dvp")
 
@@ -248,6 +302,19 @@ def score_arm(model: nn.Module, k: int, inputs: Any, target: torch.Tensor, ctx: 
     with torch.no_grad(), ctx.autocast():
         logits = model(inputs)
     return score_percent(logits.float(), target)
+
+
+def pi_entropy(alpha: torch.Tensor) -> float:
+    """Entropy of π = softmax(α) in nats (ln L for a uniform π over L layers, 0 for a decided one)."""
+    pi = torch.softmax(alpha.float().cpu(), 0)
+    return float(-(pi * pi.clamp_min(1e-30).log()).sum())
+
+
+def _half(batch: tuple[Any, torch.Tensor]) -> tuple[Any, torch.Tensor]:
+    """The first half of a held-out batch: the official KAB-APP loader's batch is ``batch_size // 2``."""
+    x, y = batch
+    n = max(1, len(y) // 2)
+    return map_tensors(x, lambda t: t[:n]), y[:n]
 
 
 def _subsample(trace: list[float], n: int = TRACE_POINTS) -> list[list[float]]:
@@ -310,50 +377,78 @@ class DVP(Method):
                 add_output_branches(ffn_output(layer), seq_adapter=self._adapter(model))
         model.dvp = DVPState(depth, k, self._prompt(model)).to(next(model.text.parameters()).device)
         model.forward_features = types.MethodType(_dvp_t5_forward_features if t5 else _dvp_forward_features, model)
+        self._recipe(model)
         return model
+
+    def _recipe(self, model: nn.Module) -> None:
+        """The official head (``head``), text length and learning rates of this language model on the recipe's task."""
+        cfg: DVPConfig = self.cfg  # type: ignore[assignment]
+        if cfg.head == "official":
+            d, classes = int(model.text.config.hidden_size), model.head.out_features
+            model.head = vilt_head(d, classes, **factory_kwargs(model.head))
+        model.max_text_len = cfg.max_text_len
+        full, adp, search = OFFICIAL_LR[(language_model_kind(model), cfg.recipe)]
+        cfg.lr = cfg.lr or (full if cfg.variant == "full" else adp)
+        cfg.search_lr = cfg.search_lr or (search if cfg.search_trains == "lm" else cfg.lr)
 
     def _searches(self) -> bool:
         cfg: DVPConfig = self.cfg  # type: ignore[assignment]
-        return cfg.insert_layer is None and cfg.search_epochs > 0
+        return cfg.insert_layer is None and cfg.search_updates > 0
+
+    def _search_model(self, model: nn.Module) -> nn.Module:
+        """What the search trains: a copy of ``model`` (the official search is a separate run, the model trained
+        afterwards starts from the pre-trained weights) with one DVP module per candidate layer; with
+        ``search_trains="lm"`` the whole language model trains and DVP_adp's adapters are removed, as the official
+        search configs (no ``use_adapter``)."""
+        cfg: DVPConfig = self.cfg  # type: ignore[assignment]
+        searched = copy.deepcopy(model)
+        state = dvp_state(searched)
+        state.prompts = nn.ModuleDict({str(k): self._prompt(searched) for k in range(int(state.alpha.numel()))})
+        if cfg.search_trains == "lm" and cfg.variant == "adp":
+            remove_adapters(searched)
+            unfreeze(searched.text)
+        return searched
 
     def search(self, model: nn.Module, ctx: SearchContext) -> None:
-        """KAB-APP (module docstring); leaves one fresh module at K = argmax π and the other tensors as before."""
+        """KAB-APP (module docstring) on a copy of the model; ``model`` gets one fresh module at K = argmax π."""
         cfg: DVPConfig = self.cfg  # type: ignore[assignment]
-        state = dvp_state(model)
         if not self._searches():
-            ctx.log(f"dvp: no search (insert_layer set or search_epochs=0); inserting at layer {state.active}")
+            ctx.log(f"dvp: no search (insert_layer set or search_updates=0); inserting at layer "
+                    f"{dvp_state(model).active}")
             return
-        depth = int(state.alpha.numel())
+        searched = self._search_model(model)
+        state = dvp_state(searched)
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))  # from the run's seeded RNG
-        own = {id(p) for p in state.parameters()}
-        kept = [p for p in model.parameters() if p.requires_grad and id(p) not in own]  # LM / adapters / head
-        start = [p.detach().clone() for p in kept]  # restored after the search (official: a separate run)
-        state.prompts = nn.ModuleDict({str(k): self._prompt(model) for k in range(depth)})  # the candidates
-        opt = ctx.make_optimizer([p for p in model.parameters() if p.requires_grad])
-        val = ctx.val_batches()
-        for epoch in range(cfg.search_epochs):
+        opt = ctx.make_optimizer([p for p in searched.parameters() if p.requires_grad], model=searched,
+                                 lr=cfg.search_lr)
+        val, depth = ctx.val_batches(), int(state.alpha.numel())
+        while int(state.updates) < cfg.search_updates:  # training batches reused epoch after epoch
             for x, y in ctx.train_batches():
                 state.use(int(torch.randint(depth, (1,), generator=gen)))  # uniform K for the training step
                 with ctx.autocast():
-                    loss = ctx.loss_fn(model(x).float(), y)
+                    loss = ctx.loss_fn(searched(x).float(), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                self._update(model, ctx, next(val), gen)
-            pi = torch.softmax(state.alpha.float(), 0)
-            ctx.log(f"dvp search epoch {epoch + 1}/{cfg.search_epochs} ({int(state.updates)} updates): "
-                    "π = " + " ".join(f"{v:.3f}" for v in pi.tolist()))
+                self._update(searched, ctx, _half(next(val)), gen)
+                if int(state.updates) % max(1, cfg.search_updates // 10) == 0:
+                    ctx.log(f"dvp search: {int(state.updates)}/{cfg.search_updates} updates, π = "
+                            + " ".join(f"{v:.3f}" for v in torch.softmax(state.alpha.float(), 0).tolist()))
+                if int(state.updates) >= cfg.search_updates:
+                    break
         chosen = int(torch.argmax(state.alpha.float().cpu()))  # first on ties, as the official np.argmax
-        with torch.no_grad():
-            for p, p0 in zip(kept, start, strict=True):
-                p.copy_(p0)
-        state.commit(chosen, self._prompt(model))
-        state.searched.fill_(True)
-        ctx.log(f"dvp: inserting the visual prompt at layer {chosen}")
+        mine = dvp_state(model)
+        for name in ("alpha", "updates"):
+            getattr(mine, name).copy_(getattr(state, name))
+        mine.reward_trace = state.reward_trace
+        mine.commit(chosen, self._prompt(model))
+        mine.searched.fill_(True)
+        ctx.log(f"dvp: inserting the visual prompt at layer {chosen} (π entropy {pi_entropy(state.alpha):.3f} nats)")
 
     def _update(self, model: nn.Module, ctx: SearchContext, batch: tuple[Any, torch.Tensor],
                 gen: torch.Generator) -> None:
-        """Score ``search_arms`` layers drawn from π on one held-out batch; update α."""
+        """Score ``search_arms`` layers drawn from π on one held-out batch; update α (a non-finite score skips the
+        update and is not counted)."""
         cfg: DVPConfig = self.cfg  # type: ignore[assignment]
         state = dvp_state(model)
         alpha = state.alpha.float().cpu()
@@ -377,6 +472,7 @@ class DVP(Method):
             "dvp_searched": bool(state.searched),
             "dvp_updates": int(state.updates),
             "dvp_pi": [round(v, 6) for v in torch.softmax(alpha, 0).tolist()],
+            "dvp_pi_entropy": round(pi_entropy(alpha), 6),  # nats; uniform = ln(layers)
             "dvp_alpha": [round(v, 6) for v in alpha.tolist()],
             "dvp_reward_trace": _subsample(state.reward_trace),
         }

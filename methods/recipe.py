@@ -46,3 +46,10 @@ class MethodConfig:
     # lr multiplier of the classifier head; None = by task (ViLT/DVP configs: ×10 on VQA tasks, ×1 otherwise)
     head_lr_mult: Annotated[float | None, Range(gt=0)] = 1.0
     wd_bias_norm: bool = True  # False: no weight decay on biases and norm weights (every 1-D tensor)
+
+    @classmethod
+    def for_task(cls, task: Any, builtin: bool) -> dict[str, Any]:
+        """Defaults this method's published recipe sets for ``task`` (the data's ``Task``; ``builtin``: a built-in
+        offline task with its compact budget), applied under the user's keys (``engine.build.resolve_overrides``).
+        The shared recipe has one recipe for every task."""
+        return {}

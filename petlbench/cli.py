@@ -284,7 +284,13 @@ def inspect(
         if k in info:  # the last three: VL models (the frozen visual encoder apart)
             t.add_row(k, f"{info[k]:.4f}")
     t.add_row("gmacs_ratio", f"{info['gmacs_ratio']:.4f}")
+    for k in ("gmacs_change_pct", "gmacs_text_change_pct"):
+        if k in info:
+            t.add_row(k, f"{info[k]:+.2f}")
     console.print(t)
+    for c in info["published_claims"]:  # published relative claims about this method, beside what we measure
+        console.print(f"published: {c['metric']} {c['value']:+.2f} ({c['task']}, {c['backbone']}; {c['source']}) "
+                      f"— measured here {c['measured']:+.2f}")
     console.print(f"method config: {info['method_config']}")
 
 

@@ -74,8 +74,11 @@ class RunConfig:
                                      "workspace; GPU reproducibility)", identity=False,
                               flag="--deterministic/--no-deterministic")
     limit: int | None = opt(None, "cap images per split (quick runs, CI)")
-    frozen_backbone_mode: Literal["eval", "train"] = opt(
-        "eval", "dropout/drop-path of frozen backbone modules: eval (off, recorded) or train")
+    # resolved per backbone family before the run (engine.build.prepare_run; the resolved value is recorded and
+    # hashed, so vision runs keep the identity they had when 'eval' was the default)
+    frozen_backbone_mode: Literal["auto", "eval", "train"] = opt(
+        "auto", "dropout/drop-path of frozen backbone modules: auto (the backbone family's policy: eval on vision "
+                "backbones, train on VL backbones as their official code), eval (off) or train (on); recorded")
     num_workers: int = opt(0, "DataLoader workers for lazily decoded data", identity=False)
     compile: bool = opt(False, "torch.compile the model for training (same numbers up to float noise; "
                                "the first steps compile)", identity=False, flag="--compile/--no-compile")
@@ -189,6 +192,8 @@ def identity(cfg: RunConfig, method_config: Any, facts: dict[str, Any]) -> dict[
         if opts["precision"] not in ("fp32", "bf16"):
             raise ValueError(f"identity of an unresolved precision '{opts['precision']}'")
         opts["amp"] = opts.pop("precision") == "bf16"
+    if opts.get("frozen_backbone_mode") == "auto":
+        raise ValueError("identity of an unresolved frozen_backbone_mode 'auto'")
     return {**opts, "method_config": identity_config(method_config), **facts}
 
 

@@ -138,9 +138,14 @@ def load_suite(name_or_path: str) -> tuple[str, str, list[SuiteRun]]:
     for g in [{}] + list(data.get("group", [])):
         merged = {k: v for k, v in data.items() if k != "group"}
         for k, v in g.items():
-            merged[k] = {**merged.get("set", {}), **v} if k == "set" else v
+            merged[k] = _merge_sets(merged.get("set", {}), v) if k == "set" else v
         runs += _runs_of_block(merged, path.name)
     return data.get("name", path.stem), data.get("description", ""), runs
+
+
+def _merge_sets(top: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:
+    """A group's ``[set.<method>]`` over the suite's: per method, the group's keys over the suite's."""
+    return {**top, **{m: {**top.get(m, {}), **keys} for m, keys in group.items()}}
 
 
 def suite_jobs(name_or_path: str, seeds: list[int] | None = None,

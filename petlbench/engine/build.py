@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -58,20 +58,23 @@ def make_method(name: str, overrides: dict[str, Any] | None = None) -> Method:
 
 
 def resolve_overrides(overrides: dict[str, Any], cfg_cls: type[MethodConfig], raw: Data) -> dict[str, Any]:
-    """Apply a built-in task's compact budget unless the user set epochs/batch size.
+    """The method config's keys for a run on ``raw``: the user's, over the method's published recipe for the task
+    (``MethodConfig.for_task``), with a built-in task's compact budget unless the user set epochs/batch size.
 
-    The method's warm-up keeps its share of the schedule (e.g. 10 of 100 epochs -> 10%).
+    The recipe's warm-up keeps its share of the schedule (e.g. 10 of 100 epochs -> 10%).
     """
+    builtin = bool(raw.epochs or raw.batch_size)
+    task_keys = {k: v for k, v in cfg_cls.for_task(raw.task, builtin).items() if k not in overrides}
+    recipe = {**asdict(cfg_cls()), **task_keys}
     out = dict(overrides)
-    defaults = cfg_cls()
     if "epochs" not in out and raw.epochs:
         out["epochs"] = raw.epochs
-    if "warmup_epochs" not in out and out.get("epochs", defaults.epochs) != defaults.epochs:
-        share = defaults.warmup_epochs / max(1, defaults.epochs)
+    if "warmup_epochs" not in out and out.get("epochs", recipe["epochs"]) != recipe["epochs"]:
+        share = recipe["warmup_epochs"] / max(1, recipe["epochs"])
         out["warmup_epochs"] = int(round(share * out["epochs"]))
     if "batch_size" not in out and raw.batch_size:
         out["batch_size"] = raw.batch_size
-    return out
+    return {**task_keys, **out}
 
 
 def build_seeded(method: Method, cfg: RunConfig, num_classes: int) -> Built:
@@ -103,6 +106,7 @@ def prepare_run(cfg: RunConfig, raw: Data) -> Prepared:
     cfg = replace(cfg, model=tracks.resolve_model(raw.track, cfg.model, cfg.method, cls.supports))
     method = cls(build_method_config(cls.Config, resolve_overrides(cfg.overrides, cls.Config, raw), cfg.method))
     built = build_seeded(method, cfg, raw.num_classes)
+    cfg = replace(cfg, frozen_backbone_mode=frozen_mode(cfg.frozen_backbone_mode, built))
     device = distributed.session().place(resolve_device(cfg.device))
     choice = choose_precision(replace(cfg, model=built.weights_info["model"]), method, built, device)
     cfg = replace(cfg, dataset=raw.name, model=built.weights_info["model"], precision=choice.precision)
@@ -110,6 +114,12 @@ def prepare_run(cfg: RunConfig, raw: Data) -> Prepared:
              "weights_sha256": built.weights_info["weights_sha256"]}
     ident = identity(cfg, method.cfg, facts)
     return Prepared(cfg, method, built, ident, config_hash(ident), device, choice.reason)
+
+
+def frozen_mode(asked: str, built: Built) -> str:
+    """``--frozen-backbone-mode`` resolved for this model: ``auto`` = its backbone family's policy
+    (``BackboneFamily.frozen_mode``: eval on vision backbones, train on VL backbones)."""
+    return built.family.frozen_mode if asked == "auto" else asked
 
 
 def choose_precision(cfg: RunConfig, method: Method, built: Built, device: torch.device) -> numerics.PrecisionChoice:
@@ -149,7 +159,9 @@ def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, i
     """Build (random init, no data), apply, count params, finalize, count GMACs (a model with a frozen input
     encoder, e.g. a VL pair: on ``text_len`` text tokens, the encoder's share also apart)."""
     method = make_method(method_name, overrides)
-    model_name = tracks.resolve_model(tracks.model_track(model_name), model_name, method_name, type(method).supports)
+    supports = type(method).supports  # no model named: the vision default, or the VL default for a VL-only method
+    track = tracks.model_track(model_name) if model_name else min(tracks.method_tracks(supports), key="vision".__ne__)
+    model_name = tracks.resolve_model(track, model_name, method_name, supports)
     cfg = RunConfig(method=method_name, model=model_name, img_size=img_size, pretrained=False)
     built = build_seeded(method, cfg, num_classes)
     fam, counts = built.family, measure.param_counts(built.model, built.backbone_total)
@@ -164,8 +176,14 @@ def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, i
         "gmacs_ratio": g / g_base if g_base else float("nan"),
         "method_config": {k: v for k, v in vars(method.cfg).items()},
     }
+    info["gmacs_change_pct"] = 100 * (g / g_base - 1) if g_base else float("nan")
     encoder = fam.encoder_gmacs(model, data_cfg)
     if not math.isnan(encoder):  # the share past the frozen encoder, against the plain model's, same text length
         info.update(text_len=text_len, gmacs_vision=encoder, gmacs_text=g - encoder,
                     gmacs_text_backbone=g_base - encoder, **method.stats(model))
+        info["gmacs_text_change_pct"] = 100 * (info["gmacs_text"] / info["gmacs_text_backbone"] - 1)
+    from petlbench.results.published import relative_claims
+
+    info["published_claims"] = [{**c, "measured": info[c["metric"]]}
+                                for c in relative_claims(method_name, info["method_config"])]
     return info

@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -280,10 +280,13 @@ class _Loop:
         set_train_mode(self.model, self.rt.frozen_backbone_mode)
         self.method.search(self.model, ctx)
 
-    def optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        """The recipe's optimizer over ``params`` (training and searches), the classifier head at its lr multiplier."""
-        head = {id(p) for p in head_parameters(self.model)}
-        return make_optimizer(list(params), self.cfg, head, head_lr_mult(self.cfg, self.splits.task))
+    def optimizer(self, params: Iterable[nn.Parameter], model: nn.Module | None = None,
+                  lr: float | None = None) -> torch.optim.Optimizer:
+        """The recipe's optimizer over ``params`` (training and searches), the classifier head of ``model`` (default:
+        the run's) at its lr multiplier; ``lr`` replaces the recipe's (a search's own lr)."""
+        head = {id(p) for p in head_parameters(model if model is not None else self.model)}
+        cfg = self.cfg if lr is None else replace(self.cfg, lr=lr)
+        return make_optimizer(list(params), cfg, head, head_lr_mult(self.cfg, self.splits.task))
 
     def _what_trains(self) -> tuple[nn.Module, Any, Any]:
         """(net, train, val): the model on the splits, or — for a head-only method on a frozen eval-mode

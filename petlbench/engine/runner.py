@@ -76,7 +76,7 @@ def _row(p: Prepared, raw: Data, splits, device: torch.device, data_cfg: dict) -
     )
     # what ran: the preprocessing's own description (data.Preprocess / the VL batches) and the values it was given;
     # not the backbone's default data config (timm's crop and interpolation are never applied: squash, bilinear)
-    ran = {k: data_cfg[k] for k in ("input_size", "mean", "std", "tokenizer") if k in data_cfg}
+    ran = {k: data_cfg[k] for k in ("input_size", "mean", "std", "tokenizer", "max_text_len") if k in data_cfg}
     res.extra = {"identity": p.identity, "data_config": {"preprocessing": splits.preprocessing, **ran}}
     return res
 

@@ -26,6 +26,10 @@ class BackboneFamily(ABC):
     kinds: frozenset[str] = frozenset()
     default_model: str | None = None
     model_hint: str = ""  # what its models are called, for a message asking for one (e.g. "a TEXT+VISION pair")
+    # what ``--frozen-backbone-mode auto`` resolves to on this family's models: "eval" = dropout / drop-path off in
+    # every module that does not learn (``engine.loop.set_train_mode``), "train" = ``model.train()`` as the
+    # family's official training code runs it (a model keeps its own frozen parts in eval in its ``train``)
+    frozen_mode: str = "eval"
 
     @abstractmethod
     def owns(self, model: str | None) -> bool:

@@ -33,3 +33,16 @@ def freeze_backbone(model: nn.Module) -> None:
 
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     return list(_head(model).parameters())
+
+
+def vilt_head(dim: int, num_classes: int, std: float = 0.02, **dd) -> nn.Sequential:
+    """ViLT's VQA classifier, also DVP's (``dvp/modules/bert_module.py``, ``t5_module.py``: ``vqa_classifier``,
+    ``gqa_classifier``, ``snli_ve_classifier``): Linear(d, 2d) - LayerNorm(2d) - GELU - Linear(2d, C), initialised
+    as ViLT's ``objectives.init_weights``: Linear weights N(0, ``std`` = 0.02), Linear biases 0, LayerNorm 1 / 0."""
+    head = nn.Sequential(nn.Linear(dim, 2 * dim, **dd), nn.LayerNorm(2 * dim, **dd), nn.GELU(),
+                         nn.Linear(2 * dim, num_classes, **dd))
+    for m in head:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=std)
+            nn.init.zeros_(m.bias)
+    return head  # nn.LayerNorm starts at weight 1, bias 0

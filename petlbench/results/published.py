@@ -41,6 +41,13 @@ VL_TASKS: dict[str, str] = {
 }
 
 
+# Relative claims (a paper's "−80% FLOPs"): the metric names a ratio ``inspect`` measures, in % change against the
+# method's baseline, the plain backbone of the same model (``engine.build.inspect``); value = the claimed change.
+RELATIVE_METRICS: dict[str, str] = {
+    "gmacs_change_pct": "GMACs of the whole model (frozen visual encoder included) vs the plain backbone, % change",
+}
+
+
 def published_path() -> Path:
     return Path(str(resources.files("petlbench.benchmarks").joinpath("reference/published.csv")))
 
@@ -71,9 +78,9 @@ def check(pub) -> list[str]:
     problems = []
     tasks, methods = known_tasks(), known_methods()
     for i, r in enumerate(pub.to_dict("records"), start=2):  # line numbers of the CSV (header = 1)
-        value = _float(r["value"])
-        if value is None or not 0 <= value <= 100:
-            problems.append(f"line {i}: value '{r['value']}' is not a percentage")
+        value, relative = _float(r["value"]), r["metric"] in RELATIVE_METRICS
+        if value is None or not (-100 <= value <= 1000 if relative else 0 <= value <= 100):
+            problems.append(f"line {i}: value '{r['value']}' is not a percentage" + (" change" if relative else ""))
         for col in ("method", "task", "backbone", "backbone_family", "metric", "source"):
             if not str(r[col] or "").strip():
                 problems.append(f"line {i}: empty {col}")
@@ -137,6 +144,7 @@ def published_deltas(df, agg, pub):
     from petlbench.data.builtin import BY_NAME
 
     offline, info, rows = set(BY_NAME), _run_info(df), []
+    pub = pub[~pub["metric"].isin(list(RELATIVE_METRICS))]  # relative claims: shown by `inspect`
     for r in agg.itertuples():
         weights, config = info.get((r.dataset, r.method, r.label, r.model, r.group_hash), ("", {}))
         family = backbone_family(r.model, weights)
@@ -186,3 +194,12 @@ def published_tables(deltas, sort: str = "top1_pct") -> list:
         names = ", ".join(sorted(deltas.loc[offline, "dataset"].unique()))
         out.append(f"offline tasks ({names}): no published numbers exist for the built-in tasks")
     return out
+
+
+def relative_claims(method: str, method_config: dict[str, Any], path: str | Path | None = None) -> list[dict]:
+    """The published relative claims (``RELATIVE_METRICS``) about ``method`` whose ``config`` matches
+    ``method_config``: metric, claimed change, task, backbone, source and notes."""
+    pub = load_published(path)
+    rows = pub[(pub["method"] == method) & pub["metric"].isin(list(RELATIVE_METRICS))]
+    return [{k: r[k] for k in ("metric", "value", "task", "backbone", "source", "notes")}
+            for r in rows.to_dict("records") if _config_matches(r["config"], method_config)]

@@ -31,6 +31,7 @@ from petlbench.errors import UserError
 from petlbench.vl.metrics import SoftTargets, ce_loss, soft_bce_loss, top1_sum, vqa_score_sum
 
 ENTAILMENT = ("entailment", "neutral", "contradiction")  # SNLI / SNLI-VE label order 0, 1, 2
+PUBLISHED_TASKS = ("vqav2", "gqa", "snli-ve")  # the VL tasks of the papers (DVP, ViLT, METER), as petlbench names them
 
 # ----------------------------------------------------------------------------- task metadata
 
@@ -62,6 +63,12 @@ class VLTask(Task):
         """The head's lr multiplier when the recipe leaves it to the task: ×10 on VQA, ×1 on entailment, as ViLT's
         and DVP's official configs (``lr_mult`` 10 on VQAv2 and GQA, 1 on SNLI-VE)."""
         return 10.0 if self.kind == "vqa" else 1.0
+
+    @property
+    def published(self) -> str:
+        """The published task whose official recipes (DVP's, ViLT's) apply to this data: ``vqav2``, ``gqa`` or
+        ``snli-ve`` by the dataset's name, else by kind (VQA-style data -> vqav2, entailment -> snli-ve)."""
+        return self.name if self.name in PUBLISHED_TASKS else {"vqa": "vqav2", "entailment": "snli-ve"}[self.kind]
 
     @property
     def soft(self) -> bool:
@@ -237,13 +244,15 @@ def _entry_name(items: Any, i: int) -> str:
 Tokenize = Callable[[list[str]], Any]  # texts -> mapping of N×T tensors (input_ids, attention_mask, ...)
 
 
-def tokenizer_for(name: str) -> Tokenize:
-    """Texts -> N×T tensors, right-padded to the longest text (truncated at the model's maximum), with the
-    tokenizer of text model ``name`` (``VLModel.tokenizer_name``)."""
+def tokenizer_for(name: str, max_len: int | None = None) -> Tokenize:
+    """Texts -> N×T tensors with the tokenizer of text model ``name`` (``VLModel.tokenizer_name``): right-padded to
+    the longest text and truncated at the model's maximum, or, with ``max_len`` (a method's ``max_text_len``, e.g.
+    DVP's official 16), truncated at and padded to exactly ``max_len`` tokens, as the official collate does."""
     from petlbench.vl.text import text_tokenizer
 
     tok = text_tokenizer(name)
-    return lambda texts: dict(tok(list(texts), padding=True, truncation=True, return_tensors="pt"))
+    pad = {"padding": "max_length", "max_length": max_len} if max_len else {"padding": True}
+    return lambda texts: dict(tok(list(texts), truncation=True, return_tensors="pt", **pad))
 
 
 class VLTorchSplit(BatchedDataset):
@@ -261,6 +270,7 @@ class VLTorchSplit(BatchedDataset):
         from petlbench.data.preprocess import preprocess_array
 
         self.split, self.task = split, task
+        self.fixed_len = bool(data_cfg.get("max_text_len"))  # texts padded to one length: batches keep it
         self.text = {k: torch.as_tensor(v) for k, v in tokenize(split.texts).items()}  # N×T each
         self.pixels, self.transform = None, None  # both None: a text-only model, no pixel_values
         if "input_size" in data_cfg and isinstance(split.images, np.ndarray):
@@ -268,7 +278,7 @@ class VLTorchSplit(BatchedDataset):
         elif "input_size" in data_cfg:
             from timm.data import create_transform
 
-            timm_cfg = {k: v for k, v in data_cfg.items() if k not in ("tokenizer", "modality")}
+            timm_cfg = {k: v for k, v in data_cfg.items() if k not in ("tokenizer", "modality", "max_text_len")}
             self.transform = create_transform(**timm_cfg, is_training=False)
 
     def __len__(self) -> int:
@@ -305,7 +315,7 @@ class VLTorchSplit(BatchedDataset):
         chunks = list(order.split(batch_size))
         for rows, pixels in zip(chunks, self._pixel_chunks(chunks, num_workers, pin_memory), strict=True):
             mask = self.text["attention_mask"][rows]
-            width = max(1, int(mask.sum(1).max()))  # the batch's longest text (right padding)
+            width = mask.shape[1] if self.fixed_len else max(1, int(mask.sum(1).max()))  # else the batch's longest
             inputs = {k: v[rows, :width] for k, v in self.text.items()}
             if pixels is not None:
                 inputs["pixel_values"] = pixels
@@ -330,7 +340,7 @@ def prepare_vl(raw: VLRawData, data_cfg: dict[str, Any], trainval: bool = False,
     """``Splits`` of ``VLTorchSplit`` for a model's data config (``Data.prepare`` dispatches here).
     ``trainval`` trains on train + val (search_train / search_val keep them apart); a ``selection`` run gets no
     test split. ``tokenize`` defaults to the tokenizer named in ``data_cfg``."""
-    tokenize = tokenize or tokenizer_for(data_cfg["tokenizer"])
+    tokenize = tokenize or tokenizer_for(data_cfg["tokenizer"], data_cfg.get("max_text_len"))
     out = {s: VLTorchSplit(sp, raw.task, data_cfg, tokenize) for s, sp in raw.splits.items()
            if not (selection and s == "test")}
     if data_cfg.get("input_size"):
@@ -338,7 +348,9 @@ def prepare_vl(raw: VLRawData, data_cfg: dict[str, Any], trainval: bool = False,
         pre = f"images resized to {h}x{w} for the visual encoder (squash, no crop), mean/std of its data config; "
     else:
         pre = "text only (no images); "
-    pre += f"texts tokenised by {data_cfg.get('tokenizer', 'the given')} tokenizer, right-padded per batch"
+    pre += f"texts tokenised by {data_cfg.get('tokenizer', 'the given')} tokenizer, " + (
+        f"truncated at and padded to {data_cfg['max_text_len']} tokens" if data_cfg.get("max_text_len")
+        else "right-padded per batch")
     merged = lambda: VLTorchSplit(concat_splits(raw.splits["train"], raw.splits["val"]), raw.task,  # noqa: E731
                                   data_cfg, tokenize)
     return make_splits(out, raw.num_classes, pre, raw.task, trainval, merged)

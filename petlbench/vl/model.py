@@ -85,6 +85,7 @@ class VLModel(nn.Module):
         self.modality = modality
         self.text = text
         self.tokenizer_name = OFFLINE_TEXT  # the text side's name (set by ``create_vl_backbone``): its tokenizer
+        self.max_text_len: int | None = None  # set by a method whose recipe fixes it (DVP): texts cut and padded to it
         d, e = text.config.hidden_size, embedding_width(text)  # e < d: ELECTRA-style (``embeddings_project``)
         std = getattr(text.config, "initializer_range", 0.02)  # BERT init, as ViLT's init_weights
         self.vision = self.vis_proj = self.vis_type = None
@@ -128,7 +129,8 @@ class VLModel(nn.Module):
         from timm.data import resolve_data_config
 
         cfg = resolve_data_config({}, model=self) if self.vision is not None else {}
-        return {**cfg, "tokenizer": self.tokenizer_name, "modality": self.modality}
+        fixed = {"max_text_len": self.max_text_len} if self.max_text_len else {}  # a method's text length
+        return {**cfg, "tokenizer": self.tokenizer_name, "modality": self.modality, **fixed}
 
     def example_inputs(self, text_len: int = 16) -> dict[str, torch.Tensor]:
         """A batch of one for counting (``engine.build.inspect``): ``text_len`` text tokens, a random image."""
@@ -312,6 +314,10 @@ class VLPairFamily(BackboneFamily):
 
     name, track, kinds, default_model = "vl-pair", "vl", frozenset({"vl", "t5"}), DEFAULT_VL_MODEL
     model_hint = f"a TEXT+VISION pair, e.g. {DEFAULT_VL_MODEL}"
+    # ``--frozen-backbone-mode auto``: the language model's dropout trains as in the official code of ViLT and DVP
+    # (a LightningModule in train mode: BERT's hidden / attention dropout 0.1 active in every training step and in
+    # DVP's KAB-APP arm scoring); the frozen visual encoder stays in eval (``VLModel.train``)
+    frozen_mode = "train"
 
     def owns(self, model: str | None) -> bool:
         return is_vl_model_name(model)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import math
+import types
 
 import pytest
 import torch
@@ -37,7 +39,8 @@ def dvp(model=None, **overrides):
 def ctx_for(train, val, steps: int, log=lambda s: None) -> SearchContext:
     return SearchContext(
         train_batches=train, val_batches=val, device=torch.device("cpu"), loss_fn=F.cross_entropy,
-        autocast=contextlib.nullcontext, make_optimizer=lambda ps: torch.optim.AdamW(list(ps), lr=1e-3),
+        autocast=contextlib.nullcontext,
+        make_optimizer=lambda ps, model=None, lr=None: torch.optim.AdamW(list(ps), lr=lr or 1e-3),
         steps_per_epoch=steps, log=log,
     )
 
@@ -50,11 +53,30 @@ def synthetic_ctx(steps: int = 3) -> SearchContext:
 # ----------------------------------------------------------------------------- the forward
 
 
-def test_config_lr_follows_the_variant_unless_set():
-    assert DVPConfig().lr == 1e-4 and DVPConfig(variant="adp").lr == 1e-3
-    assert DVPConfig(variant="adp", lr=0.05).lr == 0.05
-    cfg = make_method("dvp", {"variant": "adp"}).cfg
-    assert (cfg.lr, cfg.weight_decay, cfg.search_arms, cfg.pref_lr, cfg.attn_dropout) == (1e-3, 0.01, 5, 0.005, 0.1)
+@pytest.mark.parametrize(("recipe", "variant", "lr", "search_lr"), [
+    ("vqav2", "full", 1e-4, 1e-4), ("vqav2", "adp", 1e-3, 1e-4), ("gqa", "adp", 5e-4, 1e-4),
+    ("snli-ve", "adp", 5e-4, 1e-4), ("snli-ve", "full", 1e-4, 1e-4)])
+def test_lr_follows_the_official_config_of_the_task_and_variant_unless_set(recipe, variant, lr, search_lr):
+    """dvp/config.py dvp_adaption_bert_* / dvp_search_bert_* learning_rate, README DVP_adp learning_rate."""
+    method, _ = dvp(recipe=recipe, variant=variant)
+    assert (method.cfg.lr, method.cfg.search_lr) == (lr, search_lr)
+    method, _ = dvp(recipe=recipe, variant=variant, lr=0.05, search_lr=0.02)
+    assert (method.cfg.lr, method.cfg.search_lr) == (0.05, 0.02)
+    cfg = make_method("dvp", {"variant": variant}).cfg
+    assert cfg.lr is None  # resolved by apply, where the language model is known
+    assert (cfg.weight_decay, cfg.search_arms, cfg.pref_lr, cfg.attn_dropout, cfg.max_text_len) == (
+        0.01, 5, 0.005, 0.1, 16)
+
+
+def test_the_official_head_and_text_length():
+    _, model = dvp()
+    head = model.get_classifier()
+    assert [type(m).__name__ for m in head] == ["Linear", "LayerNorm", "GELU", "Linear"]
+    assert (head[0].in_features, head[0].out_features, head[3].out_features) == (32, 64, CLASSES)
+    assert float(head[0].bias.detach().abs().sum()) == 0 and abs(float(head[0].weight.detach().std()) - 0.02) < 0.005
+    assert model.data_config()["max_text_len"] == 16
+    _, plain = dvp(head="linear", max_text_len=None)
+    assert isinstance(plain.get_classifier(), torch.nn.Linear) and "max_text_len" not in plain.data_config()
 
 
 @pytest.mark.parametrize("k", range(DEPTH))
@@ -107,8 +129,9 @@ def test_fusion_layers_are_removed_and_variants_train_what_they_should():
     trainable = {n for n, p in full.named_parameters() if p.requires_grad}
     assert all(p.requires_grad for p in full.text.parameters())
     assert not any(p.requires_grad for p in full.vision.parameters())
+    head = {f"head.{i}.{w}" for i in (0, 1, 3) for w in ("weight", "bias")}
     assert {n for n in trainable if not n.startswith("text.")} == {
-        "head.weight", "head.bias", *(f"dvp.prompts.0.cross_attn.{m}.{w}" for m in ("query", "key", "value", "merge")
+        *head, *(f"dvp.prompts.0.cross_attn.{m}.{w}" for m in ("query", "key", "value", "merge")
                                       for w in ("weight", "bias")), "dvp.prompts.0.token_type.weight"}
     _, adp = dvp(variant="adp")
     text = {n for n, p in adp.text.named_parameters() if p.requires_grad}
@@ -155,7 +178,7 @@ def test_bert_base_anchors_dvp_adp(bert_base_clip):
 
 def test_bert_base_full_dvp_trains_the_whole_language_model(bert_base_clip):
     total = _n(bert_base_clip.parameters())
-    _, model = dvp(copy.deepcopy(bert_base_clip))
+    _, model = dvp(copy.deepcopy(bert_base_clip), head="linear")
     counts = measure.param_counts(model, total)
     assert counts["params_trainable_excl_head"] == 108_891_648 + 2_362_368 + 1_536
     fusion = 768 * 768 + 768 + 768  # vis_proj + vis_type, removed
@@ -169,7 +192,7 @@ def _hand_dvp_text_macs(k: int, t: int, nv: int, d: int, dv: int, ff: int, layer
     """Layers before K over t tokens, from K over t + 1; cross-attention q, merge (d²), k, v (nv·dv·d each),
     scores and AV (2·nv·d); head."""
     lm = hand_macs(t, d, ff, k) + hand_macs(t + 1, d, ff, layers - k)
-    return lm + 2 * d * d + 2 * nv * dv * d + 2 * nv * d + d * classes
+    return lm + 2 * d * d + 2 * nv * dv * d + 2 * nv * d + d * 2 * d + 2 * d * classes  # official head
 
 
 @pytest.mark.parametrize("k", [0, DEPTH - 1])
@@ -210,10 +233,10 @@ def test_preference_update_is_the_official_rule():
 
 
 def test_bandit_concentrates_on_the_clearly_better_layer(monkeypatch):
-    """Fake reward: inserting at layer 2 scores 100, elsewhere 0. 2 epochs × 12 steps = 24 updates."""
+    """Fake reward: inserting at layer 2 scores 100, elsewhere 0. 24 updates: 2 passes over 12 training batches."""
     monkeypatch.setattr(dvp_mod, "score_arm", lambda model, k, *a: 100.0 if k == 2 else 0.0)
     torch.manual_seed(0)
-    method, model = dvp(search_epochs=2)
+    method, model = dvp(search_updates=24)
     method.search(model, synthetic_ctx(12))
     stats = method.stats(model)
     assert stats["dvp_updates"] == 24 and stats["dvp_searched"] and stats["dvp_insert_layer"] == 2
@@ -224,7 +247,7 @@ def test_bandit_concentrates_on_the_clearly_better_layer(monkeypatch):
 
 def test_search_restores_what_it_trained_and_builds_a_fresh_module():
     torch.manual_seed(0)
-    method, model = dvp(search_epochs=1)
+    method, model = dvp(search_updates=3)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad and "dvp." not in n}
     logs = []
     ctx = ctx_for(lambda: (batch(s) for s in range(3)), lambda: (batch(100 + s) for s in itertools.count()), 3,
@@ -272,7 +295,7 @@ class _Tagged(Dataset):
 
 def test_search_trains_on_train_rewards_on_held_out_and_never_reads_test():
     torch.manual_seed(0)
-    method = make_method("dvp", {"search_epochs": 1, "batch_size": 4, "epochs": 1})
+    method = make_method("dvp", {"search_updates": 3, "batch_size": 4, "epochs": 1})
     model = method.apply(tiny_vl())
     seen = {"train": set(), "reward": set()}
     model.register_forward_pre_hook(lambda mod, args: seen["train" if torch.is_grad_enabled() else "reward"].update(
@@ -287,7 +310,7 @@ def test_search_trains_on_train_rewards_on_held_out_and_never_reads_test():
 @pytest.mark.parametrize("variant", ["full", "adp"])
 def test_the_loop_runs_dvp_end_to_end_with_its_search(variant):
     torch.manual_seed(0)
-    method = make_method("dvp", {"variant": variant, "search_epochs": 1, "batch_size": 4, "epochs": 2,
+    method = make_method("dvp", {"variant": variant, "search_updates": 3, "batch_size": 4, "epochs": 2,
                                  "warmup_epochs": 0})
     model = method.apply(tiny_vl())
     total = sum(p.numel() for p in tiny_vl().parameters())
@@ -301,5 +324,85 @@ def test_the_loop_runs_dvp_end_to_end_with_its_search(variant):
     # counted after the search: one DVP module, the fusion layers gone
     d, dv = 32, model.vision.embed_dim
     module = 2 * (d * d + d) + 2 * (dv * d + d) + 2 * d
-    assert m["counts"]["params_added"] == module - (dv * d + 2 * d) + (
+    head = _n(model.get_classifier().parameters()) - (d * CLASSES + CLASSES)  # official head vs the plain Linear
+    assert m["counts"]["params_added"] == module - (dv * d + 2 * d) + head + (
         0 if variant == "full" else 2 * DEPTH * (2 * d * 4 + 4 + d))
+
+
+def test_the_search_budget_is_preference_updates_reusing_the_training_batches():
+    torch.manual_seed(0)
+    method, model = dvp(search_updates=7)
+    passes = []
+    ctx = ctx_for(lambda: passes.append(1) or (batch(s) for s in range(3)),
+                  lambda: (batch(100 + s) for s in itertools.count()), 3)
+    method.search(model, ctx)
+    stats = method.stats(model)
+    assert stats["dvp_updates"] == 7 and len(passes) == 3  # 3 + 3 + 1 batches
+    assert 0 < stats["dvp_pi_entropy"] <= math.log(DEPTH) + 1e-9
+
+
+def test_rewards_come_from_half_a_held_out_batch(monkeypatch):
+    """The official KAB-APP loader's batch is batch_size // 2."""
+    sizes = []
+    monkeypatch.setattr(dvp_mod, "score_arm", lambda model, k, x, y, ctx: sizes.append(len(y)) or 0.0)
+    method, model = dvp(search_updates=2)
+    method.search(model, synthetic_ctx(2))
+    assert sizes == [2] * (2 * 5)  # batch() holds 4 samples; 5 arms per update
+
+
+@pytest.mark.parametrize("trains", ["lm", "variant"])
+def test_dvp_adp_searches_with_the_whole_language_model_on_a_copy(trains):
+    """Official: the search configs never set use_adapter (the whole LM fine-tunes, no adapters); the adapters then
+    train at the chosen K from their initial values."""
+    torch.manual_seed(0)
+    method, model = dvp(variant="adp", search_updates=3, search_trains=trains)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trained = []
+    ctx = ctx_for(lambda: (batch(s) for s in range(3)), lambda: (batch(100 + s) for s in itertools.count()), 3)
+    ctx.make_optimizer = lambda ps, model=None, lr=None: (trained.append((list(ps), model, lr)),
+                                                          torch.optim.AdamW(trained[-1][0], lr=lr))[1]
+    method.search(model, ctx)
+    params, searched, lr = trained[0]
+    names = {id(p): n for n, p in searched.named_parameters()}
+    adapters = [n for n in map(names.get, map(id, params)) if "seq_adapter" in n]
+    assert searched is not model and lr == (1e-4 if trains == "lm" else 1e-3)
+    assert (not adapters and all(p.requires_grad for p in searched.text.parameters())) if trains == "lm" else adapters
+    now = dict(model.named_parameters())
+    assert all(torch.equal(now[n], p) for n, p in before.items() if "dvp." not in n)  # the model itself untouched
+    assert sum("seq_adapter.down.weight" in n for n in now) == 2 * DEPTH
+
+
+@pytest.mark.parametrize(("published", "builtin", "want"), [
+    ("vqav2", False, {"epochs": 10, "warmup_epochs": 1, "search_updates": 5100}),
+    ("gqa", False, {"epochs": 10, "warmup_epochs": 1, "search_updates": 7368}),
+    ("snli-ve", False, {"epochs": 5, "warmup_epochs": 1, "search_updates": 2069}),
+    ("snli-ve", True, {"epochs": 5, "warmup_epochs": 1, "search_updates": dvp_mod.BUILTIN_SEARCH_UPDATES}),
+])
+def test_the_recipe_follows_the_published_task(published, builtin, want):
+    """dvp/config.py: dvp_adaption_*_{vqa,gqa} 10 epochs, 10% warm-up; *_snli_ve 5 epochs, 20%; search 2 / 2 / 1
+    epochs of batch 256 (module TASK_RECIPE)."""
+    from petlbench.engine.build import resolve_overrides
+    from petlbench.vl.data import entailment_task, vqa_task
+
+    task = entailment_task(published) if published == "snli-ve" else vqa_task(published, ["a", "b"])
+    raw = types.SimpleNamespace(task=task, epochs=None, batch_size=None)
+    got = resolve_overrides({"search_updates": 9} if builtin else {}, DVPConfig, raw)
+    assert got == {"recipe": published, **want, **({"search_updates": 9} if builtin else {})}
+    raw = types.SimpleNamespace(task=task, epochs=5 if builtin else None, batch_size=16 if builtin else None)
+    cfg = DVPConfig(**resolve_overrides({}, DVPConfig, raw))
+    assert (cfg.recipe, cfg.epochs, cfg.warmup_epochs, cfg.search_updates) == (published, *want.values())
+    local = vqa_task("my-vqa", ["a"]) if published != "snli-ve" else entailment_task("my-ve")
+    assert local.published == ("snli-ve" if published == "snli-ve" else "vqav2")
+
+
+def test_inspect_shows_the_published_compute_claim_beside_the_measured_change():
+    """published.csv: DVP's '-80% FLOPs on VQA2.0' (a relative claim); inspect measures the change of the whole
+    model and of the text side (the frozen visual encoder apart) against the all-visual-tokens backbone."""
+    from petlbench.engine.build import inspect
+
+    info = inspect("dvp", None, 14)
+    (claim,) = info["published_claims"]
+    assert (claim["metric"], claim["value"], claim["task"]) == ("gmacs_change_pct", -80.0, "vqav2")
+    assert claim["measured"] == info["gmacs_change_pct"] == pytest.approx(100 * (info["gmacs_ratio"] - 1))
+    text = 100 * (info["gmacs_text"] / info["gmacs_text_backbone"] - 1)
+    assert info["gmacs_text_change_pct"] == pytest.approx(text) and text < info["gmacs_change_pct"] < 0

@@ -60,6 +60,11 @@ def test_suite_groups_override_and_unknown_keys(tmp_path):
     assert name == "s" and len(runs) == 3
     assert runs[1].overrides == {"epochs": 3, "lr": 0.5} and runs[1].seeds == [0, 1]
     assert runs[2].label == "random" and runs[2].run == {"pretrained": False}
+    # a group's [group.set.<method>] adds to the suite's [set.<method>], key by key
+    p.write_text('methods = ["full"]\n[set.full]\nlr = 0.5\nweight_decay = 0.1\n[[group]]\nlabel = "g"\n'
+                 'methods = ["full"]\n[group.set.full]\nlr = 0.2\n')
+    assert [r.overrides for r in load_suite(str(p))[2]] == [{"lr": 0.5, "weight_decay": 0.1},
+                                                            {"lr": 0.2, "weight_decay": 0.1}]
     p.write_text('methods = ["linear"]\nepoch = 3\n')
     with pytest.raises(UserError, match="unknown key 'epoch'"):
         load_suite(str(p))

@@ -14,6 +14,7 @@ from petlbench.registry import METHODS
 from petlbench.results.aggregate import aggregate
 from petlbench.results.published import (
     COLUMNS,
+    RELATIVE_METRICS,
     VL_TASKS,
     backbone_family,
     check,
@@ -21,6 +22,7 @@ from petlbench.results.published import (
     load_published,
     published_deltas,
     published_path,
+    relative_claims,
 )
 
 from ...runs_table import frame, paired_rows
@@ -34,7 +36,9 @@ def test_published_file_schema_and_names():
     assert list(raw.columns) == COLUMNS
     assert check(raw) == []
     pub = load_published()
-    assert pub["value"].dtype == float and pub["value"].between(0, 100).all()
+    relative = pub["metric"].isin(list(RELATIVE_METRICS))
+    assert pub["value"].dtype == float and pub.loc[~relative, "value"].between(0, 100).all()
+    assert pub.loc[relative, "value"].between(-100, 1000).all() and relative.any()
     assert (pub["source"].str.len() > 10).all() and (pub["notes"].str.len() > 0).all()
     names = set(known_methods())
     for r in pub.itertuples():
@@ -61,6 +65,17 @@ def test_check_reports_bad_rows():
                  "line 3: unknown method 'nosuch'", "line 3: config 'deep'", "line 3: value 'x'"):
         assert text in problems
     assert check(bad.drop(columns=["notes"])) and "expected" in check(bad.drop(columns=["notes"]))[0]
+
+
+def test_relative_claims_are_changes_in_percent_matched_by_method_and_config(tmp_path):
+    row = {"method": "dvp", "config": "variant=adp", "task": "vqav2", "backbone": "b", "backbone_family": "f",
+           "metric": "gmacs_change_pct", "value": "-80", "params": "", "source": "paper", "notes": "n"}
+    pub = pd.DataFrame([row, {**row, "config": "", "value": "-120"}])[COLUMNS]
+    assert check(pub) == ["line 3: value '-120' is not a percentage change"]
+    path = tmp_path / "p.csv"
+    pub.iloc[:1].to_csv(path, index=False)
+    assert relative_claims("dvp", {"variant": "adp"}, path)[0]["value"] == -80
+    assert relative_claims("dvp", {"variant": "full"}, path) == [] == relative_claims("das", {}, path)
 
 
 def test_load_published_rejects_a_malformed_file(tmp_path):

@@ -313,13 +313,13 @@ def test_vl_only_method_parameters_head_and_fusion_change(name):
     now = dict(model.named_parameters())
     assert all(torch.equal(now[n], v) for n, v in frozen.items())
     changed = {n for n, v in trainable.items() if not torch.equal(now[n], v)}
-    # DVP removes the fusion layers (its cross-attention reads the visual tokens itself)
-    assert {"head.weight"} | ({"vis_proj.weight"} if name != "dvp" else set()) <= changed
+    # DVP removes the fusion layers (its cross-attention reads the visual tokens itself) and uses the official head
+    assert ({"head.weight", "vis_proj.weight"} if name != "dvp" else {"head.0.weight", "head.3.weight"}) <= changed
     backbone_changed = {n for n in changed & base if not n.startswith(("head.", "vis_"))}
     added_changed = changed - base
     if name == "dvp":  # full variant: the whole language model + the DVP module
         assert backbone_changed and all(n.startswith("text.") for n in backbone_changed)
-        assert added_changed and all(n.startswith("dvp.") for n in added_changed)
+        assert added_changed and all(n.startswith(("dvp.", "head.")) for n in added_changed)
     elif name == "linear":
         assert not backbone_changed and not added_changed
     elif name in ("full", "bitfit"):
