@@ -148,18 +148,31 @@ def _tiny_vl_backbone(method, classes: int):
     return Built(method.apply(model), {}, total)
 
 
+def _tiny_t5_backbone(method, classes: int):
+    """A 2 + 2-block, 32-wide T5 + test_vit VL model (random, no files), frozen as ``build`` makes it, with the
+    method applied."""
+    from petlbench.models.family import Built
+
+    from ...text_models import tiny_t5_vl
+
+    model = tiny_t5_vl(layers=2)
+    model.head = torch.nn.Linear(32, classes)  # trainable, as build's fresh head
+    total = sum(p.numel() for p in model.parameters())
+    return Built(method.apply(model), {}, total)
+
+
 def _data(kind: str, n: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 3
     pixels = torch.randn(n, 3, 32, 32, generator=g) + y.view(-1, 1, 1, 1).float()  # learnable by class
-    if kind != "vl":
+    if kind not in ("vl", "t5"):
         return TensorDataset(pixels, y)
     ids = torch.randint(5, 50, (n, 6), generator=g)
     return [({"input_ids": ids[i], "attention_mask": torch.ones(6, dtype=torch.long), "pixel_values": pixels[i]}, y[i])
             for i in range(n)]
 
 
-@pytest.mark.integration  # 46 whole runs through the loop (~20 s): `make test` runs them, `make test-fast` not
+@pytest.mark.integration  # every (method, backbone kind) × 2 precisions, whole runs through the loop (~25 s): `make test` runs them, `make test-fast` not
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("name, kind", CASES)
 def test_every_method_and_backbone_kind_trains_and_evaluates(name, kind, precision):
@@ -167,11 +180,11 @@ def test_every_method_and_backbone_kind_trains_and_evaluates(name, kind, precisi
     loss and score; head-only methods take the cached-feature shortcut on vision backbones in both precisions."""
     overrides = {"epochs": 1, "batch_size": 4, "warmup_epochs": 0}
     if name in ("das", "dvp"):
-        overrides.update(search_epochs=2, search_warmup_epochs=1) if name == "das" else overrides.update(search_epochs=1)
+        overrides.update(search_epochs=2, search_warmup_epochs=1) if name == "das" else overrides.update(search_updates=3)
     method = make_method(name, overrides)
     torch.manual_seed(0)
-    if kind == "vl":
-        built = _tiny_vl_backbone(method, 3)
+    if kind in ("vl", "t5"):
+        built = (_tiny_vl_backbone if kind == "vl" else _tiny_t5_backbone)(method, 3)
     else:
         built = build.build(method, KIND_MODELS[kind], 3, pretrained=False, **({"img_size": 32} if kind == "vit" else {}))
     splits = Splits(_data(kind, 12, 0), _data(kind, 8, 1), _data(kind, 8, 2), 3)
@@ -179,7 +192,7 @@ def test_every_method_and_backbone_kind_trains_and_evaluates(name, kind, precisi
     m = out.metrics
     assert out.status == "ok", out.error
     assert math.isfinite(m["loss_train"]) and 0.0 <= m["top1"] <= 100.0 and math.isfinite(m["loss_test"])
-    if name == "linear" and kind != "vl":  # the VL linear probe also trains its fusion layer: not head-only
+    if name == "linear" and kind not in ("vl", "t5"):  # the VL linear probe also trains its fusion layer
         assert m["feature_cache"] == "on"
     else:
         assert "feature_cache" not in m
