@@ -31,7 +31,7 @@ run: install
 	$(PETL) suite quickstart
 	$(PETL) compare --sort top1_pct
 
-# Everything but the slow tests (what CI runs; about 5 min on 2 idle cores).
+# Everything but the slow tests (what CI runs; about 7 min on 2 idle cores).
 test: install
 	$(PY) -m pytest
 
