@@ -1,5 +1,6 @@
 """DVP: Dynamic Visual Prompting (Huang et al., "Adapting Pre-trained Language Models to Vision-Language Tasks
-via Dynamic Visual Prompting", arXiv 2306.00409), with its KAB-APP placement search. VL model only.
+via Dynamic Visual Prompting", arXiv 2306.00409), with its KAB-APP placement search. VL models only: a BERT-family
+language model (``VLModel``, below) or T5 (``VLT5Model``: the prompt enters the decoder, ``methods._t5``).
 
 A language model alone classifies; a frozen visual encoder only supplies keys/values for ONE prompt token::
 
@@ -38,11 +39,15 @@ Facts from the official code (github.com/hsb1357173526/Dynamic_Visual_Prompting,
   (``layer_alphas``), π = softmax(α). Each training step inserts at a K drawn uniformly; after EVERY optimizer
   step one fresh held-out batch scores ``search_sample`` = 5 arms drawn from π (with replacement), without
   gradients, S in percent (accuracy ×100; VQA: the VQA score of the argmax answer ×100), and
-  ``α_K += 0.005 · (S − mean S) · π_K (1 − π_K)`` per arm (π from before the update). The official search is a
-  separate run (2 epochs on VQAv2/GQA, 1 on SNLI-VE, constant lr, no warm-up) that prints K = argmax π (first
-  on ties); training then starts again from the pre-trained model with one module at K. Here the search
-  restores every trained tensor (LM / adapters / head) to its value before the search and builds a fresh
-  module at K; the loop then trains it normally.
+  ``α_K += 0.005 · (S − mean S) · π_K (1 − π_K)`` per arm (π from before the update); the held-out batches are
+  ``batch_size // 2`` and the arms are scored in training mode (LM dropout on). The official search is a separate
+  run (2 epochs on VQAv2/GQA, 1 on SNLI-VE, constant lr, no warm-up, the whole LM fine-tuned without adapters: the
+  search configs never set ``use_adapter``) that prints K = argmax π (first on ties); training then starts again
+  from the pre-trained model with one module at K. Here the search trains a copy of the model (``search_trains``:
+  the whole LM without adapters, or what the variant trains) for ``search_updates`` preference updates, and the
+  model gets a fresh module at K; the loop then trains it normally.
+- Recipe per task and language model (``TASK_RECIPE``, ``OFFICIAL_LR``), the classifier Linear(d, 2d),
+  LayerNorm, GELU, Linear(2d, C) (``head=official``), texts truncated and padded to 16 tokens (``max_text_len``).
 
 GMACs: ``petlbench.vl.vl_gmacs`` counts this forward as it runs: ``gmacs_text`` = the DVP module + the LM over
 T tokens before K and T + 1 from K + the head, against the VL baseline's visual projection + LM over T + Nv
@@ -50,10 +55,8 @@ tokens + head (``benchmarks/perf/dvp_gmacs.py``; BERT-base + CLIP ViT-B/16, 16 t
 1.60 at K = 11, 19.04 for all 197 visual tokens).
 
 Deviations (labelled at the keys below): rewards come from petlbench's held-out split (the official code reads
-the VQAv2 val / GQA testdev / SNLI-VE val split, which it also reports on), batches of the run's batch size
-(official: half of it); the search trains what the variant trains (the official BERT searches always fine-tune
-the whole LM, its LLaMA search uses the adapter variant as here); the classifier is the VL track's linear head
-(official: Linear(d, 2d), LayerNorm, GELU, Linear(2d, C)); the loop's recipe (see ``DVPConfig``).
+the VQAv2 val / GQA testdev / SNLI-VE val split, which it also reports on); the warm-up is whole epochs; built-in
+offline tasks search ``BUILTIN_SEARCH_UPDATES`` times (a cost choice) instead of the official count.
 """
 
 from __future__ import annotations
