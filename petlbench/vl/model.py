@@ -49,6 +49,7 @@ from petlbench.engine.measure import count_flops, gmacs
 from petlbench.errors import UserError
 from petlbench.models.backbones import BUNDLED, backbone_kind, create_backbone
 from petlbench.models.family import BackboneFamily
+from petlbench.vl.pair import VLPair, example_inputs
 from petlbench.vl.t5 import VLT5Model
 from petlbench.vl.text import (
     DEFAULT_VL_MODEL,
@@ -69,7 +70,7 @@ MODALITIES = ("both", "text", "image")
 
 
 
-class VLModel(nn.Module):
+class VLModel(VLPair):
     """Single-stream VL classifier (see the module docstring). ``forward(inputs) -> logits (B×C)``.
 
     ``inputs``: a mapping with ``input_ids`` (B×T long), ``attention_mask`` (B×T, 1 = token, right-padded),
@@ -101,49 +102,7 @@ class VLModel(nn.Module):
         nn.init.normal_(self.head.weight, std=std)
         nn.init.zeros_(self.head.bias)
 
-    # -- structure
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def fusion_parameters(self) -> list[nn.Parameter]:
-        """The new task-specific fusion layers (``vis_proj``, ``vis_type``); empty for text-only."""
-        return [] if self.vis_proj is None else [*self.vis_proj.parameters(), self.vis_type]
-
-    def train(self, mode: bool = True) -> VLModel:
-        super().train(mode)
-        if self.vision is not None:
-            self.vision.eval()  # frozen visual encoder: never dropout / drop-path
-        return self
-
-    @property
-    def pretrained_cfg(self) -> dict[str, Any]:
-        """The visual encoder's timm config with its real input size, so ``timm.data.resolve_data_config``
-        gives the image preprocessing (mean, std, size) of this model."""
-        if self.vision is None:
-            return {}
-        return {**self.vision.pretrained_cfg, "input_size": (3, *self.vision.patch_embed.img_size)}
-
-    def data_config(self) -> dict[str, Any]:
-        """How data becomes this model's inputs: the visual encoder's timm data config (input size, mean, std;
-        none for text-only) and the name whose tokenizer encodes the texts (``VLPairFamily.data_config``)."""
-        from timm.data import resolve_data_config
-
-        cfg = resolve_data_config({}, model=self) if self.vision is not None else {}
-        fixed = {"max_text_len": self.max_text_len} if self.max_text_len else {}  # a method's text length
-        return {**cfg, "tokenizer": self.tokenizer_name, "modality": self.modality, **fixed}
-
-    def example_inputs(self, text_len: int = 16) -> dict[str, torch.Tensor]:
-        """A batch of one for counting (``engine.build.inspect``): ``text_len`` text tokens, a random image."""
-        return example_inputs(self, 1, text_len, device=next(self.parameters()).device)
-
-    # -- pieces of the forward (DVP and other methods reuse them)
-    def visual_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """B×Nv×dv: all tokens of the ViT's last block, before its final norm (frozen: no graph unless a
-        visual parameter was made trainable)."""
-        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.vision.parameters())
-        with torch.set_grad_enabled(grad):
-            return self.vision.forward_features(pixel_values)  # its norm is Identity (see strip_vision)
-
+    # -- pieces of the forward (DVP and other methods reuse them; visual_features: VLPair)
     def visual_embeddings(self, features: torch.Tensor) -> torch.Tensor:
         """B×Nv×d visual tokens in the text width: ``LN_emb(vis_proj(v) + vis_type)`` + embedding dropout (and
         the embedding projection of an ELECTRA-style encoder, as its text tokens)."""
@@ -266,20 +225,6 @@ def create_vl_backbone(
         "weights_sha256": f"text={text_sha};vision={vinfo['weights_sha256']}",
     }
     return model, info
-
-
-def example_inputs(model: VLModel, batch_size: int = 1, text_len: int = 16, seed: int = 0,
-                   device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """A random full-length batch (no padding) in the model's input format."""
-    g = torch.Generator().manual_seed(seed)
-    vocab = int(model.text.config.vocab_size)
-    inputs = {
-        "input_ids": torch.randint(0, vocab, (batch_size, text_len), generator=g),
-        "attention_mask": torch.ones(batch_size, text_len, dtype=torch.long),
-    }
-    if model.vision is not None:
-        inputs["pixel_values"] = torch.randn(batch_size, *model.pretrained_cfg["input_size"], generator=g)
-    return {k: v.to(device) for k, v in inputs.items()}
 
 
 @torch.no_grad()

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from petlbench.errors import UserError
+from petlbench.vl.pair import VLPair
 from petlbench.vl.text import T5_TEXT, check_t5_model
 
 INIT_STD = 0.02  # BERT's initializer_range, as VLModel's fusion layers and head (T5 configs have no such key)
@@ -63,7 +64,7 @@ def _hidden(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
-class VLT5Model(nn.Module):
+class VLT5Model(VLPair):
     """T5 VL classifier (see the module docstring). ``forward(inputs) -> logits (B×C)``.
 
     ``inputs``: ``input_ids`` (B×T long), ``attention_mask`` (B×T, 1 = token, right-padded), ``pixel_values``
@@ -89,50 +90,7 @@ class VLT5Model(nn.Module):
             nn.init.normal_(lin.weight, std=INIT_STD)
             nn.init.zeros_(lin.bias)
 
-    # -- structure (the surface VLModel offers the engine)
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def fusion_parameters(self) -> list[nn.Parameter]:
-        """The new task-specific fusion layers (``vis_proj``, ``vis_type``); empty once a method removed them."""
-        return [] if self.vis_proj is None else [*self.vis_proj.parameters(), self.vis_type]
-
-    def train(self, mode: bool = True) -> VLT5Model:
-        super().train(mode)
-        self.vision.eval()  # frozen visual encoder: never dropout / drop-path
-        return self
-
-    @property
-    def pretrained_cfg(self) -> dict[str, Any]:
-        """The visual encoder's timm config with its real input size (``timm.data.resolve_data_config`` reads it)."""
-        return {**self.vision.pretrained_cfg, "input_size": (3, *self.vision.patch_embed.img_size)}
-
-    def data_config(self) -> dict[str, Any]:
-        """The visual encoder's timm data config, the name whose tokenizer encodes the texts and, when a method
-        fixes it, the text length (``VLModel.data_config``)."""
-        from timm.data import resolve_data_config
-
-        fixed = {"max_text_len": self.max_text_len} if self.max_text_len else {}
-        return {**resolve_data_config({}, model=self), "tokenizer": self.tokenizer_name, "modality": self.modality,
-                **fixed}
-
-    def example_inputs(self, text_len: int = 16) -> dict[str, torch.Tensor]:
-        """A batch of one for counting: ``text_len`` random text tokens (no padding), a random image."""
-        device = next(self.parameters()).device
-        g = torch.Generator().manual_seed(0)
-        inputs = {"input_ids": torch.randint(0, int(self.text.config.vocab_size), (1, text_len), generator=g),
-                  "attention_mask": torch.ones(1, text_len, dtype=torch.long),
-                  "pixel_values": torch.randn(1, *self.pretrained_cfg["input_size"], generator=g)}
-        return {k: v.to(device) for k, v in inputs.items()}
-
-    # -- pieces of the forward (DVP reuses them: petlbench.methods._t5)
-    def visual_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """B×Nv×dv: all tokens of the ViT's last block, before its final norm (no graph unless a visual
-        parameter was made trainable)."""
-        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.vision.parameters())
-        with torch.set_grad_enabled(grad):
-            return self.vision.forward_features(pixel_values)
-
+    # -- pieces of the forward (DVP reuses them: petlbench.methods._t5; the shared surface: VLPair)
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """B×T×d text token embeddings (the shared embedding; no dropout yet)."""
         return self.text.encoder.embed_tokens(input_ids)
