@@ -22,8 +22,9 @@ from petlbench.data.types import DatasetSpec, HFColumn, ImageSource, entry_bytes
 from petlbench.errors import UserError
 from petlbench.vl.data import ENTAILMENT, VLRawData, VLSplit, VLTask, entailment_task, vqa_task
 from petlbench.vl.metrics import build_vocab, majority_answer, normalize_answer, soft_targets
+from petlbench.vl.tasks import BY_NAME
 
-OFFLINE_HINT = "offline, use a built-in VL task (shapes-vqa, shapes-ve) or a local path"
+OFFLINE_HINT = f"offline, use a built-in VL task ({', '.join(BY_NAME)}) or a local path"
 
 # ----------------------------------------------------------------------------- split carving
 

@@ -39,6 +39,13 @@ Balance (so that no single modality suffices):
   wording is uniform given its (type, label): text-only is at chance too. Labels and types are balanced to
   within one sample (800 is not a multiple of 3; the 1–2 surplus samples are dropped from the fullest cells).
 
+``shapes-bind`` (VQA-like, the 4 colours): "What color is the <shape>?" on scenes of exactly two objects with
+different shapes and different colours; the answer colour is balanced, the asked shape and the other object's
+shape and colour are drawn uniformly. The text alone is at chance (25%) and the colours present alone give at
+most 50%: the answer needs the colour bound to the named shape, i.e. a look at the image that depends on the
+question. Built to check DVP's layer search (docs/methods.md "DVP search"): DVP's prompt query is the text [CLS]
+at the insertion layer, and in all-MiniLM-L6-v2 the [CLS] state carries the question only in the last layers.
+
 ``benchmarks/perf/vl_task_check.py`` measures text-only, image-only and both-modality baselines.
 """
 
@@ -182,6 +189,20 @@ VQA_TYPES: dict[str, tuple[Template, tuple[str, ...]]] = {
     "exist": (_q_exist, ("yes", "no")),
     "relation": (_q_relation, ("yes", "no")),
 }
+
+
+def _bind_samples(n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, str, str, list[Obj]]]:
+    """shapes-bind: answer colours balanced (``_cells``), then the asked shape, then the other object."""
+    names, out = list(COLOURS), []
+    for _, colour in _cells({"colour": (_q_colour, tuple(COLOURS))}, n, rng):
+        shape, other_shape = _pick(rng, SHAPES, 2)
+        other_colour = _pick(rng, [c for c in names if c != colour])
+        spots = place(rng, list(rng.uniform(3.0, 4.2, 2)), margin=1.5)
+        pair = [(shape, colour), (other_shape, other_colour)]
+        scene = [Obj(s, c, x, y, r) for (s, c), (x, y, r) in zip(pair, spots, strict=True)]
+        scene = [scene[i] for i in rng.permutation(2)]
+        out.append((render(scene, rng), f"What color is the {shape}?", colour, scene))
+    return out
 
 
 # ----------------------------------------------------------------------------- statements (shapes-ve)
@@ -375,13 +396,14 @@ def _splits(task: str) -> dict[str, tuple[np.ndarray, list[str], np.ndarray]]:
 @dataclass(frozen=True)
 class VLBuiltinTask:
     """One built-in VL task, in one row: its kind ("vqa" | "entailment"), answers in label order, the sample
-    generator, the description `list datasets` shows, and the compact budget (as the mini-VTAB tasks: 5 epochs of
-    batch 16; not yet tuned for the VL model)."""
+    generator, the question types it draws (``question_type``), the description `list datasets` shows, and the
+    compact budget (as the mini-VTAB tasks: 5 epochs of batch 16; not yet tuned for the VL model)."""
 
     name: str
     kind: str
     answers: tuple[str, ...]
     samples: Callable[[int, np.random.Generator], list]
+    types: tuple[str, ...]
     description: str
     epochs: int = 5
     batch_size: int = 16
@@ -399,9 +421,12 @@ class VLBuiltinTask:
 
 
 TASKS = (
-    VLBuiltinTask("shapes-vqa", "vqa", VQA_ANSWERS, _vqa_samples, "generated VQA on coloured-shape scenes, 14 answers "
-                  "(colour/shape/count/exist/relation), 32px RGB"),
-    VLBuiltinTask("shapes-ve", "entailment", ENTAILMENT, _ve_samples, "generated visual entailment on coloured-shape "
-                  "scenes, 3 labels (true/not decidable/false), 32px RGB"),
+    VLBuiltinTask("shapes-vqa", "vqa", VQA_ANSWERS, _vqa_samples, tuple(VQA_TYPES), "generated VQA on coloured-shape "
+                  "scenes, 14 answers (colour/shape/count/exist/relation), 32px RGB"),
+    VLBuiltinTask("shapes-ve", "entailment", ENTAILMENT, _ve_samples, VE_TYPES, "generated visual entailment on "
+                  "coloured-shape scenes, 3 labels (true/not decidable/false), 32px RGB"),
+    # budget: 24 epochs of batch 32 (600 steps), where DVP_adp's fixed-layer models learn it (docs/methods.md)
+    VLBuiltinTask("shapes-bind", "vqa", tuple(COLOURS), _bind_samples, ("colour",), "generated VQA: the colour of "
+                  "the named one of two shapes (needs a question-dependent look), 4 answers, 32px RGB", 24, 32),
 )
 BY_NAME = {t.name: t for t in TASKS}

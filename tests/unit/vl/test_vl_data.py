@@ -351,7 +351,7 @@ def test_offline_vl_task_sizes_balance_and_vocabulary(name: str) -> None:
         assert len(sp.texts) == len(sp.labels) == n and sp.labels.min() >= 0 and sp.labels.max() < raw.num_classes
         types = [vl_tasks.question_type(t) for t in sp.texts]
         per_type = Counter(types)
-        assert set(per_type) == set(vl_tasks.VQA_TYPES if name == "shapes-vqa" else vl_tasks.VE_TYPES)
+        assert set(per_type) == set(vl_tasks.BY_NAME[name].types)
         assert max(per_type.values()) - min(per_type.values()) <= 1
         for qtype in per_type:  # answers balanced within every type (exactly when the count divides)
             counts = Counter(sp.labels[[i for i, t in enumerate(types) if t == qtype]].tolist())
@@ -409,15 +409,27 @@ def _oracle(text: str, scene: list) -> str:
 @pytest.mark.parametrize("name", list(vl_tasks.BY_NAME))
 def test_offline_vl_answers_match_their_scenes(name: str) -> None:
     _, texts, labels, scenes = vl_tasks.generate_scenes(name, "oracle-check", 120)
-    answers = vl_tasks.VQA_ANSWERS if name == "shapes-vqa" else vl_tasks.ENTAILMENT
+    answers = vl_tasks.BY_NAME[name].answers
     for text, y, scene in zip(texts, labels, scenes, strict=True):
         assert 2 <= len(scene) <= 5
         assert _oracle(text, scene) == answers[y], (text, scene)
 
 
+def test_shapes_bind_needs_the_named_object() -> None:
+    """Two objects, different shapes and colours: the colours present never say which one is asked about."""
+    _, texts, labels, scenes = vl_tasks.generate_scenes("shapes-bind", "train")
+    colours = vl_tasks.BY_NAME["shapes-bind"].answers
+    for text, y, scene in zip(texts, labels, scenes, strict=True):
+        assert len(scene) == 2 and scene[0].shape != scene[1].shape and scene[0].colour != scene[1].colour
+        asked = [o for o in scene if o.shape == text.rstrip("?").split()[-1]]
+        assert len(asked) == 1 and asked[0].colour == colours[y]
+    assert set(Counter(labels.tolist()).values()) == {200}  # answer colours balanced
+    assert len(set(texts)) == 4
+
+
 def test_list_vl_datasets_and_take() -> None:
     names = [r[0] for r in list_datasets() if r[1] == "vl"]
-    assert {"shapes-vqa", "shapes-ve", "vqav2", "gqa", "snli-ve"} <= set(names)
+    assert {"shapes-vqa", "shapes-ve", "shapes-bind", "vqav2", "gqa", "snli-ve"} <= set(names)
     small = load_data("shapes-ve", limit=50, seed=1)
     assert all(len(sp) == 50 for sp in small.splits.values())
     assert small.splits["test"].fingerprint() == load_data("shapes-ve", limit=50, seed=1).splits["test"].fingerprint()
