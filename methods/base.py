@@ -24,6 +24,7 @@ Rules the loop relies on:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ from torch import nn
 from petlbench.methods.recipe import MethodConfig, Optimizer  # noqa: F401  (re-exported)
 
 S = TypeVar("S", bound=nn.Module)
+
+
+class SearchDiverged(Exception):
+    """A search's training loss went non-finite: the run ends with status 'diverged', as in training."""
 
 
 @dataclass
@@ -51,6 +56,18 @@ class SearchContext:
     make_optimizer: Callable[..., torch.optim.Optimizer]
     steps_per_epoch: int
     log: Callable[[str], None]
+
+    @staticmethod
+    def step(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str) -> float:
+        """One optimizer step of a search on ``loss``; returns the loss. A non-finite loss raises
+        ``SearchDiverged`` (naming ``where``) before it reaches the weights."""
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise SearchDiverged(f"non-finite loss in the {where}; lower its lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return value
 
 
 class MethodModule(nn.Module):

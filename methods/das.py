@@ -391,9 +391,7 @@ class DAS(Method):
                 set_skipped(model, sample_skip(torch.sigmoid(state.gate.float().cpu()), k, gen))
                 with ctx.autocast():
                     loss = ctx.loss_fn(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                ctx.step(opt, loss, "DAS search")
                 step += 1
                 if epoch >= cfg.search_warmup_epochs and step % every == 0:
                     self._update_gates(model, ctx, val, gen)

@@ -304,8 +304,8 @@ def score_arm(model: nn.Module, k: int, inputs: Any, target: torch.Tensor, ctx: 
     """S of inserting at layer ``k`` on one batch (no gradients; the caller sets the mode)."""
     dvp_state(model).use(k)
     with torch.no_grad(), ctx.autocast():
-        logits = model(inputs)
-    return score_percent(logits.float(), target)
+        logits = model(inputs).float()
+    return score_percent(logits, target) if bool(torch.isfinite(logits).all()) else float("nan")
 
 
 def pi_entropy(alpha: torch.Tensor) -> float:
@@ -425,19 +425,16 @@ class DVP(Method):
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))  # from the run's seeded RNG
         opt = ctx.make_optimizer([p for p in searched.parameters() if p.requires_grad], model=searched,
                                  lr=cfg.search_lr)
-        val, depth = ctx.val_batches(), int(state.alpha.numel())
+        val, depth, losses = ctx.val_batches(), int(state.alpha.numel()), []
         while int(state.updates) < cfg.search_updates:  # training batches reused epoch after epoch
             for x, y in ctx.train_batches():
                 state.use(int(torch.randint(depth, (1,), generator=gen)))  # uniform K for the training step
                 with ctx.autocast():
                     loss = ctx.loss_fn(searched(x).float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                losses.append(ctx.step(opt, loss, "DVP search (search_lr)"))
                 self._update(searched, ctx, _half(next(val)), gen)
                 if int(state.updates) % max(1, cfg.search_updates // 10) == 0:
-                    ctx.log(f"dvp search: {int(state.updates)}/{cfg.search_updates} updates, π = "
-                            + " ".join(f"{v:.3f}" for v in torch.softmax(state.alpha.float(), 0).tolist()))
+                    self._progress(ctx, state, losses)
                 if int(state.updates) >= cfg.search_updates:
                     break
         chosen = int(torch.argmax(state.alpha.float().cpu()))  # first on ties, as the official np.argmax
@@ -448,6 +445,14 @@ class DVP(Method):
         mine.commit(chosen, self._prompt(model))
         mine.searched.fill_(True)
         ctx.log(f"dvp: inserting the visual prompt at layer {chosen} (π entropy {pi_entropy(state.alpha):.3f} nats)")
+
+    def _progress(self, ctx: SearchContext, state: Any, losses: list[float], window: int = 50) -> None:
+        """Log the search: updates, the mean training loss and arm reward over the last ``window`` steps, π."""
+        recent = losses[-window:]
+        rewards = state.reward_trace[-window:]
+        ctx.log(f"dvp search: {int(state.updates)}/{self.cfg.search_updates} updates, loss "
+                f"{sum(recent) / len(recent):.3f}, reward {sum(rewards) / max(1, len(rewards)):.1f}, π = "
+                + " ".join(f"{v:.3f}" for v in torch.softmax(state.alpha.float(), 0).tolist()))
 
     def _update(self, model: nn.Module, ctx: SearchContext, batch: tuple[Any, torch.Tensor],
                 gen: torch.Generator) -> None:

@@ -32,7 +32,7 @@ from petlbench.engine import measure, numerics
 from petlbench.engine.distributed import Dist
 from petlbench.engine.optim import head_lr_mult, make_optimizer, optimizer_step, warmup_then_decay
 from petlbench.errors import UserError
-from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext
+from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, SearchDiverged
 from petlbench.models.family import Built
 from petlbench.models.heads import get_classifier, head_parameters
 
@@ -236,7 +236,8 @@ class _Loop:
             with search_timer():
                 self.search()
         t0 = time.perf_counter()
-        self.train(*self._what_trains())
+        if self.out.status == "ok":  # a diverged search leaves nothing to train
+            self.train(*self._what_trains())
         m = self.out.metrics
         m.update(time_train_s=time.perf_counter() - t0, time_search_s=search_timer.seconds,
                  loss_train=self.fit.loss_ema, steps=self.fit.steps,
@@ -278,7 +279,10 @@ class _Loop:
             steps_per_epoch=num_batches(train, self.cfg.batch_size), log=self.reporter.log,
         )
         set_train_mode(self.model, self.rt.frozen_backbone_mode)
-        self.method.search(self.model, ctx)
+        try:
+            self.method.search(self.model, ctx)
+        except SearchDiverged as e:
+            self.out.status, self.out.error = "diverged", str(e)
 
     def optimizer(self, params: Iterable[nn.Parameter], model: nn.Module | None = None,
                   lr: float | None = None) -> torch.optim.Optimizer:

@@ -406,3 +406,19 @@ def test_inspect_shows_the_published_compute_claim_beside_the_measured_change():
     assert claim["measured"] == info["gmacs_change_pct"] == pytest.approx(100 * (info["gmacs_ratio"] - 1))
     text = 100 * (info["gmacs_text"] / info["gmacs_text_backbone"] - 1)
     assert info["gmacs_text_change_pct"] == pytest.approx(text) and text < info["gmacs_change_pct"] < 0
+
+
+def test_a_non_finite_search_loss_stops_the_search_and_non_finite_logits_score_nan():
+    from petlbench.methods.base import SearchDiverged
+    from petlbench.methods.dvp import score_arm
+
+    method, model = dvp(search_updates=4)
+    ctx = synthetic_ctx()
+    ctx.loss_fn = lambda logits, y: F.cross_entropy(logits, y) * float("nan")
+    with pytest.raises(SearchDiverged, match="DVP search"):
+        method.search(model, ctx)
+    x, y = batch(0)
+    assert score_arm(model, 0, x, y, synthetic_ctx()) == score_arm(model, 0, x, y, synthetic_ctx())  # finite
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.requires_grad and p.dim() == 2).fill_(float("nan"))
+    assert math.isnan(score_arm(model, 0, x, y, synthetic_ctx()))

@@ -115,6 +115,12 @@ def test_non_finite_loss_stops_with_status_diverged():
     assert "top1" not in out.metrics
 
 
+def test_a_diverged_search_ends_the_run_diverged_before_training():
+    _, _, out = _fit("das", lr=1e30)  # DAS's search trains at the recipe's lr
+    assert out.status == "diverged" and out.error.startswith("non-finite loss in the DAS search")
+    assert out.metrics["steps"] == 0 and "top1" not in out.metrics
+
+
 def test_losses_read_back_every_few_steps_give_the_same_run():
     # the GPU path (a host synchronisation every N steps, not every step), exercised on the CPU
     (_, _, every), (_, _, late) = _fit("bitfit"), _fit("bitfit", readback_every=4)
