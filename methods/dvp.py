@@ -108,8 +108,9 @@ OFFICIAL_LR: dict[tuple[str, str], tuple[float, float, float]] = {
     ("bert", "vqav2"): (1e-4, 1e-3, 1e-4), ("bert", "gqa"): (1e-4, 5e-4, 1e-4), ("bert", "snli-ve"): (1e-4, 5e-4, 1e-4),
     ("t5", "vqav2"): (2e-4, 3e-4, 2e-4), ("t5", "gqa"): (2e-4, 3e-4, 2e-4), ("t5", "snli-ve"): (2e-4, 3e-4, 2e-4)}
 # Built-in offline tasks (800 training samples): the preference updates of their compact budget, reusing the
-# training batches. Our cost choice (about 0.4 s per update on 2 cores: 4 min per run), not a convergence result: on
-# shapes-vqa no layer is better at this budget and π stays near uniform (docs/methods.md "DVP search").
+# training batches. Our cost choice (0.4-1 s per update on one CPU core), not a convergence result: on shapes-vqa no
+# layer is better and π stays near uniform; on shapes-bind, where K = 5 is measurably best, 1,500 updates did not
+# find it either (docs/methods.md "DVP search").
 BUILTIN_SEARCH_UPDATES = 600
 
 
