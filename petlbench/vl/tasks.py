@@ -192,9 +192,10 @@ VQA_TYPES: dict[str, tuple[Template, tuple[str, ...]]] = {
 
 
 def _bind_samples(n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, str, str, list[Obj]]]:
-    """shapes-bind: answer colours balanced (``_cells``), then the asked shape, then the other object."""
+    """shapes-bind: answer colours balanced (``_cells`` of shapes-vqa's colour type), then the asked shape, then the
+    other object."""
     names, out = list(COLOURS), []
-    for _, colour in _cells({"colour": (_q_colour, tuple(COLOURS))}, n, rng):
+    for _, colour in _cells({"colour": VQA_TYPES["colour"]}, n, rng):
         shape, other_shape = _pick(rng, SHAPES, 2)
         other_colour = _pick(rng, [c for c in names if c != colour])
         spots = place(rng, list(rng.uniform(3.0, 4.2, 2)), margin=1.5)
