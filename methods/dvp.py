@@ -24,7 +24,8 @@ Facts from the official code (github.com/hsb1357173526/Dynamic_Visual_Prompting,
   model's fusion layers ``vis_proj``/``vis_type`` are not used: ``apply`` REMOVES them (they would be counted
   and trained, never run).
 - ``token_type_embeddings = nn.Embedding(2, d)`` (PyTorch default init N(0, 1)): entry 0 is added to every text
-  hidden state at layer K, entry 1 to the prompt. BERT-base: 1,536 parameters.
+  hidden state at layer K, entry 1 to the prompt. BERT-base: 1,536 parameters. (``token_type_std``: our option
+  to draw it N(0, std) instead.)
 - The prompt is concatenated BEFORE the text (``cat([visual_prompt, text])``) and the classifier reads
   index 1. We append it after the text instead, so the text [CLS] stays at index 0 where ``VLModel.forward``
   reads it: BERT layers are permutation-equivariant (positions were added in the embeddings; the prompt has
@@ -36,8 +37,8 @@ Facts from the official code (github.com/hsb1357173526/Dynamic_Visual_Prompting,
   BERT-base: 24 × 148,320 = 3,559,680 adapter + 36,864 encoder-LayerNorm parameters; with the DVP module
   5,960,448 trainable parameters without the classifier.
 - KAB-APP (``search_stage``): one cross-attention/token-type pair per layer K in 0..L-1; preferences α = 0
-  (``layer_alphas``), π = softmax(α). Each training step inserts at a K drawn uniformly; after EVERY optimizer
-  step one fresh held-out batch scores ``search_sample`` = 5 arms drawn from π (with replacement), without
+  (``layer_alphas``), π = softmax(α). Each training step inserts at a K drawn uniformly (``random.randint``); after
+  EVERY optimizer step one fresh held-out batch scores ``search_sample`` = 5 arms drawn from π (with replacement), without
   gradients, S in percent (accuracy ×100; VQA: the VQA score of the argmax answer ×100), and
   ``α_K += 0.005 · (S − mean S) · π_K (1 − π_K)`` per arm (π from before the update); the held-out batches are
   ``batch_size // 2`` and the arms are scored in training mode (LM dropout on). The official search is a separate
@@ -65,7 +66,7 @@ import copy
 import math
 import types
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -130,6 +131,8 @@ class DVPConfig(MethodConfig):
     ``BUILTIN_SEARCH_UPDATES`` times. Remaining deviation: the warm-up is whole epochs (1 of 10 = the official 10%).
     """
 
+    NEUTRAL: ClassVar[dict[str, Any]] = {**MethodConfig.NEUTRAL, "search_train_layer": None, "token_type_std": None}
+
     recipe: Literal["vqav2", "gqa", "snli-ve"] = "vqav2"  # which official per-task recipe (set from the data)
     lr: Annotated[float | None, Range(gt=0)] = None  # None = OFFICIAL_LR by language model, task and variant
     weight_decay: float = 0.01  # official weight_decay
@@ -148,12 +151,20 @@ class DVPConfig(MethodConfig):
     # None = KAB-APP search; without a search (inspect, search_updates=0) K = 0, the official default
     heads: Annotated[int | None, Range(ge=1)] = None  # cross-attention heads; None = the LM's (12 on BERT-base = official num_heads)
     attn_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1  # on the cross-attention map (official drop_rate)
+    # init std of the prompt's 2-entry token-type embedding; None = N(0, 1) (official: nn.Embedding's default).
+    # Our option: 0.02 (BERT's initializer_range) lets the search train on the offline pair, where the official
+    # N(0, 1) (norm ≈ 20 on d = 384, against hidden-state norms of 7-11) stalls it (docs/methods.md "DVP search")
+    token_type_std: Annotated[float | None, Range(gt=0)] = None
     adapter_bottleneck: Annotated[int | None, Range(ge=1)] = None  # None = d/8 (official reduction_factor 8: 96 on d=768)
     adapter_init_std: Annotated[float, Range(gt=0)] = 1e-2  # N(0, std) Down/Up weights (official Adapter)
     # KAB-APP preference updates (one per search training step, training batches reused); 0 = no search
     search_updates: Annotated[int, Range(ge=0)] = 5100  # official VQAv2 search (TASK_RECIPE); by task / built-in
     search_lr: Annotated[float | None, Range(gt=0)] = None  # None = the official search config's lr (OFFICIAL_LR)
     search_trains: Literal["lm", "variant"] = "lm"  # lm: the whole LM, no adapters (official); variant: what trains after
+    # the layer whose module each search training step trains; None = a uniform draw per step (official
+    # ``random.randint``). An int is our diagnostic: it checks the rewards and updates on a search model that has
+    # learned one arm (docs/methods.md "DVP search")
+    search_train_layer: Annotated[int | None, Range(ge=0)] = None
     search_arms: Annotated[int, Range(ge=2)] = 5  # arms drawn from π per update (official search_sample = 5)
     pref_lr: Annotated[float, Range(gt=0)] = 0.005  # step of the preference update (official constant 0.005)
     # False = score the arms in training mode (dropout on), as the official code (it samples inside the
@@ -203,10 +214,13 @@ class CrossAttention(MethodModule):
 class VisualPrompt(MethodModule):
     """One DVP module (for one insertion layer): the cross-attention and the 2-entry token-type embedding."""
 
-    def __init__(self, dim: int, kv_dim: int, heads: int, dropout: float, **dd: Any) -> None:
+    def __init__(self, dim: int, kv_dim: int, heads: int, dropout: float, type_std: float | None = None,
+                 **dd: Any) -> None:
         super().__init__()
         self.cross_attn = CrossAttention(dim, kv_dim, heads, dropout, **dd)
         self.token_type = nn.Embedding(2, dim, **dd)  # 0 = text, 1 = prompt; N(0, 1) init as the official code
+        if type_std is not None:  # DVPConfig.token_type_std
+            nn.init.normal_(self.token_type.weight, std=type_std)
 
     def forward(self, h: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
         """B×T×d text hidden states (the input of layer K) + B×Nv×dv visual tokens -> B×(T+1)×d."""
@@ -347,7 +361,7 @@ class DVP(Method):
         text = model.text
         heads = cfg.heads or int(text.config.num_attention_heads)
         return VisualPrompt(lm_width(model), int(model.vision.embed_dim), heads, cfg.attn_dropout,
-                            **factory_kwargs(text))
+                            cfg.token_type_std, **factory_kwargs(text))
 
     def _adapter(self, model: nn.Module) -> Bottleneck:
         cfg: DVPConfig = self.cfg  # type: ignore[assignment]
@@ -365,9 +379,10 @@ class DVP(Method):
             raise UserError("DVP needs a VL model with a visual encoder (a TEXT+VISION model, modality 'both')")
         depth = len(decoder_blocks(model) if t5 else bert_layers(model))
         k = 0 if cfg.insert_layer is None else cfg.insert_layer
-        if k >= depth:
-            lm = "block T5 decoder" if t5 else "layer language model"
-            raise UserError(f"insert_layer={k} out of range for a {depth}-{lm}; use 0..{depth - 1}")
+        for key, value in (("insert_layer", k), ("search_train_layer", cfg.search_train_layer or 0)):
+            if value >= depth:
+                lm = "block T5 decoder" if t5 else "layer language model"
+                raise UserError(f"{key}={value} out of range for a {depth}-{lm}; use 0..{depth - 1}")
         model.vis_proj = None  # the VL track's fusion layers: DVP never runs them (module docstring)
         model.vis_type = None
         if cfg.variant == "full":
@@ -426,10 +441,10 @@ class DVP(Method):
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))  # from the run's seeded RNG
         opt = ctx.make_optimizer([p for p in searched.parameters() if p.requires_grad], model=searched,
                                  lr=cfg.search_lr)
-        val, depth, losses = ctx.val_batches(), int(state.alpha.numel()), []
+        val, depth, losses, fixed = ctx.val_batches(), int(state.alpha.numel()), [], cfg.search_train_layer
         while int(state.updates) < cfg.search_updates:  # training batches reused epoch after epoch
-            for x, y in ctx.train_batches():
-                state.use(int(torch.randint(depth, (1,), generator=gen)))  # uniform K for the training step
+            for x, y in ctx.train_batches():  # the training step's K: uniform (official) or search_train_layer
+                state.use(fixed if fixed is not None else int(torch.randint(depth, (1,), generator=gen)))
                 with ctx.autocast():
                     loss = ctx.loss_fn(searched(x).float(), y)
                 losses.append(ctx.step(opt, loss, "DVP search (search_lr)"))

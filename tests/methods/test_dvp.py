@@ -272,6 +272,38 @@ def test_insert_layer_skips_the_search():
     assert stats["dvp_insert_layer"] == 3 and not stats["dvp_searched"] and stats["dvp_updates"] == 0
 
 
+@pytest.mark.parametrize("fixed", [None, 1])
+def test_search_training_draws_k_uniformly_unless_search_train_layer_fixes_it(fixed):
+    """Official: each search training step inserts at a uniformly drawn layer; ``search_train_layer`` (our
+    diagnostic) trains one layer's module only. The arms are still scored at layers drawn from π."""
+    torch.manual_seed(0)
+    method, model = dvp(search_updates=12, search_train_layer=fixed)
+    ks = {"train": [], "reward": []}
+    model.register_forward_pre_hook(lambda mod, args: ks["train" if torch.is_grad_enabled() else "reward"].append(
+        mod.dvp.active))
+    method.search(model, synthetic_ctx(12))
+    assert len(ks["train"]) == 12 and len(set(ks["reward"])) > 1
+    assert set(ks["train"]) == ({1} if fixed is not None else set(range(DEPTH)))
+
+
+def test_search_train_layer_out_of_range_is_a_one_line_error():
+    with pytest.raises(UserError, match=f"search_train_layer={DEPTH} out of range .* use 0..{DEPTH - 1}"):
+        dvp(search_train_layer=DEPTH)
+
+
+def test_token_type_init_is_the_official_n01_unless_token_type_std_is_set():
+    """Official: nn.Embedding's default N(0, 1); ``token_type_std`` (our option) re-draws it N(0, std). Both late keys
+    stay out of the run identity at their neutral None (stored DVP rows keep their config hash)."""
+    from petlbench.config.method_config import identity_config
+
+    torch.manual_seed(0)
+    official = dvp_state(dvp()[1]).prompts["0"].token_type.weight.detach()
+    small = dvp_state(dvp(token_type_std=0.02)[1]).prompts["0"].token_type.weight.detach()
+    assert 0.8 < float(official.std()) < 1.2 and 0.01 < float(small.std()) < 0.03
+    assert not {"token_type_std", "search_train_layer"} & set(identity_config(DVPConfig()))
+    assert identity_config(DVPConfig(token_type_std=0.02))["token_type_std"] == 0.02
+
+
 class _Tagged(Dataset):
     """VL samples whose first real token is the sample's id (a token id < 100); ``forbidden`` raises on any read."""
 
