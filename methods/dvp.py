@@ -38,8 +38,8 @@ Facts from the official code (github.com/hsb1357173526/Dynamic_Visual_Prompting,
   5,960,448 trainable parameters without the classifier.
 - KAB-APP (``search_stage``): one cross-attention/token-type pair per layer K in 0..L-1; preferences α = 0
   (``layer_alphas``), π = softmax(α). Each training step inserts at a K drawn uniformly (``random.randint``); after
-  EVERY optimizer step one fresh held-out batch scores ``search_sample`` = 5 arms drawn from π (with replacement), without
-  gradients, S in percent (accuracy ×100; VQA: the VQA score of the argmax answer ×100), and
+  EVERY optimizer step one fresh held-out batch scores ``search_sample`` = 5 arms drawn from π (with
+  replacement), without gradients, S in percent (accuracy ×100; VQA: the VQA score of the argmax answer ×100), and
   ``α_K += 0.005 · (S − mean S) · π_K (1 − π_K)`` per arm (π from before the update); the held-out batches are
   ``batch_size // 2`` and the arms are scored in training mode (LM dropout on). The official search is a separate
   run (2 epochs on VQAv2/GQA, 1 on SNLI-VE, constant lr, no warm-up, the whole LM fine-tuned without adapters: the
