@@ -30,7 +30,7 @@ def _installed_commit() -> str:
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
     """The source checkout's ``HEAD`` (``-dirty`` if tracked files changed), else the PEP 610 commit."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # petlbench/results/provenance.py -> the checkout
     if not (root / "pyproject.toml").is_file():  # installed into site-packages, not a source checkout
         return _installed_commit()
     try:

@@ -180,6 +180,22 @@ def test_installed_commit_comes_from_pep610_direct_url(monkeypatch):
     assert provenance._installed_commit() == ""
 
 
+def test_source_checkout_records_its_head_commit():
+    """A source checkout (this repository under git) records its HEAD, not the installed-package fallback."""
+    import subprocess
+    from pathlib import Path
+
+    from petlbench.results import provenance
+
+    root = Path(provenance.__file__).resolve().parents[2]
+    assert (root / "pyproject.toml").is_file()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout (sdist)")
+    provenance.git_commit.cache_clear()
+    assert provenance.git_commit().removesuffix("-dirty") == head.stdout.strip()[:12]
+
+
 class _RecordingSearch:
     """Mixin for a test method whose ``search`` records which images it trained on and was rewarded on
     (each image carries its own id as its constant pixel value)."""
