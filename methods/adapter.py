@@ -56,7 +56,7 @@ class Adapter(Method):
     name = "adapter"
     description = "Sequential bottleneck adapters after attention and MLP (Houlsby) or after the MLP (Pfeiffer)."
     Config = AdapterConfig
-    supports = frozenset({"vit", "vl"})
+    supports = frozenset({"vit", "vl", "vilt"})
 
     def _make(self, d: int, dd: dict) -> Bottleneck:
         c = self.cfg

@@ -115,7 +115,7 @@ class APT(Method):
     name = "apt"
     description = "Approximated Prompt Tuning: prompt effect as a cheap per-layer diffusion step (Wu et al. 2023)."
     Config = APTConfig
-    supports = frozenset({"vit", "vl"})
+    supports = frozenset({"vit", "vl", "vilt"})
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg: APTConfig = self.cfg  # type: ignore[assignment]

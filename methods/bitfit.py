@@ -27,7 +27,7 @@ class BitFit(Method):
     name = "bitfit"
     description = "BitFit: train only the bias terms (incl. normalization biases) and the head."
     Config = BitFitConfig
-    supports = frozenset({"vit", "cnn", "vl"})
+    supports = frozenset({"vit", "cnn", "vl", "vilt"})
 
     def apply(self, model: nn.Module) -> nn.Module:
         for module in (language_model(model) if is_vl(model) else model).modules():

@@ -340,7 +340,7 @@ class DAS(Method):
     name = "das"
     description = "Dynamic Architecture Skipping: bandit-searched block skipping + adapters (Wu et al. 2023)."
     Config = DASConfig
-    supports = frozenset({"vit", "vl"})
+    supports = frozenset({"vit", "vl", "vilt"})
 
     def _default_skip(self, depth: int) -> tuple[int, ...]:
         cfg: DASConfig = self.cfg  # type: ignore[assignment]

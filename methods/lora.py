@@ -104,7 +104,7 @@ class LoRA(Method):
     name = "lora"
     description = "LoRA: low-rank updates of the attention qkv weights, merged into them after training."
     Config = LoRAConfig
-    supports = frozenset({"vit", "vl"})
+    supports = frozenset({"vit", "vl", "vilt"})
 
     def apply(self, model: nn.Module) -> nn.Module:
         c = self.cfg

@@ -18,11 +18,13 @@ from petlbench.models.backbones import VISION
 from petlbench.models.family import BackboneFamily
 from petlbench.registry import Registry
 from petlbench.vl.model import VL_PAIRS
+from petlbench.vl.vilt import VLP
 
 TRACK_NAMES = {"vision": "vision", "vl": "vision-language"}  # how messages name each track
 FAMILIES: Registry[BackboneFamily] = Registry("backbone family", "run 'petlbench list models'")
 FAMILIES.add(VISION.name, VISION)  # the fallback: owns every name no other family owns
 FAMILIES.add(VL_PAIRS.name, VL_PAIRS)
+FAMILIES.add(VLP.name, VLP)
 
 
 def family(model: str | None) -> BackboneFamily:

@@ -139,30 +139,30 @@ def _in_chain(e: BaseException | None, kinds: tuple[type, ...]) -> bool:
 
 
 @contextlib.contextmanager
-def _hub(name: str) -> Iterator[None]:
-    """Turn hub failures of a transformers load into one-line UserErrors (recognised by exception class:
-    huggingface_hub's offline / not-cached errors, connection errors; unknown repository ids)."""
+def hub_errors(name: str, what: str = "text model", offline_hint: str = "") -> Iterator[None]:
+    """Turn hub failures of a transformers load of ``what`` ``name`` into one-line UserErrors (recognised by
+    exception class: huggingface_hub's offline / not-cached errors, connection errors; unknown repository ids).
+    ``offline_hint``: what to use offline instead (default: the text side's offline choices)."""
     from huggingface_hub import errors as hf
 
     from petlbench.hub import offline_if_unreachable, unreachable
 
     offline_if_unreachable()
+    hint = offline_hint or (f"--model {DEFAULT_VL_MODEL} (no download), a local model directory, or "
+                            f"--no-pretrained with one of {', '.join(KNOWN_TEXT_CONFIGS)}")
     try:
         yield
     except Exception as e:
         if _in_chain(e, unreachable()):
-            raise UserError(
-                f"cannot load text model '{name}' from the Hugging Face hub (offline or not cached); offline, use "
-                f"--model {DEFAULT_VL_MODEL} (no download), a local model directory, or --no-pretrained with one "
-                f"of {', '.join(KNOWN_TEXT_CONFIGS)}"
-            ) from None
+            raise UserError(f"cannot load {what} '{name}' from the Hugging Face hub (offline or not cached); "
+                            f"offline, use {hint}") from None
         if _in_chain(e, (hf.RepositoryNotFoundError, hf.HFValidationError)):
-            raise UserError(f"unknown text model '{name}': not a hub id nor a local model directory") from None
+            raise UserError(f"unknown {what} '{name}': not a hub id nor a local model directory") from None
         raise
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load report and progress bar (unused pooler weights are expected)."""
     from transformers.utils import logging as hf_logging
 
@@ -205,7 +205,7 @@ def text_encoder_from_config(config: Any) -> nn.Module:
 def _pretrained_text(source: str | Path) -> nn.Module:
     from transformers import AutoModel
 
-    with _quiet():
+    with quiet_transformers():
         return _sdpa_or_eager(lambda attn: AutoModel.from_pretrained(source, attn_implementation=attn))
 
 
@@ -264,11 +264,11 @@ def _load_text_encoder(name: str, pretrained: bool) -> tuple[nn.Module, str, str
     if not pretrained:
         if name in KNOWN_TEXT_CONFIGS:
             return text_encoder_from_config(known_text_config(name)), "random-init", ""
-        with _hub(name):
+        with hub_errors(name):
             return text_encoder_from_config(AutoConfig.from_pretrained(name)), "random-init", ""
     if Path(name).is_dir():
         return _pretrained_text(name), f"dir:{Path(name).resolve().name}", _dir_sha(Path(name))
-    with _hub(name):
+    with hub_errors(name):
         model = _pretrained_text(name)
     commit = getattr(model.config, "_commit_hash", None)
     return model, f"hub:{name}" + (f"@{commit}" if commit else ""), ""
@@ -286,5 +286,5 @@ def text_tokenizer(text_name: str) -> Any:
 
     if text_name in PACKAGED_TEXT_NAMES:
         return AutoTokenizer.from_pretrained(packaged_text_dir())
-    with _hub(text_name):
+    with hub_errors(text_name):
         return AutoTokenizer.from_pretrained(text_name)

@@ -1,0 +1,340 @@
+"""ViLT (Kim et al., ICML 2021, arXiv 2102.03334): a vision-language PRETRAINED single-stream transformer,
+backbone kind ``"vilt"``, the model APT and DAS were published on.
+
+The structure is the official ViLT code's (``vilt/modules/vilt_module.py``, kept by the official APT and DAS code,
+``ViLTransformerSS``), with its attribute names, so an official checkpoint loads without a key map::
+
+    t = text_embeddings(input_ids) + token_type_embeddings(0)     # BertEmbeddings: word + position (max_text_len)
+                                                                  # + segment, LayerNorm, dropout
+    v = transformer._pos_embed(transformer.patch_embed(image))    # ViT patches + [class] token + position, dropout
+    v = v + token_type_embeddings(1)                              # modality embedding
+    h = transformer.blocks([t ; v], mask [text mask ; 1])         # pre-norm timm ViT blocks (ViLT-B/32: 12 of d=768)
+    logits = head(pooler(transformer.norm(h)[:, 0]))              # pooler: Linear + tanh on the text [CLS]
+
+``transformer`` is a timm ``VisionTransformer`` whose blocks are the official ViLT's (pre-norm, qkv bias, GELU
+MLP; ViLT builds them from timm's ViT-B/32). ``model.blocks`` is ``transformer.blocks``, so every method with a
+ViT path finds its insertion points where the official APT/DAS ViLT code puts them (APT on each block's attention
+output, DAS skipping whole blocks, adapters / LoRA / BitFit as on a ViT). The head is ViLT's VQA classifier
+(``models.heads.vilt_head``), also used for entailment (ViLT has no SNLI-VE head; METER's ``snli_classifier`` has
+this structure).
+
+What trains with every method (``freeze_vilt``): the head, the pooler and the modality (token-type) embedding,
+the official APT and DAS ViLT code's ``trainable = ["classifier", "pooler", "token_type_embeddings", ...]``.
+Dropout: 0.1 on the text embeddings, the position-embedded patches, the attention projection and the MLP, none on
+attention probabilities (official ``config.py`` ``drop_rate = 0.1``; its ViT's ``attn_drop_rate`` 0), trained as
+the official LightningModule trains (``frozen_mode = "train"``). transformers' ``ViltConfig`` defaults to 0.0
+(inference); a model built from it gets the official 0.1.
+
+Input (deviation): images are resized to a fixed square (``image_size``, 384 for ViLT-B/32: 12×12 = 144 patches);
+the official VQA pipeline resizes the shorter side to 384 (longer ≤ 640) and masks padding, up to 240 patches.
+Texts are cut at and padded to ``max_text_len`` (40) as the official collate does.
+
+Tokenizer: a hub or directory checkpoint's own; otherwise (random, ``--weights``) bert-base-uncased's WordPiece
+vocabulary as ViLT uses it, read offline from the packaged all-MiniLM-L6-v2 tokenizer (the same 30,522 ids).
+
+Model names: ``vilt`` = ViLT-B/32 (``ViltConfig()`` defaults; pretrained weights: the hub checkpoint
+``dandelin/vilt-b32-mlm``, the official ``vilt_200k_mlm_itm.ckpt`` converted by transformers);
+``vilt:SOURCE`` = another transformers ViLT checkpoint (hub id or local directory). ``--weights FILE`` loads the
+official ViLT ``.ckpt`` (its ``state_dict`` has this module's keys) or a state dict saved from this module.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from petlbench.errors import UserError
+from petlbench.models.family import BackboneFamily
+from petlbench.models.heads import vilt_head
+
+VILT_HUB = "dandelin/vilt-b32-mlm"  # transformers' conversion of the official vilt_200k_mlm_itm.ckpt
+VILT_MEAN = VILT_STD = (0.5, 0.5, 0.5)  # official ViLT transforms: inception_normalize (x - 0.5) / 0.5
+TRAIN_DROPOUT = 0.1  # official ViLT config.py: drop_rate = 0.1 (text embeddings, patches, projection, MLP)
+TRAINS_WITH_EVERY_METHOD = ("pooler", "token_type_embeddings")  # + the head; official APT / DAS ViLT ``trainable``
+
+
+@dataclass(frozen=True)
+class ViLTSpec:
+    """The architecture of a ViLT; the defaults are ViLT-B/32 (transformers ``ViltConfig()``)."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    image_size: int = 384
+    patch_size: int = 32
+    max_text_len: int = 40
+    layer_norm_eps: float = 1e-12
+    drop_rate: float = TRAIN_DROPOUT
+
+    @classmethod
+    def from_hf(cls, config: Any) -> ViLTSpec:
+        """The spec of a transformers ``ViltConfig`` (dropout: the official training value, see the docstring)."""
+        size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+        patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
+        return cls(config.vocab_size, config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
+                   config.intermediate_size, size, patch, config.max_position_embeddings, config.layer_norm_eps)
+
+
+class ViLT(nn.Module):
+    """ViLT with a classification head (see the module docstring). ``forward(inputs) -> logits (B×C)``;
+    ``inputs``: ``input_ids`` / ``attention_mask`` (B×T, right-padded), ``pixel_values`` (B×3×S×S), optionally
+    ``token_type_ids``."""
+
+    def __init__(self, spec: ViLTSpec, num_classes: int) -> None:
+        super().__init__()
+        from timm.models.vision_transformer import VisionTransformer
+        from transformers import BertConfig
+        from transformers.models.bert.modeling_bert import BertEmbeddings
+
+        d, self.spec = spec.hidden_size, spec
+        bert = BertConfig(vocab_size=spec.vocab_size, hidden_size=d, max_position_embeddings=spec.max_text_len,
+                          type_vocab_size=2, hidden_dropout_prob=spec.drop_rate, layer_norm_eps=spec.layer_norm_eps)
+        self.text_embeddings = BertEmbeddings(bert)
+        self.token_type_embeddings = nn.Embedding(2, d)  # modality: 0 text, 1 image
+        self.transformer = VisionTransformer(
+            img_size=spec.image_size, patch_size=spec.patch_size, embed_dim=d, depth=spec.num_layers,
+            num_heads=spec.num_heads, mlp_ratio=spec.intermediate_size / d, qkv_bias=True, num_classes=0,
+            global_pool="", pos_drop_rate=spec.drop_rate, proj_drop_rate=spec.drop_rate,
+            norm_layer=functools.partial(nn.LayerNorm, eps=spec.layer_norm_eps))
+        self.pooler = nn.Sequential(nn.Linear(d, d), nn.Tanh())  # official heads.Pooler (dense + tanh)
+        self.head = vilt_head(d, num_classes)
+        for m in (self.text_embeddings, self.token_type_embeddings, self.pooler):
+            m.apply(_init_weights)
+        self.tokenizer_name = VILT_HUB
+        self.max_text_len = spec.max_text_len
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        """The transformer blocks (``transformer.blocks``): where methods insert, as on a timm ViT."""
+        return self.transformer.blocks
+
+    @property
+    def embed_dim(self) -> int:
+        return self.spec.hidden_size
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def embed(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B×(T+1+Nv)×d tokens: text, then [class] + patches; B×1×1×N bool attention mask, True = attend)."""
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        t = self.text_embeddings(input_ids=ids, token_type_ids=inputs.get("token_type_ids"))
+        t = t + self.token_type_embeddings(torch.zeros_like(ids))
+        vit = self.transformer
+        v = vit._pos_embed(vit.patch_embed(inputs["pixel_values"]))
+        v = v + self.token_type_embeddings.weight[1]
+        keep = torch.cat([mask.bool(), mask.new_ones(v.shape[:2], dtype=torch.bool)], 1)
+        return torch.cat([t, v.to(t.dtype)], 1), keep[:, None, None, :]
+
+    def forward_features(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """B×N×d final hidden states (after the final LayerNorm)."""
+        h, keep = self.embed(inputs)
+        for block in self.transformer.blocks:
+            h = block(h, attn_mask=keep)
+        return self.transformer.norm(h)
+
+    def pooled(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.pooler(self.forward_features(inputs)[:, 0])
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.pooled(inputs))
+
+    def data_config(self) -> dict[str, Any]:
+        s = self.spec.image_size
+        return {"input_size": (3, s, s), "mean": VILT_MEAN, "std": VILT_STD, "interpolation": "bicubic",
+                "crop_pct": 1.0, "tokenizer": self.tokenizer_name, "modality": "both",
+                "max_text_len": self.max_text_len}
+
+    def example_inputs(self, text_len: int | None = None, batch_size: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
+        """A random full-length batch (no padding): ``text_len`` tokens (default ``max_text_len``), one image."""
+        g = torch.Generator().manual_seed(seed)
+        t, s = text_len or self.max_text_len, self.spec.image_size
+        device = next(self.parameters()).device
+        out = {"input_ids": torch.randint(0, self.spec.vocab_size, (batch_size, t), generator=g),
+               "attention_mask": torch.ones(batch_size, t, dtype=torch.long),
+               "pixel_values": torch.randn(batch_size, 3, s, s, generator=g)}
+        return {k: v.to(device) for k, v in out.items()}
+
+
+def _init_weights(module: nn.Module) -> None:
+    """Official ViLT ``objectives.init_weights``: Linear / Embedding N(0, 0.02), LayerNorm 1 / 0, biases 0."""
+    if isinstance(module, nn.Linear | nn.Embedding):
+        module.weight.data.normal_(mean=0.0, std=0.02)
+    elif isinstance(module, nn.LayerNorm):
+        module.bias.data.zero_()
+        module.weight.data.fill_(1.0)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        module.bias.data.zero_()
+
+
+def freeze_vilt(model: ViLT) -> None:
+    """Freeze every parameter, then make the head, the pooler and the modality embedding trainable."""
+    model.requires_grad_(False)
+    for part in (model.head, *(getattr(model, n) for n in TRAINS_WITH_EVERY_METHOD)):
+        part.requires_grad_(True)
+
+
+# ------------------------------------------------------------------------------------------ weights
+
+
+def hf_to_vilt(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A transformers ``ViltModel`` state dict (prefix ``vilt.`` allowed) in this module's (the official) keys:
+    separate query / key / value -> one ``qkv``, ``layernorm_before/after`` -> ``norm1/2``, ``intermediate`` /
+    ``output`` -> ``mlp.fc1/fc2``. Keys outside the backbone (MLM / ITM heads) are dropped."""
+    s = {k.removeprefix("vilt."): v for k, v in state.items()}
+    out: dict[str, torch.Tensor] = {}
+    simple = {"embeddings.patch_embeddings.projection.": "transformer.patch_embed.proj.",
+              "embeddings.token_type_embeddings.": "token_type_embeddings.",
+              "layernorm.": "transformer.norm.", "pooler.dense.": "pooler.0."}
+    for k, v in s.items():
+        if k.startswith("embeddings.text_embeddings.") and not k.endswith("_ids"):
+            out[k.replace("embeddings.text_embeddings.", "text_embeddings.")] = v
+        elif k in ("embeddings.cls_token", "embeddings.position_embeddings"):
+            out["transformer." + ("cls_token" if k.endswith("cls_token") else "pos_embed")] = v
+        elif any(k.startswith(a) for a in simple):
+            a = next(a for a in simple if k.startswith(a))
+            out[simple[a] + k[len(a):]] = v
+    layer = {"layernorm_before": "norm1", "layernorm_after": "norm2", "attention.output.dense": "attn.proj",
+             "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2"}
+    i = 0
+    while f"encoder.layer.{i}.layernorm_before.weight" in s:
+        src, dst = f"encoder.layer.{i}.", f"transformer.blocks.{i}."
+        for a, b in layer.items():
+            for p in ("weight", "bias"):
+                out[f"{dst}{b}.{p}"] = s[f"{src}{a}.{p}"]
+        for p in ("weight", "bias"):
+            out[f"{dst}attn.qkv.{p}"] = torch.cat([s[f"{src}attention.attention.{n}.{p}"]
+                                                   for n in ("query", "key", "value")])
+        i += 1
+    return out
+
+
+def load_backbone_state(model: ViLT, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load every backbone tensor of ``model`` (all but the head) from ``state``; keys of other heads (MLM, ITM,
+    a task classifier) are ignored. UserError naming what is missing or mis-shaped."""
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    missing = [k for k in own if k not in state and not k.endswith("position_ids")]
+    shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or shapes:
+        bad = missing[:3] + [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes[:3]]
+        raise UserError(f"{source} is not a checkpoint of this ViLT ({len(missing)} keys missing, {len(shapes)} "
+                        f"mis-shaped, e.g. {'; '.join(bad)}); pass an official ViLT .ckpt or --model vilt:SOURCE")
+    model.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
+
+
+def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
+    """Tensors of a ``--weights`` file: an official ViLT ``.ckpt`` (Lightning: its ``state_dict``), a torch state
+    dict, or safetensors."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"weights file '{path}' does not exist; pass the path of a ViLT .ckpt / .safetensors")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(p))
+    obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    return obj.get("state_dict", obj) if isinstance(obj, dict) else {}
+
+
+# ------------------------------------------------------------------------------------------ family
+
+
+def split_name(name: str) -> str:
+    """``vilt`` -> the default hub checkpoint; ``vilt:SOURCE`` -> SOURCE."""
+    src = name.partition(":")[2].strip() if ":" in name else VILT_HUB
+    if not src:
+        raise UserError(f"model '{name}' names no checkpoint; use vilt or vilt:HUB_ID_OR_DIR (e.g. vilt:{VILT_HUB})")
+    return src
+
+
+def _hf_vilt(source: str, pretrained: bool) -> tuple[Any, str]:
+    """(transformers ViltModel or None, provenance) of a checkpoint; its config only when not ``pretrained``."""
+    from transformers import ViltConfig, ViltModel
+
+    from petlbench.vl.text import hub_errors, quiet_transformers
+
+    hint = "--model vilt --no-pretrained (random ViLT-B/32) or a local ViLT directory as vilt:DIR"
+    with hub_errors(source, "ViLT checkpoint", hint), quiet_transformers():
+        if not pretrained:
+            return ViltConfig() if source == VILT_HUB else ViltConfig.from_pretrained(source), "random-init"
+        hf = ViltModel.from_pretrained(source)
+    commit = getattr(hf.config, "_commit_hash", None)
+    where = f"dir:{Path(source).resolve().name}" if Path(source).is_dir() else f"hub:{source}"
+    return hf, where + (f"@{commit}" if commit else "")
+
+
+def create_vilt(name: str, num_classes: int, *, pretrained: bool = True, weights: str | None = None,
+                modality: str = "both") -> tuple[ViLT, dict[str, Any]]:
+    """A ViLT (see the module docstring) with a ``num_classes`` head, frozen but for what ``freeze_vilt`` trains."""
+    from transformers import ViltConfig
+
+    from petlbench.models.weights import file_sha256
+    from petlbench.vl.text import OFFLINE_TEXT
+
+    if modality != "both":
+        raise UserError(f"modality={modality!r} baselines are built for TEXT+VISION pairs; ViLT runs with both "
+                        "modalities (omit --modality)")
+    source = split_name(name)
+    hf, src = _hf_vilt(source, pretrained and weights is None)
+    config = hf.config if hasattr(hf, "config") else hf
+    model = ViLT(ViLTSpec.from_hf(config if isinstance(config, ViltConfig) else ViltConfig()), num_classes)
+    # a hub / directory checkpoint brings its tokenizer; otherwise ViLT's bert-base-uncased WordPiece vocabulary,
+    # which the packaged all-MiniLM-L6-v2 tokenizer shares (same 30,522 ids): offline, no download
+    model.tokenizer_name = source if hasattr(hf, "state_dict") else OFFLINE_TEXT
+    sha = ""
+    if weights is not None:
+        load_backbone_state(model, read_checkpoint(weights), f"weights file '{weights}'")
+        src, sha = f"file:{Path(weights).name}", file_sha256(Path(weights))
+    elif hasattr(hf, "state_dict"):
+        load_backbone_state(model, hf_to_vilt(hf.state_dict()), f"checkpoint '{source}'")
+    freeze_vilt(model)
+    return model, {"model": name, "weights_source": src, "weights_sha256": sha}
+
+
+class VLPFamily(BackboneFamily):
+    """Vision-language pretrained backbones on the VL track: kind 'vilt' (``vilt``, ``vilt:SOURCE``)."""
+
+    name, track, kinds = "vlp", "vl", frozenset({"vilt"})
+    model_hint = "vilt or vilt:SOURCE"
+    frozen_mode = "train"  # dropout trains as in the official ViLT LightningModule (see the module docstring)
+
+    def owns(self, model: str | None) -> bool:
+        return model is not None and "+" not in model and (model == "vilt" or model.startswith("vilt:"))
+
+    def create(self, name, num_classes, *, weights=None, pretrained=True, modality="both", **kwargs):
+        if kwargs:
+            raise UserError(f"ViLT takes no {', '.join(sorted(kwargs))} (its input size is its config's); "
+                            "omit those options")
+        return create_vilt(name, num_classes, pretrained=pretrained, weights=weights, modality=modality)
+
+    def kind(self, model: nn.Module) -> str:
+        return "vilt"
+
+    def data_config(self, model: nn.Module) -> dict[str, Any]:
+        return model.data_config()
+
+    def count_size(self, model: nn.Module, data_cfg: dict[str, Any], train: Any = None,
+                   text_len: int = 16) -> tuple[int, ...]:
+        """The padded text length of the prepared split (``max_text_len``), else ``text_len``."""
+        return (train.text_len,) if train is not None else (text_len,)
+
+    def example(self, model: nn.Module, size: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
+        return model.example_inputs(*(size or ()))
+
+    def list_models(self) -> list[tuple[str, str, bool]]:
+        return [("vilt", f"VL-pretrained: ViLT-B/32 (hub {VILT_HUB}; --weights an official ViLT .ckpt; "
+                         "--no-pretrained: random, no download)", False),
+                ("vilt:SOURCE", "VL-pretrained: another transformers ViLT checkpoint (hub id or local directory)",
+                 False)]
+
+
+VLP = VLPFamily()
+

@@ -1,0 +1,163 @@
+"""ViLT as a backbone kind (``petlbench.vl.vilt``): the same computation as transformers' ``ViltModel``, the official
+checkpoint layout, the published parameter anchors on a random ViLT-B/32, the dropout policy, offline failure."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from petlbench.engine.build import build, frozen_mode, make_method
+from petlbench.engine.loop import set_train_mode
+from petlbench.errors import UserError
+from petlbench.vl.vilt import VLP, ViLT, ViLTSpec, create_vilt, hf_to_vilt, load_backbone_state
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=64,
+            patch_size=32, max_position_embeddings=12, vocab_size=100)
+
+
+def tiny_config(**kw):
+    from transformers import ViltConfig
+
+    return ViltConfig(**{**TINY, **kw})
+
+
+def inputs(seed: int = 0, n: int = 3, t: int = 12, img: int = 64, vocab: int = 100) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(n, t, dtype=torch.long)
+    mask[1, 7:] = 0
+    mask[2, 3:] = 0  # padded texts: masked out of the attention, as ViLT does
+    return {"input_ids": torch.randint(0, vocab, (n, t), generator=g), "attention_mask": mask,
+            "pixel_values": torch.randn(n, 3, img, img, generator=g)}
+
+
+def hf_outputs(hf, x):
+    with torch.no_grad():
+        return hf(**x, pixel_mask=torch.ones(x["pixel_values"].shape[0], *x["pixel_values"].shape[2:],
+                                             dtype=torch.long))
+
+
+def test_vilt_computes_what_transformers_vilt_model_computes():
+    from transformers import ViltModel
+
+    torch.manual_seed(0)
+    hf = ViltModel(tiny_config()).eval()
+    ours = ViLT(ViLTSpec.from_hf(hf.config), 5).eval()
+    mapped = hf_to_vilt(hf.state_dict())
+    assert set(mapped) == {k for k in ours.state_dict() if not k.startswith("head.")}  # every backbone tensor
+    load_backbone_state(ours, mapped, "test")
+    x = inputs()
+    ref = hf_outputs(hf, x)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.pooled(x), ref.pooler_output, rtol=0, atol=1e-5)
+        # text tokens come first in both; the image tokens' order may differ (transformers samples patches)
+        torch.testing.assert_close(ours.forward_features(x)[:, :12], ref.last_hidden_state[:, :12], rtol=0, atol=1e-5)
+
+
+def test_a_local_transformers_vilt_directory_loads_pretrained(tmp_path):
+    from transformers import ViltModel
+
+    torch.manual_seed(1)
+    hf = ViltModel(tiny_config()).eval()
+    hf.save_pretrained(tmp_path)
+    model, info = create_vilt(f"vilt:{tmp_path}", 4)
+    assert info["weights_source"].startswith("dir:") and model.tokenizer_name == str(tmp_path)
+    x = inputs(1)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval().pooled(x), hf_outputs(hf, x).pooler_output, rtol=0, atol=1e-5)
+
+
+def test_an_official_vilt_checkpoint_loads_exactly_and_a_foreign_one_is_refused(tmp_path):
+    tiny_config().save_pretrained(tmp_path / "cfg")
+    torch.manual_seed(2)
+    src = ViLT(ViLTSpec.from_hf(tiny_config()), 7)
+    state = {k: v for k, v in src.state_dict().items() if not k.startswith("head.")}
+    # the official Lightning checkpoint: ViLTransformerSS's state dict, with its pretraining heads
+    ckpt = {"state_dict": {**state, "mlm_score.bias": torch.zeros(100), "itm_score.fc.weight": torch.zeros(2, 32)}}
+    torch.save(ckpt, tmp_path / "vilt_200k_mlm_itm.ckpt")
+    model, info = create_vilt(f"vilt:{tmp_path / 'cfg'}", 3, weights=str(tmp_path / "vilt_200k_mlm_itm.ckpt"))
+    assert info["weights_source"] == "file:vilt_200k_mlm_itm.ckpt" and len(info["weights_sha256"]) > 0
+    for k, v in state.items():
+        assert torch.equal(model.state_dict()[k], v), k
+    assert model.tokenizer_name == "minilm"  # bert-base-uncased's vocabulary, offline
+    torch.save({"state_dict": {"transformer.cls_token": torch.zeros(1, 1, 8)}}, tmp_path / "other.ckpt")
+    with pytest.raises(UserError, match="not a checkpoint of this ViLT"):
+        create_vilt(f"vilt:{tmp_path / 'cfg'}", 3, weights=str(tmp_path / "other.ckpt"))
+
+
+def official_adapter(d: int, bottleneck: int) -> int:
+    """The official DAS ``Adapter_Layer`` (``vision_transformer_PA.py``, layernorm option "in"): LayerNorm(d) +
+    Linear(d, b) + Linear(b, d)."""
+    return 2 * d + (d * bottleneck + bottleneck) + (bottleneck * d + d)
+
+
+@pytest.fixture(scope="module")
+def vilt_b32():
+    return {m: build(make_method(m), "vilt", 3129, pretrained=False) for m in ("apt", "das", "linear")}
+
+
+def test_published_anchors_on_a_random_vilt_b32(vilt_b32):
+    d, layers = 768, 12
+    # APT README, ViLT row: 1.92M = 12 × (p·d + 2·d·r + 1), p = 200 prompts, r = 4
+    apt = vilt_b32["apt"]
+    assert apt.model.spec == ViLTSpec() and layers * (200 * d + 2 * d * 4 + 1) == 1_916_940
+    assert sum(p.numel() for p in apt.model.parameters()) - apt.backbone_total == 1_916_940
+    # DAS, official ViLT code (vilt_module_train.py) at the VQA search setting skip_num = 1: every block has two
+    # parallel adapters (bottleneck 96) and adapter_list holds 12 skip adapters (96 * 2); all of them require grad
+    official = 2 * layers * official_adapter(d, 96) + layers * official_adapter(d, 192)
+    assert official == 7_165_440
+    # what runs at skip 1, and what petlbench counts: 11 kept blocks × 2 parallel adapters + 1 skip adapter
+    das = vilt_b32["das"]
+    runs = 2 * (layers - 1) * official_adapter(d, 96) + official_adapter(d, 192)
+    assert runs == 3_594_240
+    assert sum(p.numel() for p in das.model.parameters()) - das.backbone_total == runs
+    # trained with every method besides the head (official trainable list): pooler + modality embedding
+    lin = vilt_b32["linear"].model
+    head = sum(p.numel() for p in lin.head.parameters())
+    assert sum(p.numel() for p in lin.parameters() if p.requires_grad) - head == (d * d + d) + 2 * d
+
+
+def test_vilt_trains_with_the_official_dropout(vilt_b32):
+    built = vilt_b32["apt"]
+    assert frozen_mode("auto", built) == "train"
+    set_train_mode(built.model, "train")
+    active = [m for m in built.model.modules() if isinstance(m, nn.Dropout) and m.p > 0 and m.training]
+    # text embeddings + position-embedded patches + per block: attention projection and the MLP's two dropouts
+    assert len(active) == 2 + 3 * 12 and {m.p for m in active} == {0.1}
+
+
+def test_family_owns_vilt_names_only():
+    assert VLP.owns("vilt") and VLP.owns("vilt:dandelin/vilt-b32-mlm")
+    assert not VLP.owns("minilm+petl_vit_micro_scenes") and not VLP.owns("vit_base_patch16_224")
+    with pytest.raises(UserError, match="names no checkpoint"):
+        create_vilt("vilt:", 3, pretrained=False)
+    with pytest.raises(UserError, match="both modalities"):
+        create_vilt("vilt", 3, pretrained=False, modality="text")
+
+
+def test_the_hub_checkpoint_fails_fast_and_clearly_offline():
+    with pytest.raises(UserError, match="Hugging Face hub") as e:  # HF_HUB_OFFLINE=1 (conftest)
+        create_vilt("vilt", 3)
+    assert "--no-pretrained" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("method", ["apt", "das", "adapter", "lora", "bitfit", "linear", "full"])
+def test_every_vilt_method_trains_only_what_it_declares(method):
+    torch.manual_seed(0)
+    model = ViLT(ViLTSpec.from_hf(tiny_config(max_position_embeddings=12)), 5)
+    from petlbench.vl.vilt import freeze_vilt
+
+    freeze_vilt(model)
+    m = make_method(method, {"num_prompts": 4} if method == "apt" else {})
+    model = m.apply(model).train()
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    loss = nn.functional.cross_entropy(model(inputs()), torch.tensor([0, 1, 2]))
+    loss.backward()
+    opt.step()
+    changed = {k for k, v in model.named_parameters() if not torch.equal(v, before[k])}
+    trainable = {k for k, v in model.named_parameters() if v.requires_grad}
+    assert changed and changed <= trainable
+    assert any(k.startswith("head.") for k in changed)
+    frozen_backbone = {k for k in before if k.startswith("transformer.blocks.0.attn.qkv.weight")}
+    assert (frozen_backbone <= changed) == (method == "full")
