@@ -28,14 +28,25 @@ from torch import nn
 
 from petlbench.methods._modules import fill_slots
 from petlbench.methods.base import MethodModule
+from petlbench.vl.meter import METER
 from petlbench.vl.model import VLModel
 
 OUTPUT_SLOTS = ("apt", "seq_adapter", "par_adapter", "post_adapter")
 
 
 def is_vl(model: nn.Module) -> bool:
-    """True for the VL model (backbone kind ``vl``): methods dispatch on this in ``apply``."""
+    """True for the VL pair (backbone kind ``vl``): methods dispatch on this in ``apply``."""
     return isinstance(model, VLModel)
+
+
+def is_meter(model: nn.Module) -> bool:
+    """True for METER (backbone kind ``meter``): its co-attention layers are BERT layers."""
+    return isinstance(model, METER)
+
+
+def has_bert_layers(model: nn.Module) -> bool:
+    """True when the layers methods adapt are BERT layers (``bert_layers``): the VL pair and METER."""
+    return is_vl(model) or is_meter(model)
 
 
 def language_model(model: nn.Module) -> nn.Module:
@@ -47,13 +58,20 @@ def language_model(model: nn.Module) -> nn.Module:
 
 
 def bert_layers(model: nn.Module) -> nn.ModuleList:
-    """The encoder layers of a VL model's language model, in order (the ModuleList itself)."""
-    return language_model(model).encoder.layer
+    """The layers methods adapt, in order, replaceable in place: a VL pair's language-model layers (the ModuleList
+    itself); METER's 12 co-attention layers (text stream 0-5, image stream 6-11; ``vl.meter.CoLayers``)."""
+    return model.co_layers() if is_meter(model) else language_model(model).encoder.layer
 
 
 def text_dim(model: nn.Module) -> int:
-    """Hidden width d of the language model."""
-    return int(language_model(model).config.hidden_size)
+    """Hidden width d of those layers."""
+    return model.embed_dim if is_meter(model) else int(language_model(model).config.hidden_size)
+
+
+def attention_outputs(layer: nn.Module) -> list[nn.Module]:
+    """The attention output modules of a layer: its self-attention's, and a co-attention layer's cross-attention's."""
+    cross = getattr(layer, "crossattention", None)
+    return [layer.attention.output] + ([] if cross is None else [cross.output])
 
 
 def attn_output(layer: nn.Module) -> nn.Module:

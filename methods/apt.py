@@ -23,6 +23,9 @@ APT is not identity at init (e ≠ 0 since P ≠ 0); only s starts at 0.
 VL model (post-LN BERT layers): the core sits after each layer's attention output dense, before its dropout,
 residual and LayerNorm, as in the official APT BertSelfOutput; it is fed ``x_norm`` = the layer input (what the
 attention read) and ``attn_out`` = the dense output (``methods/_bert.py``). BERT-base: the same 1,916,940.
+METER: one core in the self- and one in the cross-attention output of each of the 12 co-attention layers, none in
+the text encoder (official ``bert_model_apt.py``: APT in every ``BertSelfOutput`` of ``BertCrossLayer``):
+24 × 159,745 = 3,833,880 (APT README's METER row: 3.83M). ViLT: as on a ViT (its blocks are timm blocks).
 """
 
 from __future__ import annotations
@@ -38,9 +41,9 @@ from torch import nn
 from petlbench.config.method_config import Range
 from petlbench.methods._bert import (
     add_output_branches,
-    attn_output,
+    attention_outputs,
     bert_layers,
-    is_vl,
+    has_bert_layers,
     output_branch,
     text_dim,
 )
@@ -115,29 +118,30 @@ class APT(Method):
     name = "apt"
     description = "Approximated Prompt Tuning: prompt effect as a cheap per-layer diffusion step (Wu et al. 2023)."
     Config = APTConfig
-    supports = frozenset({"vit", "vl", "vilt"})
+    supports = frozenset({"vit", "vl", "vilt", "meter"})
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg: APTConfig = self.cfg  # type: ignore[assignment]
-        vl = is_vl(model)
+        vl = has_bert_layers(model)
         blocks = bert_layers(model) if vl else vit_blocks(model)
         d = text_dim(model) if vl else embed_dim(model)
         for i in resolve_indices(cfg.layers, len(blocks), "layers"):
-            core = APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout)
-            if vl:
-                add_output_branches(attn_output(blocks[i]), apt=core)
+            if vl:  # every attention output of the layer (METER: self- and cross-attention)
+                for out in attention_outputs(blocks[i]):
+                    add_output_branches(out, apt=APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout))
             else:
-                attach_apt(blocks[i].attn, core)
+                attach_apt(blocks[i].attn, APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout))
         return model
 
     @staticmethod
     def _cores(model: nn.Module) -> list[tuple[int, APTCore]]:
         """(layer index, core) of every adapted layer, on either backbone kind."""
-        if is_vl(model):
-            found = [output_branch(attn_output(layer), "apt") for layer in bert_layers(model)]
+        if has_bert_layers(model):
+            found = [(i, output_branch(out, "apt")) for i, layer in enumerate(bert_layers(model))
+                     for out in attention_outputs(layer)]
         else:
-            found = [getattr(b.attn, "apt", None) for b in vit_blocks(model)]
-        return [(i, c) for i, c in enumerate(found) if c is not None]
+            found = [(i, getattr(b.attn, "apt", None)) for i, b in enumerate(vit_blocks(model))]
+        return [(i, c) for i, c in found if c is not None]
 
     def stats(self, model: nn.Module) -> dict[str, object]:
         cores = self._cores(model)

@@ -33,6 +33,9 @@ VL model: the blocks are the language model's post-LN encoder layers (``model.te
 layer becomes ``x + A_skip(x)`` like a ViT block, and a kept one gets the official METER placement of DAS's
 ``BertSelfOutput`` / ``feed_forward_chunk``: ``a = LN1(x + Attn(x) + A0(x))``, ``y = LN2(a + FFN(a)) + A1(a)``
 (``methods/_bert.py``). ``_BlockKind`` holds the few kind-specific steps; the search is the same code.
+METER: the blocks are its 12 co-attention layers (text stream 0-5, image stream 6-11, the official order of
+``apply_flag``); a kept one has three parallel adapters (self- and cross-attention outputs, FFN), a skipped one a
+skip adapter of 3d/8 (official 96 * 3). ViLT: as on a ViT (its blocks are timm blocks, official placement).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from __future__ import annotations
 import math
 import types
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 import torch
@@ -50,9 +53,11 @@ from petlbench.config.method_config import Range
 from petlbench.errors import UserError
 from petlbench.methods._bert import (
     add_output_branches,
+    attention_outputs,
     attn_output,
     bert_layers,
     ffn_output,
+    is_meter,
     is_vl,
     output_branch,
     text_dim,
@@ -76,7 +81,7 @@ class DASConfig(MethodConfig):
 
     skip: Annotated[int, Range(ge=0)] = 1  # k blocks to skip; the paper reports several k (DAS_k); 1 = the smallest saving
     bottleneck: Annotated[int | None, Range(ge=1)] = None  # parallel adapters A0/A1; None = d/8 (96 on d=768, official default)
-    skip_bottleneck: Annotated[int | None, Range(ge=1)] = None  # skip adapters; None = d/4 (192 on d=768, official ViLT: 96*2)
+    skip_bottleneck: Annotated[int | None, Range(ge=1)] = None  # skip adapters; None = d/4 (192 on d=768, official ViLT: 96*2), on METER 3d/8 (official 96*3)
     adapter_norm: bool = True  # LayerNorm at the adapter input (official ParallelAdapter option "in")
     adapter_init: Literal["normal", "lora"] = "normal"  # normal: Down, Up ~ N(0, 0.02) (official "bert"
     # init); lora: Down kaiming-uniform, Up = 0 (kept blocks exactly unchanged at init). Biases 0.
@@ -216,9 +221,10 @@ class _BlockKind:
 
     container: Callable[[nn.Module], nn.Module]  # the block list (ModuleList / Sequential), replaced in place
     dim: Callable[[nn.Module], int]
-    add_parallel: Callable[[nn.Module, nn.Module, nn.Module], None]  # (block, A0, A1)
+    add_parallel: Callable[[nn.Module, Callable[[], nn.Module]], None]  # (block, make a parallel adapter)
     has_parallel: Callable[[nn.Module], bool]
     prepare: Callable[[nn.Module], None]  # make the block's own forward the kept-block path
+    skip_ratio: float = 1 / 4  # default skip-adapter width / d (official ViLT: 96 * 2 on d = 768)
 
 
 def _vit_container(model: nn.Module) -> nn.Module:
@@ -231,14 +237,17 @@ def _vit_prepare(block: nn.Module) -> None:
         add_branches(block)  # branch slots = None, branched forward patched
 
 
-def _bert_add_parallel(layer: nn.Module, a0: nn.Module, a1: nn.Module) -> None:
-    add_output_branches(attn_output(layer), par_adapter=a0)
-    add_output_branches(ffn_output(layer), post_adapter=a1)
+def _bert_add_parallel(layer: nn.Module, make: Callable[[], nn.Module]) -> None:
+    """A0 inside every attention output's LayerNorm (METER's co-attention layers: self- and cross-attention, official
+    ``bert_model_PA.BertSelfOutput``), A1 after the FFN's (``BertCrossLayer.feed_forward_chunk``)."""
+    for out in attention_outputs(layer):
+        add_output_branches(out, par_adapter=make())
+    add_output_branches(ffn_output(layer), post_adapter=make())
 
 
 _VIT = _BlockKind(
     container=_vit_container, dim=embed_dim,
-    add_parallel=lambda b, a0, a1: add_branches(b, attn_par=a0, mlp_par=a1),
+    add_parallel=lambda b, make: add_branches(b, attn_par=make(), mlp_par=make()),
     has_parallel=lambda b: getattr(b, "attn_par", None) is not None, prepare=_vit_prepare,
 )
 _BERT = _BlockKind(
@@ -246,10 +255,11 @@ _BERT = _BlockKind(
     has_parallel=lambda layer: output_branch(attn_output(layer), "par_adapter") is not None,
     prepare=lambda layer: None,  # its adapters live in the output modules; the layer forward is unchanged
 )
+_METER = replace(_BERT, skip_ratio=3 / 8)  # official METER: skip adapters of 96 * 3 on d = 768
 
 
 def block_kind(model: nn.Module) -> _BlockKind:
-    return _BERT if is_vl(model) else _VIT
+    return _METER if is_meter(model) else _BERT if is_vl(model) else _VIT
 
 
 def das_state(model: nn.Module) -> DASState:
@@ -292,14 +302,14 @@ class _Factory:
         return self._make(self.cfg.bottleneck or max(1, self.dim // 8))
 
     def skip(self) -> DASAdapter:
-        return self._make(self.cfg.skip_bottleneck or max(1, self.dim // 4))
+        return self._make(self.cfg.skip_bottleneck or max(1, int(self.dim * self.kind.skip_ratio)))
 
 
 def _install(block: nn.Module, parallel: bool, skip: bool, make: _Factory) -> None:
     """Give ``block`` the adapters it lacks (parallel A0/A1 and/or the skip adapter) + the DAS forward."""
     kind = make.kind
     if parallel and not kind.has_parallel(block):
-        kind.add_parallel(block, make.parallel(), make.parallel())
+        kind.add_parallel(block, make.parallel)
     kind.prepare(block)
     if getattr(block.forward, "__func__", None) is not _das_block_forward:
         # first install, or add_branches re-patched block.forward: keep it as the kept-block path, put DAS's on top
@@ -340,7 +350,7 @@ class DAS(Method):
     name = "das"
     description = "Dynamic Architecture Skipping: bandit-searched block skipping + adapters (Wu et al. 2023)."
     Config = DASConfig
-    supports = frozenset({"vit", "vl", "vilt"})
+    supports = frozenset({"vit", "vl", "vilt", "meter"})
 
     def _default_skip(self, depth: int) -> tuple[int, ...]:
         cfg: DASConfig = self.cfg  # type: ignore[assignment]

@@ -27,7 +27,7 @@ class Full(Method):
     name = "full"
     description = "Full fine-tuning: every backbone parameter and the head train."
     Config = FullConfig
-    supports = frozenset({"vit", "cnn", "vl", "t5", "vilt"})
+    supports = frozenset({"vit", "cnn", "vl", "t5", "vilt", "meter"})
 
     def apply(self, model: nn.Module) -> nn.Module:
         unfreeze(language_model(model) if is_vl(model) else t5_model(model) if is_t5(model) else model)

@@ -32,7 +32,7 @@ class Linear(Method):
     name = "linear"
     description = "Linear probe: frozen backbone, train only the classifier head."
     Config = LinearConfig
-    supports = frozenset({"vit", "cnn", "vl", "t5", "vilt"})
+    supports = frozenset({"vit", "cnn", "vl", "t5", "vilt", "meter"})
 
     def apply(self, model: nn.Module) -> nn.Module:
         return model  # the backbone arrives frozen with a trainable head

@@ -18,7 +18,7 @@ from petlbench.models.backbones import VISION
 from petlbench.models.family import BackboneFamily
 from petlbench.registry import Registry
 from petlbench.vl.model import VL_PAIRS
-from petlbench.vl.vilt import VLP
+from petlbench.vl.vlp import VLP
 
 TRACK_NAMES = {"vision": "vision", "vl": "vision-language"}  # how messages name each track
 FAMILIES: Registry[BackboneFamily] = Registry("backbone family", "run 'petlbench list models'")

@@ -50,7 +50,6 @@ import torch
 from torch import nn
 
 from petlbench.errors import UserError
-from petlbench.models.family import BackboneFamily
 from petlbench.models.heads import vilt_head
 
 VILT_HUB = "dandelin/vilt-b32-mlm"  # transformers' conversion of the official vilt_200k_mlm_itm.ckpt
@@ -88,6 +87,8 @@ class ViLT(nn.Module):
     ``inputs``: ``input_ids`` / ``attention_mask`` (B×T, right-padded), ``pixel_values`` (B×3×S×S), optionally
     ``token_type_ids``."""
 
+    kind = "vilt"
+
     def __init__(self, spec: ViLTSpec, num_classes: int) -> None:
         super().__init__()
         from timm.models.vision_transformer import VisionTransformer
@@ -104,7 +105,7 @@ class ViLT(nn.Module):
             num_heads=spec.num_heads, mlp_ratio=spec.intermediate_size / d, qkv_bias=True, num_classes=0,
             global_pool="", pos_drop_rate=spec.drop_rate, proj_drop_rate=spec.drop_rate,
             norm_layer=functools.partial(nn.LayerNorm, eps=spec.layer_norm_eps))
-        self.pooler = nn.Sequential(nn.Linear(d, d), nn.Tanh())  # official heads.Pooler (dense + tanh)
+        self.pooler = Pooler(d)
         self.head = vilt_head(d, num_classes)
         for m in (self.text_embeddings, self.token_type_embeddings, self.pooler):
             m.apply(_init_weights)
@@ -164,6 +165,18 @@ class ViLT(nn.Module):
         return {k: v.to(device) for k, v in out.items()}
 
 
+class Pooler(nn.Module):
+    """Official ViLT / METER ``heads.Pooler``: ``tanh(dense(h[:, 0]))`` (its key names: ``dense.weight``)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(dim, dim)
+        self.activation = nn.Tanh()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(h))
+
+
 def _init_weights(module: nn.Module) -> None:
     """Official ViLT ``objectives.init_weights``: Linear / Embedding N(0, 0.02), LayerNorm 1 / 0, biases 0."""
     if isinstance(module, nn.Linear | nn.Embedding):
@@ -193,7 +206,7 @@ def hf_to_vilt(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     simple = {"embeddings.patch_embeddings.projection.": "transformer.patch_embed.proj.",
               "embeddings.token_type_embeddings.": "token_type_embeddings.",
-              "layernorm.": "transformer.norm.", "pooler.dense.": "pooler.0."}
+              "layernorm.": "transformer.norm.", "pooler.dense.": "pooler.dense."}
     for k, v in s.items():
         if k.startswith("embeddings.text_embeddings.") and not k.endswith("_ids"):
             out[k.replace("embeddings.text_embeddings.", "text_embeddings.")] = v
@@ -225,8 +238,8 @@ def load_backbone_state(model: ViLT, state: Mapping[str, torch.Tensor], source: 
     shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or shapes:
         bad = missing[:3] + [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shapes[:3]]
-        raise UserError(f"{source} is not a checkpoint of this ViLT ({len(missing)} keys missing, {len(shapes)} "
-                        f"mis-shaped, e.g. {'; '.join(bad)}); pass an official ViLT .ckpt or --model vilt:SOURCE")
+        raise UserError(f"{source} is not a checkpoint of this model ({len(missing)} keys missing, {len(shapes)} "
+                        f"mis-shaped, e.g. {'; '.join(bad)}); pass the model's official checkpoint (.ckpt)")
     model.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
 
 
@@ -271,17 +284,14 @@ def _hf_vilt(source: str, pretrained: bool) -> tuple[Any, str]:
     return hf, where + (f"@{commit}" if commit else "")
 
 
-def create_vilt(name: str, num_classes: int, *, pretrained: bool = True, weights: str | None = None,
-                modality: str = "both") -> tuple[ViLT, dict[str, Any]]:
+def create_vilt(name: str, num_classes: int, *, pretrained: bool = True, weights: str | None = None
+                ) -> tuple[ViLT, dict[str, Any]]:
     """A ViLT (see the module docstring) with a ``num_classes`` head, frozen but for what ``freeze_vilt`` trains."""
     from transformers import ViltConfig
 
     from petlbench.models.weights import file_sha256
     from petlbench.vl.text import OFFLINE_TEXT
 
-    if modality != "both":
-        raise UserError(f"modality={modality!r} baselines are built for TEXT+VISION pairs; ViLT runs with both "
-                        "modalities (omit --modality)")
     source = split_name(name)
     hf, src = _hf_vilt(source, pretrained and weights is None)
     config = hf.config if hasattr(hf, "config") else hf
@@ -297,44 +307,3 @@ def create_vilt(name: str, num_classes: int, *, pretrained: bool = True, weights
         load_backbone_state(model, hf_to_vilt(hf.state_dict()), f"checkpoint '{source}'")
     freeze_vilt(model)
     return model, {"model": name, "weights_source": src, "weights_sha256": sha}
-
-
-class VLPFamily(BackboneFamily):
-    """Vision-language pretrained backbones on the VL track: kind 'vilt' (``vilt``, ``vilt:SOURCE``)."""
-
-    name, track, kinds = "vlp", "vl", frozenset({"vilt"})
-    model_hint = "vilt or vilt:SOURCE"
-    frozen_mode = "train"  # dropout trains as in the official ViLT LightningModule (see the module docstring)
-
-    def owns(self, model: str | None) -> bool:
-        return model is not None and "+" not in model and (model == "vilt" or model.startswith("vilt:"))
-
-    def create(self, name, num_classes, *, weights=None, pretrained=True, modality="both", **kwargs):
-        if kwargs:
-            raise UserError(f"ViLT takes no {', '.join(sorted(kwargs))} (its input size is its config's); "
-                            "omit those options")
-        return create_vilt(name, num_classes, pretrained=pretrained, weights=weights, modality=modality)
-
-    def kind(self, model: nn.Module) -> str:
-        return "vilt"
-
-    def data_config(self, model: nn.Module) -> dict[str, Any]:
-        return model.data_config()
-
-    def count_size(self, model: nn.Module, data_cfg: dict[str, Any], train: Any = None,
-                   text_len: int = 16) -> tuple[int, ...]:
-        """The padded text length of the prepared split (``max_text_len``), else ``text_len``."""
-        return (train.text_len,) if train is not None else (text_len,)
-
-    def example(self, model: nn.Module, size: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
-        return model.example_inputs(*(size or ()))
-
-    def list_models(self) -> list[tuple[str, str, bool]]:
-        return [("vilt", f"VL-pretrained: ViLT-B/32 (hub {VILT_HUB}; --weights an official ViLT .ckpt; "
-                         "--no-pretrained: random, no download)", False),
-                ("vilt:SOURCE", "VL-pretrained: another transformers ViLT checkpoint (hub id or local directory)",
-                 False)]
-
-
-VLP = VLPFamily()
-

@@ -1,5 +1,6 @@
-"""ViLT as a backbone kind (``petlbench.vl.vilt``): the same computation as transformers' ``ViltModel``, the official
-checkpoint layout, the published parameter anchors on a random ViLT-B/32, the dropout policy, offline failure."""
+"""The VL-pretrained backbones (``petlbench.vl.vilt``, ``vl.meter``): ViLT computes what transformers' ``ViltModel``
+computes; the official ViLT and METER checkpoint layouts load; the published APT / DAS parameter anchors on a random
+ViLT-B/32 and METER; the dropout policy; offline failure; every supporting method trains only what it declares."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from torch import nn
 from petlbench.engine.build import build, frozen_mode, make_method
 from petlbench.engine.loop import set_train_mode
 from petlbench.errors import UserError
-from petlbench.vl.vilt import VLP, ViLT, ViLTSpec, create_vilt, hf_to_vilt, load_backbone_state
+from petlbench.vl.vilt import ViLT, ViLTSpec, create_vilt, hf_to_vilt, load_backbone_state
+from petlbench.vl.vlp import VLP
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=64,
             patch_size=32, max_position_embeddings=12, vocab_size=100)
@@ -81,7 +83,7 @@ def test_an_official_vilt_checkpoint_loads_exactly_and_a_foreign_one_is_refused(
         assert torch.equal(model.state_dict()[k], v), k
     assert model.tokenizer_name == "minilm"  # bert-base-uncased's vocabulary, offline
     torch.save({"state_dict": {"transformer.cls_token": torch.zeros(1, 1, 8)}}, tmp_path / "other.ckpt")
-    with pytest.raises(UserError, match="not a checkpoint of this ViLT"):
+    with pytest.raises(UserError, match="not a checkpoint of this model"):
         create_vilt(f"vilt:{tmp_path / 'cfg'}", 3, weights=str(tmp_path / "other.ckpt"))
 
 
@@ -132,7 +134,7 @@ def test_family_owns_vilt_names_only():
     with pytest.raises(UserError, match="names no checkpoint"):
         create_vilt("vilt:", 3, pretrained=False)
     with pytest.raises(UserError, match="both modalities"):
-        create_vilt("vilt", 3, pretrained=False, modality="text")
+        VLP.create("vilt", 3, pretrained=False, modality="text")
 
 
 def test_the_hub_checkpoint_fails_fast_and_clearly_offline():
@@ -161,3 +163,91 @@ def test_every_vilt_method_trains_only_what_it_declares(method):
     assert any(k.startswith("head.") for k in changed)
     frozen_backbone = {k for k in before if k.startswith("transformer.blocks.0.attn.qkv.weight")}
     assert (frozen_backbone <= changed) == (method == "full")
+
+
+# ------------------------------------------------------------------------------------------ METER
+
+
+def tiny_meter(image_size: int = 32, seed: int = 0):
+    from transformers import AutoConfig, AutoModel
+
+    from petlbench.vl.meter import METER, MeterSpec
+
+    torch.manual_seed(seed)
+    text = AutoModel.from_config(AutoConfig.for_model("roberta", vocab_size=60, hidden_size=32, num_hidden_layers=1,
+                                                      num_attention_heads=4, intermediate_size=64,
+                                                      max_position_embeddings=40), add_pooling_layer=False)
+    spec = MeterSpec(hidden_size=32, num_top_layer=2, num_heads=4, image_size=image_size, patch_size=16,
+                     vision_layers=2, max_text_len=12)
+    return METER(spec, 5, text)
+
+
+def test_an_official_meter_checkpoint_loads_through_the_key_map(tmp_path):
+    from petlbench.vl.meter import from_official, to_official
+
+    src = tiny_meter(seed=3)
+    official = to_official(src)
+    # the official names of the CLIP image encoder (clip_model.VisualTransformer), CLIP's (d) / (N, d) shapes
+    assert official["vit_model.visual.class_embedding"].shape == (32,)
+    assert official["vit_model.visual.positional_embedding"].shape == (5, 32)
+    assert "vit_model.visual.transformer.resblocks.1.attn.in_proj_weight" in official
+    assert "cross_modal_text_layers.1.crossattention.self.key.weight" in official
+    dst = tiny_meter(seed=4)
+    mapped = from_official({**official, "mlm_score.bias": torch.zeros(60)}, dst)
+    load_backbone_state(dst, mapped, "test")
+    for k, v in src.state_dict().items():
+        if not k.startswith("head."):
+            assert torch.equal(dst.state_dict()[k], v), k
+    x = {"input_ids": torch.randint(3, 60, (2, 6)), "attention_mask": torch.ones(2, 6, dtype=torch.long),
+         "pixel_values": torch.randn(2, 3, 32, 32)}
+    dst.head.load_state_dict(src.head.state_dict())
+    torch.testing.assert_close(dst.eval()(x), src.eval()(x), rtol=0, atol=0)
+    # a checkpoint pretrained at another resolution: the position embedding is resized (METER's
+    # adapt_position_encoding: 288 -> 384 for the VQA setting)
+    big = tiny_meter(image_size=64, seed=5)
+    assert from_official(official, big)["vit_model.pos_embed"].shape == (1, 17, 32)
+
+
+def test_meter_anchors_on_a_random_meter():
+    from petlbench.vl.meter import METER
+
+    apt = build(make_method("apt"), "meter", 3129, pretrained=False)
+    assert isinstance(apt.model, METER)
+    # APT README, METER row 3.83M: a core in the self- and the cross-attention output of each co-attention layer
+    assert sum(p.numel() for p in apt.model.parameters()) - apt.backbone_total == 24 * 159_745 == 3_833_880
+    stats = make_method("apt").stats(apt.model)
+    assert len(stats["apt_layers"]) == 24 and not any("text_transformer" in n and "apt" in n
+                                                      for n, _ in apt.model.named_parameters())
+    d = 768
+    # DAS, official METER code (meter_module_train.py) at the VQA search setting skip_num = 4: 3 parallel adapters
+    # (bottleneck 96) in each of the 12 co-attention layers, 12 skip adapters of 96 * 3; all require grad
+    assert 36 * official_adapter(d, 96) + 12 * official_adapter(d, 288) == 10_734_336
+    das = build(make_method("das", {"skip": 4}), "meter", 3129, pretrained=False)
+    runs = (12 - 4) * 3 * official_adapter(d, 96) + 4 * official_adapter(d, 288)
+    assert sum(p.numel() for p in das.model.parameters()) - das.backbone_total == runs == 5_376_384
+    assert VLP.kind(das.model) == "meter" and frozen_mode("auto", das) == "train"
+
+
+def test_meter_without_its_checkpoint_file_says_how_to_get_it():
+    with pytest.raises(UserError, match="--weights meter_clip16_288_roberta_pretrain.ckpt"):
+        VLP.create("meter", 3)
+
+
+@pytest.mark.parametrize("method", ["apt", "das", "linear", "full"])
+def test_every_meter_method_trains_only_what_it_declares(method):
+    model = tiny_meter()
+    from petlbench.vl.meter import TRAINS_WITH_EVERY_METHOD
+
+    model.requires_grad_(False)
+    for part in (model.head, *(getattr(model, n) for n in TRAINS_WITH_EVERY_METHOD)):
+        part.requires_grad_(True)
+    model = make_method(method, {"num_prompts": 4} if method == "apt" else {}).apply(model).train()
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    x = {"input_ids": torch.randint(3, 60, (3, 6)), "attention_mask": torch.ones(3, 6, dtype=torch.long),
+         "pixel_values": torch.randn(3, 3, 32, 32)}
+    x["attention_mask"][2, 3:] = 0
+    nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2])).backward()
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
+    changed = {k for k, v in model.named_parameters() if not torch.equal(v, before[k])}
+    assert changed and changed <= {k for k, v in model.named_parameters() if v.requires_grad}
+    assert any(k.startswith("text_transformer.") for k in changed) == (method == "full")

@@ -1,0 +1,322 @@
+"""METER (Dou et al., CVPR 2022, arXiv 2111.02387): a vision-language PRETRAINED two-stream model with
+co-attention, backbone kind ``"meter"``, the second model APT and DAS were published on.
+
+The structure is the official METER code's (github zdou0830/METER, ``meter/modules/meter_module.py``,
+``METERTransformerSS``), with its attribute names, so the official checkpoint
+(``meter_clip16_288_roberta_pretrain.ckpt``) loads through ``OFFICIAL_KEYS`` only where the CLIP image encoder's
+names differ from timm's::
+
+    t = text_transformer(input_ids)                        # RoBERTa-base, all 12 layers (frozen)
+    v = vit_model(image)                                   # CLIP ViT-B/16 without its last block (METER's
+                                                           # clip_model.Transformer builds layers - 1 = 11 blocks),
+                                                           # ln_pre, all tokens after ln_post (frozen)
+    x = cross_modal_text_transform(t)  + token_type_embeddings(0)
+    y = cross_modal_image_transform(v) + token_type_embeddings(1)
+    for l in 0..5:  x, y = cross_modal_text_layers[l](x, y), cross_modal_image_layers[l](y, x)
+    logits = head([cross_modal_text_pooler(x) ; cross_modal_image_pooler(y)])
+
+Each co-attention layer (``CrossLayer``, official ``BertCrossLayer``) is post-LN BERT: self-attention, cross-attention
+to the other stream, feed-forward, each ``LN(x + Drop(Dense(.)))``; dropout 0.1 (official ``drop_rate``). The head is
+METER's ``vqa_classifier`` / ``snli_classifier``: Linear(2d, 2d) - LayerNorm - GELU - Linear(2d, C).
+
+What trains with every method (``TRAINS_WITH_EVERY_METHOD``): the head, both poolers and the modality embedding, the
+official APT / DAS METER code's ``trainable = ["classifier", "pooler", "token_type_embeddings", ...]`` (which also
+excludes anything inside ``text_transformer`` and ``vit_model``).
+
+Input: the APT and DAS VQA scripts' setting, images 384×384 (``image_size=384``; 24×24 = 576 patches + [class]),
+texts cut at and padded to 50 tokens (``task_finetune_vqa_clip_bert``: ``max_text_len = 50``), CLIP's mean / std.
+Pretrained weights come only from the official checkpoint file (``--weights``); METER has no hub checkpoint.
+``--no-pretrained`` builds it at random (``inspect``). Its tokenizer is RoBERTa-base's (hub ``roberta-base``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from petlbench.errors import UserError
+from petlbench.models.heads import vilt_head
+
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+TRAINS_WITH_EVERY_METHOD = ("cross_modal_text_pooler", "cross_modal_image_pooler", "token_type_embeddings")
+TEXT_MODEL = "roberta-base"  # official named config text_roberta: tokenizer = "roberta-base"
+# RoBERTa-base's architecture (hub config of roberta-base), to build it offline at random
+ROBERTA_BASE = dict(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+                    pad_token_id=1, bos_token_id=0, eos_token_id=2)
+# (official name, our name) of the CLIP image encoder's tensors, ``{i}`` = block index: one declaration, both ways
+OFFICIAL_KEYS = (
+    ("vit_model.visual.conv1.weight", "vit_model.patch_embed.proj.weight"),
+    ("vit_model.visual.class_embedding", "vit_model.cls_token"),
+    ("vit_model.visual.positional_embedding", "vit_model.pos_embed"),
+    ("vit_model.visual.ln_pre.", "vit_model.norm_pre."),
+    ("vit_model.visual.ln_post.", "vit_model.norm."),
+    ("vit_model.visual.transformer.resblocks.{i}.ln_1.", "vit_model.blocks.{i}.norm1."),
+    ("vit_model.visual.transformer.resblocks.{i}.ln_2.", "vit_model.blocks.{i}.norm2."),
+    ("vit_model.visual.transformer.resblocks.{i}.attn.in_proj_", "vit_model.blocks.{i}.attn.qkv."),
+    ("vit_model.visual.transformer.resblocks.{i}.attn.out_proj.", "vit_model.blocks.{i}.attn.proj."),
+    ("vit_model.visual.transformer.resblocks.{i}.mlp.c_fc.", "vit_model.blocks.{i}.mlp.fc1."),
+    ("vit_model.visual.transformer.resblocks.{i}.mlp.c_proj.", "vit_model.blocks.{i}.mlp.fc2."),
+)
+
+
+@dataclass(frozen=True)
+class MeterSpec:
+    """METER-CLIP16-RoBERTa at the APT / DAS VQA setting (official config.py + the scripts' overrides)."""
+
+    hidden_size: int = 768
+    num_top_layer: int = 6  # co-attention layers per stream
+    num_heads: int = 12
+    mlp_ratio: int = 4
+    image_size: int = 384  # APT / DAS vqa scripts: image_size=384
+    patch_size: int = 16
+    vision_layers: int = 11  # CLIP ViT-B/16's 12 blocks minus the last (clip_model.Transformer: layers - 1)
+    max_text_len: int = 50  # task_finetune_vqa_clip_bert
+    drop_rate: float = 0.1  # config.py drop_rate
+
+
+class _Attention(nn.Module):
+    """BERT attention with the official key names: ``self.query/key/value`` + ``output`` (BertSelfOutput:
+    dense, dropout, LayerNorm). Reads keys / values from ``context`` (itself for self-attention)."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        from transformers.models.bert.modeling_bert import BertSelfOutput
+
+        d, self.heads = config.hidden_size, config.num_attention_heads
+        self.self = nn.Module()
+        for name in ("query", "key", "value"):
+            setattr(self.self, name, nn.Linear(d, d))
+        self.self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, h: torch.Tensor, context: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        s, (b, n, d) = self.self, h.shape
+        split = lambda x: x.view(b, x.shape[1], self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        q, k, v = split(s.query(h)), split(s.key(context)), split(s.value(context))
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(d // self.heads)
+        probs = s.dropout(scores.masked_fill(~keep, torch.finfo(scores.dtype).min).softmax(-1))
+        return self.output((probs @ v).transpose(1, 2).reshape(b, n, d), h)
+
+
+class CrossLayer(nn.Module):
+    """Official ``BertCrossLayer``: ``a = SelfAttn(x)``, ``c = CrossAttn(a, other)``, ``out = FFN(c)``, each post-LN."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        from transformers.models.bert.modeling_bert import BertIntermediate, BertOutput
+
+        self.attention, self.crossattention = _Attention(config), _Attention(config)
+        self.intermediate, self.output = BertIntermediate(config), BertOutput(config)
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor, keep: torch.Tensor, other_keep: torch.Tensor) -> torch.Tensor:
+        a = self.attention(x, x, keep)
+        c = self.crossattention(a, other, other_keep)
+        return self.output(self.intermediate(c), c)
+
+
+class CoLayers:
+    """The 2 × ``num_top_layer`` co-attention layers as one sequence (text stream first, then image), indexable and
+    assignable in place: what methods treat as METER's blocks (DAS's official candidates: 0-5 text, 6-11 image)."""
+
+    def __init__(self, model: METER) -> None:
+        self.lists = (model.cross_modal_text_layers, model.cross_modal_image_layers)
+
+    def _at(self, i: int) -> tuple[nn.ModuleList, int]:
+        n = len(self.lists[0])
+        return (self.lists[0], i) if i < n else (self.lists[1], i - n)
+
+    def __len__(self) -> int:
+        return sum(len(x) for x in self.lists)
+
+    def __getitem__(self, i: int) -> nn.Module:
+        lst, j = self._at(i)
+        return lst[j]
+
+    def __setitem__(self, i: int, module: nn.Module) -> None:
+        lst, j = self._at(i)
+        lst[j] = module
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+class METER(nn.Module):
+    """METER with a classification head (see the module docstring); ``forward(inputs) -> logits``."""
+
+    kind = "meter"
+
+    def __init__(self, spec: MeterSpec, num_classes: int, text: nn.Module) -> None:
+        super().__init__()
+        from timm.models.vision_transformer import VisionTransformer
+        from transformers import BertConfig
+
+        from petlbench.vl.vilt import Pooler, _init_weights
+
+        d, self.spec = spec.hidden_size, spec
+        self.text_transformer = text
+        self.vit_model = VisionTransformer(
+            img_size=spec.image_size, patch_size=spec.patch_size, embed_dim=d, depth=spec.vision_layers,
+            num_heads=spec.num_heads, num_classes=0, global_pool="", pre_norm=True, act_layer="quick_gelu",
+            norm_layer=nn.LayerNorm)  # CLIP: bias-free patch conv (pre_norm), ln_pre, QuickGELU, LayerNorm eps 1e-5
+        cross = BertConfig(hidden_size=d, num_attention_heads=spec.num_heads, intermediate_size=d * spec.mlp_ratio,
+                           hidden_dropout_prob=spec.drop_rate, attention_probs_dropout_prob=spec.drop_rate)
+        self.cross_modal_text_transform = nn.Linear(int(text.config.hidden_size), d)
+        self.cross_modal_image_transform = nn.Linear(d, d)
+        self.token_type_embeddings = nn.Embedding(2, d)
+        self.cross_modal_text_layers = nn.ModuleList(CrossLayer(cross) for _ in range(spec.num_top_layer))
+        self.cross_modal_image_layers = nn.ModuleList(CrossLayer(cross) for _ in range(spec.num_top_layer))
+        self.cross_modal_text_pooler, self.cross_modal_image_pooler = Pooler(d), Pooler(d)
+        for name, m in self.named_children():
+            if name not in ("text_transformer", "vit_model"):
+                m.apply(_init_weights)  # official objectives.init_weights
+        self.head = vilt_head(2 * d, num_classes)
+        self.tokenizer_name, self.max_text_len = TEXT_MODEL, spec.max_text_len
+
+    @property
+    def embed_dim(self) -> int:
+        return self.spec.hidden_size
+
+    def co_layers(self) -> CoLayers:
+        return CoLayers(self)
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def streams(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """(text tokens, image tokens, their B×1×1×N keep masks) entering the co-attention layers."""
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        t = self.text_transformer(input_ids=ids, attention_mask=mask).last_hidden_state
+        v = self.vit_model.forward_features(inputs["pixel_values"])
+        x = self.cross_modal_text_transform(t) + self.token_type_embeddings(torch.zeros_like(ids))
+        y = self.cross_modal_image_transform(v) + self.token_type_embeddings.weight[1]
+        keep_y = torch.ones(y.shape[0], 1, 1, y.shape[1], dtype=torch.bool, device=y.device)
+        return x, y, mask.bool()[:, None, None, :], keep_y
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        x, y, kx, ky = self.streams(inputs)
+        for text_layer, image_layer in zip(self.cross_modal_text_layers, self.cross_modal_image_layers, strict=True):
+            x, y = text_layer(x, y, kx, ky), image_layer(y, x, ky, kx)
+        pooled = torch.cat([self.cross_modal_text_pooler(x[:, 0]), self.cross_modal_image_pooler(y[:, 0])], -1)
+        return self.head(pooled)
+
+    def train(self, mode: bool = True) -> METER:
+        super().train(mode)
+        self.vit_model.eval()  # CLIP has no dropout; frozen (its parameters never train but under ``full``)
+        return self
+
+    def data_config(self) -> dict[str, Any]:
+        s = self.spec.image_size
+        return {"input_size": (3, s, s), "mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic",
+                "crop_pct": 1.0, "tokenizer": self.tokenizer_name, "modality": "both",
+                "max_text_len": self.max_text_len}
+
+    def example_inputs(self, text_len: int | None = None, batch_size: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        t, s = text_len or self.max_text_len, self.spec.image_size
+        vocab = int(self.text_transformer.config.vocab_size)
+        out = {"input_ids": torch.randint(3, vocab, (batch_size, t), generator=g),
+               "attention_mask": torch.ones(batch_size, t, dtype=torch.long),
+               "pixel_values": torch.randn(batch_size, 3, s, s, generator=g)}
+        device = next(self.parameters()).device
+        return {k: v.to(device) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------------------ weights
+
+
+def _key_pairs(depth: int) -> list[tuple[str, str]]:
+    out = []
+    for official, ours in OFFICIAL_KEYS:
+        out += [(official.format(i=i), ours.format(i=i)) for i in range(depth)] if "{i}" in official \
+            else [(official, ours)]
+    return out
+
+
+def _rename(key: str, pairs: list[tuple[str, str]], reverse: bool = False) -> str | None:
+    for official, ours in pairs:
+        src, dst = (ours, official) if reverse else (official, ours)
+        if key == src or (src.endswith((".", "_")) and key.startswith(src)):
+            return dst + key[len(src):]
+    return None
+
+
+def _shape(key: str, value: torch.Tensor, ours: bool) -> torch.Tensor:
+    """CLIP keeps the class embedding as (d) and the position embedding as (N, d); timm as (1, 1, d), (1, N, d)."""
+    if key.endswith(("cls_token", "class_embedding")):
+        return value.reshape(1, 1, -1) if ours else value.reshape(-1)
+    if key.endswith(("pos_embed", "positional_embedding")):
+        return value.reshape(1, *value.shape[-2:]) if ours else value.reshape(value.shape[-2:])
+    return value
+
+
+def from_official(state: Mapping[str, torch.Tensor], model: METER) -> dict[str, torch.Tensor]:
+    """An official METER state dict in this module's keys: the CLIP image encoder renamed (``OFFICIAL_KEYS``), its
+    position embedding resized to the model's grid (bicubic, as METER's ``adapt_position_encoding``); every other
+    module keeps its name. Keys of unused parts (CLIP's text tower, pretraining heads) are dropped."""
+    from timm.layers import resample_abs_pos_embed
+
+    pairs = _key_pairs(model.spec.vision_layers)
+    own = model.state_dict()
+    out = {}
+    for k, v in state.items():
+        name = _rename(k, pairs) if k.startswith("vit_model.") else k
+        if name is None or name not in own:
+            continue
+        v = _shape(name, v, ours=True)
+        if name.endswith("pos_embed") and v.shape != own[name].shape:
+            grid = model.spec.image_size // model.spec.patch_size
+            v = resample_abs_pos_embed(v, (grid, grid), num_prefix_tokens=1, interpolation="bicubic")
+        out[name] = v
+    return out
+
+
+def to_official(model: METER) -> dict[str, torch.Tensor]:
+    """The model's backbone in the official checkpoint's keys (what ``from_official`` reads back)."""
+    pairs = _key_pairs(model.spec.vision_layers)
+    out = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("head."):
+            continue
+        name = _rename(k, pairs, reverse=True) if k.startswith("vit_model.") else k
+        if name is not None:
+            out[name] = _shape(k, v, ours=False)
+    return out
+
+
+def roberta() -> nn.Module:
+    """RoBERTa-base's architecture at random (METER's checkpoint holds its trained text encoder)."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.for_model("roberta", **ROBERTA_BASE)
+    return AutoModel.from_config(config, add_pooling_layer=False, attn_implementation="eager")
+
+
+def create_meter(name: str, num_classes: int, *, pretrained: bool = True, weights: str | None = None,
+                 img_size: int | None = None) -> tuple[METER, dict[str, Any]]:
+    """METER (see the module docstring), frozen but for what trains with every method."""
+    from petlbench.models.weights import file_sha256
+    from petlbench.vl.vilt import load_backbone_state, read_checkpoint
+
+    if name != "meter":
+        raise UserError(f"unknown METER model '{name}'; use --model meter (pretrained weights: --weights FILE)")
+    if pretrained and weights is None:
+        raise UserError("METER's pretrained weights are the official checkpoint file; pass --weights "
+                        "meter_clip16_288_roberta_pretrain.ckpt (github.com/zdou0830/METER) or --no-pretrained")
+    spec = MeterSpec(image_size=img_size or MeterSpec.image_size)
+    model = METER(spec, num_classes, roberta())
+    src, sha = "random-init", ""
+    if weights is not None:
+        state = from_official(read_checkpoint(weights), model)
+        load_backbone_state(model, state, f"weights file '{weights}'")
+        src, sha = f"file:{Path(weights).name}", file_sha256(Path(weights))
+    model.requires_grad_(False)
+    for part in (model.head, *(getattr(model, n) for n in TRAINS_WITH_EVERY_METHOD)):
+        part.requires_grad_(True)
+    return model, {"model": name, "weights_source": src, "weights_sha256": sha}
+

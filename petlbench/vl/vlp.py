@@ -1,0 +1,63 @@
+"""The family of vision-language PRETRAINED backbones (``vl.vilt``: kind ``vilt``; ``vl.meter``: kind ``meter``),
+the models APT and DAS were published on. Unlike a ``TEXT+VISION`` pair (``vl.model``), their fusion of image and
+text is learned in pretraining; methods adapt it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from petlbench.errors import UserError
+from petlbench.models.family import BackboneFamily
+from petlbench.vl.meter import create_meter
+from petlbench.vl.vilt import VILT_HUB, create_vilt
+
+
+class VLPFamily(BackboneFamily):
+    """``vilt`` / ``vilt:SOURCE`` (kind 'vilt') and ``meter`` (kind 'meter') on the VL track."""
+
+    name, track, kinds = "vlp", "vl", frozenset({"vilt", "meter"})
+    model_hint = "vilt, vilt:SOURCE or meter"
+    frozen_mode = "train"  # dropout trains as in the official ViLT / METER LightningModules
+
+    def owns(self, model: str | None) -> bool:
+        return model is not None and "+" not in model and (model in ("vilt", "meter") or model.startswith("vilt:"))
+
+    def create(self, name, num_classes, *, weights=None, pretrained=True, modality="both", **kwargs):
+        if modality != "both":
+            raise UserError(f"modality={modality!r} baselines are built for TEXT+VISION pairs; {name} runs with both "
+                            "modalities (omit --modality)")
+        if name == "meter":
+            extra = sorted(set(kwargs) - {"img_size"})
+            if not extra:
+                return create_meter(name, num_classes, pretrained=pretrained, weights=weights, **kwargs)
+        elif not kwargs:
+            return create_vilt(name, num_classes, pretrained=pretrained, weights=weights)
+        raise UserError(f"{name} takes no {', '.join(sorted(kwargs))} here; omit those options")
+
+    def kind(self, model: nn.Module) -> str:
+        return model.kind
+
+    def data_config(self, model: nn.Module) -> dict[str, Any]:
+        return model.data_config()
+
+    def count_size(self, model: nn.Module, data_cfg: dict[str, Any], train: Any = None,
+                   text_len: int = 16) -> tuple[int, ...]:
+        """The padded text length of the prepared split (``max_text_len``), else ``text_len``."""
+        return (train.text_len,) if train is not None else (text_len,)
+
+    def example(self, model: nn.Module, size: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
+        return model.example_inputs(*(size or ()))
+
+    def list_models(self) -> list[tuple[str, str, bool]]:
+        return [("vilt", f"VL-pretrained: ViLT-B/32 (hub {VILT_HUB}; --weights an official ViLT .ckpt; "
+                         "--no-pretrained: random, no download)", False),
+                ("vilt:SOURCE", "VL-pretrained: another transformers ViLT checkpoint (hub id or local directory)",
+                 False),
+                ("meter", "VL-pretrained: METER (CLIP ViT-B/16 + RoBERTa-base + 6+6 co-attention layers); --weights "
+                          "meter_clip16_288_roberta_pretrain.ckpt, or --no-pretrained", False)]
+
+
+VLP = VLPFamily()
