@@ -30,24 +30,27 @@ the text encoder (official ``bert_model_apt.py``: APT in every ``BertSelfOutput`
 
 from __future__ import annotations
 
+import math
 import types
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from petlbench.config.method_config import Range
+from petlbench.errors import UserError
 from petlbench.methods._bert import (
     add_output_branches,
     attention_outputs,
     bert_layers,
     has_bert_layers,
+    is_meter,
     output_branch,
     text_dim,
 )
-from petlbench.methods._modules import embed_dim, resolve_indices, vit_blocks
+from petlbench.methods._modules import embed_dim, factory_kwargs, resolve_indices, vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule
 from petlbench.registry import register
 
@@ -60,6 +63,12 @@ class APTConfig(MethodConfig):
     rank: Annotated[int, Range(ge=1)] = 4  # r of the low-rank update W1 W2 of P; official code (hidden 4) and spec
     layers: tuple[int, ...] | None = None  # block indices to adapt (negative = from the end); None = all
     dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0  # on A, before the diffusion and the max; official: the host attention's attn_drop = 0.0
+    # approximated (APT) | conventional: the prompt tuning APT approximates, as the official APT repository's METER
+    # baseline (meter_module_prompt.py): num_prompts tokens prepended to the keys / values of each co-attention
+    # layer's cross-attention; METER only (on a ViT, the vpt method is conventional deep prompting)
+    prompting: Literal["approximated", "conventional"] = "approximated"
+
+    NEUTRAL: ClassVar[dict[str, Any]] = {**MethodConfig.NEUTRAL, "prompting": "approximated"}
 
     def __post_init__(self) -> None:
         if self.layers is not None:
@@ -122,6 +131,8 @@ class APT(Method):
 
     def apply(self, model: nn.Module) -> nn.Module:
         cfg: APTConfig = self.cfg  # type: ignore[assignment]
+        if cfg.prompting == "conventional":
+            return self._apply_conventional(model)
         vl = has_bert_layers(model)
         blocks = bert_layers(model) if vl else vit_blocks(model)
         d = text_dim(model) if vl else embed_dim(model)
@@ -132,6 +143,25 @@ class APT(Method):
             else:
                 attach_apt(blocks[i].attn, APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout))
         return model
+
+    def _apply_conventional(self, model: nn.Module) -> nn.Module:
+        """Prompts in each co-attention layer's cross-attention context (official init: VPT's uniform
+        ±sqrt(6 / (3·16·16 + d)))."""
+        cfg: APTConfig = self.cfg  # type: ignore[assignment]
+        if not is_meter(model):
+            raise UserError("prompting=conventional is the official APT baseline on METER (--model meter); on a ViT "
+                            "use the vpt method for conventional deep prompts")
+        layers, d = bert_layers(model), text_dim(model)
+        bound = math.sqrt(6.0 / (3 * 16 * 16 + d))
+        for i in resolve_indices(cfg.layers, len(layers), "layers"):
+            attn = layers[i].crossattention
+            attn.context_prompt = nn.Parameter(torch.empty(cfg.num_prompts, d, **factory_kwargs(attn)).uniform_(
+                -bound, bound))
+        return model
+
+    def counterpart(self) -> dict[str, Any] | None:
+        """Approximated prompts are measured against the conventional prompt tuning they approximate."""
+        return {"prompting": "conventional"} if self.cfg.prompting == "approximated" else None
 
     @staticmethod
     def _cores(model: nn.Module) -> list[tuple[int, APTCore]]:
@@ -144,6 +174,9 @@ class APT(Method):
         return [(i, c) for i, c in found if c is not None]
 
     def stats(self, model: nn.Module) -> dict[str, object]:
+        if self.cfg.prompting == "conventional":
+            prompted = [i for i, layer in enumerate(bert_layers(model)) if layer.crossattention.context_prompt is not None]
+            return {"prompt_layers": prompted}
         cores = self._cores(model)
         return {
             "apt_layers": [i for i, _ in cores],

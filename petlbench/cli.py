@@ -284,7 +284,9 @@ def inspect(
         if k in info:  # the last three: VL models (the frozen visual encoder apart)
             t.add_row(k, f"{info[k]:.4f}")
     t.add_row("gmacs_ratio", f"{info['gmacs_ratio']:.4f}")
-    for k in ("gmacs_change_pct", "gmacs_text_change_pct"):
+    if "gmacs_extra_counterpart" in info:  # the conventional method this one makes cheaper (APT)
+        t.add_row(f"gmacs_extra of {info['counterpart']}", f"{info['gmacs_extra_counterpart']:.4f}")
+    for k in ("gmacs_change_pct", "gmacs_text_change_pct", "gmacs_extra_vs_counterpart_pct"):
         if k in info:
             t.add_row(k, f"{info[k]:+.2f}")
     console.print(t)

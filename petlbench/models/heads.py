@@ -35,12 +35,12 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     return list(_head(model).parameters())
 
 
-def vilt_head(dim: int, num_classes: int, std: float = 0.02, **dd) -> nn.Sequential:
+def vilt_head(dim: int, num_classes: int, std: float = 0.02, hidden: int | None = None, **dd) -> nn.Sequential:
     """ViLT's VQA classifier, also DVP's (``dvp/modules/bert_module.py``, ``t5_module.py``: ``vqa_classifier``,
     ``gqa_classifier``, ``snli_ve_classifier``): Linear(d, 2d) - LayerNorm(2d) - GELU - Linear(2d, C), initialised
     as ViLT's ``objectives.init_weights``: Linear weights N(0, ``std`` = 0.02), Linear biases 0, LayerNorm 1 / 0."""
-    head = nn.Sequential(nn.Linear(dim, 2 * dim, **dd), nn.LayerNorm(2 * dim, **dd), nn.GELU(),
-                         nn.Linear(2 * dim, num_classes, **dd))
+    h = hidden or 2 * dim  # METER reads two pooled streams (dim = 2d) and keeps 2d: hidden = dim
+    head = nn.Sequential(nn.Linear(dim, h, **dd), nn.LayerNorm(h, **dd), nn.GELU(), nn.Linear(h, num_classes, **dd))
     for m in head:
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=std)

@@ -45,7 +45,12 @@ VL_TASKS: dict[str, str] = {
 # method's baseline, the plain backbone of the same model (``engine.build.inspect``); value = the claimed change.
 RELATIVE_METRICS: dict[str, str] = {
     "gmacs_change_pct": "GMACs of the whole model (frozen visual encoder included) vs the plain backbone, % change",
+    "gmacs_extra_vs_counterpart_pct": "additional GMACs (over the plain backbone) vs those of the conventional method "
+                                      "it makes cheaper (APT: conventional prompt tuning), % change",
 }
+# The backbone kind each published backbone family is (``BackboneFamily.kind``): a relative claim is shown by
+# ``inspect`` beside a measurement on a model of the same kind only.
+FAMILY_KINDS: dict[str, str] = {"BERT-base + CLIP ViT-B/16": "vl", "METER": "meter", "ViLT-B/32": "vilt"}
 
 
 def published_path() -> Path:
@@ -90,8 +95,8 @@ def check(pub) -> list[str]:
             problems.append(f"line {i}: unknown method '{r['method']}'")
         if any("=" not in kv for kv in str(r["config"] or "").split()):
             problems.append(f"line {i}: config '{r['config']}' is not space-separated key=value pairs")
-    dup = pub.duplicated(["method", "config", "task", "backbone_family"])
-    problems += [f"line {i + 2}: duplicate (method, config, task, backbone_family)" for i in dup[dup].index]
+    dup = pub.duplicated(["method", "config", "task", "backbone_family", "metric"])
+    problems += [f"line {i + 2}: duplicate (method, config, task, backbone_family, metric)" for i in dup[dup].index]
     return problems
 
 
@@ -196,10 +201,13 @@ def published_tables(deltas, sort: str = "top1_pct") -> list:
     return out
 
 
-def relative_claims(method: str, method_config: dict[str, Any], path: str | Path | None = None) -> list[dict]:
-    """The published relative claims (``RELATIVE_METRICS``) about ``method`` whose ``config`` matches
-    ``method_config``: metric, claimed change, task, backbone, source and notes."""
+def relative_claims(method: str, method_config: dict[str, Any], kind: str,
+                    path: str | Path | None = None) -> list[dict]:
+    """The published relative claims (``RELATIVE_METRICS``) about ``method`` on a backbone of ``kind``
+    (``FAMILY_KINDS``) whose ``config`` matches ``method_config``: metric, claimed change, task, backbone, source and
+    notes."""
     pub = load_published(path)
-    rows = pub[(pub["method"] == method) & pub["metric"].isin(list(RELATIVE_METRICS))]
+    rows = pub[(pub["method"] == method) & pub["metric"].isin(list(RELATIVE_METRICS))
+               & (pub["backbone_family"].map(FAMILY_KINDS) == kind)]
     return [{k: r[k] for k in ("metric", "value", "task", "backbone", "source", "notes")}
             for r in rows.to_dict("records") if _config_matches(r["config"], method_config)]

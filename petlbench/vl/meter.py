@@ -94,9 +94,15 @@ class _Attention(nn.Module):
             setattr(self.self, name, nn.Linear(d, d))
         self.self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.output = BertSelfOutput(config)
+        # p×d tokens a method prepends to the keys / values (conventional prompt tuning, ``apt`` prompting=conventional)
+        self.register_parameter("context_prompt", None)
 
     def forward(self, h: torch.Tensor, context: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         s, (b, n, d) = self.self, h.shape
+        if self.context_prompt is not None:  # official meter_module_prompt.py: cat([prompts, other stream])
+            prompt = self.context_prompt.to(context.dtype).expand(b, -1, -1)
+            context = torch.cat([prompt, context], 1)
+            keep = torch.cat([keep.new_ones(b, 1, 1, prompt.shape[1]), keep], -1)
         split = lambda x: x.view(b, x.shape[1], self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
         q, k, v = split(s.query(h)), split(s.key(context)), split(s.value(context))
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(d // self.heads)
@@ -175,7 +181,7 @@ class METER(nn.Module):
         for name, m in self.named_children():
             if name not in ("text_transformer", "vit_model"):
                 m.apply(_init_weights)  # official objectives.init_weights
-        self.head = vilt_head(2 * d, num_classes)
+        self.head = vilt_head(2 * d, num_classes, hidden=2 * d)  # official vqa_classifier: Linear(2d, 2d) first
         self.tokenizer_name, self.max_text_len = TEXT_MODEL, spec.max_text_len
 
     @property

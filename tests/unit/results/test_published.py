@@ -67,15 +67,16 @@ def test_check_reports_bad_rows():
     assert check(bad.drop(columns=["notes"])) and "expected" in check(bad.drop(columns=["notes"]))[0]
 
 
-def test_relative_claims_are_changes_in_percent_matched_by_method_and_config(tmp_path):
-    row = {"method": "dvp", "config": "variant=adp", "task": "vqav2", "backbone": "b", "backbone_family": "f",
+def test_relative_claims_are_changes_in_percent_matched_by_method_config_and_backbone_kind(tmp_path):
+    row = {"method": "dvp", "config": "variant=adp", "task": "vqav2", "backbone": "b", "backbone_family": "METER",
            "metric": "gmacs_change_pct", "value": "-80", "params": "", "source": "paper", "notes": "n"}
     pub = pd.DataFrame([row, {**row, "config": "", "value": "-120"}])[COLUMNS]
     assert check(pub) == ["line 3: value '-120' is not a percentage change"]
     path = tmp_path / "p.csv"
     pub.iloc[:1].to_csv(path, index=False)
-    assert relative_claims("dvp", {"variant": "adp"}, path)[0]["value"] == -80
-    assert relative_claims("dvp", {"variant": "full"}, path) == [] == relative_claims("das", {}, path)
+    assert relative_claims("dvp", {"variant": "adp"}, "meter", path)[0]["value"] == -80
+    assert relative_claims("dvp", {"variant": "full"}, "meter", path) == [] == relative_claims("das", {}, "meter", path)
+    assert relative_claims("dvp", {"variant": "adp"}, "vit", path) == []  # a claim about another backbone kind
 
 
 def test_load_published_rejects_a_malformed_file(tmp_path):

@@ -251,3 +251,39 @@ def test_every_meter_method_trains_only_what_it_declares(method):
     changed = {k for k, v in model.named_parameters() if not torch.equal(v, before[k])}
     assert changed and changed <= {k for k, v in model.named_parameters() if v.requires_grad}
     assert any(k.startswith("text_transformer.") for k in changed) == (method == "full")
+
+
+def test_conventional_prompting_is_the_official_meter_prompt_baseline():
+    model = tiny_meter()
+    apt = make_method("apt", {"prompting": "conventional", "num_prompts": 3})
+    model = apt.apply(model)
+    prompts = [n for n, p in model.named_parameters() if n.endswith("context_prompt")]
+    # one prompt set per co-attention layer's cross-attention (official meter_module_prompt.py: 2 × num_top_layer)
+    assert len(prompts) == 4 and all(".crossattention." in n for n in prompts)
+    assert apt.stats(model) == {"prompt_layers": [0, 1, 2, 3]}
+    x = {"input_ids": torch.randint(3, 60, (2, 6)), "attention_mask": torch.ones(2, 6, dtype=torch.long),
+         "pixel_values": torch.randn(2, 3, 32, 32)}
+    assert model.eval()(x).shape == (2, 5)
+    with pytest.raises(UserError, match="vpt"):
+        make_method("apt", {"prompting": "conventional"}).apply(ViLT(ViLTSpec.from_hf(tiny_config()), 5))
+
+
+def test_inspect_shows_the_apt_and_das_compute_claims_on_meter_beside_the_measurement():
+    from petlbench.engine.build import inspect
+
+    info = inspect("apt", "meter", 10, text_len=50)
+    (claim,) = info["published_claims"]
+    assert (claim["metric"], claim["value"]) == ("gmacs_extra_vs_counterpart_pct", -82.30)
+    # APT: 2 · N · p · d MACs per core (scores and diffusion), 12 cores on 50 text and 12 on 577 image tokens
+    assert info["gmacs_extra"] == pytest.approx(12 * 2 * (50 + 577) * 200 * 768 / 1e9, rel=0.02)
+    # conventional: the keys / values of 200 prompts (2 p d²) and the scores over them (2 N p d), 12 cross-attentions
+    conventional = (12 * 2 * 200 * 768**2 + 6 * 2 * (50 + 577) * 200 * 768) / 1e9
+    assert info["gmacs_extra_counterpart"] == pytest.approx(conventional, rel=0.01)
+    assert claim["measured"] == info["gmacs_extra_vs_counterpart_pct"] == pytest.approx(
+        100 * (info["gmacs_extra"] / info["gmacs_extra_counterpart"] - 1))
+    das = inspect("das", "meter", 10, overrides={"skip": 4, "skip_blocks": (4, 5, 10, 11)}, text_len=50)
+    (claim,) = das["published_claims"]
+    assert claim["value"] == -11.97 and claim["measured"] == das["gmacs_change_pct"] < 0
+    from petlbench.results.published import relative_claims
+
+    assert relative_claims("das", {"skip": 1}, "meter") == [] == relative_claims("das", {"skip": 4}, "vit")
