@@ -71,6 +71,7 @@ from petlbench.methods._modules import (
     vit_blocks,
 )
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, state_of
+from petlbench.methods.recipe import vlp_recipe
 from petlbench.registry import register
 
 
@@ -104,6 +105,12 @@ class DASConfig(MethodConfig):
     # less noisy rewards
     reinit_after_search: bool = True  # reset adapters and head after the search (official: separate
     # training run from the pre-trained model); False = keep the search-trained weights
+
+    @classmethod
+    def for_task(cls, task: Any, builtin: bool, kind: str | None = None) -> dict[str, Any]:
+        """On ViLT / METER the official recipe (``recipe.VLP_RECIPES``); ViLT's lr is the DAS repo's 1e-4
+        (ViLT/vilt/config.py ``task_finetune_vqa_randaug``, used by its vqa_train.sh)."""
+        return vlp_recipe(kind, task, lr={"vilt": 1e-4})
 
     def __post_init__(self) -> None:
         if self.skip_blocks is not None:

@@ -173,7 +173,7 @@ class DVPConfig(MethodConfig):
     reward_eval_mode: bool = False
 
     @classmethod
-    def for_task(cls, task: Any, builtin: bool) -> dict[str, Any]:
+    def for_task(cls, task: Any, builtin: bool, kind: str | None = None) -> dict[str, Any]:
         """The official recipe of the data's published task (``TASK_RECIPE``); built-in tasks search
         ``BUILTIN_SEARCH_UPDATES`` times."""
         published = getattr(task, "published", None)

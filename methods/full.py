@@ -4,12 +4,14 @@ visual encoder stays frozen, see ``petlbench.vl.model``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
 from petlbench.methods._bert import is_vl, language_model
 from petlbench.methods._t5 import is_t5, t5_model
 from petlbench.methods.base import Method, MethodConfig, unfreeze
+from petlbench.methods.recipe import vlp_recipe
 from petlbench.registry import register
 
 
@@ -20,6 +22,12 @@ class FullConfig(MethodConfig):
 
     lr: float = 1e-4
     weight_decay: float = 0.05
+
+    @classmethod
+    def for_task(cls, task: Any, builtin: bool, kind: str | None = None) -> dict[str, Any]:
+        """On ViLT / METER the official fine-tuning recipe (``recipe.VLP_RECIPES``); on ViLT at ViLT's own lr 1e-4
+        (dandelin/ViLT config.py ``task_finetune_vqa_randaug``), on METER at METER's (its config's 2.5e-5)."""
+        return vlp_recipe(kind, task, lr={"vilt": 1e-4})
 
 
 @register

@@ -29,7 +29,7 @@ class MethodConfig:
     """
 
     NEUTRAL: ClassVar[dict[str, Any]] = {"grad_clip": 0.0, "adam_beta2": 0.999, "decay": "cosine",
-                                          "head_lr_mult": 1.0, "wd_bias_norm": True}
+                                          "head_lr_mult": 1.0, "wd_bias_norm": True, "fusion_lr_mult": 1.0}
 
     optimizer: Optimizer = "adamw"  # adamw | sgd (momentum 0.9)
     lr: Annotated[float, Range(gt=0), Flag("override the recipe's learning rate")] = 1e-3
@@ -46,10 +46,47 @@ class MethodConfig:
     # lr multiplier of the classifier head; None = by task (ViLT/DVP configs: ×10 on VQA tasks, ×1 otherwise)
     head_lr_mult: Annotated[float | None, Range(gt=0)] = 1.0
     wd_bias_norm: bool = True  # False: no weight decay on biases and norm weights (every 1-D tensor)
+    # lr multiplier of the backbone's cross-modal fusion parameters (``BackboneFamily.fusion_parameters``: METER's
+    # co-attention layers, transforms and poolers, with what a method adds inside them); METER: lr_mult_cross_modal
+    fusion_lr_mult: Annotated[float, Range(gt=0)] = 1.0
 
     @classmethod
-    def for_task(cls, task: Any, builtin: bool) -> dict[str, Any]:
+    def for_task(cls, task: Any, builtin: bool, kind: str | None = None) -> dict[str, Any]:
         """Defaults this method's published recipe sets for ``task`` (the data's ``Task``; ``builtin``: a built-in
-        offline task with its compact budget), applied under the user's keys (``engine.build.resolve_overrides``).
-        The shared recipe has one recipe for every task."""
+        offline task with its compact budget) on a backbone of ``kind`` (None: known only once built), applied
+        under the user's keys (``engine.build.resolve_overrides``). The shared recipe has one recipe for every task;
+        on a VL-pretrained backbone (ViLT, METER) the official fine-tuning recipe of that backbone
+        (``VLP_RECIPES``)."""
+        return vlp_recipe(kind, task)
+
+
+# The official fine-tuning recipes of the VL-pretrained backbones APT and DAS were published on, by (backbone kind,
+# published task): each value from the official code. Shared: AdamW betas (0.9, 0.98), eps 1e-8, weight decay 0.01
+# except biases and LayerNorms, linear warm-up (10%) then linear decay to 0 (``decay_power = 1``, ``end_lr = 0``).
+#   ViLT VQAv2: APT repo ViLT/vilt/config.py ``task_finetune_vqa_randaug`` (its vqa_run.sh): lr 5e-4, lr_mult 10,
+#     batch 256, max_epoch 10, warmup_steps 0.1; DAS repo ViLT/vilt/config.py the same but lr 1e-4 (``VLP_LR``).
+#     ViLT has no SNLI-VE config: entailment takes the VQA recipe with the task's head multiplier (ours).
+#   METER VQAv2: APT / DAS repos METER/meter/config.py ``task_finetune_vqa_clip_bert``: lr 2.5e-5, lr_mult_head 50,
+#     lr_mult_cross_modal 5, batch 512, max_epoch 10, warmup 0.1. METER SNLI-VE ``task_finetune_snli_clip_bert``:
+#     lr 2e-6, lr_mult_head 10, lr_mult_cross_modal 5, batch 64, max_epoch 5, warmup 0.1.
+_VLP_SHARED = {"weight_decay": 0.01, "adam_beta2": 0.98, "decay": "linear", "wd_bias_norm": False}
+VLP_RECIPES: dict[tuple[str, str], dict[str, Any]] = {
+    ("vilt", "vqav2"): {"lr": 5e-4, "head_lr_mult": None, "batch_size": 256, "epochs": 10, "warmup_epochs": 1},
+    ("meter", "vqav2"): {"lr": 2.5e-5, "head_lr_mult": 50.0, "fusion_lr_mult": 5.0, "batch_size": 512, "epochs": 10,
+                         "warmup_epochs": 1},
+    ("meter", "snli-ve"): {"lr": 2e-6, "head_lr_mult": 10.0, "fusion_lr_mult": 5.0, "batch_size": 64, "epochs": 5,
+                           "warmup_epochs": 1},  # 10% of 5 epochs: 0.5, rounded up to one epoch (ours)
+}
+
+
+def vlp_recipe(kind: str | None, task: Any, lr: dict[str, float] | None = None) -> dict[str, Any]:
+    """The official recipe on a VL-pretrained backbone (``VLP_RECIPES``) for the data's published task (a VQA task
+    without one: VQAv2's; on ViLT entailment too), with a method's own lr per backbone (``lr``); {} elsewhere."""
+    if kind not in ("vilt", "meter"):
         return {}
+    published = getattr(task, "published", None) or "vqav2"
+    key = (kind, published if (kind, published) in VLP_RECIPES else "vqav2")
+    recipe = {**_VLP_SHARED, **VLP_RECIPES[key]}
+    if lr and kind in lr and key[1] == "vqav2":
+        recipe["lr"] = lr[kind]
+    return recipe

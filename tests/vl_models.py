@@ -49,3 +49,37 @@ def batch(seed: int = 0, n: int = 4) -> tuple[dict[str, torch.Tensor], torch.Ten
 def hand_macs(n: int, d: int, ff: int, layers: int) -> int:
     """Transformer layers over n tokens: q,k,v,o (4·n·d²) + FFN (2·n·d·ff) + scores and AV (2·n²·d)."""
     return layers * (4 * n * d * d + 2 * n * d * ff + 2 * n * n * d)
+
+
+def tiny_vilt(classes: int = CLASSES, img: int = IMG, vocab: int = 100, text_len: int = 12, seed: int = 0):
+    """A 2-layer, 32-wide ViLT (patch 16) at random, frozen as ``build`` makes it."""
+    from transformers import ViltConfig
+
+    from petlbench.vl.vilt import ViLT, ViLTSpec, freeze_vilt
+
+    torch.manual_seed(seed)
+    config = ViltConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        image_size=img, patch_size=16, max_position_embeddings=text_len, vocab_size=vocab)
+    model = ViLT(ViLTSpec.from_hf(config), classes)
+    freeze_vilt(model)
+    return model
+
+
+def tiny_meter(classes: int = CLASSES, img: int = IMG, vocab: int = 60, seed: int = 0):
+    """A METER of 1-layer RoBERTa + 2-block CLIP-style ViT (patch 16) + 2+2 co-attention layers, 32 wide, at random,
+    frozen as ``build`` makes it."""
+    from transformers import AutoConfig, AutoModel
+
+    from petlbench.vl.meter import METER, TRAINS_WITH_EVERY_METHOD, MeterSpec
+
+    torch.manual_seed(seed)
+    text = AutoModel.from_config(AutoConfig.for_model("roberta", vocab_size=vocab, hidden_size=32, num_hidden_layers=1,
+                                                      num_attention_heads=4, intermediate_size=64,
+                                                      max_position_embeddings=40), add_pooling_layer=False)
+    spec = MeterSpec(hidden_size=32, num_top_layer=2, num_heads=4, image_size=img, patch_size=16, vision_layers=2,
+                     max_text_len=12)
+    model = METER(spec, classes, text)
+    model.requires_grad_(False)
+    for part in (model.head, *(getattr(model, n) for n in TRAINS_WITH_EVERY_METHOD)):
+        part.requires_grad_(True)
+    return model

@@ -57,14 +57,16 @@ def make_method(name: str, overrides: dict[str, Any] | None = None) -> Method:
     return cls(build_method_config(cls.Config, overrides or {}, name))
 
 
-def resolve_overrides(overrides: dict[str, Any], cfg_cls: type[MethodConfig], raw: Data) -> dict[str, Any]:
+def resolve_overrides(overrides: dict[str, Any], cfg_cls: type[MethodConfig], raw: Data,
+                      kind: str | None = None) -> dict[str, Any]:
     """The method config's keys for a run on ``raw``: the user's, over the method's published recipe for the task
-    (``MethodConfig.for_task``), with a built-in task's compact budget unless the user set epochs/batch size.
+    on a backbone of ``kind`` (``MethodConfig.for_task``), with a built-in task's compact budget unless the user set
+    epochs/batch size.
 
     The recipe's warm-up keeps its share of the schedule (e.g. 10 of 100 epochs -> 10%).
     """
     builtin = bool(raw.epochs or raw.batch_size)
-    task_keys = {k: v for k, v in cfg_cls.for_task(raw.task, builtin).items() if k not in overrides}
+    task_keys = {k: v for k, v in cfg_cls.for_task(raw.task, builtin, kind).items() if k not in overrides}
     recipe = {**asdict(cfg_cls()), **task_keys}
     out = dict(overrides)
     if "epochs" not in out and raw.epochs:
@@ -104,7 +106,8 @@ def prepare_run(cfg: RunConfig, raw: Data) -> Prepared:
     """Validate and build everything for ``cfg`` (raises UserError before any work is stored)."""
     cls = METHODS.get(cfg.method)
     cfg = replace(cfg, model=tracks.resolve_model(raw.track, cfg.model, cfg.method, cls.supports))
-    method = cls(build_method_config(cls.Config, resolve_overrides(cfg.overrides, cls.Config, raw), cfg.method))
+    kind = tracks.family(cfg.model).kind_of_name(cfg.model)  # known from the name: the backbone's own recipe
+    method = cls(build_method_config(cls.Config, resolve_overrides(cfg.overrides, cls.Config, raw, kind), cfg.method))
     built = build_seeded(method, cfg, raw.num_classes)
     cfg = replace(cfg, frozen_backbone_mode=frozen_mode(cfg.frozen_backbone_mode, built))
     device = distributed.session().place(resolve_device(cfg.device))

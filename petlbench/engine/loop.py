@@ -288,9 +288,11 @@ class _Loop:
                   lr: float | None = None) -> torch.optim.Optimizer:
         """The recipe's optimizer over ``params`` (training and searches), the classifier head of ``model`` (default:
         the run's) at its lr multiplier; ``lr`` replaces the recipe's (a search's own lr)."""
-        head = {id(p) for p in head_parameters(model if model is not None else self.model)}
+        model = model if model is not None else self.model
+        head = {id(p) for p in head_parameters(model)}
+        fusion = {id(p) for p in self.built.family.fusion_parameters(model)} if self.built.family else set()
         cfg = self.cfg if lr is None else replace(self.cfg, lr=lr)
-        return make_optimizer(list(params), cfg, head, head_lr_mult(self.cfg, self.splits.task))
+        return make_optimizer(list(params), cfg, head, head_lr_mult(self.cfg, self.splits.task), fusion=fusion)
 
     def _what_trains(self) -> tuple[nn.Module, Any, Any]:
         """(net, train, val): the model on the splits, or — for a head-only method on a frozen eval-mode

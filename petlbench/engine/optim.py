@@ -18,18 +18,20 @@ def head_lr_mult(mcfg: MethodConfig, task: Task) -> float:
 
 
 def make_optimizer(params: list[nn.Parameter], mcfg: MethodConfig, head: Collection[int] = (),
-                   head_mult: float = 1.0, no_decay: Collection[int] = ()) -> torch.optim.Optimizer:
-    """AdamW (β = (0.9, ``adam_beta2``)) or SGD (momentum 0.9) over ``params`` in up to four groups: the head's
-    parameters (ids in ``head``) at lr × ``head_mult``, and without weight decay: unless ``wd_bias_norm``, biases
-    and norm weights (1-D tensors), and always the parameters whose ids are in ``no_decay`` (pretraining's position
-    embedding and class token). Groups come in the order of their first parameter. With the shared recipe's
-    neutral values this is one group."""
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+                   head_mult: float = 1.0, no_decay: Collection[int] = (),
+                   fusion: Collection[int] = ()) -> torch.optim.Optimizer:
+    """AdamW (β = (0.9, ``adam_beta2``)) or SGD (momentum 0.9) over ``params`` in groups: the head's parameters (ids
+    in ``head``) at lr × ``head_mult``, the backbone's fusion parameters (ids in ``fusion``) at lr ×
+    ``fusion_lr_mult``, and without weight decay: unless ``wd_bias_norm``, biases and norm weights (1-D tensors), and
+    always the parameters whose ids are in ``no_decay`` (pretraining's position embedding and class token). Groups
+    come in the order of their first parameter. With the shared recipe's neutral values this is one group."""
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for p in params:
         decays = (mcfg.wd_bias_norm or p.ndim > 1) and id(p) not in no_decay
-        groups.setdefault((head_mult != 1.0 and id(p) in head, decays), []).append(p)
-    spec = [{"params": ps, "lr": mcfg.lr * (head_mult if is_head else 1.0),
-             "weight_decay": mcfg.weight_decay if decays else 0.0} for (is_head, decays), ps in groups.items()]
+        mult = head_mult if id(p) in head else mcfg.fusion_lr_mult if id(p) in fusion else 1.0
+        groups.setdefault((mult, decays), []).append(p)
+    spec = [{"params": ps, "lr": mcfg.lr * mult, "weight_decay": mcfg.weight_decay if decays else 0.0}
+            for (mult, decays), ps in groups.items()]
     if mcfg.optimizer == "adamw":
         return torch.optim.AdamW(spec, lr=mcfg.lr, betas=(0.9, mcfg.adam_beta2),
                                  weight_decay=mcfg.weight_decay)

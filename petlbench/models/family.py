@@ -59,9 +59,18 @@ class BackboneFamily(ABC):
     def example(self, model: nn.Module, size: tuple[int, ...] | None = None) -> Any:
         """One random input (batch of one) in ``model``'s format, at ``size`` (``count_size``) or its default."""
 
+    def kind_of_name(self, name: str | None) -> str | None:
+        """The backbone kind ``name`` builds when the name alone tells (a method's recipe may depend on it), else
+        None (known once built: ``kind``)."""
+        return None
+
     def encoder_gmacs(self, model: nn.Module, data_cfg: dict[str, Any]) -> float:
         """GMACs of a frozen input encoder reported apart from the model's (included in them); NaN for none."""
         return math.nan
+
+    def fusion_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """The parameters trained at ``fusion_lr_mult`` (a VL-pretrained model's cross-modal layers); none here."""
+        return []
 
     def list_models(self) -> list[tuple[str, str, bool]]:
         """(name, note, is the default) rows for ``petlbench list models``."""

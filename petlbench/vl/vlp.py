@@ -40,6 +40,14 @@ class VLPFamily(BackboneFamily):
     def kind(self, model: nn.Module) -> str:
         return model.kind
 
+    def kind_of_name(self, name: str | None) -> str | None:
+        return "meter" if name == "meter" else "vilt"
+
+    def fusion_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """METER's cross-modal parameters (official ``cross_modal_names``: every name containing ``cross_modal``:
+        co-attention layers with what methods add there, transforms, poolers); ViLT has none apart."""
+        return [p for n, p in model.named_parameters() if "cross_modal" in n]
+
     def data_config(self, model: nn.Module) -> dict[str, Any]:
         return model.data_config()
 

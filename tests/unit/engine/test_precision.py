@@ -161,11 +161,23 @@ def _tiny_t5_backbone(method, classes: int):
     return Built(method.apply(model), {}, total)
 
 
+def _tiny_vlp_backbone(method, kind: str, classes: int):
+    """A tiny ViLT or METER (random, no files), frozen as ``build`` makes it, with the method applied."""
+    from petlbench.models.family import Built
+    from petlbench.vl.vlp import VLP
+
+    from ...vl_models import tiny_meter, tiny_vilt
+
+    model = (tiny_vilt if kind == "vilt" else tiny_meter)(classes)
+    total = sum(p.numel() for p in model.parameters())
+    return Built(method.apply(model), {}, total, VLP)
+
+
 def _data(kind: str, n: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 3
     pixels = torch.randn(n, 3, 32, 32, generator=g) + y.view(-1, 1, 1, 1).float()  # learnable by class
-    if kind not in ("vl", "t5"):
+    if kind not in ("vl", "t5", "vilt", "meter"):
         return TensorDataset(pixels, y)
     ids = torch.randint(5, 50, (n, 6), generator=g)
     return [({"input_ids": ids[i], "attention_mask": torch.ones(6, dtype=torch.long), "pixel_values": pixels[i]}, y[i])
@@ -185,6 +197,8 @@ def test_every_method_and_backbone_kind_trains_and_evaluates(name, kind, precisi
     torch.manual_seed(0)
     if kind in ("vl", "t5"):
         built = (_tiny_vl_backbone if kind == "vl" else _tiny_t5_backbone)(method, 3)
+    elif kind in ("vilt", "meter"):
+        built = _tiny_vlp_backbone(method, kind, 3)
     else:
         built = build.build(method, KIND_MODELS[kind], 3, pretrained=False, **({"img_size": 32} if kind == "vit" else {}))
     splits = Splits(_data(kind, 12, 0), _data(kind, 8, 1), _data(kind, 8, 2), 3)
@@ -192,7 +206,7 @@ def test_every_method_and_backbone_kind_trains_and_evaluates(name, kind, precisi
     m = out.metrics
     assert out.status == "ok", out.error
     assert math.isfinite(m["loss_train"]) and 0.0 <= m["top1"] <= 100.0 and math.isfinite(m["loss_test"])
-    if name == "linear" and kind not in ("vl", "t5"):  # the VL linear probe also trains its fusion layer
+    if name == "linear" and kind not in ("vl", "t5", "vilt", "meter"):  # VL probes also train fusion layers
         assert m["feature_cache"] == "on"
     else:
         assert "feature_cache" not in m

@@ -169,17 +169,9 @@ def test_every_vilt_method_trains_only_what_it_declares(method):
 
 
 def tiny_meter(image_size: int = 32, seed: int = 0):
-    from transformers import AutoConfig, AutoModel
+    from ...vl_models import tiny_meter as make
 
-    from petlbench.vl.meter import METER, MeterSpec
-
-    torch.manual_seed(seed)
-    text = AutoModel.from_config(AutoConfig.for_model("roberta", vocab_size=60, hidden_size=32, num_hidden_layers=1,
-                                                      num_attention_heads=4, intermediate_size=64,
-                                                      max_position_embeddings=40), add_pooling_layer=False)
-    spec = MeterSpec(hidden_size=32, num_top_layer=2, num_heads=4, image_size=image_size, patch_size=16,
-                     vision_layers=2, max_text_len=12)
-    return METER(spec, 5, text)
+    return make(5, image_size, seed=seed)
 
 
 def test_an_official_meter_checkpoint_loads_through_the_key_map(tmp_path):
@@ -235,13 +227,7 @@ def test_meter_without_its_checkpoint_file_says_how_to_get_it():
 
 @pytest.mark.parametrize("method", ["apt", "das", "linear", "full"])
 def test_every_meter_method_trains_only_what_it_declares(method):
-    model = tiny_meter()
-    from petlbench.vl.meter import TRAINS_WITH_EVERY_METHOD
-
-    model.requires_grad_(False)
-    for part in (model.head, *(getattr(model, n) for n in TRAINS_WITH_EVERY_METHOD)):
-        part.requires_grad_(True)
-    model = make_method(method, {"num_prompts": 4} if method == "apt" else {}).apply(model).train()
+    model = make_method(method, {"num_prompts": 4} if method == "apt" else {}).apply(tiny_meter()).train()
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     x = {"input_ids": torch.randint(3, 60, (3, 6)), "attention_mask": torch.ones(3, 6, dtype=torch.long),
          "pixel_values": torch.randn(3, 3, 32, 32)}
@@ -287,3 +273,42 @@ def test_inspect_shows_the_apt_and_das_compute_claims_on_meter_beside_the_measur
     from petlbench.results.published import relative_claims
 
     assert relative_claims("das", {"skip": 1}, "meter") == [] == relative_claims("das", {"skip": 4}, "vit")
+
+
+@pytest.mark.parametrize("method, kind, data, want", [
+    ("apt", "vilt", "shapes-vqa", {"lr": 5e-4, "head_lr_mult": None}),  # APT repo ViLT config (VQA)
+    ("das", "vilt", "shapes-vqa", {"lr": 1e-4, "head_lr_mult": None}),  # DAS repo ViLT config
+    ("full", "vilt", "shapes-ve", {"lr": 1e-4, "head_lr_mult": None}),  # ViLT's own; entailment: VQA recipe
+    ("apt", "meter", "shapes-vqa", {"lr": 2.5e-5, "head_lr_mult": 50.0, "fusion_lr_mult": 5.0}),
+    ("das", "meter", "shapes-ve", {"lr": 2e-6, "head_lr_mult": 10.0, "fusion_lr_mult": 5.0, "warmup_epochs": 1}),
+])
+def test_vlp_backbones_train_with_their_official_recipe(method, kind, data, want):
+    from petlbench.datasets import load_data
+    from petlbench.engine.build import resolve_overrides
+    from petlbench.registry import METHODS
+
+    cfg_cls, raw = METHODS.get(method).Config, load_data(data)
+    got = resolve_overrides({}, cfg_cls, raw, kind)
+    shared = {"weight_decay": 0.01, "adam_beta2": 0.98, "decay": "linear", "wd_bias_norm": False}
+    assert {k: got[k] for k in {**shared, **want}} == {**shared, **want}
+    assert got["epochs"] == raw.epochs and got["batch_size"] == raw.batch_size  # a built-in task's compact budget
+    assert resolve_overrides({"lr": 3e-3}, cfg_cls, raw, kind)["lr"] == 3e-3  # --set wins
+    assert resolve_overrides({}, cfg_cls, raw, None) == resolve_overrides({}, cfg_cls, raw, "vit")  # others: unchanged
+
+
+def test_meter_cross_modal_parameters_train_at_their_lr_multiplier():
+    from petlbench.engine.optim import make_optimizer
+    from petlbench.methods.recipe import MethodConfig
+
+    model = make_method("apt", {"num_prompts": 4}).apply(tiny_meter())
+    params = [p for p in model.parameters() if p.requires_grad]
+    head = {id(p) for p in model.head.parameters()}
+    fusion = {id(p) for p in VLP.fusion_parameters(model)}
+    cfg = MethodConfig(lr=1e-3, head_lr_mult=50.0, fusion_lr_mult=5.0, wd_bias_norm=False)
+    lrs = {id(p): g["lr"] for g in make_optimizer(params, cfg, head, 50.0, fusion=fusion).param_groups
+           for p in g["params"]}
+    for n, p in model.named_parameters():
+        if p.requires_grad:  # official METER set_schedule: heads × lr_mult_head, names with cross_modal × 5
+            want = 5e-2 if n.startswith("head.") else 5e-3 if "cross_modal" in n else 1e-3
+            assert lrs[id(p)] == pytest.approx(want), n
+    assert any(".apt." in n and "cross_modal" in n for n, _ in model.named_parameters())  # APT: × 5, as officially
