@@ -426,7 +426,8 @@ def report(
 @app.command()
 def pretrain(
     data: Annotated[str | None, typer.Option(help="fashion-mnist (petl_vit_micro; the default) | scenes "
-                                                  "(petl_vit_micro_scenes, the VL track's encoder)")] = None,
+                                                  "(petl_vit_micro_scenes, the VL track's encoder) | vl-scenes "
+                                                  "(petl_vilt_micro_scenes, the micro VL-pretrained ViLT)")] = None,
     out: Annotated[Path | None, typer.Option(help="output .safetensors (default: <model>.safetensors)")] = None,
     steps: Annotated[int | None, typer.Option(help="optimizer steps (default: the recipe's)")] = None,
     batch_size: Annotated[int | None, typer.Option(help="default: the recipe's")] = None,
@@ -434,7 +435,8 @@ def pretrain(
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's)")] = None,
 ) -> None:
-    """Re-create a bundled backbone's weights from scratch (offline): Fashion-MNIST or generated shape scenes.
+    """Re-create a bundled backbone's weights from scratch (offline): Fashion-MNIST, generated shape scenes, or
+    generated scene-caption pairs.
 
     Options left out take the recipe's values, declared once in petlbench/engine/pretrain.py (which also checks them).
     """

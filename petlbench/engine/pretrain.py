@@ -49,13 +49,15 @@ FASHION_FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 MODEL = "petl_vit_micro"  # the architecture both recipes train
-DATA = {"fashion-mnist": "petl_vit_micro", "scenes": "petl_vit_micro_scenes"}  # --data -> bundled model it makes
+# --data -> the bundled model it makes (vl-scenes: the micro VL-pretrained ViLT, ``petlbench.vl.vlp_pretrain``)
+DATA = {"fashion-mnist": "petl_vit_micro", "scenes": "petl_vit_micro_scenes", "vl-scenes": "petl_vilt_micro_scenes"}
 SCENES, SCENE_EVAL = 40_000, 1_000  # generated pretraining scenes (train / held-out report)
 
 # defaults of `petlbench pretrain` (the committed weights were made with these; see the JSON file)
 STEPS = 3000
 BATCH_SIZE = 64
 LR = 1e-3
+DEFAULT_LR = {"vl-scenes": 5e-4}  # the micro ViLT starts from a pretrained transformer: half the step (ours)
 WEIGHT_DECAY = 0.05
 WARMUP_FRAC = 0.05
 LABEL_SMOOTHING = 0.1
@@ -263,7 +265,7 @@ def pretrain(
     out: Path | None = None,
     steps: int = STEPS,
     batch_size: int = BATCH_SIZE,
-    lr: float = LR,
+    lr: float | None = None,
     seed: int = 0,
     threads: int | None = None,
     reporter=None,
@@ -287,6 +289,7 @@ def pretrain(
 
     if data not in DATA:
         raise UserError(f"unknown pretraining data {data!r}; pick one of {', '.join(DATA)}")
+    lr = lr if lr is not None else DEFAULT_LR.get(data, LR)
     if steps < 1 or batch_size < 1 or lr <= 0 or n_scenes < 1:
         raise UserError("pretrain needs steps >= 1, batch size >= 1, lr > 0 and at least one scene")
     out = Path(out) if out is not None else Path(f"{DATA[data]}.safetensors")
@@ -295,10 +298,21 @@ def pretrain(
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
+    rng, reporter, t0 = np.random.default_rng(seed), reporter or Reporter(), time.time()
+    state = None
+    if data == "vl-scenes":
+        from petlbench.vl import vlp_pretrain as vlp
+
+        cfg = vlp.ViLT(vlp.SPEC, 1).data_config()
+        prep = Preprocess(cfg["input_size"], cfg["mean"], cfg["std"])
+        model, run = vlp.run(prep, steps, batch_size, lr, rng, reporter, seed, n_scenes, eval_images or vlp.PAIRS_EVAL)
+        state = vlp.compact_state(model, vlp.vocabulary_rows(vlp.scene_captions(n_scenes, seed)[1]))
+        run.update(model=DATA[data], steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                   train_time_s=round(time.time() - t0, 1))
+        return _save(model, out, prep, run, state)
     model = build_model(10 if data == "fashion-mnist" else 0)
     cfg = data_config(model)
     prep = Preprocess(cfg["input_size"], cfg["mean"], cfg["std"])
-    rng, reporter, t0 = np.random.default_rng(seed), reporter or Reporter(), time.time()
     if data == "fashion-mnist":
         run = _fashion_run(model, prep, steps, batch_size, lr, rng, reporter, data_dir, eval_images)
     else:
@@ -308,16 +322,18 @@ def pretrain(
     return _save(model, out, prep, run)
 
 
-def _save(model: torch.nn.Module, out: Path, prep, run: dict[str, Any]) -> dict[str, Any]:
-    """The backbone without its head as safetensors + the provenance JSON next to it (``run``: the recipe's
-    facts and scores)."""
+def _save(model: torch.nn.Module, out: Path, prep, run: dict[str, Any],
+          state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """The backbone without its head (or ``state``) as safetensors + the provenance JSON next to it (``run``: the
+    recipe's facts and scores)."""
     import timm
     from safetensors.torch import save_file
 
     from petlbench.models.weights import file_sha256
 
-    head = {n for n, _ in model.get_classifier().named_parameters(prefix="head")}
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if k not in head}
+    if state is None:
+        head = {n for n, _ in model.get_classifier().named_parameters(prefix="head")}
+        state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if k not in head}
     out.parent.mkdir(parents=True, exist_ok=True)
     steps = run["steps"]
     meta = {

@@ -56,6 +56,8 @@ VILT_HUB = "dandelin/vilt-b32-mlm"  # transformers' conversion of the official v
 VILT_MEAN = VILT_STD = (0.5, 0.5, 0.5)  # official ViLT transforms: inception_normalize (x - 0.5) / 0.5
 TRAIN_DROPOUT = 0.1  # official ViLT config.py: drop_rate = 0.1 (text embeddings, patches, projection, MLP)
 TRAINS_WITH_EVERY_METHOD = ("pooler", "token_type_embeddings")  # + the head; official APT / DAS ViLT ``trainable``
+MICRO = "petl_vilt_micro_scenes"  # the bundled micro VL-pretrained ViLT (``petlbench pretrain --data vl-scenes``)
+ROWS = "text_embeddings.word_embeddings.rows"  # its file keeps only these rows of the word embeddings
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,12 @@ class ViLTSpec:
         patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
         return cls(config.vocab_size, config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
                    config.intermediate_size, size, patch, config.max_position_embeddings, config.layer_norm_eps)
+
+
+# the micro ViLT: the bundled micro ViT's transformer (32×32, patch 4, d = 128, 6 blocks, timm's LayerNorm eps) with 32
+# text positions; bert-base-uncased's vocabulary (vl.vlp_pretrain)
+MICRO_SPEC = ViLTSpec(hidden_size=128, num_layers=6, num_heads=4, intermediate_size=512, image_size=32, patch_size=4,
+                      max_text_len=32, layer_norm_eps=1e-6)
 
 
 class ViLT(nn.Module):
@@ -243,6 +251,19 @@ def load_backbone_state(model: ViLT, state: Mapping[str, torch.Tensor], source: 
     model.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
 
 
+def expand_state(state: dict[str, torch.Tensor], vocab_size: int) -> dict[str, torch.Tensor]:
+    """A file saved with only some rows of the word embeddings (``ROWS``: their ids) as a full state dict: the saved
+    rows in place, every other row zero (a word the micro model never saw)."""
+    if ROWS not in state:
+        return state
+    key = "text_embeddings.word_embeddings.weight"
+    out = {k: v for k, v in state.items() if k != ROWS}
+    full = torch.zeros(vocab_size, state[key].shape[1], dtype=state[key].dtype)
+    full[state[ROWS]] = state[key]
+    out[key] = full
+    return out
+
+
 def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
     """Tensors of a ``--weights`` file: an official ViLT ``.ckpt`` (Lightning: its ``state_dict``), a torch state
     dict, or safetensors."""
@@ -258,6 +279,28 @@ def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
 
 
 # ------------------------------------------------------------------------------------------ family
+
+
+def _create_micro(num_classes: int, pretrained: bool, weights: str | None) -> tuple[ViLT, dict[str, Any]]:
+    """The bundled micro VL-pretrained ViLT (its file under ``petlbench/assets``), or ``weights``, or random."""
+    from importlib import resources
+
+    from petlbench.models.weights import file_sha256
+    from petlbench.vl.text import OFFLINE_TEXT
+
+    model = ViLT(MICRO_SPEC, num_classes)
+    model.tokenizer_name = OFFLINE_TEXT
+    path = Path(weights) if weights else Path(str(resources.files("petlbench.assets").joinpath(f"{MICRO}.safetensors")))
+    src, sha = "random-init", ""
+    if pretrained or weights:
+        if not path.is_file():
+            raise UserError(f"weights for '{MICRO}' are missing ({path}); make them with 'petlbench pretrain --data "
+                            "vl-scenes' or use --no-pretrained")
+        state = expand_state(read_checkpoint(str(path)), MICRO_SPEC.vocab_size)
+        load_backbone_state(model, state, f"weights file '{path}'")
+        src, sha = f"file:{path.name}", file_sha256(path)
+    freeze_vilt(model)
+    return model, {"model": MICRO, "weights_source": src, "weights_sha256": sha}
 
 
 def split_name(name: str) -> str:
@@ -292,6 +335,8 @@ def create_vilt(name: str, num_classes: int, *, pretrained: bool = True, weights
     from petlbench.models.weights import file_sha256
     from petlbench.vl.text import OFFLINE_TEXT
 
+    if name == MICRO:
+        return _create_micro(num_classes, pretrained, weights)
     source = split_name(name)
     hf, src = _hf_vilt(source, pretrained and weights is None)
     config = hf.config if hasattr(hf, "config") else hf

@@ -12,18 +12,19 @@ from torch import nn
 from petlbench.errors import UserError
 from petlbench.models.family import BackboneFamily
 from petlbench.vl.meter import create_meter
-from petlbench.vl.vilt import VILT_HUB, create_vilt
+from petlbench.vl.vilt import MICRO, VILT_HUB, create_vilt
 
 
 class VLPFamily(BackboneFamily):
     """``vilt`` / ``vilt:SOURCE`` (kind 'vilt') and ``meter`` (kind 'meter') on the VL track."""
 
     name, track, kinds = "vlp", "vl", frozenset({"vilt", "meter"})
-    model_hint = "vilt, vilt:SOURCE or meter"
+    model_hint = f"{MICRO} (offline), vilt, vilt:SOURCE or meter"
     frozen_mode = "train"  # dropout trains as in the official ViLT / METER LightningModules
 
     def owns(self, model: str | None) -> bool:
-        return model is not None and "+" not in model and (model in ("vilt", "meter") or model.startswith("vilt:"))
+        return model is not None and "+" not in model and (model in ("vilt", "meter", MICRO)
+                                                          or model.startswith("vilt:"))
 
     def create(self, name, num_classes, *, weights=None, pretrained=True, modality="both", **kwargs):
         if modality != "both":
@@ -64,6 +65,8 @@ class VLPFamily(BackboneFamily):
                          "--no-pretrained: random, no download)", False),
                 ("vilt:SOURCE", "VL-pretrained: another transformers ViLT checkpoint (hub id or local directory)",
                  False),
+                (MICRO, "VL-pretrained, offline: micro ViLT (32x32, patch 4, d=128, 6 blocks) pretrained here with "
+                        "ITM + MLM on generated scene captions (petlbench pretrain --data vl-scenes)", False),
                 ("meter", "VL-pretrained: METER (CLIP ViT-B/16 + RoBERTa-base + 6+6 co-attention layers); --weights "
                           "meter_clip16_288_roberta_pretrain.ckpt, or --no-pretrained", False)]
 

@@ -4,6 +4,7 @@ ViLT-B/32 and METER; the dropout policy; offline failure; every supporting metho
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -312,3 +313,60 @@ def test_meter_cross_modal_parameters_train_at_their_lr_multiplier():
             want = 5e-2 if n.startswith("head.") else 5e-3 if "cross_modal" in n else 1e-3
             assert lrs[id(p)] == pytest.approx(want), n
     assert any(".apt." in n and "cross_modal" in n for n, _ in model.named_parameters())  # APT: × 5, as officially
+
+
+# ------------------------------------------------------------------------------------------ the micro VLP model
+
+
+def test_scene_captions_name_every_object_and_a_true_relation():
+    from petlbench.vl.tasks import RELATIONS, _relation, render, sample_scene
+    from petlbench.vl.vlp_pretrain import caption, scene_captions
+
+    images, texts = scene_captions(30, seed=0)
+    again = scene_captions(30, seed=0)
+    assert images.shape == (30, 32, 32, 3) and texts == again[1] and np.array_equal(images, again[0])
+    assert texts != scene_captions(30, seed=1)[1]
+    rng = np.random.default_rng(5)
+    checked = 0
+    for _ in range(200):
+        scene = sample_scene(rng)
+        render(scene, rng)
+        text = caption(scene, rng)
+        assert all(f"{o.colour} {o.shape}" in text for o in scene)
+        for rel in RELATIONS:
+            if f" is {rel} the " in text:
+                head, tail = text.split(". the ", 1)[1].rstrip(".").split(f" is {rel} the ")
+                (a,) = [o for o in scene if f"{o.colour} {o.shape}" == head]  # a unique referent
+                (b,) = [o for o in scene if f"{o.colour} {o.shape}" == tail]
+                assert _relation(a, b, rel)
+                checked += 1
+    assert checked > 100
+
+
+def test_pretraining_the_micro_vlp_model_saves_a_small_file_that_loads_back(tmp_path):
+    from safetensors.torch import load_file
+
+    from petlbench.engine.pretrain import pretrain
+    from petlbench.vl.vilt import MICRO, ROWS, create_vilt
+    from petlbench.vl.vlp_pretrain import build_model
+
+    out = tmp_path / "m.safetensors"
+    info = pretrain(out=out, steps=2, batch_size=4, data="vl-scenes", n_scenes=40, eval_images=8)
+    assert info["model"] == MICRO and 0 <= info["eval_itm_acc"] <= 100 and info["lr"] == 5e-4
+    saved = load_file(str(out))
+    rows = saved[ROWS]
+    assert 20 < len(rows) < 1000  # the generated vocabulary (captions and task texts), not 30,522 rows
+    model, meta = create_vilt(MICRO, 3, weights=str(out))
+    assert meta["weights_source"] == "file:m.safetensors" and model.tokenizer_name == "minilm"
+    words = model.text_embeddings.word_embeddings.weight
+    assert torch.equal(words[rows], saved["text_embeddings.word_embeddings.weight"])
+    unseen = torch.ones(len(words), dtype=torch.bool)
+    unseen[rows] = False
+    assert not words[unseen].any()  # words the micro model never saw embed to zero
+    assert torch.equal(model.state_dict()["transformer.blocks.5.mlp.fc2.weight"], saved["transformer.blocks.5.mlp.fc2.weight"])
+    from petlbench.models.backbones import create_backbone
+
+    vit = create_backbone("petl_vit_micro_scenes", 1)[0]  # ViLT starts from a pretrained ViT: the micro one
+    assert torch.equal(build_model(0).transformer.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
+    with pytest.raises(UserError, match="vl-scenes"):
+        create_vilt(MICRO, 3, weights=str(tmp_path / "missing.safetensors"))

@@ -1,0 +1,214 @@
+"""The bundled micro VL-pretrained model ``petl_vilt_micro_scenes``: ViLT's architecture at micro size, pretrained
+here with ViLT's objectives on generated scene-caption pairs (``petlbench pretrain --data vl-scenes``).
+
+Why ViLT's architecture (and not METER's): ViLT is one transformer over [text ; patches], so at micro size it is the
+bundled micro ViT (``petl_vit_micro_scenes``: 32×32, patch 4, d = 128, 6 blocks) with text embeddings; METER needs
+two unimodal encoders plus co-attention layers, three times the parameters for the same width. ViLT also starts
+its transformer from a pretrained ViT (Kim et al. 2021, Sec. 3.3: ViT-B/32 from ImageNet); here from the
+scene-pretrained micro ViT, so the VL pretraining only has to learn language and its binding to the image.
+
+Data: captions of generated scenes drawn from their own seed stream (``CAPTION_STREAM``; disjoint from the task
+splits' and the encoder pretraining's), e.g. "a red circle, a blue square and a yellow cross. the red circle is left
+of the blue square." (every object named by colour and shape in random order, then one spatial relation between two
+objects each the only one of its colour and shape, whose centres are at least ``MARGIN`` apart on that axis, when
+such a pair exists).
+
+Objectives (ViLT's, Sec. 3.2): masked language modelling (15% of the caption's tokens, BERT's 80/10/10 replacement,
+predicted by ViLT's MLM head tied to the word embeddings) on the true pairs, and image-text matching (the caption
+replaced by another scene's with probability 0.5, a linear head on the pooled [CLS]) in a second forward; the loss is
+their sum. Both heads are dropped after pretraining. Recipe (ours; in the JSON): the loop's pretraining ``fit`` as
+for the micro ViTs (AdamW, weight decay 0.05, 5% warm-up, cosine), lr 5e-4, batch 64.
+
+Saved: the backbone without its head; of the word embeddings only the rows of the generated vocabulary (pretraining
+captions and the built-in VL tasks' texts; the others are zero when loaded), so the file stays small.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from petlbench.vl.vilt import MICRO_SPEC as SPEC
+from petlbench.vl.vilt import ROWS, ViLT
+
+CAPTION_STREAM = 17  # task splits: 11, encoder pretraining scenes: 13
+PAIRS_EVAL = 1_000  # held-out pairs (the pool size is ``petlbench pretrain``'s scene count, 40,000)
+MASK_PROB = 0.15
+
+
+def caption(scene: list, rng: np.random.Generator) -> str:
+    """Every object by colour and shape (random order), then one spatial relation when a pair is far enough apart."""
+    from petlbench.vl.tasks import MARGIN
+
+    objs = [scene[i] for i in rng.permutation(len(scene))]
+    names = [f"a {o.colour} {o.shape}" for o in objs]
+    text = (", ".join(names[:-1]) + " and " + names[-1]) if len(names) > 1 else names[0]
+    unique = [o for o in objs if sum((p.shape, p.colour) == (o.shape, o.colour) for p in objs) == 1]
+    pairs = [(a, b) for a in unique for b in unique if a is not b]  # "the red circle" names exactly one object
+    for k in rng.permutation(len(pairs))[:4]:
+        a, b = pairs[k]
+        horizontal = bool(rng.random() < 0.5)
+        d = (a.x - b.x) if horizontal else (a.y - b.y)
+        if abs(d) >= MARGIN:
+            rel = ("left of" if d < 0 else "right of") if horizontal else ("above" if d < 0 else "below")
+            return f"{text}. the {a.colour} {a.shape} is {rel} the {b.colour} {b.shape}."
+    return text + "."
+
+
+def scene_captions(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """(uint8 n×32×32×3 images, n captions) from the caption seed stream."""
+    from petlbench.vl.tasks import render, sample_scene
+
+    rng = np.random.default_rng([zlib.crc32(b"vlp-captions"), seed, CAPTION_STREAM])
+    images, texts = [], []
+    for _ in range(n):
+        scene = sample_scene(rng)
+        images.append(render(scene, rng))
+        texts.append(caption(scene, rng))
+    return np.stack(images), texts
+
+
+class PretrainHeads(nn.Module):
+    """ViLT's MLM head (dense + GELU + LayerNorm, decoder tied to the word embeddings, own bias) and ITM head."""
+
+    def __init__(self, model: ViLT) -> None:
+        super().__init__()
+        d, vocab = model.spec.hidden_size, model.spec.vocab_size
+        self.transform = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d, eps=model.spec.layer_norm_eps))
+        self.bias = nn.Parameter(torch.zeros(vocab))
+        self.itm = nn.Linear(d, 2)
+        self.words = model.text_embeddings.word_embeddings  # tied, not owned
+
+    def mlm(self, text_states: torch.Tensor) -> torch.Tensor:
+        return self.transform(text_states) @ self.words.weight.t() + self.bias
+
+
+def mask_tokens(ids: torch.Tensor, attn: torch.Tensor, tokenizer: Any, rng: np.random.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(masked ids, labels with -100 where not predicted): BERT's 15% with 80% [MASK], 10% random, 10% kept."""
+    special = torch.as_tensor(np.isin(ids.numpy(), tokenizer.all_special_ids))
+    u = torch.from_numpy(rng.random(tuple(ids.shape)))
+    chosen = (u < MASK_PROB) & attn.bool() & ~special
+    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+    r = torch.from_numpy(rng.random(tuple(ids.shape)))
+    out = ids.clone()
+    out[chosen & (r < 0.8)] = tokenizer.mask_token_id
+    rand = chosen & (r >= 0.8) & (r < 0.9)
+    out[rand] = torch.from_numpy(rng.integers(1000, tokenizer.vocab_size, int(rand.sum())))
+    return out, labels
+
+
+def _batch(texts: list[str], tokenize, images: np.ndarray, prep) -> dict[str, torch.Tensor]:
+    return {**tokenize(texts), "pixel_values": prep(images)}
+
+
+def _losses(model: ViLT, heads: PretrainHeads, images: np.ndarray, texts: list[str], others: list[str],
+            tokenize, tokenizer, prep, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    """(MLM loss, ITM loss, MLM accuracy %, ITM accuracy %) on one batch; ``others``: a caption of another scene per
+    sample (the ITM negatives)."""
+    true = _batch(texts, tokenize, images, prep)
+    ids, labels = mask_tokens(true["input_ids"], true["attention_mask"], tokenizer, rng)
+    t = ids.shape[1]
+    states = model.forward_features({**true, "input_ids": ids})[:, :t]
+    chosen = labels != -100
+    logits, target = heads.mlm(states[chosen]), labels[chosen]  # only the masked positions reach the vocabulary
+    mlm = F.cross_entropy(logits, target)
+    match = torch.from_numpy(rng.random(len(texts)) >= 0.5)
+    mixed = [a if m else b for a, b, m in zip(texts, others, match.tolist(), strict=True)]
+    itm_logits = heads.itm(model.pooled(_batch(mixed, tokenize, images, prep)))
+    itm = F.cross_entropy(itm_logits, match.long())
+    mlm_acc = 100.0 * (logits.argmax(-1) == target).float().mean().item() if len(target) else 0.0
+    itm_acc = 100.0 * (itm_logits.argmax(-1) == match.long()).float().mean().item()
+    return mlm, itm, mlm_acc, itm_acc
+
+
+def _others(n: int, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each index another index of the pool (the ITM negative's caption)."""
+    return (idx + rng.integers(1, n, len(idx))) % n
+
+
+def build_model(seed: int = 0) -> ViLT:
+    """The micro ViLT, its transformer from the bundled scene-pretrained micro ViT (ViLT starts from a ViT)."""
+    from petlbench.models.backbones import create_backbone
+
+    torch.manual_seed(seed)
+    model = ViLT(SPEC, 1)
+    vit, _ = create_backbone("petl_vit_micro_scenes", 1)
+    own = model.transformer.state_dict()
+    model.transformer.load_state_dict({k: v for k, v in vit.state_dict().items() if k in own and
+                                       not k.startswith("head")}, strict=False)
+    return model
+
+
+def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, reporter, seed: int,
+        n_pairs: int, eval_pairs: int) -> tuple[ViLT, dict[str, Any]]:
+    """Pretrain (see the module docstring); the model and its facts / held-out scores."""
+    from petlbench.engine.pretrain import _train
+    from petlbench.vl.data import tokenizer_for
+    from petlbench.vl.text import OFFLINE_TEXT, text_tokenizer
+
+    model = build_model(seed)
+    heads = PretrainHeads(model)
+    tokenize, tokenizer = tokenizer_for(OFFLINE_TEXT, SPEC.max_text_len), text_tokenizer(OFFLINE_TEXT)
+    images, texts = scene_captions(n_pairs, seed)
+
+    def objective(rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+        idx = rng.integers(0, n_pairs, batch_size)
+        other = _others(n_pairs, idx, rng)
+        mlm, itm, _, itm_acc = _losses(model, heads, images[idx], [texts[i] for i in idx],
+                                       [texts[i] for i in other], tokenize, tokenizer, prep, rng)
+        return mlm + itm, itm_acc
+
+    loss, acc = _train(nn.ModuleList([model, heads]), objective, steps, lr, rng, reporter)
+    scores = evaluate(model, heads, scene_captions(eval_pairs, seed + 1), tokenize, tokenizer, prep, seed)
+    return model, {"epochs": round(steps * batch_size / n_pairs, 2), "final_train_loss_ema": round(loss, 4),
+                   "final_train_itm_acc_ema": round(acc, 2), **scores,
+                   "objectives": "masked language modelling (15%, 80/10/10) + image-text matching (p = 0.5)",
+                   "init": "transformer from petl_vit_micro_scenes; text embeddings, pooler and heads random",
+                   "data": f"{n_pairs} generated scene-caption pairs (vl.vlp_pretrain.scene_captions, seed {seed}, "
+                           f"stream {CAPTION_STREAM}; disjoint from the VL task splits)"}
+
+
+@torch.no_grad()
+def evaluate(model: ViLT, heads: PretrainHeads, pairs: tuple[np.ndarray, list[str]], tokenize, tokenizer, prep,
+             seed: int) -> dict[str, float]:
+    """Held-out image-text matching and masked-word accuracy (dropout off), on pairs never trained on."""
+    model.eval()
+    images, texts = pairs
+    rng = np.random.default_rng(seed + 1)
+    mlm, itm, n = [], [], len(texts)
+    for start in range(0, n, 250):
+        idx = np.arange(start, min(n, start + 250))
+        other = _others(n, idx, rng)
+        _, _, m, i = _losses(model, heads, images[idx], [texts[j] for j in idx], [texts[j] for j in other],
+                             tokenize, tokenizer, prep, rng)
+        mlm.append(m * len(idx))
+        itm.append(i * len(idx))
+    model.train()
+    return {"eval_itm_acc": round(sum(itm) / n, 2), "eval_mlm_acc": round(sum(mlm) / n, 2), "eval_pairs": n}
+
+
+def vocabulary_rows(pretraining_texts: list[str]) -> torch.Tensor:
+    """The token ids of the generated vocabulary: the pretraining captions' and the built-in VL tasks' texts."""
+    from petlbench.vl.tasks import TASKS, _splits
+    from petlbench.vl.text import OFFLINE_TEXT, text_tokenizer
+
+    tok = text_tokenizer(OFFLINE_TEXT)
+    texts = list(pretraining_texts) + [t for task in TASKS for _, ts, _ in _splits(task.name).values() for t in ts]
+    ids = set(tok.all_special_ids)
+    for t in sorted(set(texts)):
+        ids.update(tok(t)["input_ids"])
+    return torch.tensor(sorted(ids), dtype=torch.long)
+
+
+def compact_state(model: ViLT, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The backbone's state (no head) with only ``rows`` of the word embeddings (+ their ids under ``ROWS``)."""
+    key = "text_embeddings.word_embeddings.weight"
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if not k.startswith("head.")}
+    state[key], state[ROWS] = state[key][rows].contiguous(), rows
+    return state
