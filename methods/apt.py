@@ -159,9 +159,10 @@ class APT(Method):
                 -bound, bound))
         return model
 
-    def counterpart(self) -> dict[str, Any] | None:
-        """Approximated prompts are measured against the conventional prompt tuning they approximate."""
-        return {"prompting": "conventional"} if self.cfg.prompting == "approximated" else None
+    def counterpart(self, model: nn.Module) -> dict[str, Any] | None:
+        """Approximated prompts are measured against the conventional prompt tuning they approximate, where it is
+        defined (METER)."""
+        return {"prompting": "conventional"} if self.cfg.prompting == "approximated" and is_meter(model) else None
 
     @staticmethod
     def _cores(model: nn.Module) -> list[tuple[int, APTCore]]:

@@ -120,9 +120,9 @@ class Method:
     def finalize(self, model: nn.Module) -> nn.Module:
         return model
 
-    def counterpart(self) -> dict[str, Any] | None:
-        """Config overrides that give the conventional method this one makes cheaper (APT: conventional prompt
-        tuning), whose additional compute ``inspect`` compares against; None: none."""
+    def counterpart(self, model: nn.Module) -> dict[str, Any] | None:
+        """Config overrides that give the conventional method this one makes cheaper on ``model`` (APT on METER:
+        conventional prompt tuning), whose additional compute ``inspect`` compares against; None: none."""
         return None
 
     def stats(self, model: nn.Module) -> dict[str, Any]:

@@ -185,7 +185,7 @@ def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, i
         info.update(text_len=text_len, gmacs_vision=encoder, gmacs_text=g - encoder,
                     gmacs_text_backbone=g_base - encoder, **method.stats(model))
         info["gmacs_text_change_pct"] = 100 * (info["gmacs_text"] / info["gmacs_text_backbone"] - 1)
-    twin = method.counterpart()
+    twin = method.counterpart(model)
     if twin is not None:  # the conventional method this one makes cheaper: its additional GMACs against ours
         other = inspect(method_name, model_name, num_classes, img_size, {**(overrides or {}), **twin}, text_len)
         info["counterpart"] = twin

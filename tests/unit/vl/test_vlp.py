@@ -370,3 +370,11 @@ def test_pretraining_the_micro_vlp_model_saves_a_small_file_that_loads_back(tmp_
     assert torch.equal(build_model(0).transformer.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
     with pytest.raises(UserError, match="vl-scenes"):
         create_vilt(MICRO, 3, weights=str(tmp_path / "missing.safetensors"))
+
+
+@pytest.mark.parametrize("model", ["vilt", "test_vit"])
+def test_apt_has_a_conventional_counterpart_only_on_meter(model):
+    from petlbench.engine.build import inspect
+
+    info = inspect("apt", model, 10, text_len=8)
+    assert "gmacs_extra_vs_counterpart_pct" not in info and info["params_added"] > 0
