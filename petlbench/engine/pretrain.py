@@ -58,6 +58,7 @@ STEPS = 3000
 BATCH_SIZE = 64
 LR = 1e-3
 DEFAULT_LR = {"vl-scenes": 5e-4}  # the micro ViLT starts from a pretrained transformer: half the step (ours)
+DEFAULT_STEPS = {"vl-scenes": 1500}  # two passes (MLM, ITM) per step: 1,500 steps of 64 = 2.4 epochs of 40,000 pairs
 WEIGHT_DECAY = 0.05
 WARMUP_FRAC = 0.05
 LABEL_SMOOTHING = 0.1
@@ -263,7 +264,7 @@ def _scenes_run(model, prep, steps, batch_size, lr, rng, reporter, seed, n_scene
 
 def pretrain(
     out: Path | None = None,
-    steps: int = STEPS,
+    steps: int | None = None,
     batch_size: int = BATCH_SIZE,
     lr: float | None = None,
     seed: int = 0,
@@ -290,6 +291,7 @@ def pretrain(
     if data not in DATA:
         raise UserError(f"unknown pretraining data {data!r}; pick one of {', '.join(DATA)}")
     lr = lr if lr is not None else DEFAULT_LR.get(data, LR)
+    steps = steps if steps is not None else DEFAULT_STEPS.get(data, STEPS)
     if steps < 1 or batch_size < 1 or lr <= 0 or n_scenes < 1:
         raise UserError("pretrain needs steps >= 1, batch size >= 1, lr > 0 and at least one scene")
     out = Path(out) if out is not None else Path(f"{DATA[data]}.safetensors")

@@ -4,6 +4,8 @@ ViLT-B/32 and METER; the dropout policy; offline failure; every supporting metho
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -378,3 +380,20 @@ def test_apt_has_a_conventional_counterpart_only_on_meter(model):
 
     info = inspect("apt", model, 10, text_len=8)
     assert "gmacs_extra_vs_counterpart_pct" not in info and info["params_added"] > 0
+
+
+def test_the_bundled_micro_vlp_model_is_vl_pretrained():
+    import json
+    from importlib import resources
+
+    from petlbench.vl.vilt import MICRO, create_vilt
+
+    path = Path(str(resources.files("petlbench.assets").joinpath(f"{MICRO}.json")))
+    meta = json.loads(path.read_text())
+    # measured once when the weights were made, on 1,000 held-out scene-caption pairs: image-text matching against
+    # another scene's caption (chance 50) and masked words (chance 1 in 37)
+    assert meta["model"] == MICRO and meta["eval_itm_acc"] > 90 and meta["eval_mlm_acc"] > 50
+    model, info = create_vilt(MICRO, 3)
+    assert info["weights_source"] == f"file:{MICRO}.safetensors" and info["weights_sha256"] == meta["sha256"]
+    random, _ = create_vilt(MICRO, 3, pretrained=False)
+    assert not torch.equal(model.pooler.dense.weight, random.pooler.dense.weight)
