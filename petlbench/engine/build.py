@@ -66,8 +66,9 @@ def resolve_overrides(overrides: dict[str, Any], cfg_cls: type[MethodConfig], ra
     The recipe's warm-up keeps its share of the schedule (e.g. 10 of 100 epochs -> 10%).
     """
     builtin = bool(raw.epochs or raw.batch_size)
-    task_keys = {k: v for k, v in cfg_cls.for_task(raw.task, builtin, kind).items() if k not in overrides}
-    recipe = {**asdict(cfg_cls()), **task_keys}
+    published = cfg_cls.for_task(raw.task, builtin, kind)
+    task_keys = {k: v for k, v in published.items() if k not in overrides}
+    recipe = {**asdict(cfg_cls()), **published}  # the warm-up share is the published recipe's, epochs overridden or not
     out = dict(overrides)
     if "epochs" not in out and raw.epochs:
         out["epochs"] = raw.epochs

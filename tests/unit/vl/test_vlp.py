@@ -397,3 +397,13 @@ def test_the_bundled_micro_vlp_model_is_vl_pretrained():
     assert info["weights_source"] == f"file:{MICRO}.safetensors" and info["weights_sha256"] == meta["sha256"]
     random, _ = create_vilt(MICRO, 3, pretrained=False)
     assert not torch.equal(model.pooler.dense.weight, random.pooler.dense.weight)
+
+
+def test_the_recipe_warm_up_share_survives_an_epoch_override():
+    """ViLT's 10% warm-up of 10 epochs stays 10% when a suite sets 12 epochs (not 1 of the class default's 100)."""
+    from petlbench.datasets import load_data
+    from petlbench.engine.build import resolve_overrides
+    from petlbench.methods.full import FullConfig
+
+    got = resolve_overrides({"epochs": 12, "batch_size": 32}, FullConfig, load_data("shapes-vqa"), "vilt")
+    assert (got["epochs"], got["warmup_epochs"]) == (12, 1)
