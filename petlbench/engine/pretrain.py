@@ -307,7 +307,8 @@ def pretrain(
 
         cfg = vlp.ViLT(vlp.SPEC, 1).data_config()
         prep = Preprocess(cfg["input_size"], cfg["mean"], cfg["std"])
-        model, run = vlp.run(prep, steps, batch_size, lr, rng, reporter, seed, n_scenes, eval_images or vlp.PAIRS_EVAL)
+        model, run = vlp.run(prep, steps, batch_size, lr, rng, reporter, seed, n_scenes, eval_images or vlp.PAIRS_EVAL,
+                             _train)
         state = vlp.compact_state(model, vlp.vocabulary_rows(vlp.scene_captions(n_scenes, seed)[1]))
         run.update(model=DATA[data], steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                    train_time_s=round(time.time() - t0, 1))

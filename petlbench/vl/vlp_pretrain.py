@@ -146,9 +146,9 @@ def build_model(seed: int = 0) -> ViLT:
 
 
 def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, reporter, seed: int,
-        n_pairs: int, eval_pairs: int) -> tuple[ViLT, dict[str, Any]]:
-    """Pretrain (see the module docstring); the model and its facts / held-out scores."""
-    from petlbench.engine.pretrain import _train
+        n_pairs: int, eval_pairs: int, train) -> tuple[ViLT, dict[str, Any]]:
+    """Pretrain (see the module docstring) with ``train`` (the pretraining loop, ``engine.pretrain._train``,
+    passed in so this module does not import the engine); the model and its facts / held-out scores."""
     from petlbench.vl.data import tokenizer_for
     from petlbench.vl.text import OFFLINE_TEXT, text_tokenizer
 
@@ -164,7 +164,7 @@ def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, 
                                        [texts[i] for i in other], tokenize, tokenizer, prep, rng)
         return mlm + itm, itm_acc
 
-    loss, acc = _train(nn.ModuleList([model, heads]), objective, steps, lr, rng, reporter)
+    loss, acc = train(nn.ModuleList([model, heads]), objective, steps, lr, rng, reporter)
     scores = evaluate(model, heads, scene_captions(eval_pairs, seed + 1), tokenize, tokenizer, prep, seed)
     return model, {"epochs": round(steps * batch_size / n_pairs, 2), "final_train_loss_ema": round(loss, 4),
                    "final_train_itm_acc_ema": round(acc, 2), **scores,
