@@ -348,7 +348,10 @@ def _save(model: torch.nn.Module, out: Path, prep, run: dict[str, Any],
         "torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    save_file(state, str(out), metadata={k: str(v) for k, v in meta.items()})
+    # one metadata key (safetensors writes several in hash order) without the run's time and date (in the JSON
+    # only): a repeat of the recipe writes the same bytes
+    recipe = {k: v for k, v in meta.items() if k not in ("train_time_s", "date")}
+    save_file(state, str(out), metadata={"petlbench": json.dumps(recipe, sort_keys=True)})
     meta["sha256"] = file_sha256(out)
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta

@@ -8,15 +8,16 @@ its transformer from a pretrained ViT (Kim et al. 2021, Sec. 3.3: ViT-B/32 from 
 scene-pretrained micro ViT, so the VL pretraining only has to learn language and its binding to the image.
 
 Data: captions of generated scenes drawn from their own seed stream (``CAPTION_STREAM``; disjoint from the task
-splits' and the encoder pretraining's), e.g. "a red circle, a blue square and a yellow cross. the red circle is left
-of the blue square." (every object named by colour and shape in random order, then one spatial relation between two
-objects each the only one of its colour and shape, whose centres are at least ``MARGIN`` apart on that axis, when
-such a pair exists).
+splits' and the encoder pretraining's), in the words a caption uses: one sentence about the whole scene (every object
+by colour and shape, or how many of each shape), then one true fact about an object named uniquely (its colour, its
+shape, or a spatial relation with centres at least ``MARGIN`` apart), e.g. "there are two circles and a square. the
+square is red." Never a question: the question words ("what", "how many", "is there") are learned in fine-tuning,
+as with ViLT's caption corpora and VQA.
 
 Objectives (ViLT's, Sec. 3.2): masked language modelling (15% of the caption's tokens, BERT's 80/10/10 replacement,
-predicted by ViLT's MLM head tied to the word embeddings) on the true pairs, and image-text matching (the caption
-replaced by another scene's with probability 0.5, a linear head on the pooled [CLS]) in a second forward; the loss is
-their sum. Both heads are dropped after pretraining. Recipe (ours; in the JSON): the loop's pretraining ``fit`` as
+predicted by ViLT's MLM head tied to the word embeddings; the softmax over the captions' words only, see
+``PretrainHeads``) on the true pairs, and image-text matching (the caption replaced by another scene's with
+probability 0.5, a linear head on the pooled [CLS]) in a second forward; the loss is their sum. Both heads are dropped after pretraining. Recipe (ours; in the JSON): the loop's pretraining ``fit`` as
 for the micro ViTs (AdamW, weight decay 0.05, 5% warm-up, cosine), lr 5e-4, batch 64.
 
 Saved: the backbone without its head; of the word embeddings only the rows of the generated vocabulary (pretraining
@@ -41,23 +42,57 @@ PAIRS_EVAL = 1_000  # held-out pairs (the pool size is ``petlbench pretrain``'s 
 MASK_PROB = 0.15
 
 
+NUMBERS = ("no", "a", "two", "three", "four", "five")  # a scene has 2-5 objects (vl.tasks.sample_scene)
+
+
 def caption(scene: list, rng: np.random.Generator) -> str:
-    """Every object by colour and shape (random order), then one spatial relation when a pair is far enough apart."""
+    """One sentence about the whole scene (half the time every object by colour and shape in random order, half
+    the time how many of each shape), then one fact about a named object when the scene has one (``_facts``)."""
+    from petlbench.vl.tasks import PLURAL
+
+    if rng.random() < 0.5:
+        first = _series([f"a {scene[i].colour} {scene[i].shape}" for i in rng.permutation(len(scene))])
+    else:
+        counts = {s: sum(o.shape == s for o in scene) for s in dict.fromkeys(o.shape for o in scene)}
+        shapes = [list(counts)[i] for i in rng.permutation(len(counts))]
+        first = ("there is " if counts[shapes[0]] == 1 else "there are ") + _series(
+            [f"{NUMBERS[counts[s]]} {s if counts[s] == 1 else PLURAL[s]}" for s in shapes])
+    kinds = [k for k in _facts(scene, rng) if k]
+    if not kinds:
+        return first + "."
+    facts = kinds[rng.integers(len(kinds))]
+    return f"{first}. {facts[rng.integers(len(facts))]}"
+
+
+def _series(parts: list[str]) -> str:
+    return (", ".join(parts[:-1]) + " and " + parts[-1]) if len(parts) > 1 else parts[0]
+
+
+def _facts(scene: list, rng: np.random.Generator) -> tuple[list[str], list[str], list[str]]:
+    """The true facts a caption may add, by kind: the colour of each shape present once ("the circle is red."),
+    the shape of each colour present once ("the red object is a circle."), and one spatial relation between two
+    objects each named by its shortest unique name ("the circle" or "the red circle") whose centres are at least
+    ``MARGIN`` apart on that axis, when such a pair exists (up to 4 pairs tried)."""
     from petlbench.vl.tasks import MARGIN
 
-    objs = [scene[i] for i in rng.permutation(len(scene))]
-    names = [f"a {o.colour} {o.shape}" for o in objs]
-    text = (", ".join(names[:-1]) + " and " + names[-1]) if len(names) > 1 else names[0]
-    unique = [o for o in objs if sum((p.shape, p.colour) == (o.shape, o.colour) for p in objs) == 1]
-    pairs = [(a, b) for a in unique for b in unique if a is not b]  # "the red circle" names exactly one object
+    def once(key) -> list:
+        return [o for o in scene if sum(key(p) == key(o) for p in scene) == 1]
+
+    colour = [f"the {o.shape} is {o.colour}." for o in once(lambda o: o.shape)]
+    shape = [f"the {o.colour} object is a {o.shape}." for o in once(lambda o: o.colour)]
+    names = {id(o): o.shape for o in once(lambda o: o.shape)}
+    names.update({id(o): f"{o.colour} {o.shape}" for o in once(lambda o: (o.colour, o.shape)) if id(o) not in names})
+    pairs = [(a, b) for a in scene for b in scene if a is not b and id(a) in names and id(b) in names]
+    relation: list[str] = []
     for k in rng.permutation(len(pairs))[:4]:
         a, b = pairs[k]
         horizontal = bool(rng.random() < 0.5)
         d = (a.x - b.x) if horizontal else (a.y - b.y)
         if abs(d) >= MARGIN:
             rel = ("left of" if d < 0 else "right of") if horizontal else ("above" if d < 0 else "below")
-            return f"{text}. the {a.colour} {a.shape} is {rel} the {b.colour} {b.shape}."
-    return text + "."
+            relation = [f"the {names[id(a)]} is {rel} the {names[id(b)]}."]
+            break
+    return colour, shape, relation
 
 
 def scene_captions(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
@@ -74,23 +109,40 @@ def scene_captions(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
 
 
 class PretrainHeads(nn.Module):
-    """ViLT's MLM head (dense + GELU + LayerNorm, decoder tied to the word embeddings, own bias) and ITM head."""
+    """ViLT's MLM head (dense + GELU + LayerNorm, decoder tied to the word embeddings, own bias) and ITM head. The
+    MLM softmax runs over ``vocab`` (the pretraining captions' word ids; ours): with all 30,522 rows every word the
+    captions never use (the questions' "what", "how", "many") gets only the softmax's push-down, and those rows
+    collapse onto one direction (measured on the first bundled model: cosine 0.8-0.9 between "what", "color",
+    "circles", "?"), so fine-tuning starts unable to tell the questions apart. Rows outside ``vocab`` keep their
+    initialisation (N(0, 0.02), as ViLT's text embeddings)."""
 
-    def __init__(self, model: ViLT) -> None:
+    def __init__(self, model: ViLT, vocab: torch.Tensor) -> None:
         super().__init__()
-        d, vocab = model.spec.hidden_size, model.spec.vocab_size
+        d = model.spec.hidden_size
         self.transform = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d, eps=model.spec.layer_norm_eps))
-        self.bias = nn.Parameter(torch.zeros(vocab))
+        self.bias = nn.Parameter(torch.zeros(len(vocab)))
         self.itm = nn.Linear(d, 2)
         self.words = model.text_embeddings.word_embeddings  # tied, not owned
+        self.register_buffer("vocab", vocab, persistent=False)
+        index = torch.full((model.spec.vocab_size,), -100, dtype=torch.long)
+        index[vocab] = torch.arange(len(vocab))
+        self.register_buffer("index", index, persistent=False)  # word id -> position in ``vocab``
 
     def mlm(self, text_states: torch.Tensor) -> torch.Tensor:
-        return self.transform(text_states) @ self.words.weight.t() + self.bias
+        """Logits over ``vocab``; ``self.index[ids]`` are the matching targets."""
+        return self.transform(text_states) @ self.words.weight[self.vocab].t() + self.bias
 
 
-def mask_tokens(ids: torch.Tensor, attn: torch.Tensor, tokenizer: Any, rng: np.random.Generator
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(masked ids, labels with -100 where not predicted): BERT's 15% with 80% [MASK], 10% random, 10% kept."""
+def caption_vocabulary(texts: list[str], tokenizer: Any) -> torch.Tensor:
+    """The sorted word ids of ``texts`` (no special tokens): what the MLM head predicts and random-replaces with."""
+    ids = {i for t in sorted(set(texts)) for i in tokenizer(t)["input_ids"]}
+    return torch.tensor(sorted(ids - set(tokenizer.all_special_ids)), dtype=torch.long)
+
+
+def mask_tokens(ids: torch.Tensor, attn: torch.Tensor, tokenizer: Any, rng: np.random.Generator,
+                vocab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(masked ids, labels with -100 where not predicted): BERT's 15% with 80% [MASK], 10% a random word of
+    ``vocab``, 10% kept."""
     special = torch.as_tensor(np.isin(ids.numpy(), tokenizer.all_special_ids))
     u = torch.from_numpy(rng.random(tuple(ids.shape)))
     chosen = (u < MASK_PROB) & attn.bool() & ~special
@@ -99,7 +151,7 @@ def mask_tokens(ids: torch.Tensor, attn: torch.Tensor, tokenizer: Any, rng: np.r
     out = ids.clone()
     out[chosen & (r < 0.8)] = tokenizer.mask_token_id
     rand = chosen & (r >= 0.8) & (r < 0.9)
-    out[rand] = torch.from_numpy(rng.integers(1000, tokenizer.vocab_size, int(rand.sum())))
+    out[rand] = vocab[torch.from_numpy(rng.integers(0, len(vocab), int(rand.sum())))]
     return out, labels
 
 
@@ -112,11 +164,11 @@ def _losses(model: ViLT, heads: PretrainHeads, images: np.ndarray, texts: list[s
     """(MLM loss, ITM loss, MLM accuracy %, ITM accuracy %) on one batch; ``others``: a caption of another scene per
     sample (the ITM negatives)."""
     true = _batch(texts, tokenize, images, prep)
-    ids, labels = mask_tokens(true["input_ids"], true["attention_mask"], tokenizer, rng)
+    ids, labels = mask_tokens(true["input_ids"], true["attention_mask"], tokenizer, rng, heads.vocab)
     t = ids.shape[1]
     states = model.forward_features({**true, "input_ids": ids})[:, :t]
     chosen = labels != -100
-    logits, target = heads.mlm(states[chosen]), labels[chosen]  # only the masked positions reach the vocabulary
+    logits, target = heads.mlm(states[chosen]), heads.index[labels[chosen]]  # only masked positions are scored
     mlm = F.cross_entropy(logits, target)
     match = torch.from_numpy(rng.random(len(texts)) >= 0.5)
     mixed = [a if m else b for a, b, m in zip(texts, others, match.tolist(), strict=True)]
@@ -153,9 +205,9 @@ def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, 
     from petlbench.vl.text import OFFLINE_TEXT, text_tokenizer
 
     model = build_model(seed)
-    heads = PretrainHeads(model)
     tokenize, tokenizer = tokenizer_for(OFFLINE_TEXT, SPEC.max_text_len), text_tokenizer(OFFLINE_TEXT)
     images, texts = scene_captions(n_pairs, seed)
+    heads = PretrainHeads(model, caption_vocabulary(texts, tokenizer))
 
     def objective(rng: np.random.Generator) -> tuple[torch.Tensor, float]:
         idx = rng.integers(0, n_pairs, batch_size)

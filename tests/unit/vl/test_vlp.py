@@ -320,29 +320,75 @@ def test_meter_cross_modal_parameters_train_at_their_lr_multiplier():
 # ------------------------------------------------------------------------------------------ the micro VLP model
 
 
-def test_scene_captions_name_every_object_and_a_true_relation():
-    from petlbench.vl.tasks import RELATIONS, _relation, render, sample_scene
-    from petlbench.vl.vlp_pretrain import caption, scene_captions
+def test_scene_captions_describe_the_scene_and_state_one_true_fact():
+    import re
+
+    from petlbench.vl.tasks import PLURAL, _relation, render, sample_scene
+    from petlbench.vl.vlp_pretrain import NUMBERS, caption, scene_captions
 
     images, texts = scene_captions(30, seed=0)
     again = scene_captions(30, seed=0)
     assert images.shape == (30, 32, 32, 3) and texts == again[1] and np.array_equal(images, again[0])
     assert texts != scene_captions(30, seed=1)[1]
-    rng = np.random.default_rng(5)
-    checked = 0
-    for _ in range(200):
+    rng, checked = np.random.default_rng(5), {"list": 0, "count": 0, "colour": 0, "shape": 0, "relation": 0}
+
+    def the(name: str, scene) -> object:
+        (obj,) = [o for o in scene if name in (o.shape, f"{o.colour} {o.shape}")] if " " in name else \
+            [o for o in scene if o.shape == name]  # a caption names an object only when the name is unique
+        return obj
+
+    for _ in range(300):
         scene = sample_scene(rng)
         render(scene, rng)
-        text = caption(scene, rng)
-        assert all(f"{o.colour} {o.shape}" in text for o in scene)
-        for rel in RELATIONS:
-            if f" is {rel} the " in text:
-                head, tail = text.split(". the ", 1)[1].rstrip(".").split(f" is {rel} the ")
-                (a,) = [o for o in scene if f"{o.colour} {o.shape}" == head]  # a unique referent
-                (b,) = [o for o in scene if f"{o.colour} {o.shape}" == tail]
-                assert _relation(a, b, rel)
-                checked += 1
-    assert checked > 100
+        first, *facts = caption(scene, rng).removesuffix(".").split(". ")
+        if first.startswith("there "):
+            counts = {s: sum(o.shape == s for o in scene) for s in {o.shape for o in scene}}
+            want = {f"{NUMBERS[n]} {s if n == 1 else PLURAL[s]}" for s, n in counts.items()}
+            assert sorted(re.split(", | and ", first.split(" ", 2)[2])) == sorted(want)
+            checked["count"] += 1
+        else:
+            assert sorted(re.split(", | and ", first)) == sorted(f"a {o.colour} {o.shape}" for o in scene)
+            checked["list"] += 1
+        assert len(facts) <= 1
+        for fact in facts:
+            if m := re.fullmatch(r"the (.+) is (left of|right of|above|below) the (.+)", fact):
+                assert _relation(the(m[1], scene), the(m[3], scene), m[2])
+                checked["relation"] += 1
+            elif m := re.fullmatch(r"the (\w+) object is a (\w+)", fact):
+                (obj,) = [o for o in scene if o.colour == m[1]]
+                assert obj.shape == m[2]
+                checked["shape"] += 1
+            else:
+                m = re.fullmatch(r"the (\w+) is (\w+)", fact)
+                assert m and the(m[1], scene).colour == m[2]
+                checked["colour"] += 1
+    assert min(checked.values()) > 30, checked
+
+
+def test_the_mlm_head_scores_only_the_caption_words_so_other_rows_keep_their_init():
+    from petlbench.vl.text import OFFLINE_TEXT, text_tokenizer
+    from petlbench.vl.vilt import MICRO_SPEC, ViLT
+    from petlbench.vl.vlp_pretrain import PretrainHeads, caption_vocabulary, mask_tokens
+
+    tok = text_tokenizer(OFFLINE_TEXT)
+    texts = ["there are two circles and a square. the square is red.", "a red circle and a blue cross."]
+    vocab = caption_vocabulary(texts, tok)
+    assert set(tok.convert_ids_to_tokens(vocab.tolist())) == set(
+        "there are two circles and a square . the is red circle blue cross".split())
+    torch.manual_seed(0)
+    model = ViLT(MICRO_SPEC, 2)
+    heads = PretrainHeads(model, vocab)
+    ids = torch.tensor([tok(texts[0])["input_ids"]] * 50)
+    masked, labels = mask_tokens(ids, torch.ones_like(ids), tok, np.random.default_rng(0), vocab)
+    assert set(masked[(masked != ids) & (masked != tok.mask_token_id)].tolist()) <= set(vocab.tolist())
+    logits = heads.mlm(torch.randn(7, MICRO_SPEC.hidden_size))
+    assert logits.shape == (7, len(vocab))
+    logits.sum().backward()
+    grad = model.text_embeddings.word_embeddings.weight.grad
+    touched = grad.abs().sum(1).nonzero().flatten()
+    assert torch.equal(touched, vocab)  # "what", "how", "?" get no push-down: they keep their initialisation
+    assert torch.equal(heads.index[vocab], torch.arange(len(vocab))) and int(heads.index[tok.mask_token_id]) == -100
+    assert int(labels.ne(-100).sum()) > 0
 
 
 def test_pretraining_the_micro_vlp_model_saves_a_small_file_that_loads_back(tmp_path):
@@ -355,6 +401,8 @@ def test_pretraining_the_micro_vlp_model_saves_a_small_file_that_loads_back(tmp_
     out = tmp_path / "m.safetensors"
     info = pretrain(out=out, steps=2, batch_size=4, data="vl-scenes", n_scenes=40, eval_images=8)
     assert info["model"] == MICRO and 0 <= info["eval_itm_acc"] <= 100 and info["lr"] == 5e-4
+    pretrain(out=tmp_path / "again.safetensors", steps=2, batch_size=4, data="vl-scenes", n_scenes=40, eval_images=8)
+    assert (tmp_path / "again.safetensors").read_bytes() == out.read_bytes()  # the recipe is bit-for-bit repeatable
     saved = load_file(str(out))
     rows = saved[ROWS]
     assert 20 < len(rows) < 1000  # the generated vocabulary (captions and task texts), not 30,522 rows
