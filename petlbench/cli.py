@@ -313,6 +313,9 @@ def compare(
     vs: Annotated[str | None, typer.Option(help="baseline for paired top-1 differences over seeds, e.g. linear, "
                                                   "'linear [random-init]' or 'linear (trainval)' (per dataset, "
                                                   "ranked with ties)")] = None,
+    vs_model: Annotated[str | None, typer.Option(help="pair each configuration with the same method on this model "
+                                                        "(per dataset and seed), e.g. the micro VLP model's rows "
+                                                        "against the PLM pair's")] = None,
     published: Annotated[bool, typer.Option("--published", help="show ours − published next to each cell "
                                                                  "that has a published number")] = False,
 ) -> None:
@@ -322,11 +325,13 @@ def compare(
 
     if by not in ("dataset", "method"):
         raise UserError(f"--by must be 'dataset' or 'method', got '{by}'")
-    if vs and sort not in (None, "top1_pct"):
-        raise UserError("--vs ranks by paired top-1 differences, so --sort cannot apply; drop --sort (or --vs)")
+    if vs and vs_model:
+        raise UserError("--vs and --vs-model are two baselines; pass one")
+    if (vs or vs_model) and sort not in (None, "top1_pct"):
+        raise UserError("--vs / --vs-model rank by paired top-1 differences, so --sort cannot apply; drop --sort")
     check_sort(sort or "top1_pct")
     df = _only_datasets(load_frame(results or [DEFAULT_OUT]), dataset)
-    agg = _compare_views(df, by, sort or "top1_pct", markdown, vs, published)
+    agg = _compare_views(df, by, sort or "top1_pct", markdown, (vs, vs_model), published)
     if csv:
         from petlbench.results.aggregate import sorted_aggregate
 
@@ -348,17 +353,18 @@ def _only_datasets(df, dataset: list[str] | None, what: str = ""):
     return df[df["dataset"].isin(dataset)]
 
 
-def _compare_views(df, by: str, sort: str, markdown: bool, vs: str | None, published: bool):
-    """Print what ``compare`` shows (Markdown, or the tables / --vs, the summaries per track, --published);
-    returns the aggregate."""
+def _compare_views(df, by: str, sort: str, markdown: bool, pairing: tuple[str | None, str | None], published: bool):
+    """Print what ``compare`` shows (Markdown, or the tables / --vs / --vs-model (``pairing``), the summaries per
+    track, --published); returns the aggregate."""
     from petlbench.results.aggregate import aggregate, on_track, tracks_of, vtab_summary
     from petlbench.results.tables import compare_tables, markdown_pivot, summary_table
 
     agg = aggregate(df)
     if agg.empty:
         raise UserError("no successful runs to compare (all rows failed); see the status/error columns")
+    vs = pairing if any(pairing) else None
     if markdown:
-        print(markdown_pivot(agg, sort=sort))
+        print(_compare_vs(df, vs, markdown=True) if vs and vs[1] else markdown_pivot(agg, sort=sort))
         return agg
     for t in _compare_vs(df, vs) if vs else compare_tables(agg, by, sort):
         console.print(t)
@@ -392,11 +398,20 @@ def _gate(agg, reference, baseline: str, max_drop: float, max_rise: float | None
     console.print(f"[green]no regression against {baseline} (same configurations; max drop {max_drop} points{rise})[/]")
 
 
-def _compare_vs(df, vs: str, summary: bool = False) -> list:
-    """``compare --vs``: per-task tables ranked with ties, or (``summary``) the paired summary over tasks."""
-    from petlbench.results.paired import paired_tables, paired_vs, summary_table
+def _compare_vs(df, vs: tuple[str | None, str | None], summary: bool = False, markdown: bool = False):
+    """``compare --vs`` / ``--vs-model`` (``vs``: one of the two): per-task tables ranked with ties, or
+    (``summary``) the paired summary over tasks, or (``markdown``) the paired differences as Markdown."""
+    from petlbench.results.paired import (
+        paired_markdown,
+        paired_tables,
+        paired_vs,
+        paired_vs_model,
+        summary_table,
+    )
 
-    paired = paired_vs(df, vs)
+    paired = paired_vs(df, vs[0]) if vs[0] else paired_vs_model(df, vs[1])
+    if markdown:
+        return paired_markdown(paired)
     if summary:
         return [summary_table(paired)] if paired.per_task["dataset"].nunique() > 1 else []
     return paired_tables(df, paired)

@@ -81,14 +81,20 @@ def paired_diffs(ours: dict[int, float], base: dict[int, float]) -> tuple[list[i
 class Paired:
     """``per_task``: one row per (dataset, configuration); ``summary``: one row per configuration."""
 
-    baseline: tuple[str, str, str]  # method, label, variant
+    baseline: tuple[str, str, str]  # method, label, variant; ("", "", "") with ``model``
     per_task: Any  # pandas.DataFrame
     summary: Any  # pandas.DataFrame
+    model: str = ""  # ``paired_vs_model``: each configuration against its own method on this model
 
     @property
     def baseline_name(self) -> str:
+        if self.model:
+            return f"the same method on {self.model}"
         method, label, variant = self.baseline
         return display_name(method, label, "", variant)
+
+    def is_baseline(self, method: str, label: str, model: str, variant: str) -> bool:
+        return model == self.model if self.model else (method, label, variant) == self.baseline
 
 
 def paired_vs(df, baseline: str, metric: str = "top1_pct") -> Paired:
@@ -96,24 +102,49 @@ def paired_vs(df, baseline: str, metric: str = "top1_pct") -> Paired:
     ``linear``, ``linear [random-init]``, ``linear (trainval)``), per task and overall. Rows pair on (dataset,
     model, seed); only ``status == ok`` rows count; a configuration is never mixed with another of its method.
     """
-    import pandas as pd
-
     ok = _ok_rows(df)
     chosen = _baseline(ok, baseline)
     is_base = (ok[["method", "label", "variant"]] == list(chosen)).all(axis=1)
     base = {key: _per_seed(g, metric) for key, g in ok[is_base].groupby(["dataset", "model"])}
+    per_task = _paired_rows(ok[~is_base], lambda dataset, config: base.get((dataset, config[2]), {}), metric)
+    return Paired(chosen, per_task, summarize(per_task))
+
+
+def paired_vs_model(df, model: str, metric: str = "top1_pct") -> Paired:
+    """``compare --vs-model MODEL``: every configuration on another model against the same method and label on
+    ``model`` (e.g. a method on the micro VLP model against itself on the PLM pair), paired on (dataset, seed).
+    A method with several configurations on ``model`` is refused in one line (the pairing would be ambiguous)."""
+    ok = _ok_rows(df)
+    models = sorted(set(ok["model"]))
+    if model not in models:
+        raise UserError(f"no successful runs on model '{model}'{did_you_mean(model, models)}; choose one of: "
+                        f"{', '.join(models)}")
+    on = ok[ok["model"] == model]
+    base = {}
+    for (dataset, method, label), g in on.groupby(["dataset", "method", "label"]):
+        if g["variant"].nunique() > 1:
+            raise UserError(f"{display_name(method, label)} has {g['variant'].nunique()} configurations on {model} "
+                            f"({dataset}); keep one (pass only its results) to pair against it")
+        base[dataset, method, label] = _per_seed(g, metric)
+    per_task = _paired_rows(ok[ok["model"] != model], lambda dataset, c: base.get((dataset, c[0], c[1]), {}), metric)
+    return Paired(("", "", ""), per_task, summarize(per_task), model=model)
+
+
+def _paired_rows(ok, base_of: Callable[[str, list], dict[int, float]], metric: str):
+    """One row per (dataset, configuration) of ``ok`` that shares seeds with ``base_of(dataset, config)``."""
+    import pandas as pd
+
     rows = []
-    for (dataset, *config), g in ok[~is_base].groupby(["dataset", *CONFIG], sort=False):
-        seeds, diffs = paired_diffs(_per_seed(g, metric), base.get((dataset, config[2]), {}))
+    for (dataset, *config), g in ok.groupby(["dataset", *CONFIG], sort=False):
+        seeds, diffs = paired_diffs(_per_seed(g, metric), base_of(dataset, config))
         if not seeds:
             continue
         mean, low, high = mean_ci(diffs)
         rows.append({"dataset": dataset, **dict(zip(CONFIG, config, strict=True)), "name": g["name"].iloc[0],
                      "data_group": g["data_group"].iloc[0], "n": len(seeds), "seeds": seeds, "diffs": diffs,
                      "mean_diff": mean, "ci_low": low, "ci_high": high, "significant": excludes_zero(low, high)})
-    per_task = pd.DataFrame(rows, columns=["dataset", *CONFIG, "name", "data_group", "n", "seeds", "diffs",
-                                           "mean_diff", "ci_low", "ci_high", "significant"])
-    return Paired(chosen, per_task, summarize(per_task))
+    return pd.DataFrame(rows, columns=["dataset", *CONFIG, "name", "data_group", "n", "seeds", "diffs",
+                                       "mean_diff", "ci_low", "ci_high", "significant"])
 
 
 def summarize(per_task):
@@ -218,7 +249,7 @@ def paired_tables(df, paired: Paired) -> list:
         for r in g.sort_values("pos_").itertuples():
             name = escape(r.name)
             d = diffs.get((dataset, r.method, r.label, r.model, r.variant))
-            is_base = (r.method, r.label, r.variant) == paired.baseline
+            is_base = paired.is_baseline(r.method, r.label, r.model, r.variant)
             delta = ("baseline", "", "") if is_base else ("no shared seeds", "", "") if d is None else \
                 (f"{d.mean_diff:+.2f}", _ci(d.ci_low, d.ci_high), _mark(d.significant, d.mean_diff, d.n))
             t.add_row(r.rank_, name, str(r.n), f"{fmt(r.top1_pct)} ± {fmt(r.top1_pct_std)}", *delta)
@@ -245,3 +276,16 @@ def summary_table(paired: Paired):
                  "signed-rank test on the per-task means; marked only where the 95% CI excludes 0")
     t.caption_justify = "left"
     return t
+
+
+def paired_markdown(paired: Paired) -> str:
+    """``paired.per_task`` as one Markdown table: a row per configuration, per dataset the mean paired difference,
+    its 95% CI (paired t) and the number of seeds."""
+    per = paired.per_task
+    datasets = sorted(set(per["dataset"]))
+    lines = [f"Δ top-1 (points) vs {paired.baseline_name}, paired over seeds: mean [95% CI] (seeds)", "",
+             "| configuration | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
+    for name, g in per.groupby("name", sort=False):
+        cells = {r.dataset: f"{r.mean_diff:+.2f} {_ci(r.ci_low, r.ci_high)} ({r.n})" for r in g.itertuples()}
+        lines.append(f"| {name} | " + " | ".join(cells.get(d, "–") for d in datasets) + " |")
+    return "\n".join(lines)

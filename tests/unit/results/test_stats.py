@@ -7,7 +7,14 @@ import math
 import pytest
 
 from petlbench.errors import UserError
-from petlbench.results.paired import paired_vs, parse_config, rank_with_ties, tie_ranks
+from petlbench.results.paired import (
+    paired_markdown,
+    paired_vs,
+    paired_vs_model,
+    parse_config,
+    rank_with_ties,
+    tie_ranks,
+)
 from petlbench.results.stats import mean_ci, t_cdf, t_ppf, wilcoxon_signed_rank
 
 from ...runs_table import frame, paired_rows, write_runs
@@ -135,3 +142,19 @@ def test_compare_vs_cli(cli, tmp_path):
     assert "2=" in out  # vpt and linear cannot be told apart
     code, out, err = cli("compare", str(path), "--vs", "nope")
     assert code == 2 and "no successful runs of baseline 'nope'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_vs_model_pairs_each_method_with_itself_on_the_baseline_model(tmp_path):
+    rows = (paired_rows("full", "d1", [40.0, 42.0, 41.0], model="pair")
+            + paired_rows("full", "d1", [45.0, 46.0, 49.0], model="vlp")
+            + paired_rows("lora", "d1", [30.0, 31.0, 32.0], model="pair")
+            + paired_rows("lora", "d1", [29.0, 30.0, 31.0], model="vlp")
+            + paired_rows("full", "d1", [20.0, 20.0, 20.0], model="vlp", label="random-init"))
+    p = paired_vs_model(frame(tmp_path, rows), "pair")
+    got = {(r.method, r.model): r.diffs for r in p.per_task.itertuples()}
+    assert got == {("full", "vlp"): [5.0, 4.0, 8.0], ("lora", "vlp"): [-1.0, -1.0, -1.0]}  # no pair [random-init]
+    assert p.baseline_name == "the same method on pair" and p.is_baseline("lora", "", "pair", "")
+    text = paired_markdown(p)
+    assert "| full (vlp) | +5.67 [+0.50, +10.84] (3) |" in text and "| lora (vlp) | -1.00 [-1.00, -1.00] (3) |" in text
+    with pytest.raises(UserError, match="no successful runs on model 'pari'.*did you mean 'pair'"):
+        paired_vs_model(frame(tmp_path, rows), "pari")
