@@ -408,7 +408,8 @@ def fit(net: nn.Module, objective: Callable[[Any], torch.Tensor], batches: Itera
         recipe: MethodConfig, *, steps: int | None = None, warmup_steps: int = 0,
         schedule: Callable[[int], float] | None = None, no_decay: Collection[int] = (),
         frozen_backbone_mode: str = "eval", on_step: Callable[[int, int], None] | None = None,
-        reporter: Reporter | None = None, description: str = "fit", ema_weight: float = 0.1) -> list[float]:
+        reporter: Reporter | None = None, description: str = "fit", ema_weight: float = 0.1,
+        images_per_step: int = 0) -> list[float]:
     """Fit ``net`` to ``batches``, the way the loop steps: per batch (an int ``n``: the step numbers 0 .. n-1
     stand for the batches), train mode under ``frozen_backbone_mode`` (``set_train_mode``), the scalar loss
     ``objective(batch)``, one step of the recipe's optimizer over ``net``'s trainable parameters
@@ -416,7 +417,7 @@ def fit(net: nn.Module, objective: Callable[[Any], torch.Tensor], batches: Itera
     ``grad_clip``), then ``on_step(step, steps)`` (1-based). The lr is the recipe's × ``schedule(step)``; None:
     ``warmup_then_decay`` over ``steps`` (None: ``len(batches)``) with ``warmup_steps`` of warm-up and the
     recipe's decay; ``optim.constant``: a constant lr. ``reporter`` (optional) shows ``description`` and the
-    loss EMA (``ema_weight`` on the newest loss). Returns each step's loss. Batches are used as they come (no
+    loss EMA (``ema_weight`` on the newest loss) and ``images_per_step`` over the step's time. Returns each step's loss. Batches are used as they come (no
     device move, no autocast)."""
     batches = range(batches) if isinstance(batches, int) else batches
     steps = len(batches) if steps is None else steps
@@ -428,6 +429,7 @@ def fit(net: nn.Module, objective: Callable[[Any], torch.Tensor], batches: Itera
     reporter.start(steps, description)
     try:
         for step, batch in enumerate(batches, 1):
+            t0 = time.perf_counter()
             set_train_mode(net, frozen_backbone_mode)
             loss = objective(batch)
             optimizer_step(opt, loss, params, recipe.grad_clip)
@@ -436,7 +438,7 @@ def fit(net: nn.Module, objective: Callable[[Any], torch.Tensor], batches: Itera
             if on_step is not None:
                 on_step(step, steps)
             avg = ema(avg, losses[-1], ema_weight)
-            reporter.step(avg, 0.0)
+            reporter.step(avg, images_per_step / max(time.perf_counter() - t0, 1e-9))
     finally:
         reporter.stop()
     return losses

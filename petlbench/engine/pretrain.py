@@ -177,7 +177,7 @@ def _scene_objective(model: torch.nn.Module, heads: PatchHeads, scenes: tuple[np
 
 
 def _train(modules: nn.Module, objective: Objective, steps: int, lr: float, rng: np.random.Generator,
-           reporter) -> tuple[float, float]:
+           reporter, batch_size: int) -> tuple[float, float]:
     """The loop's ``fit``: AdamW (weight decay 0.05, none on biases, norm weights, the position embedding and
     the class token), linear warm-up then cosine to 0; returns (loss EMA, accuracy EMA)."""
     from petlbench.engine.loop import fit
@@ -194,7 +194,7 @@ def _train(modules: nn.Module, objective: Objective, steps: int, lr: float, rng:
 
     losses = fit(modules, loss, [rng] * steps, recipe, warmup_steps=max(1, int(WARMUP_FRAC * steps)),
                  no_decay=embeddings, frozen_backbone_mode="train", reporter=reporter, description="pretrain",
-                 ema_weight=EMA_WEIGHT)
+                 ema_weight=EMA_WEIGHT, images_per_step=batch_size)
     return _ema(losses), _ema(accs)
 
 
@@ -230,7 +230,8 @@ def _evaluate_scenes(model: torch.nn.Module, heads: PatchHeads, scenes: tuple[np
 
 def _fashion_run(model, prep, steps, batch_size, lr, rng, reporter, data_dir, eval_images) -> dict[str, Any]:
     train, test = load_fashion_mnist("train", data_dir), load_fashion_mnist("test", data_dir)
-    loss, acc = _train(model, _fashion_objective(model, train, prep, batch_size, rng), steps, lr, rng, reporter)
+    loss, acc = _train(model, _fashion_objective(model, train, prep, batch_size, rng), steps, lr, rng, reporter,
+                       batch_size)
     test_acc = _evaluate(model, test[0][:eval_images], test[1][:eval_images], prep)
     return {"epochs": round(steps * batch_size / len(train[1]), 2), "final_train_loss_ema": round(loss, 4),
             "final_train_acc_ema": round(acc, 2), "fashion_mnist_test_acc": round(test_acc, 2),
@@ -250,7 +251,7 @@ def _scenes_run(model, prep, steps, batch_size, lr, rng, reporter, seed, n_scene
     final_norm, model.norm = model.norm, nn.Identity()  # train the tokens the VL model reads (before the norm)
     try:
         loss, acc = _train(nn.ModuleList([model, heads]), _scene_objective(model, heads, train, prep, batch_size),
-                           steps, lr, rng, reporter)
+                           steps, lr, rng, reporter, batch_size)
         scores = _evaluate_scenes(model, heads, held_out, prep)
     finally:
         model.norm = final_norm  # saved untrained (weight 1, bias 0): the VL track strips it anyway

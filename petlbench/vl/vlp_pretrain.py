@@ -216,7 +216,7 @@ def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, 
                                        [texts[i] for i in other], tokenize, tokenizer, prep, rng)
         return mlm + itm, itm_acc
 
-    loss, acc = train(nn.ModuleList([model, heads]), objective, steps, lr, rng, reporter)
+    loss, acc = train(nn.ModuleList([model, heads]), objective, steps, lr, rng, reporter, batch_size)
     scores = evaluate(model, heads, scene_captions(eval_pairs, seed + 1), tokenize, tokenizer, prep, seed)
     return model, {"epochs": round(steps * batch_size / n_pairs, 2), "final_train_loss_ema": round(loss, 4),
                    "final_train_itm_acc_ema": round(acc, 2), **scores,
