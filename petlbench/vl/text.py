@@ -44,6 +44,7 @@ KNOWN_TEXT_CONFIGS: dict[str, dict[str, Any]] = {
                      num_decoder_layers=6, relative_attention_num_buckets=32, decoder_start_token_id=0),
 }
 DEFAULT_VL_MODEL = f"{OFFLINE_TEXT}+petl_vit_micro_scenes"  # the scene-pretrained micro ViT (pretrain.py)
+OFFLINE_VLP = "petl_vilt_micro_scenes"  # the bundled micro VL-pretrained ViLT (vl.vilt; pretrain --data vl-scenes)
 ONLINE_PAIR = "bert-base-uncased+vit_base_patch16_clip_224.openai"  # BERT-base + CLIP ViT-B/16, the setting of ViLT and DVP
 T5_TEXT = "t5-base"  # DVP's T5 experiments (official config.py, dvp_*_t5_*: tokenizer "t5-base")
 T5_PAIR = f"{T5_TEXT}+vit_base_patch16_clip_224.openai"  # T5-base + CLIP ViT-B/16 (petlbench.vl.t5)
@@ -286,5 +287,8 @@ def text_tokenizer(text_name: str) -> Any:
 
     if text_name in PACKAGED_TEXT_NAMES:
         return AutoTokenizer.from_pretrained(packaged_text_dir())
-    with hub_errors(text_name):
+    # a tokenizer is needed with --no-pretrained too (METER's RoBERTa-base, a hub ViLT's): the offline choices
+    # are the models whose tokenizer is packaged
+    with hub_errors(text_name, "tokenizer", f"a local directory with the tokenizer, or a model that needs no "
+                                             f"download: --model {DEFAULT_VL_MODEL} or --model {OFFLINE_VLP}"):
         return AutoTokenizer.from_pretrained(text_name)

@@ -51,12 +51,12 @@ from torch import nn
 
 from petlbench.errors import UserError
 from petlbench.models.heads import vilt_head
+from petlbench.vl.text import OFFLINE_VLP as MICRO  # the bundled micro VL-pretrained ViLT
 
 VILT_HUB = "dandelin/vilt-b32-mlm"  # transformers' conversion of the official vilt_200k_mlm_itm.ckpt
 VILT_MEAN = VILT_STD = (0.5, 0.5, 0.5)  # official ViLT transforms: inception_normalize (x - 0.5) / 0.5
 TRAIN_DROPOUT = 0.1  # official ViLT config.py: drop_rate = 0.1 (text embeddings, patches, projection, MLP)
 TRAINS_WITH_EVERY_METHOD = ("pooler", "token_type_embeddings")  # + the head; official APT / DAS ViLT ``trainable``
-MICRO = "petl_vilt_micro_scenes"  # the bundled micro VL-pretrained ViLT (``petlbench pretrain --data vl-scenes``)
 ROWS = "text_embeddings.word_embeddings.rows"  # its file keeps only these rows of the word embeddings
 
 

@@ -146,6 +146,14 @@ def test_the_hub_checkpoint_fails_fast_and_clearly_offline():
     assert "--no-pretrained" in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_hub_tokenizer_offline_names_the_models_that_need_no_download():
+    from petlbench.vl.text import text_tokenizer
+
+    with pytest.raises(UserError, match="tokenizer 'roberta-base'") as e:  # METER's, needed with --no-pretrained too
+        text_tokenizer("roberta-base")
+    assert "--model petl_vilt_micro_scenes" in str(e.value) and "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("method", ["apt", "das", "adapter", "lora", "bitfit", "linear", "full"])
 def test_every_vilt_method_trains_only_what_it_declares(method):
     torch.manual_seed(0)
