@@ -173,3 +173,19 @@ def test_committed_vl_mini_sweep_is_complete_and_is_the_readme_table(cli):
         assert stats["dvp_pi"][stats["dvp_insert_layer"]] == max(stats["dvp_pi"])  # K = argmax π
 
 
+
+
+def test_committed_vlp_mini_sweep_is_complete_and_is_the_results_table(cli):
+    """Every ViLT method on the bundled micro VL-pretrained model (and the same model from random init): the rows are
+    complete, made with the bundled weights in fp32 at vl-mini's budget, and `compare --markdown` of them is in
+    docs/results.md."""
+    from importlib import resources
+
+    from petlbench.vl.vilt import MICRO
+
+    rows = check_committed_sweep(cli, "vlp-mini")
+    meta = json.loads(resources.files("petlbench.assets").joinpath(f"{MICRO}.json").read_text())
+    assert {(r["track"], r["model"], r["precision"]) for r in rows} == {("vl", MICRO, "fp32")}
+    assert {r["weights_sha256"] for r in rows if r["label"] != "random-init"} == {meta["sha256"]}
+    assert {r["weights_source"] for r in rows if r["label"] == "random-init"} == {"random-init"}
+    assert {(int(r["epochs"]), int(r["batch_size"])) for r in rows} == {(12, 32)}  # vl-mini's budget
