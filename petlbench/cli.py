@@ -354,26 +354,28 @@ def _only_datasets(df, dataset: list[str] | None, what: str = ""):
 
 
 def _compare_views(df, by: str, sort: str, markdown: bool, pairing: tuple[str | None, str | None], published: bool):
-    """Print what ``compare`` shows (Markdown, or the tables / --vs / --vs-model (``pairing``), the summaries per
-    track, --published); returns the aggregate."""
+    """Print what ``compare`` shows (Markdown, or the tables / the paired tables of --vs or --vs-model
+    (``pairing``), the summaries per track, --published); returns the aggregate."""
     from petlbench.results.aggregate import aggregate, on_track, tracks_of, vtab_summary
+    from petlbench.results.paired import paired_markdown, paired_tables, paired_vs, paired_vs_model
+    from petlbench.results.paired import summary_table as paired_summary
     from petlbench.results.tables import compare_tables, markdown_pivot, summary_table
 
     agg = aggregate(df)
     if agg.empty:
         raise UserError("no successful runs to compare (all rows failed); see the status/error columns")
-    vs = pairing if any(pairing) else None
+    vs, vs_model = pairing
+    paired = paired_vs(df, vs) if vs else paired_vs_model(df, vs_model) if vs_model else None
     if markdown:
-        print(_compare_vs(df, vs, markdown=True) if vs and vs[1] else markdown_pivot(agg, sort=sort))
+        print(paired_markdown(paired) if paired else markdown_pivot(agg, sort=sort))
         return agg
-    for t in _compare_vs(df, vs) if vs else compare_tables(agg, by, sort):
+    for t in paired_tables(df, paired) if paired else compare_tables(agg, by, sort):
         console.print(t)
     for track in tracks_of(agg):  # one summary per track: VL tasks never enter the VTAB means
         if on_track(agg, track)["dataset"].nunique() > 1:
             console.print(summary_table(vtab_summary(agg, track, sort), track))
-    if vs:
-        for t in _compare_vs(df, vs, summary=True):
-            console.print(t)
+    if paired and paired.per_task["dataset"].nunique() > 1:
+        console.print(paired_summary(paired))
     if published:
         _compare_published(df, agg, sort)
     failed = int((df["status"] != "ok").sum())
@@ -396,25 +398,6 @@ def _gate(agg, reference, baseline: str, max_drop: float, max_rise: float | None
         raise typer.Exit(1)
     rise = "" if max_rise is None else f", max rise {max_rise}"
     console.print(f"[green]no regression against {baseline} (same configurations; max drop {max_drop} points{rise})[/]")
-
-
-def _compare_vs(df, vs: tuple[str | None, str | None], summary: bool = False, markdown: bool = False):
-    """``compare --vs`` / ``--vs-model`` (``vs``: one of the two): per-task tables ranked with ties, or
-    (``summary``) the paired summary over tasks, or (``markdown``) the paired differences as Markdown."""
-    from petlbench.results.paired import (
-        paired_markdown,
-        paired_tables,
-        paired_vs,
-        paired_vs_model,
-        summary_table,
-    )
-
-    paired = paired_vs(df, vs[0]) if vs[0] else paired_vs_model(df, vs[1])
-    if markdown:
-        return paired_markdown(paired)
-    if summary:
-        return [summary_table(paired)] if paired.per_task["dataset"].nunique() > 1 else []
-    return paired_tables(df, paired)
 
 
 def _compare_published(df, agg, sort: str = "top1_pct") -> None:

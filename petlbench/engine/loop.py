@@ -416,9 +416,9 @@ def fit(net: nn.Module, objective: Callable[[Any], torch.Tensor], batches: Itera
     (``make_optimizer``; ``no_decay``: ids of further parameters without weight decay; the recipe's
     ``grad_clip``), then ``on_step(step, steps)`` (1-based). The lr is the recipe's × ``schedule(step)``; None:
     ``warmup_then_decay`` over ``steps`` (None: ``len(batches)``) with ``warmup_steps`` of warm-up and the
-    recipe's decay; ``optim.constant``: a constant lr. ``reporter`` (optional) shows ``description`` and the
-    loss EMA (``ema_weight`` on the newest loss) and ``images_per_step`` over the step's time. Returns each step's loss. Batches are used as they come (no
-    device move, no autocast)."""
+    recipe's decay; ``optim.constant``: a constant lr. ``reporter`` (optional) shows ``description``, the loss
+    EMA (``ema_weight`` on the newest loss) and ``images_per_step`` over the step's time. Returns each step's
+    loss. Batches are used as they come (no device move, no autocast)."""
     batches = range(batches) if isinstance(batches, int) else batches
     steps = len(batches) if steps is None else steps
     params = [p for p in net.parameters() if p.requires_grad]

@@ -285,7 +285,7 @@ def paired_markdown(paired: Paired) -> str:
     datasets = sorted(set(per["dataset"]))
     lines = [f"Δ top-1 (points) vs {paired.baseline_name}, paired over seeds: mean [95% CI] (seeds)", "",
              "| configuration | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
-    for name, g in per.groupby("name", sort=False):
+    for _, g in per.groupby(CONFIG, sort=False):  # one row per configuration, never two under one name
         cells = {r.dataset: f"{r.mean_diff:+.2f} {_ci(r.ci_low, r.ci_high)} ({r.n})" for r in g.itertuples()}
-        lines.append(f"| {name} | " + " | ".join(cells.get(d, "–") for d in datasets) + " |")
+        lines.append(f"| {g['name'].iloc[0]} | " + " | ".join(cells.get(d, "–") for d in datasets) + " |")
     return "\n".join(lines)

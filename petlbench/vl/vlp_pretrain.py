@@ -17,8 +17,9 @@ as with ViLT's caption corpora and VQA.
 Objectives (ViLT's, Sec. 3.2): masked language modelling (15% of the caption's tokens, BERT's 80/10/10 replacement,
 predicted by ViLT's MLM head tied to the word embeddings; the softmax over the captions' words only, see
 ``PretrainHeads``) on the true pairs, and image-text matching (the caption replaced by another scene's with
-probability 0.5, a linear head on the pooled [CLS]) in a second forward; the loss is their sum. Both heads are dropped after pretraining. Recipe (ours; in the JSON): the loop's pretraining ``fit`` as
-for the micro ViTs (AdamW, weight decay 0.05, 5% warm-up, cosine), lr 5e-4, batch 64.
+probability 0.5, a linear head on the pooled [CLS]) in a second forward; the loss is their sum. Both heads are
+dropped after pretraining. Recipe (ours; in the JSON): the loop's pretraining ``fit`` as for the micro ViTs (AdamW,
+weight decay 0.05, 5% warm-up, cosine), lr 5e-4, batch 64, 1,500 steps.
 
 Saved: the backbone without its head; of the word embeddings only the rows of the generated vocabulary (pretraining
 captions and the built-in VL tasks' texts; the others are zero when loaded), so the file stays small.

@@ -142,6 +142,22 @@ def test_compare_vs_cli(cli, tmp_path):
     assert "2=" in out  # vpt and linear cannot be told apart
     code, out, err = cli("compare", str(path), "--vs", "nope")
     assert code == 2 and "no successful runs of baseline 'nope'" in err and len(err.strip().splitlines()) == 1
+    code, out, err = cli("compare", str(path), "--vs", "linear", "--markdown")
+    assert code == 0, err
+    assert "| lora | +5.17 [+4.45, +5.88] (3) | +5.17 [+4.45, +5.88] (3) |" in out and "| vpt |" in out
+
+
+def test_compare_vs_model_cli(cli, tmp_path):
+    rows = paired_rows("full", "d1", [40.0, 42.0, 41.0], model="pair") + paired_rows("full", "d1", [45.0, 46.0, 49.0],
+                                                                                        model="vlp")
+    path = write_runs(tmp_path, rows)
+    code, out, err = cli("compare", str(path), "--vs-model", "pair")
+    assert code == 0, err
+    assert "the same method on pair" in out and "+5.67" in out and "baseline" in out
+    code, out, err = cli("compare", str(path), "--vs-model", "pair", "--markdown")
+    assert code == 0 and "| full (vlp) | +5.67 [+0.50, +10.84] (3) |" in out
+    code, _, err = cli("compare", str(path), "--vs-model", "pair", "--vs", "full")
+    assert code == 2 and "pass one" in err and len(err.strip().splitlines()) == 1
 
 
 def test_vs_model_pairs_each_method_with_itself_on_the_baseline_model(tmp_path):
