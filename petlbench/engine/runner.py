@@ -44,6 +44,10 @@ def seed_everything(seed: int) -> None:
     # CPU kernels are deterministic for a fixed thread count; cuDNN needs to be told.
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+    # fp32 means fp32 on CUDA too: cuDNN convolutions (a ViT's patch embedding) default to TF32 on Ampere and later
+    # (PyTorch notes, "TensorFloat-32 (TF32) on Ampere (and later) devices"); bf16 runs are under autocast anyway.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def set_deterministic(enabled: bool) -> None:
