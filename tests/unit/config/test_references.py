@@ -19,13 +19,8 @@ from petlbench.results.store import read_rows
 
 REFERENCE = Path(__file__).resolve().parents[3] / "benchmarks" / "reference"
 # the two CI smoke suites are cheap to build (19 jobs); the full sweeps (264 + 66 jobs) run with the integration tests
-# vl-mini.csv predates the VL dropout policy and DVP's official per-task recipe (issue 26): every VL run identity
-# changed and the sweep (about 9 CPU-hours) is not regenerated yet. Strict: once it is, this xfail fails the suite
-# and must be removed.
-STALE = pytest.mark.xfail(strict=True, reason="benchmarks/reference/vl-mini.csv predates the VL dropout policy and "
-                                              "DVP's per-task recipe; regenerate: petlbench suite vl-mini")
 SUITES = ["smoke", "smoke-vl", pytest.param("mini-vtab", marks=pytest.mark.integration),
-          pytest.param("vl-mini", marks=[pytest.mark.integration, STALE])]
+          pytest.param("vl-mini", marks=pytest.mark.integration)]
 
 
 def missing_from_reference(suite: str) -> list[str]:

@@ -189,3 +189,18 @@ def test_committed_vlp_mini_sweep_is_complete_and_is_the_results_table(cli):
     assert {r["weights_sha256"] for r in rows if r["label"] != "random-init"} == {meta["sha256"]}
     assert {r["weights_source"] for r in rows if r["label"] == "random-init"} == {"random-init"}
     assert {(int(r["epochs"]), int(r["batch_size"])) for r in rows} == {(12, 32)}  # vl-mini's budget
+
+
+def test_vlp_against_the_plm_pair_is_the_results_table(cli):
+    """Issue 25 item 6: each method on the micro VLP model paired over seeds with the same method on the PLM pair
+    (the committed vl-mini and vlp-mini rows), as `compare --vs-model --markdown` prints it, is in docs/results.md;
+    one row per method that runs on both, both tasks paired on 3 seeds."""
+    ref = BENCH / "reference"
+    code, out, err = cli("compare", ref / "vl-mini.csv", ref / "vlp-mini.csv", "--vs-model", tracks.default_model("vl"),
+                         "--markdown")
+    assert code == 0, err
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    body = table[2:]
+    assert [r.split(" ", 2)[1] for r in body] == ["full", "linear", "bitfit", "adapter", "lora", "apt", "das"]
+    assert all(r.count("(3)") == 2 for r in body)  # both tasks, 3 paired seeds each
+    assert "\n".join(table) in (BENCH.parent / "docs" / "results.md").read_text()
