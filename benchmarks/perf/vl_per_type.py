@@ -2,10 +2,10 @@
 
 A run reports one number per task; on ``shapes-vqa`` that averages five question types (colour, shape, count,
 exist, relation; ``vl.tasks.question_type``) whose chance levels differ (25 / 25 / 25 / 50 / 50). This script runs
-the CLI's ``run`` in-process with the engine's ``evaluate`` wrapped to keep each test sample's score (the VQA soft
-score of the argmax answer, or 0/1 for entailment), then prints the mean per type of the last evaluation on the
-test split. The run itself is unchanged (same recipe, seed, row in ``--out``); the wrapper only reads the
-model's outputs a second time.
+the CLI's ``run`` in-process with the engine's ``evaluate`` wrapped so that the task's own ``score`` (the VQA soft
+score of the argmax answer, or 0/1 for entailment) is also taken per sample, then prints the mean per type of the
+last evaluation on the test split. The run itself is unchanged (same recipe, seed, forward passes and row in
+``--out``).
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/perf/vl_per_type.py run full --dataset shapes-vqa --model
 petl_vilt_micro_scenes --precision fp32 --set epochs=12 --set batch_size=32 --seeds 0 --out /tmp/per-type``
@@ -14,11 +14,11 @@ petl_vilt_micro_scenes --precision fp32 --set epochs=12 --set batch_size=32 --se
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
 import numpy as np
-import torch
 
 from petlbench.engine import loop
 
@@ -26,18 +26,27 @@ SCORES: list[np.ndarray] = []  # per-sample scores of every evaluation, in order
 _evaluate = loop.evaluate
 
 
+class Recording:
+    """The task, with ``score`` also taken per sample (into ``per``); everything else is the task's."""
+
+    def __init__(self, task) -> None:
+        self.task, self.per = task, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.task, name)
+
+    def score(self, logits, target) -> float:
+        self.per.extend(self.task.score(logits[i:i + 1], target[i:i + 1]) for i in range(len(logits)))
+        return self.task.score(logits, target)
+
+
 def evaluate(model, ds, splits, batch_size, rt):
-    """The engine's evaluate, after recording each sample's score (same batches, same order)."""
-    model.eval()
-    per = []
-    with torch.no_grad():
-        for x, y in loop.batches(rt.dist.shard(ds), batch_size):
-            x, y = loop.to_device(x, rt.device), loop.to_device(y, rt.device)
-            with rt.autocast():
-                pred = model(x).float().argmax(1)
-            per.append((y.gather(1, pred[:, None])[:, 0] if y.ndim == 2 else (pred == y).float()).cpu())
-    SCORES.append(torch.cat(per).numpy())
-    return _evaluate(model, ds, splits, batch_size, rt)
+    """The engine's evaluate on the same forward passes and batches, its task's score also recorded per sample."""
+    task = Recording(splits.task)
+    try:
+        return _evaluate(model, ds, dataclasses.replace(splits, task=task), batch_size, rt)
+    finally:
+        SCORES.append(np.asarray(task.per))
 
 
 def main() -> None:
