@@ -21,6 +21,17 @@ probability 0.5, a linear head on the pooled [CLS]) in a second forward; the los
 dropped after pretraining. Recipe (ours; in the JSON): the loop's pretraining ``fit`` as for the micro ViTs (AdamW,
 weight decay 0.05, 5% warm-up, cosine), lr 5e-4, batch 64, 1,500 steps.
 
+Two options of ours, off in the bundled recipe (measured in docs/vl.md; neither made fine-tuning from the model
+reliably better yet):
+
+* ``PATCH_LOSS`` > 0: the scene encoder's objective is kept as a third loss (× the weight): the true pairs' patch
+  tokens predict their object's shape, colour and centre (``vl.tasks.patch_labels``, the labels
+  ``petl_vit_micro_scenes`` was trained with; a linear head each). ITM + MLM alone wipe out the patch tokens' shape
+  information (``benchmarks/perf/vlp_patch_probe.py``: a linear probe at the last layer, 98.0% before, 45.4% after).
+* ``ITM_OWN_POOLER``: ITM reads [CLS] through a pooler of its own, dropped with the heads, so the model's pooler
+  (which ViLT's task heads read) is saved as initialised. Trained by ITM, its output drifts towards one direction
+  common to every input, and fine-tuning from a model with better matching starts more stuck at the answer prior.
+
 Saved: the backbone without its head; of the word embeddings only the rows of the generated vocabulary (pretraining
 captions and the built-in VL tasks' texts; the others are zero when loaded), so the file stays small.
 """
@@ -36,11 +47,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from petlbench.vl.vilt import MICRO_SPEC as SPEC
-from petlbench.vl.vilt import ROWS, ViLT
+from petlbench.vl.vilt import ROWS, Pooler, ViLT
 
 CAPTION_STREAM = 17  # task splits: 11, encoder pretraining scenes: 13
 PAIRS_EVAL = 1_000  # held-out pairs (the pool size is ``petlbench pretrain``'s scene count, 40,000)
 MASK_PROB = 0.15
+PATCH_LOSS = 0.0  # weight of the scene encoder's per-patch label loss kept during VL pretraining (ours; 0 = off)
+ITM_OWN_POOLER = False  # the ITM head has its own pooler (dropped after pretraining) instead of the model's (ours)
 
 
 NUMBERS = ("no", "a", "two", "three", "four", "five")  # a scene has 2-5 objects (vl.tasks.sample_scene)
@@ -96,17 +109,20 @@ def _facts(scene: list, rng: np.random.Generator) -> tuple[list[str], list[str],
     return colour, shape, relation
 
 
-def scene_captions(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
-    """(uint8 n×32×32×3 images, n captions) from the caption seed stream."""
-    from petlbench.vl.tasks import render, sample_scene
+def scene_captions(n: int, seed: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(uint8 n×32×32×3 images, n captions, int64 n×3×8×8 patch labels as ``vl.tasks.patch_labels``) from the
+    caption seed stream."""
+    from petlbench.vl.tasks import patch_labels, render_with_covers, sample_scene
 
     rng = np.random.default_rng([zlib.crc32(b"vlp-captions"), seed, CAPTION_STREAM])
-    images, texts = [], []
+    images, texts, labels = [], [], []
     for _ in range(n):
         scene = sample_scene(rng)
-        images.append(render(scene, rng))
+        image, covers = render_with_covers(scene, rng)
+        images.append(image)
+        labels.append(patch_labels(scene, covers, SPEC.patch_size))
         texts.append(caption(scene, rng))
-    return np.stack(images), texts
+    return np.stack(images), texts, np.stack(labels)
 
 
 class PretrainHeads(nn.Module):
@@ -122,7 +138,11 @@ class PretrainHeads(nn.Module):
         d = model.spec.hidden_size
         self.transform = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d, eps=model.spec.layer_norm_eps))
         self.bias = nn.Parameter(torch.zeros(len(vocab)))
-        self.itm = nn.Linear(d, 2)
+        self.itm = nn.Sequential(Pooler(d), nn.Linear(d, 2)) if ITM_OWN_POOLER else nn.Linear(d, 2)
+        if PATCH_LOSS:
+            from petlbench.vl.tasks import LABEL_HEADS
+
+            self.patches = nn.ModuleList(nn.Linear(d, k) for k in LABEL_HEADS.values())
         self.words = model.text_embeddings.word_embeddings  # tied, not owned
         self.register_buffer("vocab", vocab, persistent=False)
         index = torch.full((model.spec.vocab_size,), -100, dtype=torch.long)
@@ -161,23 +181,31 @@ def _batch(texts: list[str], tokenize, images: np.ndarray, prep) -> dict[str, to
 
 
 def _losses(model: ViLT, heads: PretrainHeads, images: np.ndarray, texts: list[str], others: list[str],
-            tokenize, tokenizer, prep, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, float, float]:
-    """(MLM loss, ITM loss, MLM accuracy %, ITM accuracy %) on one batch; ``others``: a caption of another scene per
-    sample (the ITM negatives)."""
+            tokenize, tokenizer, prep, rng: np.random.Generator,
+            patch_labels: np.ndarray | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """(the summed loss, accuracies %) on one batch: MLM on the true pairs, ITM against ``others`` (a caption of
+    another scene per sample), and with ``patch_labels`` and ``PATCH_LOSS`` the patch-label loss × ``PATCH_LOSS``
+    on the true pairs' patch tokens (accuracy: the shape head's, on the patches an object covers)."""
     true = _batch(texts, tokenize, images, prep)
     ids, labels = mask_tokens(true["input_ids"], true["attention_mask"], tokenizer, rng, heads.vocab)
     t = ids.shape[1]
-    states = model.forward_features({**true, "input_ids": ids})[:, :t]
+    hidden = model.forward_features({**true, "input_ids": ids})
     chosen = labels != -100
-    logits, target = heads.mlm(states[chosen]), heads.index[labels[chosen]]  # only masked positions are scored
-    mlm = F.cross_entropy(logits, target)
+    logits, target = heads.mlm(hidden[:, :t][chosen]), heads.index[labels[chosen]]  # only masked positions scored
+    loss = F.cross_entropy(logits, target)
+    acc = {"mlm": 100.0 * (logits.argmax(-1) == target).float().mean().item() if len(target) else 0.0}
+    if PATCH_LOSS and patch_labels is not None:
+        y = torch.from_numpy(patch_labels).flatten(2)  # B×3×G², in LABEL_HEADS order
+        out = [h(hidden[:, t + 1:]) for h in heads.patches]  # the patch tokens, after the image's [class] token
+        loss = loss + PATCH_LOSS * sum(F.cross_entropy(o.flatten(0, 1), y[:, i].flatten()) for i, o in enumerate(out))
+        obj = y[:, 0] > 0
+        acc["patch_shape"] = 100.0 * (out[0].argmax(-1)[obj] == y[:, 0][obj]).float().mean().item()
     match = torch.from_numpy(rng.random(len(texts)) >= 0.5)
     mixed = [a if m else b for a, b, m in zip(texts, others, match.tolist(), strict=True)]
-    itm_logits = heads.itm(model.pooled(_batch(mixed, tokenize, images, prep)))
-    itm = F.cross_entropy(itm_logits, match.long())
-    mlm_acc = 100.0 * (logits.argmax(-1) == target).float().mean().item() if len(target) else 0.0
-    itm_acc = 100.0 * (itm_logits.argmax(-1) == match.long()).float().mean().item()
-    return mlm, itm, mlm_acc, itm_acc
+    pair = _batch(mixed, tokenize, images, prep)
+    itm_logits = heads.itm(model.forward_features(pair)[:, 0] if ITM_OWN_POOLER else model.pooled(pair))
+    acc["itm"] = 100.0 * (itm_logits.argmax(-1) == match.long()).float().mean().item()
+    return loss + F.cross_entropy(itm_logits, match.long()), acc
 
 
 def _others(n: int, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -207,43 +235,47 @@ def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, 
 
     model = build_model(seed)
     tokenize, tokenizer = tokenizer_for(OFFLINE_TEXT, SPEC.max_text_len), text_tokenizer(OFFLINE_TEXT)
-    images, texts = scene_captions(n_pairs, seed)
+    images, texts, patch_labels = scene_captions(n_pairs, seed)
     heads = PretrainHeads(model, caption_vocabulary(texts, tokenizer))
 
     def objective(rng: np.random.Generator) -> tuple[torch.Tensor, float]:
         idx = rng.integers(0, n_pairs, batch_size)
         other = _others(n_pairs, idx, rng)
-        mlm, itm, _, itm_acc = _losses(model, heads, images[idx], [texts[i] for i in idx],
-                                       [texts[i] for i in other], tokenize, tokenizer, prep, rng)
-        return mlm + itm, itm_acc
+        loss, acc = _losses(model, heads, images[idx], [texts[i] for i in idx], [texts[i] for i in other],
+                            tokenize, tokenizer, prep, rng, patch_labels[idx])
+        return loss, acc["itm"]
 
     loss, acc = train(nn.ModuleList([model, heads]), objective, steps, lr, rng, reporter, batch_size)
     scores = evaluate(model, heads, scene_captions(eval_pairs, seed + 1), tokenize, tokenizer, prep, seed)
     return model, {"epochs": round(steps * batch_size / n_pairs, 2), "final_train_loss_ema": round(loss, 4),
                    "final_train_itm_acc_ema": round(acc, 2), **scores,
-                   "objectives": "masked language modelling (15%, 80/10/10) + image-text matching (p = 0.5)",
-                   "init": "transformer from petl_vit_micro_scenes; text embeddings, pooler and heads random",
+                   "objectives": "masked language modelling (15%, 80/10/10) + image-text matching (p = 0.5"
+                                 + (", its own pooler" if ITM_OWN_POOLER else "") + ")"
+                                 + (f" + {PATCH_LOSS} x the scene encoder's patch labels" if PATCH_LOSS else ""),
+                   "init": "transformer from petl_vit_micro_scenes; text embeddings, pooler and heads random"
+                           + ("; the pooler is saved as initialised (no pretraining gradient)" if ITM_OWN_POOLER else ""),
                    "data": f"{n_pairs} generated scene-caption pairs (vl.vlp_pretrain.scene_captions, seed {seed}, "
                            f"stream {CAPTION_STREAM}; disjoint from the VL task splits)"}
 
 
 @torch.no_grad()
-def evaluate(model: ViLT, heads: PretrainHeads, pairs: tuple[np.ndarray, list[str]], tokenize, tokenizer, prep,
-             seed: int) -> dict[str, float]:
-    """Held-out image-text matching and masked-word accuracy (dropout off), on pairs never trained on."""
+def evaluate(model: ViLT, heads: PretrainHeads, pairs: tuple[np.ndarray, list[str], np.ndarray], tokenize, tokenizer,
+             prep, seed: int) -> dict[str, float]:
+    """Held-out image-text matching, masked-word and (with ``PATCH_LOSS``) patch-shape accuracy (dropout off), on
+    pairs never trained on."""
     model.eval()
-    images, texts = pairs
+    images, texts, labels = pairs
     rng = np.random.default_rng(seed + 1)
-    mlm, itm, n = [], [], len(texts)
+    n, total = len(texts), {}
     for start in range(0, n, 250):
         idx = np.arange(start, min(n, start + 250))
         other = _others(n, idx, rng)
-        _, _, m, i = _losses(model, heads, images[idx], [texts[j] for j in idx], [texts[j] for j in other],
-                             tokenize, tokenizer, prep, rng)
-        mlm.append(m * len(idx))
-        itm.append(i * len(idx))
+        _, acc = _losses(model, heads, images[idx], [texts[j] for j in idx], [texts[j] for j in other],
+                         tokenize, tokenizer, prep, rng, labels[idx])
+        for k, v in acc.items():
+            total[k] = total.get(k, 0.0) + v * len(idx)
     model.train()
-    return {"eval_itm_acc": round(sum(itm) / n, 2), "eval_mlm_acc": round(sum(mlm) / n, 2), "eval_pairs": n}
+    return {**{f"eval_{k}_acc": round(v / n, 2) for k, v in total.items()}, "eval_pairs": n}
 
 
 def vocabulary_rows(pretraining_texts: list[str]) -> torch.Tensor:

@@ -328,13 +328,28 @@ def test_meter_cross_modal_parameters_train_at_their_lr_multiplier():
 # ------------------------------------------------------------------------------------------ the micro VLP model
 
 
+def test_scene_captions_carry_the_patch_labels_of_their_images():
+    from petlbench.vl.tasks import COLOURS, LABEL_HEADS
+    from petlbench.vl.vlp_pretrain import scene_captions
+
+    images, _, labels = scene_captions(40, seed=0)
+    assert labels.shape == (40, len(LABEL_HEADS), 8, 8) and (labels[:, 0] > 0).any(axis=(1, 2)).all()
+    assert np.array_equal((labels[:, 0] > 0), (labels[:, 1] > 0))  # an object patch has a shape and a colour
+    means = images.reshape(40, 8, 4, 8, 4, 3).mean(axis=(2, 4))  # per patch RGB
+    palette = np.asarray(list(COLOURS.values()), dtype=float)
+    nearest = 1 + np.linalg.norm(means[..., None, :] - palette, axis=-1).argmin(-1)
+    obj, other = labels[:, 1] > 0, np.roll(labels[:, 1], 1, axis=0)  # another image's labels at the same patches
+    # the colour label is the colour in the image there (a patch an object covers 25% of is mostly background)
+    assert (nearest[obj] == labels[:, 1][obj]).mean() > 0.75 > 0.5 > (nearest[obj] == other[obj]).mean()
+
+
 def test_scene_captions_describe_the_scene_and_state_one_true_fact():
     import re
 
     from petlbench.vl.tasks import PLURAL, _relation, render, sample_scene
     from petlbench.vl.vlp_pretrain import NUMBERS, caption, scene_captions
 
-    images, texts = scene_captions(30, seed=0)
+    images, texts, labels = scene_captions(30, seed=0)
     again = scene_captions(30, seed=0)
     assert images.shape == (30, 32, 32, 3) and texts == again[1] and np.array_equal(images, again[0])
     assert texts != scene_captions(30, seed=1)[1]
@@ -399,6 +414,34 @@ def test_the_mlm_head_scores_only_the_caption_words_so_other_rows_keep_their_ini
     assert int(labels.ne(-100).sum()) > 0
 
 
+def test_vl_pretraining_can_keep_the_patch_labels_and_give_itm_its_own_pooler(monkeypatch):
+    """The two pretraining options (ours, off in the bundled recipe; docs/vl.md): the scene encoder's patch labels as
+    a third loss, and ITM reading [CLS] through a pooler of its own, so the model's pooler (what the task heads
+    read) gets no gradient in pretraining."""
+    from petlbench.data.preprocess import Preprocess
+    from petlbench.vl import vlp_pretrain as vlp
+    from petlbench.vl.data import tokenizer_for
+    from petlbench.vl.text import OFFLINE_TEXT, text_tokenizer
+    from petlbench.vl.vilt import MICRO_SPEC
+
+    monkeypatch.setattr(vlp, "PATCH_LOSS", 1.0)
+    monkeypatch.setattr(vlp, "ITM_OWN_POOLER", True)
+    images, texts, labels = vlp.scene_captions(8, seed=3)
+    model, tok = vlp.build_model(0).eval(), text_tokenizer(OFFLINE_TEXT)  # eval: no dropout, comparable losses
+    heads = vlp.PretrainHeads(model, vlp.caption_vocabulary(texts, tok))
+    cfg = model.data_config()
+    args = (images, texts, texts[1:] + texts[:1], tokenizer_for(OFFLINE_TEXT, MICRO_SPEC.max_text_len), tok,
+            Preprocess(cfg["input_size"], cfg["mean"], cfg["std"]))
+    loss, acc = vlp._losses(model, heads, *args, np.random.default_rng(0), labels)
+    loss.backward()
+    assert set(acc) == {"mlm", "itm", "patch_shape"} and all(0 <= v <= 100 for v in acc.values())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in heads.patches.parameters())
+    assert all(p.grad is not None for p in heads.itm.parameters())
+    assert all(p.grad is None for p in model.pooler.parameters())
+    without, _ = vlp._losses(model, heads, *args, np.random.default_rng(0))  # the same batch, no patch labels
+    assert without.item() < loss.item()
+
+
 def test_pretraining_the_micro_vlp_model_saves_a_small_file_that_loads_back(tmp_path):
     from safetensors.torch import load_file
 
@@ -453,7 +496,7 @@ def test_the_bundled_micro_vlp_model_is_vl_pretrained():
     model, info = create_vilt(MICRO, 3)
     assert info["weights_source"] == f"file:{MICRO}.safetensors" and info["weights_sha256"] == meta["sha256"]
     random, _ = create_vilt(MICRO, 3, pretrained=False)
-    assert not torch.equal(model.pooler.dense.weight, random.pooler.dense.weight)
+    assert not torch.equal(model.blocks[5].mlp.fc2.weight, random.blocks[5].mlp.fc2.weight)
 
 
 def test_the_recipe_warm_up_share_survives_an_epoch_override():
