@@ -432,6 +432,8 @@ def pretrain(
     lr: Annotated[float | None, typer.Option(help="default: the recipe's")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's)")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda[:N]: where vl-scenes pretraining runs (the bundled file "
+                                             "was made on the CPU)")] = "cpu",
 ) -> None:
     """Re-create a bundled backbone's weights from scratch (offline): Fashion-MNIST, generated shape scenes, or
     generated scene-caption pairs.
@@ -442,7 +444,7 @@ def pretrain(
 
     given = {"data": data, "steps": steps, "batch_size": batch_size, "lr": lr}
     with reporting() as (reporter, _):
-        info = do_pretrain(out=out, seed=seed, threads=threads, reporter=reporter,
+        info = do_pretrain(out=out, seed=seed, threads=threads, reporter=reporter, device=device,
                            **{k: v for k, v in given.items() if v is not None})
     console.print_json(json.dumps(info, default=str))
 

@@ -275,6 +275,7 @@ def pretrain(
     eval_images: int | None = None,
     data: str = "fashion-mnist",
     n_scenes: int = SCENES,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train ``petl_vit_micro``'s architecture on ``data`` (see the module doc); save the backbone (no head) to
     ``out`` (+ ``.json``; None = ``<the bundled model it makes>.safetensors`` here).
@@ -282,7 +283,8 @@ def pretrain(
     Images go through the same ``Preprocess`` as downstream data (the model's input size and mean/std).
     ``data_dir`` overrides where the Fashion-MNIST IDX files are; ``eval_images`` caps the held-out images used
     for the reported accuracy (None = all; tests use a few); ``n_scenes`` sizes the scene pool; ``reporter``
-    shows progress (the loop's ``Reporter`` interface; None = silent). Returns the provenance dict also written
+    shows progress (the loop's ``Reporter`` interface; None = silent); ``device``: where ``vl-scenes`` trains (the
+    bundled files were made on the CPU; another device gives other bytes). Returns the provenance dict also written
     to ``out.with_suffix('.json')``.
     """
     from petlbench.data.preprocess import Preprocess
@@ -293,6 +295,10 @@ def pretrain(
         raise UserError(f"unknown pretraining data {data!r}; pick one of {', '.join(DATA)}")
     lr = lr if lr is not None else DEFAULT_LR.get(data, LR)
     steps = steps if steps is not None else DEFAULT_STEPS.get(data, STEPS)
+    if device != "cpu" and data != "vl-scenes":
+        raise UserError(f"--device {device} is for --data vl-scenes only; drop --device for {data}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA device here; use --device cpu")
     if steps < 1 or batch_size < 1 or lr <= 0 or n_scenes < 1:
         raise UserError("pretrain needs steps >= 1, batch size >= 1, lr > 0 and at least one scene")
     out = Path(out) if out is not None else Path(f"{DATA[data]}.safetensors")
@@ -309,10 +315,10 @@ def pretrain(
         cfg = vlp.ViLT(vlp.SPEC, 1).data_config()
         prep = Preprocess(cfg["input_size"], cfg["mean"], cfg["std"])
         model, run = vlp.run(prep, steps, batch_size, lr, rng, reporter, seed, n_scenes, eval_images or vlp.PAIRS_EVAL,
-                             _train)
+                             _train, device)
         state = vlp.compact_state(model, vlp.vocabulary_rows(vlp.scene_captions(n_scenes, seed)[1]))
         run.update(model=DATA[data], steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                   train_time_s=round(time.time() - t0, 1))
+                   train_time_s=round(time.time() - t0, 1), **({"device": device} if device != "cpu" else {}))
         return _save(model, out, prep, run, state)
     model = build_model(10 if data == "fashion-mnist" else 0)
     cfg = data_config(model)

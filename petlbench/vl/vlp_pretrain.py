@@ -176,8 +176,8 @@ def mask_tokens(ids: torch.Tensor, attn: torch.Tensor, tokenizer: Any, rng: np.r
     return out, labels
 
 
-def _batch(texts: list[str], tokenize, images: np.ndarray, prep) -> dict[str, torch.Tensor]:
-    return {**tokenize(texts), "pixel_values": prep(images)}
+def _batch(texts: list[str], tokenize, images: np.ndarray, prep, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in {**tokenize(texts), "pixel_values": prep(images)}.items()}
 
 
 def _losses(model: ViLT, heads: PretrainHeads, images: np.ndarray, texts: list[str], others: list[str],
@@ -186,8 +186,10 @@ def _losses(model: ViLT, heads: PretrainHeads, images: np.ndarray, texts: list[s
     """(the summed loss, accuracies %) on one batch: MLM on the true pairs, ITM against ``others`` (a caption of
     another scene per sample), and with ``patch_labels`` and ``PATCH_LOSS`` the patch-label loss × ``PATCH_LOSS``
     on the true pairs' patch tokens (accuracy: the shape head's, on the patches an object covers)."""
-    true = _batch(texts, tokenize, images, prep)
-    ids, labels = mask_tokens(true["input_ids"], true["attention_mask"], tokenizer, rng, heads.vocab)
+    dev = heads.vocab.device  # the model's (masking runs on the CPU)
+    true = _batch(texts, tokenize, images, prep, torch.device("cpu"))
+    ids, labels = mask_tokens(true["input_ids"], true["attention_mask"], tokenizer, rng, heads.vocab.cpu())
+    true, ids, labels = {k: v.to(dev) for k, v in true.items()}, ids.to(dev), labels.to(dev)
     t = ids.shape[1]
     hidden = model.forward_features({**true, "input_ids": ids})
     chosen = labels != -100
@@ -195,14 +197,14 @@ def _losses(model: ViLT, heads: PretrainHeads, images: np.ndarray, texts: list[s
     loss = F.cross_entropy(logits, target)
     acc = {"mlm": 100.0 * (logits.argmax(-1) == target).float().mean().item() if len(target) else 0.0}
     if PATCH_LOSS and patch_labels is not None:
-        y = torch.from_numpy(patch_labels).flatten(2)  # B×3×G², in LABEL_HEADS order
+        y = torch.from_numpy(patch_labels).flatten(2).to(dev)  # B×3×G², in LABEL_HEADS order
         out = [h(hidden[:, t + 1:]) for h in heads.patches]  # the patch tokens, after the image's [class] token
         loss = loss + PATCH_LOSS * sum(F.cross_entropy(o.flatten(0, 1), y[:, i].flatten()) for i, o in enumerate(out))
         obj = y[:, 0] > 0
         acc["patch_shape"] = 100.0 * (out[0].argmax(-1)[obj] == y[:, 0][obj]).float().mean().item()
     match = torch.from_numpy(rng.random(len(texts)) >= 0.5)
     mixed = [a if m else b for a, b, m in zip(texts, others, match.tolist(), strict=True)]
-    pair = _batch(mixed, tokenize, images, prep)
+    pair, match = _batch(mixed, tokenize, images, prep, dev), match.to(dev)
     itm_logits = heads.itm(model.forward_features(pair)[:, 0] if ITM_OWN_POOLER else model.pooled(pair))
     acc["itm"] = 100.0 * (itm_logits.argmax(-1) == match.long()).float().mean().item()
     return loss + F.cross_entropy(itm_logits, match.long()), acc
@@ -227,16 +229,17 @@ def build_model(seed: int = 0) -> ViLT:
 
 
 def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, reporter, seed: int,
-        n_pairs: int, eval_pairs: int, train) -> tuple[ViLT, dict[str, Any]]:
+        n_pairs: int, eval_pairs: int, train, device: str = "cpu") -> tuple[ViLT, dict[str, Any]]:
     """Pretrain (see the module docstring) with ``train`` (the pretraining loop, ``engine.pretrain._train``,
-    passed in so this module does not import the engine); the model and its facts / held-out scores."""
+    passed in so this module does not import the engine) on ``device``; the model and its facts / held-out
+    scores."""
     from petlbench.vl.data import tokenizer_for
     from petlbench.vl.text import OFFLINE_TEXT, text_tokenizer
 
-    model = build_model(seed)
+    model = build_model(seed).to(device)
     tokenize, tokenizer = tokenizer_for(OFFLINE_TEXT, SPEC.max_text_len), text_tokenizer(OFFLINE_TEXT)
     images, texts, patch_labels = scene_captions(n_pairs, seed)
-    heads = PretrainHeads(model, caption_vocabulary(texts, tokenizer))
+    heads = PretrainHeads(model, caption_vocabulary(texts, tokenizer)).to(device)
 
     def objective(rng: np.random.Generator) -> tuple[torch.Tensor, float]:
         idx = rng.integers(0, n_pairs, batch_size)
@@ -294,6 +297,6 @@ def vocabulary_rows(pretraining_texts: list[str]) -> torch.Tensor:
 def compact_state(model: ViLT, rows: torch.Tensor) -> dict[str, torch.Tensor]:
     """The backbone's state (no head) with only ``rows`` of the word embeddings (+ their ids under ``ROWS``)."""
     key = "text_embeddings.word_embeddings.weight"
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items() if not k.startswith("head.")}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items() if not k.startswith("head.")}
     state[key], state[ROWS] = state[key][rows].contiguous(), rows
     return state

@@ -442,6 +442,17 @@ def test_vl_pretraining_can_keep_the_patch_labels_and_give_itm_its_own_pooler(mo
     assert without.item() < loss.item()
 
 
+def test_pretraining_on_another_device_is_for_vl_scenes_and_needs_that_device(tmp_path):
+    from petlbench.engine.pretrain import pretrain
+
+    with pytest.raises(UserError, match="vl-scenes only"):
+        pretrain(out=tmp_path / "m.safetensors", steps=1, data="scenes", device="cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA device"):
+            pretrain(out=tmp_path / "m.safetensors", steps=1, data="vl-scenes", device="cuda")
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 def test_pretraining_the_micro_vlp_model_saves_a_small_file_that_loads_back(tmp_path):
     from safetensors.torch import load_file
 
