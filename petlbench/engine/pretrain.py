@@ -295,10 +295,11 @@ def pretrain(
         raise UserError(f"unknown pretraining data {data!r}; pick one of {', '.join(DATA)}")
     lr = lr if lr is not None else DEFAULT_LR.get(data, LR)
     steps = steps if steps is not None else DEFAULT_STEPS.get(data, STEPS)
+    from petlbench.engine.build import resolve_device
+
     if device != "cpu" and data != "vl-scenes":
         raise UserError(f"--device {device} is for --data vl-scenes only; drop --device for {data}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA device here; use --device cpu")
+    dev = resolve_device(device)
     if steps < 1 or batch_size < 1 or lr <= 0 or n_scenes < 1:
         raise UserError("pretrain needs steps >= 1, batch size >= 1, lr > 0 and at least one scene")
     out = Path(out) if out is not None else Path(f"{DATA[data]}.safetensors")
@@ -314,9 +315,9 @@ def pretrain(
 
         cfg = vlp.ViLT(vlp.SPEC, 1).data_config()
         prep = Preprocess(cfg["input_size"], cfg["mean"], cfg["std"])
-        model, run = vlp.run(prep, steps, batch_size, lr, rng, reporter, seed, n_scenes, eval_images or vlp.PAIRS_EVAL,
-                             _train, device)
-        state = vlp.compact_state(model, vlp.vocabulary_rows(vlp.scene_captions(n_scenes, seed)[1]))
+        model, run, state = vlp.run(prep, steps, batch_size, lr, rng, reporter, seed, n_scenes,
+                                    eval_images or vlp.PAIRS_EVAL, _train, dev)
+        # the device only when not the CPU: the CPU recipe's file keeps its bytes (its metadata is the recipe's)
         run.update(model=DATA[data], steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                    train_time_s=round(time.time() - t0, 1), **({"device": device} if device != "cpu" else {}))
         return _save(model, out, prep, run, state)

@@ -176,8 +176,12 @@ def mask_tokens(ids: torch.Tensor, attn: torch.Tensor, tokenizer: Any, rng: np.r
     return out, labels
 
 
-def _batch(texts: list[str], tokenize, images: np.ndarray, prep, device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in {**tokenize(texts), "pixel_values": prep(images)}.items()}
+def _batch(texts: list[str], tokenize, images: np.ndarray, prep) -> dict[str, torch.Tensor]:
+    return {**tokenize(texts), "pixel_values": prep(images)}
+
+
+def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def _losses(model: ViLT, heads: PretrainHeads, images: np.ndarray, texts: list[str], others: list[str],
@@ -186,12 +190,11 @@ def _losses(model: ViLT, heads: PretrainHeads, images: np.ndarray, texts: list[s
     """(the summed loss, accuracies %) on one batch: MLM on the true pairs, ITM against ``others`` (a caption of
     another scene per sample), and with ``patch_labels`` and ``PATCH_LOSS`` the patch-label loss × ``PATCH_LOSS``
     on the true pairs' patch tokens (accuracy: the shape head's, on the patches an object covers)."""
-    dev = heads.vocab.device  # the model's (masking runs on the CPU)
-    true = _batch(texts, tokenize, images, prep, torch.device("cpu"))
+    dev = heads.vocab.device  # the model's; batches are built and masked on the CPU
+    true = _batch(texts, tokenize, images, prep)
     ids, labels = mask_tokens(true["input_ids"], true["attention_mask"], tokenizer, rng, heads.vocab.cpu())
-    true, ids, labels = {k: v.to(dev) for k, v in true.items()}, ids.to(dev), labels.to(dev)
-    t = ids.shape[1]
-    hidden = model.forward_features({**true, "input_ids": ids})
+    t, labels = ids.shape[1], labels.to(dev)
+    hidden = model.forward_features(_on({**true, "input_ids": ids}, dev))
     chosen = labels != -100
     logits, target = heads.mlm(hidden[:, :t][chosen]), heads.index[labels[chosen]]  # only masked positions scored
     loss = F.cross_entropy(logits, target)
@@ -204,7 +207,7 @@ def _losses(model: ViLT, heads: PretrainHeads, images: np.ndarray, texts: list[s
         acc["patch_shape"] = 100.0 * (out[0].argmax(-1)[obj] == y[:, 0][obj]).float().mean().item()
     match = torch.from_numpy(rng.random(len(texts)) >= 0.5)
     mixed = [a if m else b for a, b, m in zip(texts, others, match.tolist(), strict=True)]
-    pair, match = _batch(mixed, tokenize, images, prep, dev), match.to(dev)
+    pair, match = _on(_batch(mixed, tokenize, images, prep), dev), match.to(dev)
     itm_logits = heads.itm(model.forward_features(pair)[:, 0] if ITM_OWN_POOLER else model.pooled(pair))
     acc["itm"] = 100.0 * (itm_logits.argmax(-1) == match.long()).float().mean().item()
     return loss + F.cross_entropy(itm_logits, match.long()), acc
@@ -229,10 +232,11 @@ def build_model(seed: int = 0) -> ViLT:
 
 
 def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, reporter, seed: int,
-        n_pairs: int, eval_pairs: int, train, device: str = "cpu") -> tuple[ViLT, dict[str, Any]]:
+        n_pairs: int, eval_pairs: int, train,
+        device: torch.device) -> tuple[ViLT, dict[str, Any], dict[str, torch.Tensor]]:
     """Pretrain (see the module docstring) with ``train`` (the pretraining loop, ``engine.pretrain._train``,
-    passed in so this module does not import the engine) on ``device``; the model and its facts / held-out
-    scores."""
+    passed in so this module does not import the engine) on ``device``; the model, its facts / held-out scores,
+    and the state to save (``compact_state``)."""
     from petlbench.vl.data import tokenizer_for
     from petlbench.vl.text import OFFLINE_TEXT, text_tokenizer
 
@@ -250,15 +254,17 @@ def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, 
 
     loss, acc = train(nn.ModuleList([model, heads]), objective, steps, lr, rng, reporter, batch_size)
     scores = evaluate(model, heads, scene_captions(eval_pairs, seed + 1), tokenize, tokenizer, prep, seed)
-    return model, {"epochs": round(steps * batch_size / n_pairs, 2), "final_train_loss_ema": round(loss, 4),
-                   "final_train_itm_acc_ema": round(acc, 2), **scores,
-                   "objectives": "masked language modelling (15%, 80/10/10) + image-text matching (p = 0.5"
-                                 + (", its own pooler" if ITM_OWN_POOLER else "") + ")"
-                                 + (f" + {PATCH_LOSS} x the scene encoder's patch labels" if PATCH_LOSS else ""),
-                   "init": "transformer from petl_vit_micro_scenes; text embeddings, pooler and heads random"
-                           + ("; the pooler is saved as initialised (no pretraining gradient)" if ITM_OWN_POOLER else ""),
-                   "data": f"{n_pairs} generated scene-caption pairs (vl.vlp_pretrain.scene_captions, seed {seed}, "
-                           f"stream {CAPTION_STREAM}; disjoint from the VL task splits)"}
+    own_pooler = ", its own pooler" if ITM_OWN_POOLER else ""
+    patches = f" + {PATCH_LOSS} x the scene encoder's patch labels" if PATCH_LOSS else ""
+    facts = {"epochs": round(steps * batch_size / n_pairs, 2), "final_train_loss_ema": round(loss, 4),
+             "final_train_itm_acc_ema": round(acc, 2), **scores,
+             "objectives": f"masked language modelling (15%, 80/10/10) + image-text matching (p = 0.5{own_pooler})"
+                           f"{patches}",
+             "init": "transformer from petl_vit_micro_scenes; text embeddings, pooler and heads random"
+                     + ("; the pooler is saved as initialised (no pretraining gradient)" if ITM_OWN_POOLER else ""),
+             "data": f"{n_pairs} generated scene-caption pairs (vl.vlp_pretrain.scene_captions, seed {seed}, "
+                     f"stream {CAPTION_STREAM}; disjoint from the VL task splits)"}
+    return model, facts, compact_state(model, vocabulary_rows(texts))
 
 
 @torch.no_grad()

@@ -352,6 +352,7 @@ def test_scene_captions_describe_the_scene_and_state_one_true_fact():
     images, texts, labels = scene_captions(30, seed=0)
     again = scene_captions(30, seed=0)
     assert images.shape == (30, 32, 32, 3) and texts == again[1] and np.array_equal(images, again[0])
+    assert np.array_equal(labels, again[2])
     assert texts != scene_captions(30, seed=1)[1]
     rng, checked = np.random.default_rng(5), {"list": 0, "count": 0, "colour": 0, "shape": 0, "relation": 0}
 
@@ -447,6 +448,8 @@ def test_pretraining_on_another_device_is_for_vl_scenes_and_needs_that_device(tm
 
     with pytest.raises(UserError, match="vl-scenes only"):
         pretrain(out=tmp_path / "m.safetensors", steps=1, data="scenes", device="cuda")
+    with pytest.raises(UserError, match="unknown device 'gpu'"):
+        pretrain(out=tmp_path / "m.safetensors", steps=1, data="vl-scenes", device="gpu")
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="no CUDA device"):
             pretrain(out=tmp_path / "m.safetensors", steps=1, data="vl-scenes", device="cuda")
