@@ -32,6 +32,17 @@ on shapes-vqa over three pretraining runs each, still below the PLM pair):
   (which ViLT's task heads read) is saved as initialised. Trained by ITM, its output drifts towards one direction
   common to every input, and fine-tuning from a model with better matching starts more stuck at the answer prior.
 
+Two more, also off (measured in docs/vl.md):
+
+* ``WPA`` > 0: ViLT's ITM also has word-patch alignment (Sec. 3.2; ``objectives.compute_itm_wpa`` adds 0.1 × it):
+  the optimal-transport distance between the text and patch tokens (IPOT, UNITER's β = 0.5, 50 iterations) is pulled
+  down on true pairs and pushed up on false ones. The bundled model was pretrained without it (ITM alone).
+* ``REGION_CAPTIONS`` > 0: that share of the captions are region descriptions, as Visual Genome's, one of ViLT's four
+  corpora ("a red circle.", "two circles.", "a red circle left of a blue square."); an ITM negative that happens to be
+  true of the image is redrawn (``true_regions``).
+
+ITM negatives: ViLT replaces the image (``false_image_0``), here the caption (another scene's), with the same 0.5.
+
 Saved: the backbone without its head; of the word embeddings only the rows of the generated vocabulary (pretraining
 captions and the built-in VL tasks' texts; the others are zero when loaded), so the file stays small.
 """
@@ -54,6 +65,9 @@ PAIRS_EVAL = 1_000  # held-out pairs (the pool size is ``petlbench pretrain``'s 
 MASK_PROB = 0.15
 PATCH_LOSS = 0.0  # weight of the scene encoder's per-patch label loss kept during VL pretraining (ours; 0 = off)
 ITM_OWN_POOLER = False  # the ITM head has its own pooler (dropped after pretraining) instead of the model's (ours)
+WPA = 0.0  # weight of ViLT's word-patch alignment added to ITM (ViLT: 0.1, objectives.compute_itm_wpa; 0 = off)
+IPOT_BETA, IPOT_ITERATIONS = 0.5, 50  # UNITER's, as ViLT's compute_itm_wpa (Kim et al. 2021, Sec. 3.2)
+REGION_CAPTIONS = 0.0  # share of captions that are region descriptions, as Visual Genome's (ours; 0 = off)
 
 
 NUMBERS = ("no", "a", "two", "three", "four", "five")  # a scene has 2-5 objects (vl.tasks.sample_scene)
@@ -64,6 +78,8 @@ def caption(scene: list, rng: np.random.Generator) -> str:
     the time how many of each shape), then one fact about a named object when the scene has one (``_facts``)."""
     from petlbench.vl.tasks import PLURAL
 
+    if REGION_CAPTIONS and rng.random() < REGION_CAPTIONS:
+        return region(scene, rng)
     if rng.random() < 0.5:
         first = _series([f"a {scene[i].colour} {scene[i].shape}" for i in rng.permutation(len(scene))])
     else:
@@ -76,6 +92,40 @@ def caption(scene: list, rng: np.random.Generator) -> str:
         return first + "."
     facts = kinds[rng.integers(len(kinds))]
     return f"{first}. {facts[rng.integers(len(facts))]}"
+
+
+def region(scene: list, rng: np.random.Generator) -> str:
+    """A region description, as Visual Genome's (one of ViLT's four pretraining corpora): a phrase about part of
+    the scene, of one kind drawn uniformly among those the scene has: one object ("a red circle."), how many of a
+    shape there are when at least two ("two circles."), or two objects in a relation whose centres are at least
+    ``vl.tasks.MARGIN`` apart on that axis ("a red circle left of a blue square.")."""
+    from petlbench.vl.tasks import PLURAL, RELATIONS, _relation
+
+    objects = [f"a {o.colour} {o.shape}." for o in scene]
+    counts = [f"{NUMBERS[n]} {PLURAL[s]}." for s in dict.fromkeys(o.shape for o in scene)
+              if (n := sum(o.shape == s for o in scene)) >= 2]
+    relations = [f"a {a.colour} {a.shape} {rel} a {b.colour} {b.shape}." for a in scene for b in scene
+                 if a is not b for rel in RELATIONS if _relation(a, b, rel)]
+    kinds = [k for k in (objects, counts, relations) if k]
+    phrases = kinds[rng.integers(len(kinds))]
+    return phrases[rng.integers(len(phrases))]
+
+
+def true_regions(scene: list) -> frozenset[str]:
+    """Every region description (``region``'s forms) true of ``scene``, relations at any distance: an ITM
+    negative that is one of them is redrawn (a random corpus caption describing the image is rare; a random phrase
+    about part of a generated scene often does)."""
+    from petlbench.vl.tasks import PLURAL, RELATIONS
+
+    facts = {f"a {o.colour} {o.shape}." for o in scene}
+    facts |= {f"{NUMBERS[sum(o.shape == s for o in scene)]} {PLURAL[s]}." for s in {o.shape for o in scene}}
+    for a in scene:
+        for b in scene:
+            dx, dy = a.x - b.x, a.y - b.y
+            for rel, holds in zip(RELATIONS, (dx < 0, dx > 0, dy < 0, dy > 0), strict=True):
+                if a is not b and holds:
+                    facts.add(f"a {a.colour} {a.shape} {rel} a {b.colour} {b.shape}.")
+    return frozenset(facts)
 
 
 def _series(parts: list[str]) -> str:
@@ -109,20 +159,21 @@ def _facts(scene: list, rng: np.random.Generator) -> tuple[list[str], list[str],
     return colour, shape, relation
 
 
-def scene_captions(n: int, seed: int) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """(uint8 n×32×32×3 images, n captions, int64 n×3×8×8 patch labels as ``vl.tasks.patch_labels``) from the
-    caption seed stream."""
+def scene_captions(n: int, seed: int) -> tuple[np.ndarray, list[str], np.ndarray, list[frozenset[str]]]:
+    """(uint8 n×32×32×3 images, n captions, int64 n×3×8×8 patch labels as ``vl.tasks.patch_labels``, each scene's
+    ``true_regions``) from the caption seed stream."""
     from petlbench.vl.tasks import patch_labels, render_with_covers, sample_scene
 
     rng = np.random.default_rng([zlib.crc32(b"vlp-captions"), seed, CAPTION_STREAM])
-    images, texts, labels = [], [], []
+    images, texts, labels, truths = [], [], [], []
     for _ in range(n):
         scene = sample_scene(rng)
         image, covers = render_with_covers(scene, rng)
         images.append(image)
         labels.append(patch_labels(scene, covers, SPEC.patch_size))
         texts.append(caption(scene, rng))
-    return np.stack(images), texts, np.stack(labels)
+        truths.append(true_regions(scene))
+    return np.stack(images), texts, np.stack(labels), truths
 
 
 class PretrainHeads(nn.Module):
@@ -208,14 +259,52 @@ def _losses(model: ViLT, heads: PretrainHeads, images: np.ndarray, texts: list[s
     match = torch.from_numpy(rng.random(len(texts)) >= 0.5)
     mixed = [a if m else b for a, b, m in zip(texts, others, match.tolist(), strict=True)]
     pair, match = _on(_batch(mixed, tokenize, images, prep), dev), match.to(dev)
-    itm_logits = heads.itm(model.forward_features(pair)[:, 0] if ITM_OWN_POOLER else model.pooled(pair))
+    states = model.forward_features(pair)
+    itm_logits = heads.itm(states[:, 0] if ITM_OWN_POOLER else model.pooler(states[:, 0]))
     acc["itm"] = 100.0 * (itm_logits.argmax(-1) == match.long()).float().mean().item()
-    return loss + F.cross_entropy(itm_logits, match.long()), acc
+    loss = loss + F.cross_entropy(itm_logits, match.long())
+    if WPA:
+        distance = alignment_distance(states, pair["attention_mask"])
+        loss = loss + WPA * (distance[match].sum() - distance[~match].sum()) / len(distance)
+    return loss, acc
 
 
-def _others(n: int, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """For each index another index of the pool (the ITM negative's caption)."""
-    return (idx + rng.integers(1, n, len(idx))) % n
+def alignment_distance(states: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    """ViLT's word-patch alignment distance per pair (``compute_itm_wpa``): the optimal-transport cost, by IPOT
+    (Xie et al. 2018; the plan computed without gradient), between the text tokens (without [CLS] and the final
+    [SEP]) and the patch tokens (without the image's [class] token) under cosine distance, each side uniform."""
+    t = text_mask.shape[1]
+    words = text_mask.bool().clone()
+    words[torch.arange(len(words)), words.sum(1) - 1] = False
+    words[:, 0] = False
+    cost = 1 - F.normalize(states[:, :t].float(), dim=-1) @ F.normalize(states[:, t + 1:].float(), dim=-1).transpose(1, 2)
+    plan = _ipot(cost.detach(), words)
+    return (cost * plan).sum((1, 2))
+
+
+@torch.no_grad()
+def _ipot(cost: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """The IPOT transport plan (B×M×N) between ``words`` (B×M valid text positions, mass 1/m each) and all N
+    patches (mass 1/N each): proximal point iterations with one Sinkhorn step each, as ViLT's ``ipot``."""
+    m, n = words.sum(1, keepdim=True).to(cost.dtype), cost.shape[2]
+    kernel = torch.exp(-cost / IPOT_BETA) * words[:, :, None]
+    plan, sigma = torch.ones_like(cost) * words[:, :, None], words.to(cost.dtype) / m
+    for _ in range(IPOT_ITERATIONS):
+        q = kernel * plan
+        delta = 1 / (n * (q * sigma[:, :, None]).sum(1))  # B×N
+        sigma = torch.where(words, 1 / (m * (q * delta[:, None, :]).sum(2)).clamp_min(1e-30), 0)
+        plan = sigma[:, :, None] * q * delta[:, None, :]
+    return plan
+
+
+def _others(n: int, idx: np.ndarray, rng: np.random.Generator, texts: list[str],
+            truths: list[frozenset[str]]) -> np.ndarray:
+    """For each index another index of the pool (the ITM negative's caption), redrawn while its caption is a region
+    description true of the index's scene (never the case without ``REGION_CAPTIONS``: no extra draws)."""
+    other = (idx + rng.integers(1, n, len(idx))) % n
+    while bad := [k for k, (i, j) in enumerate(zip(idx, other, strict=True)) if texts[j] in truths[i]]:
+        other[bad] = (idx[bad] + rng.integers(1, n, len(bad))) % n
+    return other
 
 
 def build_model(seed: int = 0) -> ViLT:
@@ -242,12 +331,12 @@ def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, 
 
     model = build_model(seed).to(device)
     tokenize, tokenizer = tokenizer_for(OFFLINE_TEXT, SPEC.max_text_len), text_tokenizer(OFFLINE_TEXT)
-    images, texts, patch_labels = scene_captions(n_pairs, seed)
+    images, texts, patch_labels, truths = scene_captions(n_pairs, seed)
     heads = PretrainHeads(model, caption_vocabulary(texts, tokenizer)).to(device)
 
     def objective(rng: np.random.Generator) -> tuple[torch.Tensor, float]:
         idx = rng.integers(0, n_pairs, batch_size)
-        other = _others(n_pairs, idx, rng)
+        other = _others(n_pairs, idx, rng, texts, truths)
         loss, acc = _losses(model, heads, images[idx], [texts[i] for i in idx], [texts[i] for i in other],
                             tokenize, tokenizer, prep, rng, patch_labels[idx])
         return loss, acc["itm"]
@@ -263,22 +352,23 @@ def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, 
              "init": "transformer from petl_vit_micro_scenes; text embeddings, pooler and heads random"
                      + ("; the pooler is saved as initialised (no pretraining gradient)" if ITM_OWN_POOLER else ""),
              "data": f"{n_pairs} generated scene-caption pairs (vl.vlp_pretrain.scene_captions, seed {seed}, "
-                     f"stream {CAPTION_STREAM}; disjoint from the VL task splits)"}
+                     f"stream {CAPTION_STREAM}; disjoint from the VL task splits)"
+                     + (f"; {REGION_CAPTIONS:.0%} of the captions region descriptions" if REGION_CAPTIONS else "")}
     return model, facts, compact_state(model, vocabulary_rows(texts))
 
 
 @torch.no_grad()
-def evaluate(model: ViLT, heads: PretrainHeads, pairs: tuple[np.ndarray, list[str], np.ndarray], tokenize, tokenizer,
+def evaluate(model: ViLT, heads: PretrainHeads, pairs: tuple, tokenize, tokenizer,
              prep, seed: int) -> dict[str, float]:
     """Held-out image-text matching, masked-word and (with ``PATCH_LOSS``) patch-shape accuracy (dropout off), on
     pairs never trained on."""
     model.eval()
-    images, texts, labels = pairs
+    images, texts, labels, truths = pairs
     rng = np.random.default_rng(seed + 1)
     n, total = len(texts), {}
     for start in range(0, n, 250):
         idx = np.arange(start, min(n, start + 250))
-        other = _others(n, idx, rng)
+        other = _others(n, idx, rng, texts, truths)
         _, acc = _losses(model, heads, images[idx], [texts[j] for j in idx], [texts[j] for j in other],
                          tokenize, tokenizer, prep, rng, labels[idx])
         for k, v in acc.items():

@@ -332,7 +332,7 @@ def test_scene_captions_carry_the_patch_labels_of_their_images():
     from petlbench.vl.tasks import COLOURS, LABEL_HEADS
     from petlbench.vl.vlp_pretrain import scene_captions
 
-    images, _, labels = scene_captions(40, seed=0)
+    images, _, labels, _ = scene_captions(40, seed=0)
     assert labels.shape == (40, len(LABEL_HEADS), 8, 8) and (labels[:, 0] > 0).any(axis=(1, 2)).all()
     assert np.array_equal((labels[:, 0] > 0), (labels[:, 1] > 0))  # an object patch has a shape and a colour
     means = images.reshape(40, 8, 4, 8, 4, 3).mean(axis=(2, 4))  # per patch RGB
@@ -349,10 +349,10 @@ def test_scene_captions_describe_the_scene_and_state_one_true_fact():
     from petlbench.vl.tasks import PLURAL, _relation, render, sample_scene
     from petlbench.vl.vlp_pretrain import NUMBERS, caption, scene_captions
 
-    images, texts, labels = scene_captions(30, seed=0)
+    images, texts, labels, truths = scene_captions(30, seed=0)
     again = scene_captions(30, seed=0)
     assert images.shape == (30, 32, 32, 3) and texts == again[1] and np.array_equal(images, again[0])
-    assert np.array_equal(labels, again[2])
+    assert np.array_equal(labels, again[2]) and truths == again[3] and not any(t in truths[i] for i, t in enumerate(texts))
     assert texts != scene_captions(30, seed=1)[1]
     rng, checked = np.random.default_rng(5), {"list": 0, "count": 0, "colour": 0, "shape": 0, "relation": 0}
 
@@ -387,6 +387,74 @@ def test_scene_captions_describe_the_scene_and_state_one_true_fact():
                 assert m and the(m[1], scene).colour == m[2]
                 checked["colour"] += 1
     assert min(checked.values()) > 30, checked
+
+
+def test_region_captions_are_true_of_their_scene_and_their_itm_negatives_are_not(monkeypatch):
+    """``REGION_CAPTIONS`` (ours, off in the bundled recipe): Visual Genome-like phrases about part of the scene; an ITM
+    negative that happens to be true of the image is redrawn; with the option off no caption is one."""
+    import re
+
+    from petlbench.vl import vlp_pretrain as vlp
+    from petlbench.vl.tasks import PLURAL, _relation
+
+    assert not any(t in tr for tr in vlp.scene_captions(200, seed=0)[3] for t in vlp.scene_captions(200, seed=1)[1])
+    monkeypatch.setattr(vlp, "REGION_CAPTIONS", 0.5)
+    _, texts, _, truths = vlp.scene_captions(400, seed=0)
+    regions = [i for i, t in enumerate(texts) if t in truths[i]]
+    assert 150 < len(regions) < 250 and all(t.count(".") == 1 for t in (texts[i] for i in regions))
+    kinds = {"object": 0, "count": 0, "relation": 0}
+    for i in regions:
+        kind = "relation" if re.search("left|right|above|below", texts[i]) else "object" if texts[i][:2] == "a " \
+            else "count"
+        kinds[kind] += 1
+    assert min(kinds.values()) > 30, kinds
+    rng = np.random.default_rng(0)
+    from petlbench.vl.tasks import sample_scene
+
+    for _ in range(200):  # a positive is true by the scene's geometry, not just by membership in true_regions
+        scene = sample_scene(rng)
+        phrase = vlp.region(scene, rng).removesuffix(".")
+        if m := re.fullmatch(r"a (\w+) (\w+) (left of|right of|above|below) a (\w+) (\w+)", phrase):
+            assert any(_relation(a, b, m[3]) for a in scene for b in scene
+                       if (a.colour, a.shape) == (m[1], m[2]) and (b.colour, b.shape) == (m[4], m[5]))
+        elif m := re.fullmatch(r"a (\w+) (\w+)", phrase):
+            assert any((o.colour, o.shape) == (m[1], m[2]) for o in scene)
+        else:
+            n, shape = phrase.split()
+            s = next(k for k, v in PLURAL.items() if v == shape)
+            assert vlp.NUMBERS.index(n) == sum(o.shape == s for o in scene) >= 2
+    idx = np.arange(400)
+    other = vlp._others(400, idx, np.random.default_rng(1), texts, truths)
+    assert (other != idx).all() and not any(texts[j] in truths[i] for i, j in zip(idx, other, strict=True))
+    assert sum(texts[j] in truths[i] for i, j in zip(idx, (idx + 1) % 400, strict=True)) > 10  # redrawing is needed
+
+
+def test_word_patch_alignment_is_an_optimal_transport_distance_between_words_and_patches():
+    """``WPA`` (ViLT's ITM adds 0.1 x this, objectives.compute_itm_wpa; off in the bundled recipe): IPOT's plan has
+    the uniform marginals over the words (no [CLS], no final [SEP], no padding) and the patches (no image [class]),
+    and words that copy patches are nearer than words that do not."""
+    import torch.nn.functional as F
+
+    from petlbench.vl import vlp_pretrain as vlp
+
+    torch.manual_seed(0)
+    t, n, d = 6, 8, 16
+    states = torch.randn(3, t + 1 + n, d)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]])
+    words = torch.tensor([[0, 1, 1, 1, 1, 0], [0, 1, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0]], dtype=torch.bool)
+    aligned = states.clone()
+    for i, w in enumerate(words):  # every patch a copy of a word, each word copied equally often: a zero-cost plan
+        ids = w.nonzero().flatten()
+        aligned[i, t + 1:] = aligned[i, ids[torch.arange(n) % len(ids)]]
+    cost = 1 - F.normalize(states[:, :t], dim=-1) @ F.normalize(states[:, t + 1:], dim=-1).transpose(1, 2)
+    plan = vlp._ipot(cost, words)
+    assert torch.allclose(plan.sum(2), words / words.sum(1, keepdim=True), atol=1e-6)
+    assert torch.allclose(plan.sum(1), torch.full((3, n), 1 / n), atol=1e-3)
+    assert (vlp.alignment_distance(aligned, mask) < 0.05).all() and (vlp.alignment_distance(states, mask) > 0.5).all()
+    states.requires_grad_(True)
+    vlp.alignment_distance(states, mask).sum().backward()
+    assert states.grad[:, 0].abs().sum() == 0 == states.grad[:, t].abs().sum()  # the image's [class] token: none
+    assert states.grad[0, 1:5].abs().sum() > 0 and states.grad[1, 3:t].abs().sum() == 0  # padding: none
 
 
 def test_the_mlm_head_scores_only_the_caption_words_so_other_rows_keep_their_init():
@@ -427,7 +495,7 @@ def test_vl_pretraining_can_keep_the_patch_labels_and_give_itm_its_own_pooler(mo
 
     monkeypatch.setattr(vlp, "PATCH_LOSS", 1.0)
     monkeypatch.setattr(vlp, "ITM_OWN_POOLER", True)
-    images, texts, labels = vlp.scene_captions(8, seed=3)
+    images, texts, labels, _ = vlp.scene_captions(8, seed=3)
     model, tok = vlp.build_model(0).eval(), text_tokenizer(OFFLINE_TEXT)  # eval: no dropout, comparable losses
     heads = vlp.PretrainHeads(model, vlp.caption_vocabulary(texts, tok))
     cfg = model.data_config()
@@ -441,6 +509,9 @@ def test_vl_pretraining_can_keep_the_patch_labels_and_give_itm_its_own_pooler(mo
     assert all(p.grad is None for p in model.pooler.parameters())
     without, _ = vlp._losses(model, heads, *args, np.random.default_rng(0))  # the same batch, no patch labels
     assert without.item() < loss.item()
+    monkeypatch.setattr(vlp, "WPA", 0.1)  # + ViLT's word-patch alignment: (mean positive - mean negative distance) / 10
+    with_wpa, _ = vlp._losses(model, heads, *args, np.random.default_rng(0))
+    assert with_wpa.item() != without.item() and abs(with_wpa.item() - without.item()) < 0.2
 
 
 def test_pretraining_on_another_device_is_for_vl_scenes_and_needs_that_device(tmp_path):
