@@ -286,12 +286,12 @@ def alignment_distance(states: torch.Tensor, text_mask: torch.Tensor) -> torch.T
 def _ipot(cost: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
     """The IPOT transport plan (B×M×N) between ``words`` (B×M valid text positions, mass 1/m each) and all N
     patches (mass 1/N each): proximal point iterations with one Sinkhorn step each, as ViLT's ``ipot``."""
-    m, n = words.sum(1, keepdim=True).to(cost.dtype), cost.shape[2]
+    m, n = words.sum(1, keepdim=True).clamp_min(1).to(cost.dtype), cost.shape[2]  # no words: an all-zero plan
     kernel = torch.exp(-cost / IPOT_BETA) * words[:, :, None]
     plan, sigma = torch.ones_like(cost) * words[:, :, None], words.to(cost.dtype) / m
     for _ in range(IPOT_ITERATIONS):
         q = kernel * plan
-        delta = 1 / (n * (q * sigma[:, :, None]).sum(1))  # B×N
+        delta = 1 / (n * (q * sigma[:, :, None]).sum(1)).clamp_min(1e-30)  # B×N
         sigma = torch.where(words, 1 / (m * (q * delta[:, None, :]).sum(2)).clamp_min(1e-30), 0)
         plan = sigma[:, :, None] * q * delta[:, None, :]
     return plan

@@ -450,6 +450,7 @@ def test_word_patch_alignment_is_an_optimal_transport_distance_between_words_and
     plan = vlp._ipot(cost, words)
     assert torch.allclose(plan.sum(2), words / words.sum(1, keepdim=True), atol=1e-6)
     assert torch.allclose(plan.sum(1), torch.full((3, n), 1 / n), atol=1e-3)
+    assert vlp._ipot(cost, torch.zeros_like(words)).abs().sum() == 0  # a caption of special tokens only: no NaN
     assert (vlp.alignment_distance(aligned, mask) < 0.05).all() and (vlp.alignment_distance(states, mask) > 0.5).all()
     states.requires_grad_(True)
     vlp.alignment_distance(states, mask).sum().backward()
