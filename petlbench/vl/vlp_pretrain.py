@@ -99,32 +99,40 @@ def region(scene: list, rng: np.random.Generator) -> str:
     the scene, of one kind drawn uniformly among those the scene has: one object ("a red circle."), how many of a
     shape there are when at least two ("two circles."), or two objects in a relation whose centres are at least
     ``vl.tasks.MARGIN`` apart on that axis ("a red circle left of a blue square.")."""
-    from petlbench.vl.tasks import PLURAL, RELATIONS, _relation
+    from petlbench.vl.tasks import RELATIONS, _relation
 
-    objects = [f"a {o.colour} {o.shape}." for o in scene]
-    counts = [f"{NUMBERS[n]} {PLURAL[s]}." for s in dict.fromkeys(o.shape for o in scene)
-              if (n := sum(o.shape == s for o in scene)) >= 2]
-    relations = [f"a {a.colour} {a.shape} {rel} a {b.colour} {b.shape}." for a in scene for b in scene
-                 if a is not b for rel in RELATIONS if _relation(a, b, rel)]
+    objects = [f"{_a(o)}." for o in scene]
+    counts = [_how_many(scene, s) for s in dict.fromkeys(o.shape for o in scene)
+              if sum(o.shape == s for o in scene) >= 2]
+    relations = [f"{_a(a)} {rel} {_a(b)}." for a in scene for b in scene if a is not b for rel in RELATIONS
+                 if _relation(a, b, rel)]
     kinds = [k for k in (objects, counts, relations) if k]
     phrases = kinds[rng.integers(len(kinds))]
     return phrases[rng.integers(len(phrases))]
+
+
+def _a(o) -> str:
+    return f"a {o.colour} {o.shape}"
+
+
+def _how_many(scene: list, shape: str) -> str:
+    from petlbench.vl.tasks import PLURAL
+
+    return f"{NUMBERS[sum(o.shape == shape for o in scene)]} {PLURAL[shape]}."
 
 
 def true_regions(scene: list) -> frozenset[str]:
     """Every region description (``region``'s forms) true of ``scene``, relations at any distance: an ITM
     negative that is one of them is redrawn (a random corpus caption describing the image is rare; a random phrase
     about part of a generated scene often does)."""
-    from petlbench.vl.tasks import PLURAL, RELATIONS
+    from petlbench.vl.tasks import RELATIONS
 
-    facts = {f"a {o.colour} {o.shape}." for o in scene}
-    facts |= {f"{NUMBERS[sum(o.shape == s for o in scene)]} {PLURAL[s]}." for s in {o.shape for o in scene}}
-    for a in scene:
-        for b in scene:
-            dx, dy = a.x - b.x, a.y - b.y
-            for rel, holds in zip(RELATIONS, (dx < 0, dx > 0, dy < 0, dy > 0), strict=True):
-                if a is not b and holds:
-                    facts.add(f"a {a.colour} {a.shape} {rel} a {b.colour} {b.shape}.")
+    facts = {f"{_a(o)}." for o in scene}
+    facts |= {_how_many(scene, o.shape) for o in scene}
+    for a, b in ((a, b) for a in scene for b in scene if a is not b):
+        dx, dy = a.x - b.x, a.y - b.y
+        facts |= {f"{_a(a)} {rel} {_a(b)}." for rel, holds in zip(RELATIONS, (dx < 0, dx > 0, dy < 0, dy > 0),
+                                                                   strict=True) if holds}
     return frozenset(facts)
 
 
