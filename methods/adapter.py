@@ -9,7 +9,8 @@ Params per adapter ``2·d·r + r + d``; ViT-B/16 r=8: houlsby 313,536, pfeiffer 
 VL model (post-LN BERT layers): the same adapters on the attention-output and FFN-output sublayers, after
 dense + dropout and before the residual add and LayerNorm, ``LN(x + h + Adapter(h))`` (Houlsby 2019 Fig. 2;
 the adapter-transformers "houlsby" config); pfeiffer = the FFN output only. See ``methods/_bert.py``.
-BERT-base, bottleneck 96: 24 × 148,320 = 3,559,680.
+BERT-base, bottleneck 96: 24 × 148,320 = 3,559,680. On METER the same on its 12 co-attention layers'
+self-attention and FFN outputs (where APT and DAS sit; the encoders and the cross-attention output get none: ours).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from typing import Annotated, Literal
 from torch import nn
 
 from petlbench.config.method_config import Range
-from petlbench.methods._bert import add_output_branches, attn_output, bert_layers, ffn_output, is_vl, text_dim
+from petlbench.methods._bert import (
+    add_output_branches,
+    attn_output,
+    bert_layers,
+    ffn_output,
+    has_bert_layers,
+    text_dim,
+)
 from petlbench.methods._modules import (
     Activation,
     Bottleneck,
@@ -56,7 +64,7 @@ class Adapter(Method):
     name = "adapter"
     description = "Sequential bottleneck adapters after attention and MLP (Houlsby) or after the MLP (Pfeiffer)."
     Config = AdapterConfig
-    supports = frozenset({"vit", "vl", "vilt"})
+    supports = frozenset({"vit", "vl", "vilt", "meter"})
 
     def _make(self, d: int, dd: dict) -> Bottleneck:
         c = self.cfg
@@ -64,7 +72,7 @@ class Adapter(Method):
                           down_init=c.down_init, up_init=c.up_init, init_std=c.init_std, **dd)
 
     def apply(self, model: nn.Module) -> nn.Module:
-        if is_vl(model):
+        if has_bert_layers(model):
             return self._apply_bert(model)
         d, dd = embed_dim(model), factory_kwargs(model)
         for block in vit_blocks(model):

@@ -2,7 +2,8 @@
 
 Structural selection: every module's own ``bias`` parameter (Linear, Conv, LayerNorm, BatchNorm, ...)
 is unfrozen; no name matching. ViT-B/16: 102,912 params excluding the head. On the VL model only the
-language model's biases (the visual encoder stays frozen, see ``petlbench.vl.model``); BERT-base: 102,144.
+language model's biases (the visual encoder stays frozen, see ``petlbench.vl.model``); BERT-base: 102,144. On
+ViLT and METER every bias of the model (both of METER's encoders too, as ``full`` trains them).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class BitFit(Method):
     name = "bitfit"
     description = "BitFit: train only the bias terms (incl. normalization biases) and the head."
     Config = BitFitConfig
-    supports = frozenset({"vit", "cnn", "vl", "vilt"})
+    supports = frozenset({"vit", "cnn", "vl", "vilt", "meter"})
 
     def apply(self, model: nn.Module) -> nn.Module:
         for module in (language_model(model) if is_vl(model) else model).modules():

@@ -9,7 +9,8 @@ base weight and restores a plain ``nn.Linear``: inference costs exactly the base
 
 VL model (BERT layers, separate ``query``/``key``/``value`` Linears): ``bert_targets`` picks them, each with its
 own A, B; the default ``q,v`` is the paper's choice for (Ro)BERTa (Hu et al. 2022, Sec. 7.1). BERT-base, r=8:
-12 × 2 × 2·768·8 = 294,912. ``targets`` applies to timm ViTs only.
+12 × 2 × 2·768·8 = 294,912. ``targets`` applies to timm ViTs only. On METER the same, in the self-attention of its
+12 co-attention layers (where APT and DAS sit; the encoders and the cross-attention get none: ours).
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from petlbench.config.method_config import Range
-from petlbench.methods._bert import attention_projection, bert_layers, is_vl, set_attention_projection
+from petlbench.methods._bert import (
+    attention_projection,
+    bert_layers,
+    has_bert_layers,
+    set_attention_projection,
+)
 from petlbench.methods._modules import vit_blocks
 from petlbench.methods.base import Method, MethodConfig, MethodModule
 from petlbench.registry import register
@@ -104,11 +110,11 @@ class LoRA(Method):
     name = "lora"
     description = "LoRA: low-rank updates of the attention qkv weights, merged into them after training."
     Config = LoRAConfig
-    supports = frozenset({"vit", "vl", "vilt"})
+    supports = frozenset({"vit", "vl", "vilt", "meter"})
 
     def apply(self, model: nn.Module) -> nn.Module:
         c = self.cfg
-        if is_vl(model):
+        if has_bert_layers(model):
             return self._apply_bert(model)
         for block in vit_blocks(model):
             qkv = getattr(getattr(block, "attn", None), "qkv", None)
@@ -134,7 +140,7 @@ class LoRA(Method):
         return model
 
     def finalize(self, model: nn.Module) -> nn.Module:
-        if is_vl(model):
+        if has_bert_layers(model):
             for layer in bert_layers(model):
                 for name in ("query", "key", "value"):
                     if isinstance(lin := attention_projection(layer, name), LoRALinear):

@@ -425,15 +425,16 @@ def report(
 def pretrain(
     data: Annotated[str | None, typer.Option(help="fashion-mnist (petl_vit_micro; the default) | scenes "
                                                   "(petl_vit_micro_scenes, the VL track's encoder) | vl-scenes "
-                                                  "(petl_vilt_micro_scenes, the micro VL-pretrained ViLT)")] = None,
+                                                  "(petl_vilt_micro_scenes, the micro VL-pretrained ViLT) | "
+                                                  "vl-scenes-meter (petl_meter_micro_scenes, the micro METER)")] = None,
     out: Annotated[Path | None, typer.Option(help="output .safetensors (default: <model>.safetensors)")] = None,
     steps: Annotated[int | None, typer.Option(help="optimizer steps (default: the recipe's)")] = None,
     batch_size: Annotated[int | None, typer.Option(help="default: the recipe's")] = None,
     lr: Annotated[float | None, typer.Option(help="default: the recipe's")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's)")] = None,
-    device: Annotated[str, typer.Option(help="cpu | cuda[:N]: where vl-scenes pretraining runs (the bundled file "
-                                             "was made on the CPU)")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu | cuda[:N]: where vl-scenes(-meter) pretraining runs (the bundled "
+                                             "files were made on the CPU)")] = "cpu",
 ) -> None:
     """Re-create a bundled backbone's weights from scratch (offline): Fashion-MNIST, generated shape scenes, or
     generated scene-caption pairs.

@@ -50,15 +50,19 @@ FASHION_FILES = {
 }
 MODEL = "petl_vit_micro"  # the architecture both recipes train
 # --data -> the bundled model it makes (vl-scenes: the micro VL-pretrained ViLT, ``petlbench.vl.vlp_pretrain``)
-DATA = {"fashion-mnist": "petl_vit_micro", "scenes": "petl_vit_micro_scenes", "vl-scenes": "petl_vilt_micro_scenes"}
+DATA = {"fashion-mnist": "petl_vit_micro", "scenes": "petl_vit_micro_scenes", "vl-scenes": "petl_vilt_micro_scenes",
+        "vl-scenes-meter": "petl_meter_micro_scenes"}
+VL_ARCH = {"vl-scenes": "vilt", "vl-scenes-meter": "meter"}  # the scene-caption pretrainings: the micro model's arch
 SCENES, SCENE_EVAL = 40_000, 1_000  # generated pretraining scenes (train / held-out report)
 
 # defaults of `petlbench pretrain` (the committed weights were made with these; see the JSON file)
 STEPS = 3000
 BATCH_SIZE = 64
 LR = 1e-3
-DEFAULT_LR = {"vl-scenes": 5e-4}  # the micro ViLT starts from a pretrained transformer: half the step (ours)
-DEFAULT_STEPS = {"vl-scenes": 1500}  # two passes (MLM, ITM) per step: 1,500 steps of 64 = 2.4 epochs of 40,000 pairs
+# the micro ViLT starts from a pretrained transformer: half the step (ours); the micro METER's fusion takes the same
+DEFAULT_LR = {"vl-scenes": 5e-4, "vl-scenes-meter": 5e-4}
+# two passes (MLM, ITM) per step: 1,500 steps of 64 = 2.4 epochs of 40,000 pairs
+DEFAULT_STEPS = {"vl-scenes": 1500, "vl-scenes-meter": 1500}
 WEIGHT_DECAY = 0.05
 WARMUP_FRAC = 0.05
 LABEL_SMOOTHING = 0.1
@@ -297,8 +301,8 @@ def pretrain(
     steps = steps if steps is not None else DEFAULT_STEPS.get(data, STEPS)
     from petlbench.engine.build import resolve_device
 
-    if device != "cpu" and data != "vl-scenes":
-        raise UserError(f"--device {device} is for --data vl-scenes only; drop --device for {data}")
+    if device != "cpu" and data not in VL_ARCH:
+        raise UserError(f"--device {device} is for --data {' / '.join(VL_ARCH)} only; drop --device for {data}")
     dev = resolve_device(device)
     if steps < 1 or batch_size < 1 or lr <= 0 or n_scenes < 1:
         raise UserError("pretrain needs steps >= 1, batch size >= 1, lr > 0 and at least one scene")
@@ -310,13 +314,13 @@ def pretrain(
     torch.manual_seed(seed)
     rng, reporter, t0 = np.random.default_rng(seed), reporter or Reporter(), time.time()
     state = None
-    if data == "vl-scenes":
+    if data in VL_ARCH:
         from petlbench.vl import vlp_pretrain as vlp
 
-        cfg = vlp.ViLT(vlp.SPEC, 1).data_config()
+        cfg = vlp.ViLT(vlp.SPEC, 1).data_config()  # the micro METER's images are the same (32x32, mean / std 0.5)
         prep = Preprocess(cfg["input_size"], cfg["mean"], cfg["std"])
         model, run, state = vlp.run(prep, steps, batch_size, lr, rng, reporter, seed, n_scenes,
-                                    eval_images or vlp.PAIRS_EVAL, _train, dev)
+                                    eval_images or vlp.PAIRS_EVAL, _train, dev, VL_ARCH[data])
         # the device only when not the CPU: the CPU recipe's file keeps its bytes (its metadata is the recipe's)
         run.update(model=DATA[data], steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                    train_time_s=round(time.time() - t0, 1), **({"device": device} if device != "cpu" else {}))

@@ -27,6 +27,15 @@ Input: the APT and DAS VQA scripts' setting, images 384×384 (``image_size=384``
 texts cut at and padded to 50 tokens (``task_finetune_vqa_clip_bert``: ``max_text_len = 50``), CLIP's mean / std.
 Pretrained weights come only from the official checkpoint file (``--weights``); METER has no hub checkpoint.
 ``--no-pretrained`` builds it at random (``inspect``). Its tokenizer is RoBERTa-base's (hub ``roberta-base``).
+
+The micro METER ``petl_meter_micro_scenes`` (offline; ``MICRO_SPEC``) is this structure on the offline pair's two
+encoders: the packaged all-MiniLM-L6-v2 (d 384, its tokenizer, texts padded to the batch's longest) and the bundled
+scene-pretrained micro ViT (32×32, patch 4, d 128, 6 blocks; all tokens of its last block, without its final norm, as
+the pair reads them), with 6 + 6 co-attention layers of width 128 (4 heads). METER starts from pretrained unimodal
+encoders (CLIP, RoBERTa) and learns the co-attention layers in VL pretraining; ``petlbench pretrain --data
+vl-scenes-meter`` does that here (``vl.vlp_pretrain``) with both encoders frozen (ours: METER also trains them, at a
+fifth of the fusion's lr), so its file holds only the rest (co-attention layers, transforms, poolers, modality
+embedding) and the encoders come from where the pair's come from.
 """
 
 from __future__ import annotations
@@ -76,8 +85,11 @@ class MeterSpec:
     image_size: int = 384  # APT / DAS vqa scripts: image_size=384
     patch_size: int = 16
     vision_layers: int = 11  # CLIP ViT-B/16's 12 blocks minus the last (clip_model.Transformer: layers - 1)
-    max_text_len: int = 50  # task_finetune_vqa_clip_bert
+    max_text_len: int | None = 50  # task_finetune_vqa_clip_bert (None: padded to the batch's longest text)
     drop_rate: float = 0.1  # config.py drop_rate
+    layer_norm_eps: float = 1e-12  # official bert_config: BertConfig's default
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
 
 
 class _Attention(nn.Module):
@@ -157,7 +169,7 @@ class METER(nn.Module):
 
     kind = "meter"
 
-    def __init__(self, spec: MeterSpec, num_classes: int, text: nn.Module) -> None:
+    def __init__(self, spec: MeterSpec, num_classes: int, text: nn.Module, vision: nn.Module | None = None) -> None:
         super().__init__()
         from timm.models.vision_transformer import VisionTransformer
         from transformers import BertConfig
@@ -166,14 +178,15 @@ class METER(nn.Module):
 
         d, self.spec = spec.hidden_size, spec
         self.text_transformer = text
-        self.vit_model = VisionTransformer(
+        self.vit_model = vision if vision is not None else VisionTransformer(
             img_size=spec.image_size, patch_size=spec.patch_size, embed_dim=d, depth=spec.vision_layers,
             num_heads=spec.num_heads, num_classes=0, global_pool="", pre_norm=True, act_layer="quick_gelu",
             norm_layer=nn.LayerNorm)  # CLIP: bias-free patch conv (pre_norm), ln_pre, QuickGELU, LayerNorm eps 1e-5
         cross = BertConfig(hidden_size=d, num_attention_heads=spec.num_heads, intermediate_size=d * spec.mlp_ratio,
-                           hidden_dropout_prob=spec.drop_rate, attention_probs_dropout_prob=spec.drop_rate)
+                           hidden_dropout_prob=spec.drop_rate, attention_probs_dropout_prob=spec.drop_rate,
+                           layer_norm_eps=spec.layer_norm_eps)
         self.cross_modal_text_transform = nn.Linear(int(text.config.hidden_size), d)
-        self.cross_modal_image_transform = nn.Linear(d, d)
+        self.cross_modal_image_transform = nn.Linear(self.vit_model.embed_dim, d)
         self.token_type_embeddings = nn.Embedding(2, d)
         self.cross_modal_text_layers = nn.ModuleList(CrossLayer(cross) for _ in range(spec.num_top_layer))
         self.cross_modal_image_layers = nn.ModuleList(CrossLayer(cross) for _ in range(spec.num_top_layer))
@@ -204,12 +217,19 @@ class METER(nn.Module):
         keep_y = torch.ones(y.shape[0], 1, 1, y.shape[1], dtype=torch.bool, device=y.device)
         return x, y, mask.bool()[:, None, None, :], keep_y
 
-    def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def forward_features(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """B×(T+1+N)×d: both streams after the co-attention layers, text first, in ViLT's layout."""
         x, y, kx, ky = self.streams(inputs)
         for text_layer, image_layer in zip(self.cross_modal_text_layers, self.cross_modal_image_layers, strict=True):
             x, y = text_layer(x, y, kx, ky), image_layer(y, x, ky, kx)
-        pooled = torch.cat([self.cross_modal_text_pooler(x[:, 0]), self.cross_modal_image_pooler(y[:, 0])], -1)
-        return self.head(pooled)
+        return torch.cat([x, y], 1)
+
+    def pool(self, states: torch.Tensor, text_len: int) -> torch.Tensor:
+        """METER's ``cls_feats``: the text pooler on [CLS] beside the image pooler on the image's [class] token."""
+        return torch.cat([self.cross_modal_text_pooler(states[:, 0]), self.cross_modal_image_pooler(states[:, text_len])], -1)
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.pool(self.forward_features(inputs), inputs["input_ids"].shape[1]))
 
     def train(self, mode: bool = True) -> METER:
         super().train(mode)
@@ -218,13 +238,13 @@ class METER(nn.Module):
 
     def data_config(self) -> dict[str, Any]:
         s = self.spec.image_size
-        return {"input_size": (3, s, s), "mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic",
-                "crop_pct": 1.0, "tokenizer": self.tokenizer_name, "modality": "both",
-                "max_text_len": self.max_text_len}
+        fixed = {"max_text_len": self.max_text_len} if self.max_text_len else {}
+        return {"input_size": (3, s, s), "mean": self.spec.mean, "std": self.spec.std, "interpolation": "bicubic",
+                "crop_pct": 1.0, "tokenizer": self.tokenizer_name, "modality": "both", **fixed}
 
     def example_inputs(self, text_len: int | None = None, batch_size: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
         g = torch.Generator().manual_seed(seed)
-        t, s = text_len or self.max_text_len, self.spec.image_size
+        t, s = text_len or self.max_text_len or 16, self.spec.image_size
         vocab = int(self.text_transformer.config.vocab_size)
         out = {"input_ids": torch.randint(3, vocab, (batch_size, t), generator=g),
                "attention_mask": torch.ones(batch_size, t, dtype=torch.long),
@@ -309,6 +329,9 @@ def create_meter(name: str, num_classes: int, *, pretrained: bool = True, weight
     from petlbench.models.weights import file_sha256
     from petlbench.vl.vilt import load_backbone_state, read_checkpoint
 
+    if name == MICRO:
+        model, src, sha = _create_micro(num_classes, pretrained, weights)
+        return _freeze(model), {"model": name, "weights_source": src, "weights_sha256": sha}
     if name != "meter":
         raise UserError(f"unknown METER model '{name}'; use --model meter (pretrained weights: --weights FILE)")
     if pretrained and weights is None:
@@ -321,8 +344,56 @@ def create_meter(name: str, num_classes: int, *, pretrained: bool = True, weight
         state = from_official(read_checkpoint(weights), model)
         load_backbone_state(model, state, f"weights file '{weights}'")
         src, sha = f"file:{Path(weights).name}", file_sha256(Path(weights))
+    return _freeze(model), {"model": name, "weights_source": src, "weights_sha256": sha}
+
+
+def _freeze(model: METER) -> METER:
+    """Frozen but for the head and ``TRAINS_WITH_EVERY_METHOD``."""
     model.requires_grad_(False)
     for part in (model.head, *(getattr(model, n) for n in TRAINS_WITH_EVERY_METHOD)):
         part.requires_grad_(True)
-    return model, {"model": name, "weights_source": src, "weights_sha256": sha}
+    return model
 
+
+MICRO = "petl_meter_micro_scenes"
+MICRO_VISION = "petl_vit_micro_scenes"
+# METER's structure at micro size on the offline pair's encoders: all-MiniLM-L6-v2 (d 384) and the scene-pretrained
+# micro ViT (32x32, patch 4, d 128, 6 blocks); 6 + 6 co-attention layers of width 128 (4 heads) (ours)
+MICRO_SPEC = MeterSpec(hidden_size=128, num_heads=4, image_size=32, patch_size=4, vision_layers=6, max_text_len=None,
+                       mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+def micro_meter(num_classes: int, pretrained: bool = True) -> tuple[METER, str]:
+    """The micro METER with both encoders as the offline pair's (pretrained, or at random) and the rest random;
+    and the encoders' provenance."""
+    from petlbench.vl.model import load_vision_encoder
+    from petlbench.vl.text import OFFLINE_TEXT, load_text_encoder
+
+    text, text_src, _ = load_text_encoder(OFFLINE_TEXT, pretrained)
+    vision, info = load_vision_encoder(MICRO_VISION, pretrained=pretrained)
+    model = METER(MICRO_SPEC, num_classes, text, vision)
+    model.tokenizer_name = OFFLINE_TEXT
+    return model, f"text={text_src};vision={info['weights_source']}"
+
+
+ENCODERS = ("text_transformer.", "vit_model.")
+
+
+def _create_micro(num_classes: int, pretrained: bool, weights: str | None) -> tuple[METER, str, str]:
+    """The micro METER (``micro_meter``) with its fusion from the bundled file under ``petlbench/assets`` or
+    ``weights`` (a file of the non-encoder tensors, as ``petlbench pretrain`` saves them), or at random."""
+    from importlib import resources
+
+    from petlbench.models.weights import file_sha256
+    from petlbench.vl.vilt import load_backbone_state, read_checkpoint
+
+    model, encoders = micro_meter(num_classes, pretrained)
+    path = Path(weights) if weights else Path(str(resources.files("petlbench.assets").joinpath(f"{MICRO}.safetensors")))
+    if not (pretrained or weights):
+        return model, f"random-init;{encoders}", ""
+    if not path.is_file():
+        raise UserError(f"weights for '{MICRO}' are missing ({path}); make them with 'petlbench pretrain --data "
+                        "vl-scenes-meter' or pass --no-pretrained")
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(ENCODERS)}
+    load_backbone_state(model, {**read_checkpoint(str(path)), **own}, f"weights file '{path}'")
+    return model, f"file:{path.name};{encoders}", file_sha256(path)

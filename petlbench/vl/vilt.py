@@ -150,8 +150,12 @@ class ViLT(nn.Module):
             h = block(h, attn_mask=keep)
         return self.transformer.norm(h)
 
+    def pool(self, states: torch.Tensor, text_len: int) -> torch.Tensor:
+        """What the task heads read: the pooler on the text [CLS] (``text_len``: as ``METER.pool``)."""
+        return self.pooler(states[:, 0])
+
     def pooled(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.pooler(self.forward_features(inputs)[:, 0])
+        return self.pool(self.forward_features(inputs), inputs["input_ids"].shape[1])
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.pooled(inputs))

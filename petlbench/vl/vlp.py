@@ -11,26 +11,28 @@ from torch import nn
 
 from petlbench.errors import UserError
 from petlbench.models.family import BackboneFamily
+from petlbench.vl.meter import MICRO as METER_MICRO
 from petlbench.vl.meter import create_meter
 from petlbench.vl.vilt import MICRO, VILT_HUB, create_vilt
 
 
 class VLPFamily(BackboneFamily):
-    """``vilt`` / ``vilt:SOURCE`` (kind 'vilt') and ``meter`` (kind 'meter') on the VL track."""
+    """``vilt`` / ``vilt:SOURCE`` / the micro ViLT (kind 'vilt') and ``meter`` / the micro METER (kind 'meter') on
+    the VL track."""
 
     name, track, kinds = "vlp", "vl", frozenset({"vilt", "meter"})
-    model_hint = f"{MICRO} (offline), vilt, vilt:SOURCE or meter"
+    model_hint = f"{MICRO} or {METER_MICRO} (offline), vilt, vilt:SOURCE or meter"
     frozen_mode = "train"  # dropout trains as in the official ViLT / METER LightningModules
 
     def owns(self, model: str | None) -> bool:
-        return model is not None and "+" not in model and (model in ("vilt", "meter", MICRO)
+        return model is not None and "+" not in model and (model in ("vilt", "meter", MICRO, METER_MICRO)
                                                           or model.startswith("vilt:"))
 
     def create(self, name, num_classes, *, weights=None, pretrained=True, modality="both", **kwargs):
         if modality != "both":
             raise UserError(f"modality={modality!r} baselines are built for TEXT+VISION pairs; {name} runs with both "
                             "modalities (omit --modality)")
-        if name == "meter":
+        if name in ("meter", METER_MICRO):
             extra = sorted(set(kwargs) - {"img_size"})
             if not extra:
                 return create_meter(name, num_classes, pretrained=pretrained, weights=weights, **kwargs)
@@ -42,7 +44,7 @@ class VLPFamily(BackboneFamily):
         return model.kind
 
     def kind_of_name(self, name: str | None) -> str | None:
-        return "meter" if name == "meter" else "vilt"
+        return "meter" if name in ("meter", METER_MICRO) else "vilt"
 
     def fusion_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         """METER's cross-modal parameters (official ``cross_modal_names``: every name containing ``cross_modal``:
@@ -67,6 +69,9 @@ class VLPFamily(BackboneFamily):
                  False),
                 (MICRO, "VL-pretrained, offline: micro ViLT (32x32, patch 4, d=128, 6 blocks) pretrained here with "
                         "ITM + MLM on generated scene captions (petlbench pretrain --data vl-scenes)", False),
+                (METER_MICRO, "VL-pretrained, offline: micro METER (the offline pair's encoders, all-MiniLM-L6-v2 and "
+                              "petl_vit_micro_scenes, + 6+6 co-attention layers, d=128) pretrained here with ITM + MLM "
+                              "on generated scene captions (petlbench pretrain --data vl-scenes-meter)", False),
                 ("meter", "VL-pretrained: METER (CLIP ViT-B/16 + RoBERTa-base + 6+6 co-attention layers); --weights "
                           "meter_clip16_288_roberta_pretrain.ckpt, or --no-pretrained", False)]
 

@@ -43,7 +43,14 @@ Two more, also off (measured in docs/vl.md):
 
 ITM negatives: ViLT replaces the image (``false_image_0``), here the caption (another scene's), with the same 0.5.
 
-Saved: the backbone without its head; of the word embeddings only the rows of the generated vocabulary (pretraining
+The micro METER (``vl.meter``, ``petlbench pretrain --data vl-scenes-meter``, ``arch="meter"``) pretrains the same
+way (captions, masking, ITM negatives, loop and recipe) with METER's heads: MLM through a transform and a decoder of
+its own (METER's ``MLMHead`` is not tied; here too the softmax covers the captions' words), ITM as Linear(2d, 2) on both
+poolers (``ITMHead(hidden * 2)``). Its two encoders are frozen (ours), so only the co-attention layers, transforms,
+poolers and modality embedding learn, and only they are saved. ``model.forward_features`` gives both models' states
+in one layout, [text ; image class token ; patches], so the objectives are written once.
+
+Saved (ViLT): the backbone without its head; of the word embeddings only the rows of the generated vocabulary (pretraining
 captions and the built-in VL tasks' texts; the others are zero when loaded), so the file stays small.
 """
 
@@ -57,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from petlbench.vl.meter import ENCODERS, METER, MICRO_VISION, micro_meter
 from petlbench.vl.vilt import MICRO_SPEC as SPEC
 from petlbench.vl.vilt import ROWS, Pooler, ViLT
 
@@ -192,25 +200,36 @@ class PretrainHeads(nn.Module):
     "circles", "?"), so fine-tuning starts unable to tell the questions apart. Rows outside ``vocab`` keep their
     initialisation (N(0, 0.02), as ViLT's text embeddings)."""
 
-    def __init__(self, model: ViLT, vocab: torch.Tensor) -> None:
+    def __init__(self, model: ViLT | METER, vocab: torch.Tensor) -> None:
         super().__init__()
-        d = model.spec.hidden_size
+        d, self.tied = model.spec.hidden_size, model.kind == "vilt"
         self.transform = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d, eps=model.spec.layer_norm_eps))
-        self.bias = nn.Parameter(torch.zeros(len(vocab)))
-        self.itm = nn.Sequential(Pooler(d), nn.Linear(d, 2)) if ITM_OWN_POOLER else nn.Linear(d, 2)
+        if self.tied:
+            self.bias = nn.Parameter(torch.zeros(len(vocab)))
+        else:  # METER's MLM head has a decoder of its own (its word embeddings are the frozen text encoder's)
+            self.decoder = nn.Linear(d, len(vocab))
+        pooled = d if self.tied else 2 * d  # METER's ITM head reads both poolers (official ITMHead(hidden * 2))
+        self.itm = nn.Sequential(Pooler(d), nn.Linear(d, 2)) if ITM_OWN_POOLER else nn.Linear(pooled, 2)
         if PATCH_LOSS:
             from petlbench.vl.tasks import LABEL_HEADS
 
             self.patches = nn.ModuleList(nn.Linear(d, k) for k in LABEL_HEADS.values())
-        self.words = model.text_embeddings.word_embeddings  # tied, not owned
+        if self.tied:
+            self.words = model.text_embeddings.word_embeddings  # tied, not owned
         self.register_buffer("vocab", vocab, persistent=False)
-        index = torch.full((model.spec.vocab_size,), -100, dtype=torch.long)
+        index = torch.full((_vocab_size(model),), -100, dtype=torch.long)
         index[vocab] = torch.arange(len(vocab))
         self.register_buffer("index", index, persistent=False)  # word id -> position in ``vocab``
 
     def mlm(self, text_states: torch.Tensor) -> torch.Tensor:
         """Logits over ``vocab``; ``self.index[ids]`` are the matching targets."""
+        if not self.tied:
+            return self.decoder(self.transform(text_states))
         return self.transform(text_states) @ self.words.weight[self.vocab].t() + self.bias
+
+
+def _vocab_size(model: ViLT | METER) -> int:
+    return model.spec.vocab_size if model.kind == "vilt" else int(model.text_transformer.config.vocab_size)
 
 
 def caption_vocabulary(texts: list[str], tokenizer: Any) -> torch.Tensor:
@@ -243,7 +262,7 @@ def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _losses(model: ViLT, heads: PretrainHeads, images: np.ndarray, texts: list[str], others: list[str],
+def _losses(model: ViLT | METER, heads: PretrainHeads, images: np.ndarray, texts: list[str], others: list[str],
             tokenize, tokenizer, prep, rng: np.random.Generator,
             patch_labels: np.ndarray | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """(the summed loss, accuracies %) on one batch: MLM on the true pairs, ITM against ``others`` (a caption of
@@ -268,7 +287,7 @@ def _losses(model: ViLT, heads: PretrainHeads, images: np.ndarray, texts: list[s
     mixed = [a if m else b for a, b, m in zip(texts, others, match.tolist(), strict=True)]
     pair, match = _on(_batch(mixed, tokenize, images, prep), dev), match.to(dev)
     states = model.forward_features(pair)
-    itm_logits = heads.itm(states[:, 0] if ITM_OWN_POOLER else model.pooler(states[:, 0]))
+    itm_logits = heads.itm(states[:, 0] if ITM_OWN_POOLER else model.pool(states, pair["input_ids"].shape[1]))
     acc["itm"] = 100.0 * (itm_logits.argmax(-1) == match.long()).float().mean().item()
     loss = loss + F.cross_entropy(itm_logits, match.long())
     if WPA:
@@ -315,11 +334,18 @@ def _others(n: int, idx: np.ndarray, rng: np.random.Generator, texts: list[str],
     return other
 
 
-def build_model(seed: int = 0) -> ViLT:
-    """The micro ViLT, its transformer from the bundled scene-pretrained micro ViT (ViLT starts from a ViT)."""
+def build_model(seed: int = 0, arch: str = "vilt") -> ViLT | METER:
+    """The micro ViLT, its transformer from the bundled scene-pretrained micro ViT (ViLT starts from a ViT); or
+    (``arch="meter"``) the micro METER on the offline pair's encoders, frozen: only the rest pretrains."""
     from petlbench.models.backbones import create_backbone
 
     torch.manual_seed(seed)
+    if arch == "meter":
+        model, _ = micro_meter(1)
+        model.requires_grad_(False)
+        for name, p in model.named_parameters():
+            p.requires_grad_(not name.startswith((*ENCODERS, "head.")))
+        return model
     model = ViLT(SPEC, 1)
     vit, _ = create_backbone("petl_vit_micro_scenes", 1)
     own = model.transformer.state_dict()
@@ -329,16 +355,16 @@ def build_model(seed: int = 0) -> ViLT:
 
 
 def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, reporter, seed: int,
-        n_pairs: int, eval_pairs: int, train,
-        device: torch.device) -> tuple[ViLT, dict[str, Any], dict[str, torch.Tensor]]:
-    """Pretrain (see the module docstring) with ``train`` (the pretraining loop, ``engine.pretrain._train``,
-    passed in so this module does not import the engine) on ``device``; the model, its facts / held-out scores,
-    and the state to save (``compact_state``)."""
+        n_pairs: int, eval_pairs: int, train, device: torch.device,
+        arch: str = "vilt") -> tuple[ViLT | METER, dict[str, Any], dict[str, torch.Tensor]]:
+    """Pretrain the micro ``arch`` (see the module docstring) with ``train`` (the pretraining loop,
+    ``engine.pretrain._train``, passed in so this module does not import the engine) on ``device``; the model, its
+    facts / held-out scores, and the state to save (``compact_state``; METER: all but the encoders)."""
     from petlbench.vl.data import tokenizer_for
     from petlbench.vl.text import OFFLINE_TEXT, text_tokenizer
 
-    model = build_model(seed).to(device)
-    tokenize, tokenizer = tokenizer_for(OFFLINE_TEXT, SPEC.max_text_len), text_tokenizer(OFFLINE_TEXT)
+    model = build_model(seed, arch).to(device)
+    tokenize, tokenizer = tokenizer_for(OFFLINE_TEXT, model.max_text_len), text_tokenizer(OFFLINE_TEXT)
     images, texts, patch_labels, truths = scene_captions(n_pairs, seed)
     heads = PretrainHeads(model, caption_vocabulary(texts, tokenizer)).to(device)
 
@@ -357,16 +383,25 @@ def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, 
              "final_train_itm_acc_ema": round(acc, 2), **scores,
              "objectives": f"masked language modelling (15%, 80/10/10) + image-text matching (p = 0.5{own_pooler})"
                            f"{patches}",
-             "init": "transformer from petl_vit_micro_scenes; text embeddings, pooler and heads random"
-                     + ("; the pooler is saved as initialised (no pretraining gradient)" if ITM_OWN_POOLER else ""),
+             "init": INIT[arch] + ("; the pooler is saved as initialised (no pretraining gradient)"
+                                   if ITM_OWN_POOLER else ""),
              "data": f"{n_pairs} generated scene-caption pairs (vl.vlp_pretrain.scene_captions, seed {seed}, "
                      f"stream {CAPTION_STREAM}; disjoint from the VL task splits)"
                      + (f"; {REGION_CAPTIONS:.0%} of the captions region descriptions" if REGION_CAPTIONS else "")}
+    if arch == "meter":
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
+                 if not k.startswith((*ENCODERS, "head."))}
+        return model, facts, state
     return model, facts, compact_state(model, vocabulary_rows(texts))
 
 
+INIT = {"vilt": "transformer from petl_vit_micro_scenes; text embeddings, pooler and heads random",
+        "meter": f"text encoder all-MiniLM-L6-v2 (packaged) and image encoder {MICRO_VISION}, frozen and not saved; "
+                 "co-attention layers, transforms, poolers and heads random"}
+
+
 @torch.no_grad()
-def evaluate(model: ViLT, heads: PretrainHeads, pairs: tuple, tokenize, tokenizer,
+def evaluate(model: ViLT | METER, heads: PretrainHeads, pairs: tuple, tokenize, tokenizer,
              prep, seed: int) -> dict[str, float]:
     """Held-out image-text matching, masked-word and (with ``PATCH_LOSS``) patch-shape accuracy (dropout off), on
     pairs never trained on."""

@@ -236,7 +236,7 @@ def test_meter_without_its_checkpoint_file_says_how_to_get_it():
         VLP.create("meter", 3)
 
 
-@pytest.mark.parametrize("method", ["apt", "das", "linear", "full"])
+@pytest.mark.parametrize("method", ["apt", "das", "adapter", "lora", "bitfit", "linear", "full"])
 def test_every_meter_method_trains_only_what_it_declares(method):
     model = make_method(method, {"num_prompts": 4} if method == "apt" else {}).apply(tiny_meter()).train()
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
@@ -247,7 +247,12 @@ def test_every_meter_method_trains_only_what_it_declares(method):
     torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
     changed = {k for k, v in model.named_parameters() if not torch.equal(v, before[k])}
     assert changed and changed <= {k for k, v in model.named_parameters() if v.requires_grad}
-    assert any(k.startswith("text_transformer.") for k in changed) == (method == "full")
+    assert any(k.startswith("text_transformer.") for k in changed) == (method in ("full", "bitfit"))
+    added = {k for k in changed if "lora_" in k or "adapter" in k}
+    if method in ("adapter", "lora"):  # in the co-attention layers only: 2 per layer (q and v; after attention, FFN)
+        layers = len(model.co_layers())
+        assert added and all(k.startswith("cross_modal_") for k in added)
+        assert len({k.rsplit(".", 2)[0] for k in added}) == 2 * layers
 
 
 def test_conventional_prompting_is_the_official_meter_prompt_baseline():
@@ -518,7 +523,7 @@ def test_vl_pretraining_can_keep_the_patch_labels_and_give_itm_its_own_pooler(mo
 def test_pretraining_on_another_device_is_for_vl_scenes_and_needs_that_device(tmp_path):
     from petlbench.engine.pretrain import pretrain
 
-    with pytest.raises(UserError, match="vl-scenes only"):
+    with pytest.raises(UserError, match="vl-scenes / vl-scenes-meter only"):
         pretrain(out=tmp_path / "m.safetensors", steps=1, data="scenes", device="cuda")
     with pytest.raises(UserError, match="unknown device 'gpu'"):
         pretrain(out=tmp_path / "m.safetensors", steps=1, data="vl-scenes", device="gpu")
@@ -557,6 +562,35 @@ def test_pretraining_the_micro_vlp_model_saves_a_small_file_that_loads_back(tmp_
     assert torch.equal(build_model(0).transformer.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
     with pytest.raises(UserError, match="vl-scenes"):
         create_vilt(MICRO, 3, weights=str(tmp_path / "missing.safetensors"))
+
+
+def test_pretraining_the_micro_meter_trains_only_its_fusion_and_saves_only_that(tmp_path):
+    from safetensors.torch import load_file
+
+    from petlbench.engine.pretrain import pretrain
+    from petlbench.vl.meter import ENCODERS, MICRO, create_meter, micro_meter
+
+    out = tmp_path / "m.safetensors"
+    info = pretrain(out=out, steps=2, batch_size=4, data="vl-scenes-meter", n_scenes=40, eval_images=8)
+    assert info["model"] == MICRO and info["arch"] == "METER" and 0 <= info["eval_itm_acc"] <= 100
+    pretrain(out=tmp_path / "again.safetensors", steps=2, batch_size=4, data="vl-scenes-meter", n_scenes=40,
+             eval_images=8)
+    assert (tmp_path / "again.safetensors").read_bytes() == out.read_bytes()  # the recipe is bit-for-bit repeatable
+    saved = load_file(str(out))
+    fresh, _ = micro_meter(3)  # the encoders as packaged / bundled, the rest at random
+    fusion = {k for k in fresh.state_dict() if not k.startswith((*ENCODERS, "head."))}
+    assert set(saved) == fusion  # neither encoder nor a task head is saved
+    model, meta = create_meter(MICRO, 3, weights=str(out))
+    assert meta["weights_source"].startswith("file:m.safetensors;text=pkg:") and model.tokenizer_name == "minilm"
+    state = model.state_dict()
+    assert all(torch.equal(state[k], saved[k]) for k in saved)
+    for key in ("text_transformer.encoder.layer.5.output.dense.weight", "vit_model.blocks.5.mlp.fc2.weight"):
+        assert torch.equal(state[key], fresh.state_dict()[key])  # frozen in pretraining: the encoders as they were
+    assert not torch.equal(state["cross_modal_text_layers.0.output.dense.weight"],
+                           fresh.state_dict()["cross_modal_text_layers.0.output.dense.weight"])
+    assert [n for n, p in model.named_parameters() if p.requires_grad and n.startswith(ENCODERS)] == []
+    with pytest.raises(UserError, match="vl-scenes-meter"):
+        create_meter(MICRO, 3, weights=str(tmp_path / "missing.safetensors"))
 
 
 @pytest.mark.parametrize("model", ["vilt", "test_vit"])
