@@ -342,9 +342,8 @@ def build_model(seed: int = 0, arch: str = "vilt") -> ViLT | METER:
     torch.manual_seed(seed)
     if arch == "meter":
         model, _ = micro_meter(1)
-        model.requires_grad_(False)
-        for name, p in model.named_parameters():
-            p.requires_grad_(not name.startswith((*ENCODERS, "head.")))
+        for part in (model.text_transformer, model.vit_model, model.head):  # the encoders frozen; no task head
+            part.requires_grad_(False)
         return model
     model = ViLT(SPEC, 1)
     vit, _ = create_backbone("petl_vit_micro_scenes", 1)
