@@ -18,9 +18,12 @@ from petlbench.registry import METHODS
 from petlbench.results.store import read_rows
 
 REFERENCE = Path(__file__).resolve().parents[3] / "benchmarks" / "reference"
-# the two CI smoke suites are cheap to build (19 jobs); the full sweeps (264 + 66 jobs) run with the integration tests
+# the two CI smoke suites are cheap to build (19 jobs); the full sweeps (264 + 66 + 48 + 48 jobs) run with the
+# integration tests
 SUITES = ["smoke", "smoke-vl", pytest.param("mini-vtab", marks=pytest.mark.integration),
-          pytest.param("vl-mini", marks=pytest.mark.integration)]
+          pytest.param("vl-mini", marks=pytest.mark.integration),
+          pytest.param("vlp-mini", marks=pytest.mark.integration),
+          pytest.param("vlp-meter-mini", marks=pytest.mark.integration)]
 
 
 def missing_from_reference(suite: str) -> list[str]:
