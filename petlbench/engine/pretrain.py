@@ -59,10 +59,11 @@ SCENES, SCENE_EVAL = 40_000, 1_000  # generated pretraining scenes (train / held
 STEPS = 3000
 BATCH_SIZE = 64
 LR = 1e-3
-# the micro ViLT starts from a pretrained transformer: half the step (ours); the micro METER's fusion takes the same
-DEFAULT_LR = {"vl-scenes": 5e-4, "vl-scenes-meter": 5e-4}
-# two passes (MLM, ITM) per step: 1,500 steps of 64 = 2.4 epochs of 40,000 pairs
-DEFAULT_STEPS = {"vl-scenes": 1500, "vl-scenes-meter": 1500}
+# the scene-caption pretrainings (one recipe): the micro ViLT starts from a pretrained transformer, so half the step
+# (ours; the micro METER's fusion takes the same); two passes (MLM, ITM) per step: 1,500 steps of 64 = 2.4 epochs
+# of 40,000 pairs
+DEFAULT_LR = dict.fromkeys(VL_ARCH, 5e-4)
+DEFAULT_STEPS = dict.fromkeys(VL_ARCH, 1500)
 WEIGHT_DECAY = 0.05
 WARMUP_FRAC = 0.05
 LABEL_SMOOTHING = 0.1
@@ -317,10 +318,8 @@ def pretrain(
     if data in VL_ARCH:
         from petlbench.vl import vlp_pretrain as vlp
 
-        cfg = vlp.ViLT(vlp.SPEC, 1).data_config()  # the micro METER's images are the same (32x32, mean / std 0.5)
-        prep = Preprocess(cfg["input_size"], cfg["mean"], cfg["std"])
-        model, run, state = vlp.run(prep, steps, batch_size, lr, rng, reporter, seed, n_scenes,
-                                    eval_images or vlp.PAIRS_EVAL, _train, dev, VL_ARCH[data])
+        model, prep, run, state = vlp.run(steps, batch_size, lr, rng, reporter, seed, n_scenes,
+                                          eval_images or vlp.PAIRS_EVAL, _train, dev, VL_ARCH[data])
         # the device only when not the CPU: the CPU recipe's file keeps its bytes (its metadata is the recipe's)
         run.update(model=DATA[data], steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                    train_time_s=round(time.time() - t0, 1), **({"device": device} if device != "cpu" else {}))

@@ -330,6 +330,9 @@ def create_meter(name: str, num_classes: int, *, pretrained: bool = True, weight
     from petlbench.vl.vilt import load_backbone_state, read_checkpoint
 
     if name == MICRO:
+        if img_size is not None:
+            raise UserError(f"{MICRO} takes no img_size (its image encoder is {MICRO_VISION}, {MICRO_SPEC.image_size}"
+                            f"x{MICRO_SPEC.image_size}); omit --img-size")
         model, src, sha = _create_micro(num_classes, pretrained, weights)
         return _freeze(model), {"model": name, "weights_source": src, "weights_sha256": sha}
     if name != "meter":

@@ -15,6 +15,8 @@ from petlbench.vl.meter import MICRO as METER_MICRO
 from petlbench.vl.meter import create_meter
 from petlbench.vl.vilt import MICRO, VILT_HUB, create_vilt
 
+METER_NAMES = ("meter", METER_MICRO)  # the names of kind 'meter'; every other name this family owns is a ViLT
+
 
 class VLPFamily(BackboneFamily):
     """``vilt`` / ``vilt:SOURCE`` / the micro ViLT (kind 'vilt') and ``meter`` / the micro METER (kind 'meter') on
@@ -25,14 +27,14 @@ class VLPFamily(BackboneFamily):
     frozen_mode = "train"  # dropout trains as in the official ViLT / METER LightningModules
 
     def owns(self, model: str | None) -> bool:
-        return model is not None and "+" not in model and (model in ("vilt", "meter", MICRO, METER_MICRO)
+        return model is not None and "+" not in model and (model in ("vilt", MICRO, *METER_NAMES)
                                                           or model.startswith("vilt:"))
 
     def create(self, name, num_classes, *, weights=None, pretrained=True, modality="both", **kwargs):
         if modality != "both":
             raise UserError(f"modality={modality!r} baselines are built for TEXT+VISION pairs; {name} runs with both "
                             "modalities (omit --modality)")
-        if name in ("meter", METER_MICRO):
+        if name in METER_NAMES:
             extra = sorted(set(kwargs) - {"img_size"})
             if not extra:
                 return create_meter(name, num_classes, pretrained=pretrained, weights=weights, **kwargs)
@@ -44,7 +46,7 @@ class VLPFamily(BackboneFamily):
         return model.kind
 
     def kind_of_name(self, name: str | None) -> str | None:
-        return "meter" if name in ("meter", METER_MICRO) else "vilt"
+        return "meter" if name in METER_NAMES else "vilt"
 
     def fusion_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         """METER's cross-modal parameters (official ``cross_modal_names``: every name containing ``cross_modal``:

@@ -353,16 +353,20 @@ def build_model(seed: int = 0, arch: str = "vilt") -> ViLT | METER:
     return model
 
 
-def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, reporter, seed: int,
+def run(steps: int, batch_size: int, lr: float, rng: np.random.Generator, reporter, seed: int,
         n_pairs: int, eval_pairs: int, train, device: torch.device,
-        arch: str = "vilt") -> tuple[ViLT | METER, dict[str, Any], dict[str, torch.Tensor]]:
+        arch: str = "vilt") -> tuple[ViLT | METER, Any, dict[str, Any], dict[str, torch.Tensor]]:
     """Pretrain the micro ``arch`` (see the module docstring) with ``train`` (the pretraining loop,
     ``engine.pretrain._train``, passed in so this module does not import the engine) on ``device``; the model, its
-    facts / held-out scores, and the state to save (``compact_state``; METER: all but the encoders)."""
+    image preprocessing (from its data config), its facts / held-out scores, and the state to save
+    (``compact_state``; METER: all but the encoders)."""
+    from petlbench.data.preprocess import Preprocess
     from petlbench.vl.data import tokenizer_for
     from petlbench.vl.text import OFFLINE_TEXT, text_tokenizer
 
     model = build_model(seed, arch).to(device)
+    cfg = model.data_config()
+    prep = Preprocess(cfg["input_size"], cfg["mean"], cfg["std"])
     tokenize, tokenizer = tokenizer_for(OFFLINE_TEXT, model.max_text_len), text_tokenizer(OFFLINE_TEXT)
     images, texts, patch_labels, truths = scene_captions(n_pairs, seed)
     heads = PretrainHeads(model, caption_vocabulary(texts, tokenizer)).to(device)
@@ -390,8 +394,8 @@ def run(prep, steps: int, batch_size: int, lr: float, rng: np.random.Generator, 
     if arch == "meter":
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
                  if not k.startswith((*ENCODERS, "head."))}
-        return model, facts, state
-    return model, facts, compact_state(model, vocabulary_rows(texts))
+        return model, prep, facts, state
+    return model, prep, facts, compact_state(model, vocabulary_rows(texts))
 
 
 INIT = {"vilt": "transformer from petl_vit_micro_scenes; text embeddings, pooler and heads random",

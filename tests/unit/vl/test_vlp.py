@@ -636,6 +636,16 @@ def test_the_bundled_micro_meter_is_vl_pretrained():
     assert not torch.equal(model.state_dict()[layer], random.state_dict()[layer])
 
 
+def test_the_micro_meter_refuses_another_image_size_in_one_line(cli, tmp_path):
+    """Its image encoder is the 32x32 micro ViT: --img-size would be recorded but not applied, so it is refused."""
+    from petlbench.vl.meter import MICRO
+
+    code, _, err = cli("run", "linear", "--dataset", "shapes-vqa", "--model", MICRO, "--img-size", "64",
+                       "--out", tmp_path / "s")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "omit --img-size" in err, err
+    assert not (tmp_path / "s").exists()
+
+
 def test_the_recipe_warm_up_share_survives_an_epoch_override():
     """ViLT's 10% warm-up of 10 epochs stays 10% when a suite sets 12 epochs (not 1 of the class default's 100)."""
     from petlbench.datasets import load_data
