@@ -28,8 +28,8 @@ from torch import nn
 
 from petlbench.methods._modules import fill_slots
 from petlbench.methods.base import MethodModule
-from petlbench.vl.meter import METER
-from petlbench.vl.model import VLModel
+from petlbench.vl.models.bert import VLModel
+from petlbench.vl.models.meter import METER
 
 OUTPUT_SLOTS = ("apt", "seq_adapter", "par_adapter", "post_adapter")
 
@@ -59,7 +59,7 @@ def language_model(model: nn.Module) -> nn.Module:
 
 def bert_layers(model: nn.Module) -> nn.ModuleList:
     """The layers methods adapt, in order, replaceable in place: a VL pair's language-model layers (the ModuleList
-    itself); METER's 12 co-attention layers (text stream 0-5, image stream 6-11; ``vl.meter.CoLayers``)."""
+    itself); METER's 12 co-attention layers (text stream 0-5, image stream 6-11; ``vl.models.meter.CoLayers``)."""
     return model.co_layers() if is_meter(model) else language_model(model).encoder.layer
 
 

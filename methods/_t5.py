@@ -1,4 +1,4 @@
-"""Shared plumbing for methods on the T5 VL model (``petlbench.vl.t5.VLT5Model``, backbone kind ``t5``; not a
+"""Shared plumbing for methods on the T5 VL model (``petlbench.vl.models.t5.VLT5Model``, backbone kind ``t5``; not a
 method): where its blocks are, DVP's T5 forward, and adapters on the T5 sublayers.
 
 A transformers ``T5Block`` is pre-norm (RMS LayerNorm without bias). Its sublayers, ``block.layer[j]``::
@@ -41,7 +41,7 @@ from torch import nn
 from petlbench.methods._bert import text_dim
 from petlbench.methods._modules import fill_slots
 from petlbench.methods.base import MethodModule
-from petlbench.vl.t5 import VLT5Model
+from petlbench.vl.models.t5 import VLT5Model
 
 SLOTS = ("seq_adapter",)
 

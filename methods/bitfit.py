@@ -2,7 +2,7 @@
 
 Structural selection: every module's own ``bias`` parameter (Linear, Conv, LayerNorm, BatchNorm, ...)
 is unfrozen; no name matching. ViT-B/16: 102,912 params excluding the head. On the VL model only the
-language model's biases (the visual encoder stays frozen, see ``petlbench.vl.model``); BERT-base: 102,144. On
+language model's biases (the visual encoder stays frozen, see ``petlbench.vl.models.bert``); BERT-base: 102,144. On
 ViLT and METER every bias of the model (both of METER's encoders too, as ``full`` trains them).
 """
 

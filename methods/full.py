@@ -1,5 +1,5 @@
 """Full fine-tuning: every parameter trains (on a VL model, BERT-family or T5: the whole language model; the
-visual encoder stays frozen, see ``petlbench.vl.model``)."""
+visual encoder stays frozen, see ``petlbench.vl.models.bert``)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Linear probe: the backbone stays frozen, only the classifier head trains.
 
 On the VL model the new fusion layers (visual projection, modality embedding) train with the head: they are
-part of the frozen VL backbone's trainable task layers (see ``petlbench.vl.model``).
+part of the frozen VL backbone's trainable task layers (see ``petlbench.vl.models.bert``).
 """
 
 from __future__ import annotations

@@ -219,11 +219,12 @@ def tune(
 
 
 @app.command("list")
-def list_(what: Annotated[str, typer.Argument(help="methods | datasets | models")]) -> None:
-    """List registered methods, datasets or backbones."""
-    choices = ("methods", "datasets", "models")
+def list_(what: Annotated[str, typer.Argument(help="methods | datasets | models | recipes")]) -> None:
+    """List registered methods, datasets, backbones or pretraining recipes."""
+    choices = ("methods", "datasets", "models", "recipes")
     if what not in choices:
-        raise UserError(f"cannot list '{what}'{did_you_mean(what, choices)}; choose methods, datasets or models")
+        raise UserError(f"cannot list '{what}'{did_you_mean(what, choices)}; choose {', '.join(choices[:-1])} or "
+                        f"{choices[-1]}")
     t = Table(title=what, title_justify="left")
     if what == "methods":
         from petlbench.registry import METHODS
@@ -239,6 +240,13 @@ def list_(what: Annotated[str, typer.Argument(help="methods | datasets | models"
             t.add_column(col)
         for name, track, kind, note in list_datasets():
             t.add_row(name + (" (default)" if name == DEFAULT else ""), track, kind, note)
+    elif what == "recipes":
+        from petlbench.pretrain.base import list_recipes
+
+        for col in ("name (--data)", "makes", "options (--set, default)", "description"):
+            t.add_column(col)
+        for row in list_recipes():
+            t.add_row(*row)
     else:
         from petlbench.tracks import list_models
 
@@ -423,29 +431,29 @@ def report(
 
 @app.command()
 def pretrain(
-    data: Annotated[str | None, typer.Option(help="fashion-mnist (petl_vit_micro; the default) | scenes "
-                                                  "(petl_vit_micro_scenes, the VL track's encoder) | vl-scenes "
-                                                  "(petl_vilt_micro_scenes, the micro VL-pretrained ViLT) | "
-                                                  "vl-scenes-meter (petl_meter_micro_scenes, the micro METER)")] = None,
+    data: Annotated[str | None, typer.Option(help="the recipe: what to pretrain, on what (`petlbench list recipes`; "
+                                                  "default: the default backbone's)")] = None,
     out: Annotated[Path | None, typer.Option(help="output .safetensors (default: <model>.safetensors)")] = None,
     steps: Annotated[int | None, typer.Option(help="optimizer steps (default: the recipe's)")] = None,
     batch_size: Annotated[int | None, typer.Option(help="default: the recipe's")] = None,
     lr: Annotated[float | None, typer.Option(help="default: the recipe's")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int | None, typer.Option(help="default: the recipe's (0)")] = None,
+    held_out: Annotated[int | None, typer.Option(help="held-out samples scored after training (default: the "
+                                                      "recipe's)")] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's)")] = None,
-    device: Annotated[str, typer.Option(help="cpu | cuda[:N]: where vl-scenes(-meter) pretraining runs (the bundled "
-                                             "files were made on the CPU)")] = "cpu",
+    device: Annotated[str | None, typer.Option(help="cpu | cuda[:N] (recipes that may leave the CPU; the bundled "
+                                                    "files were made on the CPU)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="a research option of the recipe, key=value "
+                                                                 "(repeatable; `petlbench list recipes`)")] = None,
 ) -> None:
-    """Re-create a bundled backbone's weights from scratch (offline): Fashion-MNIST, generated shape scenes, or
-    generated scene-caption pairs.
+    """Re-create a bundled backbone's weights from scratch (offline), by its registered recipe
+    (petlbench/pretrain/); prints the provenance written next to the file."""
+    from petlbench.pretrain.base import pretrain as do_pretrain
 
-    Options left out take the recipe's values, declared once in petlbench/engine/pretrain.py (which also checks them).
-    """
-    from petlbench.engine.pretrain import pretrain as do_pretrain
-
-    given = {"data": data, "steps": steps, "batch_size": batch_size, "lr": lr}
+    given = {"data": data, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "held_out": held_out,
+             "device": device}
     with reporting() as (reporter, _):
-        info = do_pretrain(out=out, seed=seed, threads=threads, reporter=reporter, device=device,
+        info = do_pretrain(out=out, threads=threads, reporter=reporter, sets=set_ or [],
                            **{k: v for k, v in given.items() if v is not None})
     console.print_json(json.dumps(info, default=str))
 

@@ -18,8 +18,8 @@ from petlbench.data.hub import HUB
 from petlbench.data.local import load_local
 from petlbench.data.types import Data, DatasetSpec
 from petlbench.registry import Registry
-from petlbench.vl import tasks as vl_tasks
-from petlbench.vl.sources import VL_HUB, load_vl_path, looks_like_vl
+from petlbench.vl.data import tasks as vl_tasks
+from petlbench.vl.data.sources import VL_HUB, load_vl_path, looks_like_vl
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", "run 'petlbench list datasets' or pass an existing path")
 for _spec in builtin.TASKS:

@@ -14,7 +14,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from petlbench.errors import UserError, did_you_mean
 
@@ -85,24 +85,30 @@ class Registry(Generic[T]):
 
 # ----------------------------------------------------------------------------- methods
 
-_NOT_METHODS = {"base"}
+def plugin_modules(pkg: Any, skip: Iterable[str] = ()) -> list[str]:
+    """The modules of package ``pkg`` that may register entries: all but private (``_x``) and ``skip`` ones."""
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_") and m.name not in skip)
 
 
-def _builtin_method_modules() -> list[str]:
+def discover_modules(pkg: Any, skip: Iterable[str] = ()) -> None:
+    """Import every ``plugin_modules`` module of ``pkg`` (each registers itself on import)."""
+    for mod in plugin_modules(pkg, skip):
+        importlib.import_module(f"{pkg.__name__}.{mod}")
+
+
+def _methods_package() -> Any:
     import petlbench.methods as pkg
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)
-                  if not m.name.startswith("_") and m.name not in _NOT_METHODS)
+    return pkg
 
 
 def _import_method(name: str) -> None:
-    if name in _builtin_method_modules():
+    if name in plugin_modules(_methods_package(), {"base"}):
         importlib.import_module(f"petlbench.methods.{name}")
 
 
 def _import_all_methods() -> None:
-    for mod in _builtin_method_modules():
-        importlib.import_module(f"petlbench.methods.{mod}")
+    discover_modules(_methods_package(), {"base"})
 
 
 METHODS: Registry = Registry("method", "run 'petlbench list methods' to see them", discover=_import_all_methods,

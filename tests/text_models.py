@@ -1,6 +1,6 @@
 """Tiny text models saved as users keep them (transformers ``save_pretrained``: config + weights, and a
 WordPiece or T5 tokenizer over the words of given texts), built offline from architecture configs; a tiny T5 VL
-model (``petlbench.vl.t5``) and batches for it."""
+model (``petlbench.vl.models.t5``) and batches for it."""
 
 from __future__ import annotations
 
@@ -80,9 +80,9 @@ def tiny_t5_vl(seed: int = 0, layers: int = 3, attn: str = "sdpa"):
     makes it."""
     import torch
 
-    from petlbench.vl.model import freeze_vl_backbone, load_vision_encoder
-    from petlbench.vl.t5 import VLT5Model
-    from petlbench.vl.text import text_encoder_from_config
+    from petlbench.vl.models.bert import freeze_vl_backbone, load_vision_encoder
+    from petlbench.vl.models.t5 import VLT5Model
+    from petlbench.vl.models.text import text_encoder_from_config
 
     torch.manual_seed(seed)
     text = text_encoder_from_config(tiny_t5_config(100, layers))

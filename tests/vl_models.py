@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from petlbench.vl.model import VLModel, freeze_vl_backbone, load_vision_encoder
-from petlbench.vl.text import text_encoder_from_config
+from petlbench.vl.models.bert import VLModel, freeze_vl_backbone, load_vision_encoder
+from petlbench.vl.models.text import text_encoder_from_config
 
 IMG, CLASSES, T = 32, 5, 8
 
@@ -55,7 +55,7 @@ def tiny_vilt(classes: int = CLASSES, img: int = IMG, vocab: int = 100, text_len
     """A 2-layer, 32-wide ViLT (patch 16) at random, frozen as ``build`` makes it."""
     from transformers import ViltConfig
 
-    from petlbench.vl.vilt import ViLT, ViLTSpec, freeze_vilt
+    from petlbench.vl.models.vilt import ViLT, ViLTSpec, freeze_vilt
 
     torch.manual_seed(seed)
     config = ViltConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
@@ -70,7 +70,7 @@ def tiny_meter(classes: int = CLASSES, img: int = IMG, vocab: int = 60, seed: in
     frozen as ``build`` makes it."""
     from transformers import AutoConfig, AutoModel
 
-    from petlbench.vl.meter import METER, TRAINS_WITH_EVERY_METHOD, MeterSpec
+    from petlbench.vl.models.meter import METER, TRAINS_WITH_EVERY_METHOD, MeterSpec
 
     torch.manual_seed(seed)
     text = AutoModel.from_config(AutoConfig.for_model("roberta", vocab_size=vocab, hidden_size=32, num_hidden_layers=1,

@@ -35,8 +35,8 @@ def main() -> None:
 
     import torch
 
-    from petlbench.engine import measure
     from petlbench.engine.build import build, make_method
+    from petlbench.models import measure
     from petlbench.models.backbones import create_backbone, input_size
 
     if args.threads:

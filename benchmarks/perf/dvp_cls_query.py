@@ -19,7 +19,7 @@ import torch
 
 def cls_spread(text_name: str, questions: list[str], max_len: int = 16) -> list[float]:
     """Relative spread of the [CLS] state over ``questions`` at the input of every layer."""
-    from petlbench.vl.text import load_text_encoder, text_tokenizer
+    from petlbench.vl.models.text import load_text_encoder, text_tokenizer
 
     model, _, _ = load_text_encoder(text_name)
     batch = text_tokenizer(text_name)(questions, padding="max_length", max_length=max_len, truncation=True,

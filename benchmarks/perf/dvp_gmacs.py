@@ -24,7 +24,7 @@ DEFAULT_MODELS = ("minilm+petl_vit_micro_scenes", "bert-base-uncased+vit_base_pa
 def measure(model_name: str, text_len: int) -> list[dict]:
     """Rows: the baseline and DVP at the first and the last layer, for one model and text length."""
     from petlbench.methods.dvp import DVP, DVPConfig
-    from petlbench.vl.model import create_vl_backbone, vl_gmacs
+    from petlbench.vl.models.bert import create_vl_backbone, vl_gmacs
 
     with torch.device("meta"):
         base, _ = create_vl_backbone(model_name, 10, pretrained=False)

@@ -41,8 +41,8 @@ def main() -> None:
     from petlbench.engine.loop import Reporter, Runtime, train_and_evaluate
     from petlbench.engine.runner import seed_everything
     from petlbench.models.family import Built
-    from petlbench.vl.model import create_vl_backbone
-    from petlbench.vl.text import vl_tokenizer
+    from petlbench.vl.models.bert import create_vl_backbone
+    from petlbench.vl.models.text import vl_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", default="adp", choices=["full", "adp"])

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from petlbench.vl import tasks as vl_tasks
-from petlbench.vl.model import load_vision_encoder
+from petlbench.vl.data import tasks as vl_tasks
+from petlbench.vl.models.bert import load_vision_encoder
 
 PATCH, GRID = 4, 8
 

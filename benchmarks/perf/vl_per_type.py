@@ -1,7 +1,7 @@
 """Per-question-type test scores of one ``petlbench run`` on a built-in VL task (where a model fails, not only how much).
 
 A run reports one number per task; on ``shapes-vqa`` that averages five question types (colour, shape, count,
-exist, relation; ``vl.tasks.question_type``) whose chance levels differ (25 / 25 / 25 / 50 / 50). This script runs
+exist, relation; ``vl.data.tasks.question_type``) whose chance levels differ (25 / 25 / 25 / 50 / 50). This script runs
 the CLI's ``run`` in-process with the engine's ``evaluate`` wrapped so that the task's own ``score`` (the VQA soft
 score of the argmax answer, or 0/1 for entailment) is also taken per sample, then prints the mean per type of the
 last evaluation on the test split. The run itself is unchanged (same recipe, seed, forward passes and row in
@@ -52,7 +52,7 @@ def evaluate(model, ds, splits, batch_size, rt):
 def main() -> None:
     from petlbench.cli import main as cli
     from petlbench.datasets import load_data
-    from petlbench.vl.tasks import question_type
+    from petlbench.vl.data.tasks import question_type
 
     args = sys.argv[1:]
     loop.evaluate = evaluate

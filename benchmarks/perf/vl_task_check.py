@@ -28,8 +28,8 @@ import torch
 import torch.nn as nn
 
 from petlbench.datasets import load_data as load_vl
-from petlbench.vl import tasks as vl_tasks
-from petlbench.vl.data import VLSplit, VLTask
+from petlbench.vl.data import tasks as vl_tasks
+from petlbench.vl.data.raw import VLSplit, VLTask
 
 MODES = ("text", "image", "both")
 

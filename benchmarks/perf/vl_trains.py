@@ -65,8 +65,8 @@ def train_method(name: str, model_name: str | None, steps: int, batch: int, lr: 
     from petlbench.engine.optim import constant
     from petlbench.methods.base import MethodConfig
     from petlbench.registry import METHODS
-    from petlbench.vl.model import create_vl_backbone
-    from petlbench.vl.text import vl_tokenizer
+    from petlbench.vl.models.bert import create_vl_backbone
+    from petlbench.vl.models.text import vl_tokenizer
 
     torch.manual_seed(seed)
     model, _ = create_vl_backbone(model_name, len(ANSWERS), modality=modality)

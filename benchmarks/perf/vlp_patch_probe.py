@@ -2,10 +2,10 @@
 
 The micro VL-pretrained model ``petl_vilt_micro_scenes`` starts its transformer from the scene-pretrained micro ViT,
 whose last-block patch tokens name the shape and colour of the object they cover (its pretraining labels). This
-probe renders held-out scenes (``vl.tasks.pretraining_scenes``, seed 7: neither a task split nor a pretraining
+probe renders held-out scenes (``pretrain.scenes.pretraining_scenes``, seed 7: neither a task split nor a pretraining
 pool), runs the model on each with one fixed text ("what shape is it?"), and trains a LayerNorm + linear probe
 (Adam, 300 full-batch steps) per layer on the patch tokens an object covers of 1,000 scenes; it reports the
-accuracy on those of the other 500. ``init`` is the model before VL pretraining (``vlp_pretrain.build_model``),
+accuracy on those of the other 500. ``init`` is the model before VL pretraining (the ``vl-scenes`` recipe's ``build``),
 ``bundled`` the bundled file, any other argument a weights file made by ``petlbench pretrain --data vl-scenes``.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/perf/vlp_patch_probe.py init bundled /tmp/m.safetensors``.
@@ -23,18 +23,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from petlbench.data.preprocess import Preprocess
-from petlbench.vl.data import tokenizer_for
-from petlbench.vl.tasks import LABEL_HEADS, pretraining_scenes
-from petlbench.vl.text import OFFLINE_TEXT
-from petlbench.vl.vilt import MICRO, MICRO_SPEC, ViLT, create_vilt
-from petlbench.vl.vlp_pretrain import build_model
+from petlbench.pretrain.base import RECIPES
+from petlbench.pretrain.scenes import LABEL_HEADS, pretraining_scenes
+from petlbench.pretrain.vlp import VLPConfig
+from petlbench.vl.data.raw import tokenizer_for
+from petlbench.vl.models.text import OFFLINE_TEXT
+from petlbench.vl.models.vilt import MICRO, MICRO_SPEC, ViLT, create_vilt
 
 TRAIN, TEST, TEXT = 1000, 500, "what shape is it?"
 
 
 def load(name: str) -> ViLT:
     if name == "init":
-        return build_model(0)
+        torch.manual_seed(0)
+        return RECIPES.get("vl-scenes").build(VLPConfig(), torch.device("cpu"))[0]
     return create_vilt(MICRO, 1, weights=None if name == "bundled" else name)[0]
 
 

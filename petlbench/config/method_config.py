@@ -166,46 +166,48 @@ def _coerce(raw: str, tp: Any, key: str) -> Any:
     raise UserError(f"key '{key}' of type {tp} cannot be set from the command line")
 
 
-def parse_sets(pairs: list[str], cfg_cls: type, method: str) -> dict[str, Any]:
-    """``["rank=8", "deep=true"]`` -> typed dict for ``cfg_cls``; UserError on unknown keys/bad values."""
+def parse_sets(pairs: list[str], cfg_cls: type, method: str, kind: str = "method") -> dict[str, Any]:
+    """``["rank=8", "deep=true"]`` -> typed dict for ``cfg_cls`` (the config of ``kind`` ``method``); UserError on
+    unknown keys/bad values."""
     types_ = field_types(cfg_cls)
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
             raise UserError(f"--set expects key=value, got '{pair}' (e.g. --set lr=0.01)")
         key, raw = (s.strip() for s in pair.split("=", 1))
-        _check_key(key, types_, method)
+        _check_key(key, types_, method, kind)
         out[key] = _coerce(raw, types_[key], key)
     return out
 
 
-def _check_key(key: str, types_: dict[str, Any], method: str) -> None:
+def _check_key(key: str, types_: dict[str, Any], method: str, kind: str = "method") -> None:
     if key not in types_:
-        raise UserError(f"method '{method}' has no config key '{key}'{did_you_mean(key, types_)}; "
+        raise UserError(f"{kind} '{method}' has no config key '{key}'{did_you_mean(key, types_)}; "
                         f"its keys: {', '.join(types_)}")
 
 
-def build_method_config(cfg_cls: type, overrides: dict[str, Any], method: str = "") -> Any:
-    """The one validation path: known keys, strict types, declared ranges, then cross-field rules."""
+def build_method_config(cfg_cls: type, overrides: dict[str, Any], method: str = "", kind: str = "method") -> Any:
+    """The one validation path: known keys, strict types, declared ranges, then cross-field rules (``kind``: what
+    the config configures, for the messages: a method, a pretraining recipe)."""
     method = method or cfg_cls.__name__
     types_, defaults = field_types(cfg_cls), cfg_cls.__dataclass_fields__
     values = {}
     for key, value in overrides.items():
-        _check_key(key, types_, method)
+        _check_key(key, types_, method, kind)
         default = defaults[key].default
-        hint = f"; the method's default is --set {key}={_show(default)}"
+        hint = f"; the {kind}'s default is --set {key}={_show(default)}"
         ok, value = check_type(value, types_[key])
         if not ok:
-            raise UserError(f"invalid value for '{key}' of method '{method}': expected {_type_name(types_[key])}, "
+            raise UserError(f"invalid value for '{key}' of {kind} '{method}': expected {_type_name(types_[key])}, "
                             f"got {value!r}{hint}")
         for r in ranges(cfg_cls, key) if isinstance(value, (int, float)) and not isinstance(value, bool) else []:
             if r.problem(value):
-                raise UserError(f"invalid method config: {key} {r.problem(value)}, got {value}{hint}")
+                raise UserError(f"invalid {kind} config: {key} {r.problem(value)}, got {value}{hint}")
         values[key] = value
     try:
         return cfg_cls(**values)
     except (ValueError, TypeError) as e:
-        raise UserError(f"invalid method config: {e}") from None
+        raise UserError(f"invalid {kind} config: {e}") from None
 
 
 def _show(v: Any) -> str:

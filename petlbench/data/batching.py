@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 
 class BatchedDataset(Dataset, ABC):
-    """A prepared split that makes its own mini-batches (``vl.data.VLTorchSplit``: token ids cut to each batch's
+    """A prepared split that makes its own mini-batches (``vl.data.raw.VLTorchSplit``: token ids cut to each batch's
     longest text; ``data.cache.CachedImages``: lazy data decoded once); ``batches`` uses them."""
 
     @abstractmethod

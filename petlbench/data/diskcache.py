@@ -1,6 +1,6 @@
 """Build once per machine: generated or converted arrays stored as an .npz under the cache dir, keyed by the code
 that builds them and the input files it reads, so editing a generator or reinstalling a data package rebuilds the
-entry. Used by the built-in vision tasks (``data.builtin``) and the built-in VL tasks (``vl.tasks``); the cache dir
+entry. Used by the built-in vision tasks (``data.builtin``) and the built-in VL tasks (``vl.data.tasks``); the cache dir
 is also where the decoded-data cache (``data.cache``) and the precision timings (``engine.numerics``) live.
 """
 

@@ -3,7 +3,7 @@
 Two stages so the model can be sized before preprocessing: ``datasets.load_data(name)`` -> a ``Data`` (classes
 known, nothing preprocessed), then ``data.prepare(data_cfg)`` -> ``Splits`` of torch datasets prepared for the
 model's data config. ``Data`` is what the engine knows of a dataset (``data.images.RawData`` for image
-classification, ``vl.data.VLRawData`` for vision-language); a ``Task`` (declared by the data) says how predictions
+classification, ``vl.data.raw.VLRawData`` for vision-language); a ``Task`` (declared by the data) says how predictions
 are scored. Also here: lazily decoded image entries (``ImageSource``), read the same way by every format.
 """
 

@@ -18,10 +18,11 @@ from petlbench.config.options import RunConfig, config_hash, identity
 from petlbench.data import diskcache
 from petlbench.data.batching import map_tensors, tensor_shapes
 from petlbench.data.types import Data
-from petlbench.engine import distributed, measure, numerics
+from petlbench.engine import distributed, numerics
 from petlbench.engine.loop import training_step
 from petlbench.errors import UserError
 from petlbench.methods.base import Method, MethodConfig
+from petlbench.models import measure
 from petlbench.models.family import Built
 from petlbench.registry import METHODS
 

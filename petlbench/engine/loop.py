@@ -28,11 +28,12 @@ from torch import nn
 
 from petlbench.data.batching import batches, map_tensors, num_batches, split_off, tensor_shapes
 from petlbench.data.types import Splits
-from petlbench.engine import measure, numerics
+from petlbench.engine import numerics
 from petlbench.engine.distributed import Dist
 from petlbench.engine.optim import head_lr_mult, make_optimizer, optimizer_step, warmup_then_decay
 from petlbench.errors import UserError
 from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, SearchDiverged
+from petlbench.models import measure
 from petlbench.models.family import Built
 from petlbench.models.heads import get_classifier, head_parameters
 

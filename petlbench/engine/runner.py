@@ -25,12 +25,13 @@ from petlbench.config.options import RunConfig, group_hash
 from petlbench.data import cache as datacache
 from petlbench.data import diskcache
 from petlbench.data.types import Data
-from petlbench.engine import distributed, measure, numerics
+from petlbench.engine import distributed, numerics
 from petlbench.engine.build import Prepared, backbone_gmacs, prepare_run
 from petlbench.engine.loop import Reporter, Runtime, train_and_evaluate
 from petlbench.engine.optim import head_lr_mult
 from petlbench.errors import UserError
 from petlbench.methods.base import MethodConfig
+from petlbench.models import measure
 from petlbench.results.provenance import machine_load, provenance
 from petlbench.results.schema import RunResult
 

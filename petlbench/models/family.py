@@ -4,7 +4,7 @@ A family owns a set of ``--model`` names, builds them frozen with a fresh head, 
 of a model it built: its backbone kind (what methods declare in ``supports``), the data config its inputs are
 prepared with, an example input, what its GMACs are counted on, and a frozen input encoder's GMACs reported
 apart. Families are registered in ``petlbench.tracks.FAMILIES`` (the vision family in ``models.backbones``, the
-vision-language pairs in ``vl.model``); a new kind of backbone is one module with a family plus its registration.
+vision-language pairs in ``vl.models.bert``); a new kind of backbone is one module with a family plus its registration.
 """
 
 from __future__ import annotations

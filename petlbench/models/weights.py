@@ -21,6 +21,12 @@ def file_sha256(path: str | Path, n: int = 16) -> str:
     return h.hexdigest()[:n]
 
 
+def backbone_state(model: nn.Module, drop: tuple[str, ...] = ("head.",)) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s state on the CPU without the keys starting with ``drop`` (its head): what a weights
+    file of the backbone holds."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items() if not k.startswith(drop)}
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a safetensors file or a torch state dict; UserError when missing or unreadable."""
     path = Path(path)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from petlbench.engine import measure
+from petlbench.models import measure
 
 pytestmark = pytest.mark.integration
 

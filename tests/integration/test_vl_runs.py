@@ -7,7 +7,7 @@ import pytest
 
 from petlbench import datasets as sources
 from petlbench.results.store import read_rows
-from petlbench.vl.data import VLRawData
+from petlbench.vl.data.raw import VLRawData
 
 from ..text_models import save_text_model
 from ..vl_files import jsonl_dataset, write_vqa_parquet

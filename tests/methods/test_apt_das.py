@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from petlbench.engine import measure
 from petlbench.engine.build import build, make_method
 from petlbench.errors import UserError
 from petlbench.methods.apt import APTCore
@@ -26,6 +25,7 @@ from petlbench.methods.das import (
     set_skipped,
     top_k,
 )
+from petlbench.models import measure
 from petlbench.models.backbones import create_backbone
 
 IMG = 32  # test_vit at 32x32: 4 patches + CLS, d=64, 6 blocks

@@ -16,15 +16,15 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from petlbench.data.types import Splits
-from petlbench.engine import measure
 from petlbench.engine.build import make_method
 from petlbench.engine.loop import Reporter, Runtime, _Loop, train_and_evaluate
 from petlbench.errors import UserError
 from petlbench.methods import dvp as dvp_mod
 from petlbench.methods.base import SearchContext
 from petlbench.methods.dvp import DVP, DVPConfig, dvp_state, preference_update, score_percent
+from petlbench.models import measure
 from petlbench.models.family import Built
-from petlbench.vl.model import create_vl_backbone, vl_gmacs
+from petlbench.vl.models.bert import create_vl_backbone, vl_gmacs
 
 from ..vl_models import CLASSES, IMG, T, batch, hand_macs, tiny_vl
 
@@ -414,7 +414,7 @@ def test_the_recipe_follows_the_published_task(published, builtin, want):
     """dvp/config.py: dvp_adaption_*_{vqa,gqa} 10 epochs, 10% warm-up; *_snli_ve 5 epochs, 20%; search 2 / 2 / 1
     epochs of batch 256 (module TASK_RECIPE)."""
     from petlbench.engine.build import resolve_overrides
-    from petlbench.vl.data import entailment_task, vqa_task
+    from petlbench.vl.data.raw import entailment_task, vqa_task
 
     task = entailment_task(published) if published == "snli-ve" else vqa_task(published, ["a", "b"])
     raw = types.SimpleNamespace(task=task, epochs=None, batch_size=None)

@@ -14,16 +14,16 @@ import torch.nn.functional as F
 
 from petlbench.data.types import Splits
 from petlbench.datasets import load_data
-from petlbench.engine import measure
 from petlbench.engine.build import make_method
 from petlbench.engine.loop import Runtime, train_and_evaluate
 from petlbench.errors import UserError
 from petlbench.methods._t5 import layer_norms
 from petlbench.methods.dvp import dvp_state
+from petlbench.models import measure
 from petlbench.models.family import Built
 from petlbench.results.store import read_rows
-from petlbench.vl.model import create_vl_backbone
-from petlbench.vl.text import T5_PAIR
+from petlbench.vl.models.bert import create_vl_backbone
+from petlbench.vl.models.text import T5_PAIR
 
 from ..text_models import T5_CLASSES, T5_LEN, save_text_model, t5_batch, tiny_t5_vl
 

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from petlbench.engine import measure
 from petlbench.engine.build import build, make_method
 from petlbench.errors import UserError
 from petlbench.methods._deq import SolverSpec, equilibrium, solve
 from petlbench.methods.lion import InputImplicit, LionConfig, OutputImplicit, PrunableWeight
+from petlbench.models import measure
 
 
 @pytest.fixture(autouse=True)

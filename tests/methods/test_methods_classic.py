@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from petlbench.engine import measure
 from petlbench.engine.build import build, inspect, make_method
 from petlbench.engine.loop import set_train_mode
 from petlbench.engine.runner import seed_everything
 from petlbench.methods.base import MethodModule
+from petlbench.models import measure
 from petlbench.models.backbones import create_backbone
 
 from ..conftest import TINY

@@ -59,8 +59,9 @@ def test_list_commands(cli):
         (["inspect", "vpt", "--model", "resnet18"], ["does not support"]),
         (["compare", "NOSTORE"], ["no results"]),
         (["suite", "mini-vtabb"], ["unknown suite"]),
-        (["pretrain", "--data", "imagenet"], ["unknown pretraining data", "fashion-mnist, scenes"]),
-        (["pretrain", "--steps", "0"], ["pretrain needs steps >= 1"]),
+        (["pretrain", "--data", "imagenet"], ["unknown pretraining recipe 'imagenet'", "petlbench list recipes"]),
+        (["pretrain", "--steps", "0"], ["invalid pretraining recipe config: steps must be >= 1"]),
+        (["pretrain", "--data", "vl-scenes", "--set", "wpa=-1"], ["wpa must be >= 0", "default is --set wpa=0.0"]),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_stored(cli, tmp_path, image_folder, args, words):

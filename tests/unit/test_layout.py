@@ -80,10 +80,33 @@ def test_vision_code_never_imports_vision_language_code():
             if any(d.startswith("petlbench.vl") for d in graph[m])} == {}
 
 
-def test_only_the_routers_and_the_vl_package_name_both_tracks():
-    """Outside vl/ and methods/ (VL plumbing), only datasets.py and tracks.py import the vl package (and the
-    command that re-creates the bundled weights, whose scenes recipe is VL data by definition)."""
+def test_only_the_routers_the_vl_package_and_the_recipes_name_both_tracks():
+    """Outside vl/ and methods/ (VL plumbing), only datasets.py and tracks.py import the vl package, and the
+    pretraining recipes that build VL models or their data (pretrain/)."""
     graph = import_graph()
     importers = {m for m, deps in graph.items() if any(d.startswith("petlbench.vl") for d in deps)
-                 and not m.startswith(("petlbench.vl", "petlbench.methods"))}
-    assert importers <= {"petlbench.datasets", "petlbench.tracks", "petlbench.engine.pretrain"}, importers
+                 and not m.startswith(("petlbench.vl", "petlbench.methods", "petlbench.pretrain"))}
+    assert importers <= {"petlbench.datasets", "petlbench.tracks"}, importers
+
+
+# each layer may import only itself and the layers before it (imports inside functions count)
+LOW = ("petlbench.errors", "petlbench.hub", "petlbench.config", "petlbench.data", "petlbench.models",
+       "petlbench.vl", "petlbench.methods")
+HIGH = ("petlbench.engine", "petlbench.pretrain", "petlbench.results", "petlbench.cli", "petlbench.progress")
+
+
+def test_no_import_runs_back_up_the_layers():
+    """Data, models, the VL models and data, and methods never import the engine, pretraining, results or the CLI
+    (a helper many layers use, such as ``models.measure``, lives low)."""
+    graph = import_graph()
+    up = {m: sorted(d for d in deps if d.startswith(HIGH)) for m, deps in graph.items() if m.startswith(LOW)}
+    assert len(up) > 40 and {m: d for m, d in up.items() if d} == {}
+
+
+def test_the_engine_names_no_pretraining_recipe():
+    from petlbench.pretrain.base import RECIPES
+
+    names = [f'"{n}"' for n in RECIPES.all()]
+    engine = [p for p in ROOT.joinpath("petlbench", "engine").rglob("*.py")]
+    assert len(engine) > 5 and len(names) >= 4
+    assert [(p.name, n) for p in engine for n in names if n in p.read_text()] == []

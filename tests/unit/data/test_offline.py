@@ -1,4 +1,4 @@
-"""The embedded offline benchmark: built-in tasks, bundled weights, pretraining, suite files."""
+"""The embedded offline benchmark: built-in tasks, bundled weights, suite files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import torch
 from petlbench.data import builtin as offline
 from petlbench.data import diskcache
 from petlbench.datasets import load_data
-from petlbench.engine.pretrain import fashion_available, pretrain
 from petlbench.errors import UserError
 from petlbench.models.backbones import BUNDLED, DEFAULT_MODEL, bundled_weights_path, create_backbone
 
@@ -127,80 +126,6 @@ def test_bundled_weights_load_and_differ_from_random() -> None:
     assert not torch.allclose(w, r)
     out = model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 7) and torch.isfinite(out).all()
-
-
-@pytest.mark.skipif(not fashion_available(), reason="Fashion-MNIST absent: apt-get install dataset-fashion-mnist")
-def test_pretrain_few_steps_roundtrip(tmp_path: Path) -> None:
-    out = tmp_path / "w.safetensors"
-    meta = pretrain(out, steps=2, batch_size=8, lr=1e-3, seed=0, threads=None, eval_images=64)
-    assert meta["steps"] == 2 and 0 <= meta["fashion_mnist_test_acc"] <= 100
-    saved = json.loads(out.with_suffix(".json").read_text())
-    assert saved["sha256"] and saved["torch"] == torch.__version__
-    model, info = create_backbone(DEFAULT_MODEL, 3, weights=str(out))
-    assert info["weights_sha256"] == saved["sha256"] and model.head.out_features == 3
-
-
-def test_pretrain_without_fashion_mnist_names_the_package(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
-        pretrain(tmp_path / "w.safetensors", steps=1, batch_size=2, data_dir=tmp_path)
-
-
-def test_scene_patch_labels_name_each_object_where_it_is() -> None:
-    from petlbench.vl import tasks as vl_tasks
-
-    rng = np.random.default_rng(3)
-    ys, xs = np.meshgrid(np.arange(8) * 4 + 2.0, np.arange(8) * 4 + 2.0, indexing="ij")  # patch centres, px
-    for _ in range(20):
-        scene = vl_tasks.sample_scene(rng)
-        _, covers = vl_tasks.render_with_covers(scene, rng)
-        shape, colour, centre = vl_tasks.patch_labels(scene, covers, patch=4)
-        assert centre.sum() == len(scene)  # objects never share a centre patch (they do not overlap)
-        labelled = np.zeros((8, 8), bool)
-        for o in scene:
-            assert centre[int(o.y // 4), int(o.x // 4)] == 1
-            mine = ((shape == 1 + vl_tasks.SHAPES.index(o.shape)) & (colour == 1 + list(vl_tasks.COLOURS).index(o.colour))
-                    & (np.hypot(ys - o.y, xs - o.x) <= o.r + 2 * np.sqrt(2)))  # patch centre within r + half a diagonal
-            assert mine.any()  # every object is named on at least one patch, next to it
-            labelled |= mine
-        assert ((shape > 0) == (colour > 0)).all() and (labelled == (shape > 0)).all()  # and nothing else is named
-
-
-def test_pretraining_scenes_are_deterministic_and_disjoint_from_the_task_splits() -> None:
-    from petlbench.vl import tasks as vl_tasks
-
-    images, labels = vl_tasks.pretraining_scenes(40, seed=0, patch=4)
-    again, _ = vl_tasks.pretraining_scenes(40, seed=0, patch=4)
-    other, _ = vl_tasks.pretraining_scenes(40, seed=1, patch=4)
-    assert images.shape == (40, 32, 32, 3) and labels.shape == (40, 3, 8, 8)
-    assert np.array_equal(images, again) and not np.array_equal(images, other)
-    pool = {im.tobytes() for im in images}
-    for task in vl_tasks.BY_NAME:
-        for split in ("train", "val", "test"):
-            task_images = vl_tasks.generate(task, split, 40)[0]
-            assert not pool & {im.tobytes() for im in task_images}
-
-
-def test_pretrain_on_scenes_few_steps_roundtrip(tmp_path: Path) -> None:
-    from petlbench.vl.model import load_vision_encoder
-
-    out = tmp_path / "s.safetensors"
-    meta = pretrain(out, steps=2, batch_size=4, data="scenes", n_scenes=8, eval_images=4)
-    assert meta["model"] == "petl_vit_micro_scenes" and meta["steps"] == 2
-    assert {"scenes_eval_shape_acc", "scenes_eval_colour_acc", "scenes_eval_centre_acc"} <= set(meta)
-    vision, info = load_vision_encoder("petl_vit_micro_scenes", weights=str(out))
-    assert info["weights_sha256"] == meta["sha256"] and vision.forward_features(torch.zeros(1, 3, 32, 32)).shape == (1, 65, 128)
-    with pytest.raises(UserError, match="fashion-mnist, scenes"):
-        pretrain(out, data="imagenet")
-
-
-def test_bundled_scene_encoder_names_shapes_and_colours() -> None:
-    meta = json.loads(bundled_weights_path("petl_vit_micro_scenes").with_suffix(".json").read_text())
-    assert meta["model"] == "petl_vit_micro_scenes" and meta["steps"] > 0
-    # measured once when the weights were made (held-out scenes, object patches); 4 shapes + background
-    assert meta["scenes_eval_shape_acc"] > 85 and meta["scenes_eval_colour_acc"] > 95
-    scenes, _ = create_backbone("petl_vit_micro_scenes", 3)
-    fashion, _ = create_backbone(DEFAULT_MODEL, 3)
-    assert not torch.allclose(scenes.blocks[3].attn.qkv.weight, fashion.blocks[3].attn.qkv.weight)
 
 
 # ----------------------------------------------------------------------------- suite files

@@ -13,7 +13,7 @@ from petlbench import progress
 from petlbench.data.types import Splits
 from petlbench.engine.build import build, make_method
 from petlbench.engine.loop import Reporter, Runtime, train_and_evaluate
-from petlbench.engine.measure import StepClock
+from petlbench.models.measure import StepClock
 
 
 class _Log(Reporter):

@@ -43,7 +43,7 @@ def test_warmup_then_decay_shape():
 def test_optimizer_groups_follow_the_recipe():
     from petlbench.data.types import CLASSIFICATION
     from petlbench.methods.base import MethodConfig
-    from petlbench.vl.data import entailment_task, vqa_task
+    from petlbench.vl.data.raw import entailment_task, vqa_task
 
     body, head = nn.Linear(4, 4), nn.Linear(4, 2)
     params = [*body.parameters(), *head.parameters()]
@@ -136,7 +136,7 @@ def test_a_late_read_back_still_stops_a_diverged_run():
 
 
 def test_step_clock_times_steps_after_warm_up():
-    from petlbench.engine.measure import StepClock
+    from petlbench.models.measure import StepClock
 
     clock = StepClock(torch.device("cpu"), warmup=2)
     for _ in range(5):

@@ -137,8 +137,8 @@ def _tiny_vl_backbone(method, classes: int):
     from transformers import BertConfig
 
     from petlbench.models.family import Built
-    from petlbench.vl.model import VLModel, freeze_vl_backbone, load_vision_encoder
-    from petlbench.vl.text import text_encoder_from_config
+    from petlbench.vl.models.bert import VLModel, freeze_vl_backbone, load_vision_encoder
+    from petlbench.vl.models.text import text_encoder_from_config
 
     text = text_encoder_from_config(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                                intermediate_size=64, max_position_embeddings=16))
@@ -164,7 +164,7 @@ def _tiny_t5_backbone(method, classes: int):
 def _tiny_vlp_backbone(method, kind: str, classes: int):
     """A tiny ViLT or METER (random, no files), frozen as ``build`` makes it, with the method applied."""
     from petlbench.models.family import Built
-    from petlbench.vl.vlp import VLP
+    from petlbench.vl.models.family import VLP
 
     from ...vl_models import tiny_meter, tiny_vilt
 

@@ -1,4 +1,4 @@
-"""The T5 VL model (petlbench.vl.t5, backbone kind ``t5``): routing of ``TEXT+VISION`` names whose text side is a
+"""The T5 VL model (petlbench.vl.models.t5, backbone kind ``t5``): routing of ``TEXT+VISION`` names whose text side is a
 T5, the offline t5-base / t5-small configs, the official per-block encoder and one-token decoder, the all-visual-
 tokens baseline forward, data from a T5 tokenizer (no token_type_ids), and one-line errors."""
 
@@ -11,10 +11,10 @@ import torch
 
 from petlbench.datasets import load_data
 from petlbench.errors import UserError
-from petlbench.vl.data import prepare_vl
-from petlbench.vl.model import VL_PAIRS, create_vl_backbone, vl_gmacs
-from petlbench.vl.t5 import VLT5Model
-from petlbench.vl.text import T5_PAIR, load_text_encoder
+from petlbench.vl.data.raw import prepare_vl
+from petlbench.vl.models.bert import VL_PAIRS, create_vl_backbone, vl_gmacs
+from petlbench.vl.models.t5 import VLT5Model
+from petlbench.vl.models.text import T5_PAIR, load_text_encoder
 
 from ...checks import one_line_error
 from ...text_models import T5_CLASSES, T5_IMG, T5_LEN, t5_batch, t5_tokenizer, tiny_t5_vl

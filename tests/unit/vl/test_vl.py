@@ -17,14 +17,14 @@ from torch import nn
 from petlbench.errors import UserError
 from petlbench.methods.base import SearchContext
 from petlbench.registry import METHODS
-from petlbench.vl.model import (
+from petlbench.vl.models.bert import (
     VLModel,
     create_vl_backbone,
     example_inputs,
     load_vision_encoder,
     vl_gmacs,
 )
-from petlbench.vl.text import text_encoder_from_config, vl_tokenizer
+from petlbench.vl.models.text import text_encoder_from_config, vl_tokenizer
 
 from ...training import train_steps
 from ...vl_models import CLASSES, IMG, T, batch, hand_macs, tiny_text, tiny_vl
@@ -205,7 +205,7 @@ def test_every_vl_method_trains_on_an_electra_style_encoder(name):
 def test_encoders_that_are_not_bert_shaped_are_refused_up_front():
     from transformers import DistilBertConfig
 
-    from petlbench.vl.text import check_text_encoder
+    from petlbench.vl.models.text import check_text_encoder
 
     with pytest.raises(UserError, match="not a BERT-style encoder.*pick a BERT-family model") as e:
         VLModel(text_encoder_from_config(DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=4,

@@ -13,9 +13,8 @@ import torch
 
 from petlbench.datasets import list_datasets, load_data
 from petlbench.errors import UserError
-from petlbench.vl import tasks as vl_tasks
-from petlbench.vl.data import VLSplit, VLTask
-from petlbench.vl.metrics import (
+from petlbench.vl.data import tasks as vl_tasks
+from petlbench.vl.data.metrics import (
     SoftTargets,
     build_vocab,
     ce_loss,
@@ -26,7 +25,8 @@ from petlbench.vl.metrics import (
     vqa_score_sum,
     vqa_soft_scores,
 )
-from petlbench.vl.sources import (
+from petlbench.vl.data.raw import VLSplit, VLTask
+from petlbench.vl.data.sources import (
     VL_HUB,
     carve,
     load_vl_hub,
@@ -393,7 +393,7 @@ def _oracle(text: str, scene: list) -> str:
         if not a or not b:
             return "neutral"
         assert text.endswith("?") or len(a) == len(b) == 1, "an ambiguous description was used"
-        truth = {vl_tasks._relation(p, q, rel) for p in a for q in b}
+        truth = {vl_tasks.relation(p, q, rel) for p in a for q in b}
         ans = ("yes", "no") if text.endswith("?") else ("entailment", "contradiction")
         return "neutral" if len(truth) > 1 else ans[0] if truth == {True} else ans[1]
     if text.startswith("What color"):
@@ -446,7 +446,7 @@ def _fake_tokenize(texts: list[str]) -> dict[str, torch.Tensor]:
 
 
 def test_prepare_vl_batches_in_memory_with_soft_targets() -> None:
-    from petlbench.vl.data import prepare_vl
+    from petlbench.vl.data.raw import prepare_vl
 
     raw = load_data("shapes-vqa", limit=20)
     splits = prepare_vl(raw, CFG, trainval=True, tokenize=_fake_tokenize)
@@ -460,7 +460,7 @@ def test_prepare_vl_batches_in_memory_with_soft_targets() -> None:
 
 
 def test_prepare_vl_lazy_images_and_concat(tmp_path: Path) -> None:
-    from petlbench.vl.data import concat_splits, prepare_vl
+    from petlbench.vl.data.raw import concat_splits, prepare_vl
 
     raw = load_vl_local(jsonl_dataset(tmp_path, n=20))
     both = concat_splits(raw.splits["train"], raw.splits["val"])

@@ -18,7 +18,7 @@ from petlbench.errors import UserError
 from petlbench.registry import METHODS
 from petlbench.results.aggregate import aggregate, vtab_summary
 from petlbench.results.tables import markdown_pivot
-from petlbench.vl.data import VLRawData, VLTask, VLTorchSplit
+from petlbench.vl.data.raw import VLRawData, VLTask, VLTorchSplit
 
 from ...sweeps import BENCH, check_committed_sweep
 
@@ -43,7 +43,7 @@ def test_vl_datasets_are_registered_and_load_as_the_vl_track():
 
 
 def test_track_is_derived_and_mismatches_are_one_line_errors():
-    from petlbench.vl.text import DEFAULT_VL_MODEL
+    from petlbench.vl.models.text import DEFAULT_VL_MODEL
 
     assert tracks.resolve_model("vl", None, "adapter", METHODS.get("adapter").supports) == DEFAULT_VL_MODEL
     assert tracks.resolve_model("vision", None, "adapter", METHODS.get("adapter").supports) is None
@@ -70,7 +70,7 @@ def test_vision_only_methods_on_a_vl_dataset_exit_2_in_one_line(cli, tmp_path, m
 
 
 def _vl_cfg(modality: str = "both") -> dict:
-    from petlbench.vl.model import create_vl_backbone
+    from petlbench.vl.models.bert import create_vl_backbone
 
     model, _ = create_vl_backbone("minilm+test_vit", 14, pretrained=False, modality=modality, img_size=32)
     return model.data_config()
@@ -182,7 +182,7 @@ def test_committed_vlp_sweep_is_complete_and_is_the_results_table(cli, suite, ar
     --markdown` of them is in docs/results.md."""
     from importlib import import_module, resources
 
-    micro = import_module(f"petlbench.vl.{arch}").MICRO
+    micro = import_module(f"petlbench.vl.models.{arch}").MICRO
     rows = check_committed_sweep(cli, suite)
     meta = json.loads(resources.files("petlbench.assets").joinpath(f"{micro}.json").read_text())
     assert {(r["track"], r["model"], r["precision"]) for r in rows} == {("vl", micro, "fp32")}

@@ -1,4 +1,4 @@
-"""The VL-pretrained backbones (``petlbench.vl.vilt``, ``vl.meter``): ViLT computes what transformers' ``ViltModel``
+"""The VL-pretrained backbones (``petlbench.vl.models.vilt``, ``vl.models.meter``): ViLT computes what transformers' ``ViltModel``
 computes; the official ViLT and METER checkpoint layouts load; the published APT / DAS parameter anchors on a random
 ViLT-B/32 and METER; the dropout policy; offline failure; every supporting method trains only what it declares."""
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,8 +13,8 @@ from torch import nn
 from petlbench.engine.build import build, frozen_mode, make_method
 from petlbench.engine.loop import set_train_mode
 from petlbench.errors import UserError
-from petlbench.vl.vilt import ViLT, ViLTSpec, create_vilt, hf_to_vilt, load_backbone_state
-from petlbench.vl.vlp import VLP
+from petlbench.vl.models.family import VLP
+from petlbench.vl.models.vilt import ViLT, ViLTSpec, create_vilt, hf_to_vilt, load_backbone_state
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=64,
             patch_size=32, max_position_embeddings=12, vocab_size=100)
@@ -147,7 +146,7 @@ def test_the_hub_checkpoint_fails_fast_and_clearly_offline():
 
 
 def test_a_hub_tokenizer_offline_names_the_models_that_need_no_download():
-    from petlbench.vl.text import text_tokenizer
+    from petlbench.vl.models.text import text_tokenizer
 
     with pytest.raises(UserError, match="tokenizer 'roberta-base'") as e:  # METER's, needed with --no-pretrained too
         text_tokenizer("roberta-base")
@@ -158,7 +157,7 @@ def test_a_hub_tokenizer_offline_names_the_models_that_need_no_download():
 def test_every_vilt_method_trains_only_what_it_declares(method):
     torch.manual_seed(0)
     model = ViLT(ViLTSpec.from_hf(tiny_config(max_position_embeddings=12)), 5)
-    from petlbench.vl.vilt import freeze_vilt
+    from petlbench.vl.models.vilt import freeze_vilt
 
     freeze_vilt(model)
     m = make_method(method, {"num_prompts": 4} if method == "apt" else {})
@@ -186,7 +185,7 @@ def tiny_meter(image_size: int = 32, seed: int = 0):
 
 
 def test_an_official_meter_checkpoint_loads_through_the_key_map(tmp_path):
-    from petlbench.vl.meter import from_official, to_official
+    from petlbench.vl.models.meter import from_official, to_official
 
     src = tiny_meter(seed=3)
     official = to_official(src)
@@ -212,7 +211,7 @@ def test_an_official_meter_checkpoint_loads_through_the_key_map(tmp_path):
 
 
 def test_meter_anchors_on_a_random_meter():
-    from petlbench.vl.meter import METER
+    from petlbench.vl.models.meter import METER
 
     apt = build(make_method("apt"), "meter", 3129, pretrained=False)
     assert isinstance(apt.model, METER)
@@ -333,266 +332,6 @@ def test_meter_cross_modal_parameters_train_at_their_lr_multiplier():
 # ------------------------------------------------------------------------------------------ the micro VLP model
 
 
-def test_scene_captions_carry_the_patch_labels_of_their_images():
-    from petlbench.vl.tasks import COLOURS, LABEL_HEADS
-    from petlbench.vl.vlp_pretrain import scene_captions
-
-    images, _, labels, _ = scene_captions(40, seed=0)
-    assert labels.shape == (40, len(LABEL_HEADS), 8, 8) and (labels[:, 0] > 0).any(axis=(1, 2)).all()
-    assert np.array_equal((labels[:, 0] > 0), (labels[:, 1] > 0))  # an object patch has a shape and a colour
-    means = images.reshape(40, 8, 4, 8, 4, 3).mean(axis=(2, 4))  # per patch RGB
-    palette = np.asarray(list(COLOURS.values()), dtype=float)
-    nearest = 1 + np.linalg.norm(means[..., None, :] - palette, axis=-1).argmin(-1)
-    obj, other = labels[:, 1] > 0, np.roll(labels[:, 1], 1, axis=0)  # another image's labels at the same patches
-    # the colour label is the colour in the image there (a patch an object covers 25% of is mostly background)
-    assert (nearest[obj] == labels[:, 1][obj]).mean() > 0.75 > 0.5 > (nearest[obj] == other[obj]).mean()
-
-
-def test_scene_captions_describe_the_scene_and_state_one_true_fact():
-    import re
-
-    from petlbench.vl.tasks import PLURAL, _relation, render, sample_scene
-    from petlbench.vl.vlp_pretrain import NUMBERS, caption, scene_captions
-
-    images, texts, labels, truths = scene_captions(30, seed=0)
-    again = scene_captions(30, seed=0)
-    assert images.shape == (30, 32, 32, 3) and texts == again[1] and np.array_equal(images, again[0])
-    assert np.array_equal(labels, again[2]) and truths == again[3] and not any(t in truths[i] for i, t in enumerate(texts))
-    assert texts != scene_captions(30, seed=1)[1]
-    rng, checked = np.random.default_rng(5), {"list": 0, "count": 0, "colour": 0, "shape": 0, "relation": 0}
-
-    def the(name: str, scene) -> object:
-        (obj,) = [o for o in scene if name in (o.shape, f"{o.colour} {o.shape}")] if " " in name else \
-            [o for o in scene if o.shape == name]  # a caption names an object only when the name is unique
-        return obj
-
-    for _ in range(300):
-        scene = sample_scene(rng)
-        render(scene, rng)
-        first, *facts = caption(scene, rng).removesuffix(".").split(". ")
-        if first.startswith("there "):
-            counts = {s: sum(o.shape == s for o in scene) for s in {o.shape for o in scene}}
-            want = {f"{NUMBERS[n]} {s if n == 1 else PLURAL[s]}" for s, n in counts.items()}
-            assert sorted(re.split(", | and ", first.split(" ", 2)[2])) == sorted(want)
-            checked["count"] += 1
-        else:
-            assert sorted(re.split(", | and ", first)) == sorted(f"a {o.colour} {o.shape}" for o in scene)
-            checked["list"] += 1
-        assert len(facts) <= 1
-        for fact in facts:
-            if m := re.fullmatch(r"the (.+) is (left of|right of|above|below) the (.+)", fact):
-                assert _relation(the(m[1], scene), the(m[3], scene), m[2])
-                checked["relation"] += 1
-            elif m := re.fullmatch(r"the (\w+) object is a (\w+)", fact):
-                (obj,) = [o for o in scene if o.colour == m[1]]
-                assert obj.shape == m[2]
-                checked["shape"] += 1
-            else:
-                m = re.fullmatch(r"the (\w+) is (\w+)", fact)
-                assert m and the(m[1], scene).colour == m[2]
-                checked["colour"] += 1
-    assert min(checked.values()) > 30, checked
-
-
-def test_region_captions_are_true_of_their_scene_and_their_itm_negatives_are_not(monkeypatch):
-    """``REGION_CAPTIONS`` (ours, off in the bundled recipe): Visual Genome-like phrases about part of the scene; an ITM
-    negative that happens to be true of the image is redrawn; with the option off no caption is one."""
-    import re
-
-    from petlbench.vl import vlp_pretrain as vlp
-    from petlbench.vl.tasks import PLURAL, _relation
-
-    assert not any(t in tr for tr in vlp.scene_captions(200, seed=0)[3] for t in vlp.scene_captions(200, seed=1)[1])
-    monkeypatch.setattr(vlp, "REGION_CAPTIONS", 0.5)
-    _, texts, _, truths = vlp.scene_captions(400, seed=0)
-    regions = [i for i, t in enumerate(texts) if t in truths[i]]
-    assert 150 < len(regions) < 250 and all(t.count(".") == 1 for t in (texts[i] for i in regions))
-    kinds = {"object": 0, "count": 0, "relation": 0}
-    for i in regions:
-        kind = "relation" if re.search("left|right|above|below", texts[i]) else "object" if texts[i][:2] == "a " \
-            else "count"
-        kinds[kind] += 1
-    assert min(kinds.values()) > 30, kinds
-    rng = np.random.default_rng(0)
-    from petlbench.vl.tasks import sample_scene
-
-    for _ in range(200):  # a positive is true by the scene's geometry, not just by membership in true_regions
-        scene = sample_scene(rng)
-        phrase = vlp.region(scene, rng).removesuffix(".")
-        if m := re.fullmatch(r"a (\w+) (\w+) (left of|right of|above|below) a (\w+) (\w+)", phrase):
-            assert any(_relation(a, b, m[3]) for a in scene for b in scene
-                       if (a.colour, a.shape) == (m[1], m[2]) and (b.colour, b.shape) == (m[4], m[5]))
-        elif m := re.fullmatch(r"a (\w+) (\w+)", phrase):
-            assert any((o.colour, o.shape) == (m[1], m[2]) for o in scene)
-        else:
-            n, shape = phrase.split()
-            s = next(k for k, v in PLURAL.items() if v == shape)
-            assert vlp.NUMBERS.index(n) == sum(o.shape == s for o in scene) >= 2
-    idx = np.arange(400)
-    other = vlp._others(400, idx, np.random.default_rng(1), texts, truths)
-    assert (other != idx).all() and not any(texts[j] in truths[i] for i, j in zip(idx, other, strict=True))
-    assert sum(texts[j] in truths[i] for i, j in zip(idx, (idx + 1) % 400, strict=True)) > 10  # redrawing is needed
-
-
-def test_word_patch_alignment_is_an_optimal_transport_distance_between_words_and_patches():
-    """``WPA`` (ViLT's ITM adds 0.1 x this, objectives.compute_itm_wpa; off in the bundled recipe): IPOT's plan has
-    the uniform marginals over the words (no [CLS], no final [SEP], no padding) and the patches (no image [class]),
-    and words that copy patches are nearer than words that do not."""
-    import torch.nn.functional as F
-
-    from petlbench.vl import vlp_pretrain as vlp
-
-    torch.manual_seed(0)
-    t, n, d = 6, 8, 16
-    states = torch.randn(3, t + 1 + n, d)
-    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]])
-    words = torch.tensor([[0, 1, 1, 1, 1, 0], [0, 1, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0]], dtype=torch.bool)
-    aligned = states.clone()
-    for i, w in enumerate(words):  # every patch a copy of a word, each word copied equally often: a zero-cost plan
-        ids = w.nonzero().flatten()
-        aligned[i, t + 1:] = aligned[i, ids[torch.arange(n) % len(ids)]]
-    cost = 1 - F.normalize(states[:, :t], dim=-1) @ F.normalize(states[:, t + 1:], dim=-1).transpose(1, 2)
-    plan = vlp._ipot(cost, words)
-    assert torch.allclose(plan.sum(2), words / words.sum(1, keepdim=True), atol=1e-6)
-    assert torch.allclose(plan.sum(1), torch.full((3, n), 1 / n), atol=1e-3)
-    assert vlp._ipot(cost, torch.zeros_like(words)).abs().sum() == 0  # a caption of special tokens only: no NaN
-    assert (vlp.alignment_distance(aligned, mask) < 0.05).all() and (vlp.alignment_distance(states, mask) > 0.5).all()
-    states.requires_grad_(True)
-    vlp.alignment_distance(states, mask).sum().backward()
-    assert states.grad[:, 0].abs().sum() == 0 == states.grad[:, t].abs().sum()  # the image's [class] token: none
-    assert states.grad[0, 1:5].abs().sum() > 0 and states.grad[1, 3:t].abs().sum() == 0  # padding: none
-
-
-def test_the_mlm_head_scores_only_the_caption_words_so_other_rows_keep_their_init():
-    from petlbench.vl.text import OFFLINE_TEXT, text_tokenizer
-    from petlbench.vl.vilt import MICRO_SPEC, ViLT
-    from petlbench.vl.vlp_pretrain import PretrainHeads, caption_vocabulary, mask_tokens
-
-    tok = text_tokenizer(OFFLINE_TEXT)
-    texts = ["there are two circles and a square. the square is red.", "a red circle and a blue cross."]
-    vocab = caption_vocabulary(texts, tok)
-    assert set(tok.convert_ids_to_tokens(vocab.tolist())) == set(
-        "there are two circles and a square . the is red circle blue cross".split())
-    torch.manual_seed(0)
-    model = ViLT(MICRO_SPEC, 2)
-    heads = PretrainHeads(model, vocab)
-    ids = torch.tensor([tok(texts[0])["input_ids"]] * 50)
-    masked, labels = mask_tokens(ids, torch.ones_like(ids), tok, np.random.default_rng(0), vocab)
-    assert set(masked[(masked != ids) & (masked != tok.mask_token_id)].tolist()) <= set(vocab.tolist())
-    logits = heads.mlm(torch.randn(7, MICRO_SPEC.hidden_size))
-    assert logits.shape == (7, len(vocab))
-    logits.sum().backward()
-    grad = model.text_embeddings.word_embeddings.weight.grad
-    touched = grad.abs().sum(1).nonzero().flatten()
-    assert torch.equal(touched, vocab)  # "what", "how", "?" get no push-down: they keep their initialisation
-    assert torch.equal(heads.index[vocab], torch.arange(len(vocab))) and int(heads.index[tok.mask_token_id]) == -100
-    assert int(labels.ne(-100).sum()) > 0
-
-
-def test_vl_pretraining_can_keep_the_patch_labels_and_give_itm_its_own_pooler(monkeypatch):
-    """The two pretraining options (ours, off in the bundled recipe; docs/vl.md): the scene encoder's patch labels as
-    a third loss, and ITM reading [CLS] through a pooler of its own, so the model's pooler (what the task heads
-    read) gets no gradient in pretraining."""
-    from petlbench.data.preprocess import Preprocess
-    from petlbench.vl import vlp_pretrain as vlp
-    from petlbench.vl.data import tokenizer_for
-    from petlbench.vl.text import OFFLINE_TEXT, text_tokenizer
-    from petlbench.vl.vilt import MICRO_SPEC
-
-    monkeypatch.setattr(vlp, "PATCH_LOSS", 1.0)
-    monkeypatch.setattr(vlp, "ITM_OWN_POOLER", True)
-    images, texts, labels, _ = vlp.scene_captions(8, seed=3)
-    model, tok = vlp.build_model(0).eval(), text_tokenizer(OFFLINE_TEXT)  # eval: no dropout, comparable losses
-    heads = vlp.PretrainHeads(model, vlp.caption_vocabulary(texts, tok))
-    cfg = model.data_config()
-    args = (images, texts, texts[1:] + texts[:1], tokenizer_for(OFFLINE_TEXT, MICRO_SPEC.max_text_len), tok,
-            Preprocess(cfg["input_size"], cfg["mean"], cfg["std"]))
-    loss, acc = vlp._losses(model, heads, *args, np.random.default_rng(0), labels)
-    loss.backward()
-    assert set(acc) == {"mlm", "itm", "patch_shape"} and all(0 <= v <= 100 for v in acc.values())
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in heads.patches.parameters())
-    assert all(p.grad is not None for p in heads.itm.parameters())
-    assert all(p.grad is None for p in model.pooler.parameters())
-    without, _ = vlp._losses(model, heads, *args, np.random.default_rng(0))  # the same batch, no patch labels
-    assert without.item() < loss.item()
-    monkeypatch.setattr(vlp, "WPA", 0.1)  # + ViLT's word-patch alignment: (mean positive - mean negative distance) / 10
-    with_wpa, _ = vlp._losses(model, heads, *args, np.random.default_rng(0))
-    assert with_wpa.item() != without.item() and abs(with_wpa.item() - without.item()) < 0.2
-
-
-def test_pretraining_on_another_device_is_for_vl_scenes_and_needs_that_device(tmp_path):
-    from petlbench.engine.pretrain import pretrain
-
-    with pytest.raises(UserError, match="vl-scenes / vl-scenes-meter only"):
-        pretrain(out=tmp_path / "m.safetensors", steps=1, data="scenes", device="cuda")
-    with pytest.raises(UserError, match="unknown device 'gpu'"):
-        pretrain(out=tmp_path / "m.safetensors", steps=1, data="vl-scenes", device="gpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(UserError, match="no CUDA device"):
-            pretrain(out=tmp_path / "m.safetensors", steps=1, data="vl-scenes", device="cuda")
-    assert not list(tmp_path.iterdir())  # nothing written
-
-
-def test_pretraining_the_micro_vlp_model_saves_a_small_file_that_loads_back(tmp_path):
-    from safetensors.torch import load_file
-
-    from petlbench.engine.pretrain import pretrain
-    from petlbench.vl.vilt import MICRO, ROWS, create_vilt
-    from petlbench.vl.vlp_pretrain import build_model
-
-    out = tmp_path / "m.safetensors"
-    info = pretrain(out=out, steps=2, batch_size=4, data="vl-scenes", n_scenes=40, eval_images=8)
-    assert info["model"] == MICRO and 0 <= info["eval_itm_acc"] <= 100 and info["lr"] == 5e-4
-    pretrain(out=tmp_path / "again.safetensors", steps=2, batch_size=4, data="vl-scenes", n_scenes=40, eval_images=8)
-    assert (tmp_path / "again.safetensors").read_bytes() == out.read_bytes()  # the recipe is bit-for-bit repeatable
-    saved = load_file(str(out))
-    rows = saved[ROWS]
-    assert 20 < len(rows) < 1000  # the generated vocabulary (captions and task texts), not 30,522 rows
-    model, meta = create_vilt(MICRO, 3, weights=str(out))
-    assert meta["weights_source"] == "file:m.safetensors" and model.tokenizer_name == "minilm"
-    words = model.text_embeddings.word_embeddings.weight
-    assert torch.equal(words[rows], saved["text_embeddings.word_embeddings.weight"])
-    unseen = torch.ones(len(words), dtype=torch.bool)
-    unseen[rows] = False
-    assert not words[unseen].any()  # words the micro model never saw embed to zero
-    assert torch.equal(model.state_dict()["transformer.blocks.5.mlp.fc2.weight"], saved["transformer.blocks.5.mlp.fc2.weight"])
-    from petlbench.models.backbones import create_backbone
-
-    vit = create_backbone("petl_vit_micro_scenes", 1)[0]  # ViLT starts from a pretrained ViT: the micro one
-    assert torch.equal(build_model(0).transformer.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
-    with pytest.raises(UserError, match="vl-scenes"):
-        create_vilt(MICRO, 3, weights=str(tmp_path / "missing.safetensors"))
-
-
-def test_pretraining_the_micro_meter_trains_only_its_fusion_and_saves_only_that(tmp_path):
-    from safetensors.torch import load_file
-
-    from petlbench.engine.pretrain import pretrain
-    from petlbench.vl.meter import ENCODERS, MICRO, create_meter, micro_meter
-
-    out = tmp_path / "m.safetensors"
-    info = pretrain(out=out, steps=2, batch_size=4, data="vl-scenes-meter", n_scenes=40, eval_images=8)
-    assert info["model"] == MICRO and info["arch"] == "METER" and 0 <= info["eval_itm_acc"] <= 100
-    pretrain(out=tmp_path / "again.safetensors", steps=2, batch_size=4, data="vl-scenes-meter", n_scenes=40,
-             eval_images=8)
-    assert (tmp_path / "again.safetensors").read_bytes() == out.read_bytes()  # the recipe is bit-for-bit repeatable
-    saved = load_file(str(out))
-    fresh, _ = micro_meter(3)  # the encoders as packaged / bundled, the rest at random
-    fusion = {k for k in fresh.state_dict() if not k.startswith((*ENCODERS, "head."))}
-    assert set(saved) == fusion  # neither encoder nor a task head is saved
-    model, meta = create_meter(MICRO, 3, weights=str(out))
-    assert meta["weights_source"].startswith("file:m.safetensors;text=pkg:") and model.tokenizer_name == "minilm"
-    state = model.state_dict()
-    assert all(torch.equal(state[k], saved[k]) for k in saved)
-    for key in ("text_transformer.encoder.layer.5.output.dense.weight", "vit_model.blocks.5.mlp.fc2.weight"):
-        assert torch.equal(state[key], fresh.state_dict()[key])  # frozen in pretraining: the encoders as they were
-    assert not torch.equal(state["cross_modal_text_layers.0.output.dense.weight"],
-                           fresh.state_dict()["cross_modal_text_layers.0.output.dense.weight"])
-    assert [n for n, p in model.named_parameters() if p.requires_grad and n.startswith(ENCODERS)] == []
-    with pytest.raises(UserError, match="vl-scenes-meter"):
-        create_meter(MICRO, 3, weights=str(tmp_path / "missing.safetensors"))
-
-
 @pytest.mark.parametrize("model", ["vilt", "test_vit"])
 def test_apt_has_a_conventional_counterpart_only_on_meter(model):
     from petlbench.engine.build import inspect
@@ -605,7 +344,7 @@ def test_the_bundled_micro_vlp_model_is_vl_pretrained():
     import json
     from importlib import resources
 
-    from petlbench.vl.vilt import MICRO, create_vilt
+    from petlbench.vl.models.vilt import MICRO, create_vilt
 
     path = Path(str(resources.files("petlbench.assets").joinpath(f"{MICRO}.json")))
     meta = json.loads(path.read_text())
@@ -623,7 +362,7 @@ def test_the_bundled_micro_meter_is_vl_pretrained():
     import json
     from importlib import resources
 
-    from petlbench.vl.meter import MICRO, create_meter
+    from petlbench.vl.models.meter import MICRO, create_meter
 
     meta = json.loads(Path(str(resources.files("petlbench.assets").joinpath(f"{MICRO}.json"))).read_text())
     # measured once when the fusion was made, on 1,000 held-out scene-caption pairs (chance: ITM 50, MLM 1 in 29;
@@ -638,7 +377,7 @@ def test_the_bundled_micro_meter_is_vl_pretrained():
 
 def test_the_micro_meter_refuses_another_image_size_in_one_line(cli, tmp_path):
     """Its image encoder is the 32x32 micro ViT: --img-size would be recorded but not applied, so it is refused."""
-    from petlbench.vl.meter import MICRO
+    from petlbench.vl.models.meter import MICRO
 
     code, _, err = cli("run", "linear", "--dataset", "shapes-vqa", "--model", MICRO, "--img-size", "64",
                        "--out", tmp_path / "s")

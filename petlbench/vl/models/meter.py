@@ -174,7 +174,7 @@ class METER(nn.Module):
         from timm.models.vision_transformer import VisionTransformer
         from transformers import BertConfig
 
-        from petlbench.vl.vilt import Pooler, _init_weights
+        from petlbench.vl.models.vilt import Pooler, _init_weights
 
         d, self.spec = spec.hidden_size, spec
         self.text_transformer = text
@@ -327,7 +327,7 @@ def create_meter(name: str, num_classes: int, *, pretrained: bool = True, weight
                  img_size: int | None = None) -> tuple[METER, dict[str, Any]]:
     """METER (see the module docstring), frozen but for what trains with every method."""
     from petlbench.models.weights import file_sha256
-    from petlbench.vl.vilt import load_backbone_state, read_checkpoint
+    from petlbench.vl.models.vilt import load_backbone_state, read_checkpoint
 
     if name == MICRO:
         if img_size is not None:
@@ -369,8 +369,8 @@ MICRO_SPEC = MeterSpec(hidden_size=128, num_heads=4, image_size=32, patch_size=4
 def micro_meter(num_classes: int, pretrained: bool = True) -> tuple[METER, str]:
     """The micro METER with both encoders as the offline pair's (pretrained, or at random) and the rest random;
     and the encoders' provenance."""
-    from petlbench.vl.model import load_vision_encoder
-    from petlbench.vl.text import OFFLINE_TEXT, load_text_encoder
+    from petlbench.vl.models.bert import load_vision_encoder
+    from petlbench.vl.models.text import OFFLINE_TEXT, load_text_encoder
 
     text, text_src, _ = load_text_encoder(OFFLINE_TEXT, pretrained)
     vision, info = load_vision_encoder(MICRO_VISION, pretrained=pretrained)
@@ -388,7 +388,7 @@ def _create_micro(num_classes: int, pretrained: bool, weights: str | None) -> tu
     from importlib import resources
 
     from petlbench.models.weights import file_sha256
-    from petlbench.vl.vilt import load_backbone_state, read_checkpoint
+    from petlbench.vl.models.vilt import load_backbone_state, read_checkpoint
 
     model, encoders = micro_meter(num_classes, pretrained)
     path = Path(weights) if weights else Path(str(resources.files("petlbench.assets").joinpath(f"{MICRO}.safetensors")))

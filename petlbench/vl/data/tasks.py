@@ -1,9 +1,5 @@
-"""Built-in offline vision-language tasks: ``shapes-vqa`` and ``shapes-ve`` (generated, deterministic).
-
-Scenes: 32×32 RGB, 2–5 non-overlapping objects on a dark noisy background; each object has one of 4 shapes
-(circle, square, triangle, cross) and one of 4 colours (red, green, blue, yellow; the colours also differ in
-luminance, so a grey-pretrained encoder can tell them apart), radius 3–4.2 px, a small random tilt and RGB
-jitter. Sizes follow VTAB-1k like mini-VTAB: train 800 / val 200 / test 2000, one seeded generator per
+"""Built-in offline vision-language tasks: ``shapes-vqa``, ``shapes-ve`` and ``shapes-bind`` (generated,
+deterministic), on scenes of one prior (``vl.data.scenes``). Sizes follow VTAB-1k like mini-VTAB: train 800 / val 200 / test 2000, one seeded generator per
 (task, split), cached on disk (``diskcache.cache_dir()``).
 
 ``shapes-vqa`` (VQA-like, vocabulary of 14 answers: colours, shapes, 0–3, yes, no), five question types in
@@ -57,77 +53,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from petlbench.data import render as shapes
 from petlbench.data.builtin import SIZES
 from petlbench.data.diskcache import build_once
-from petlbench.data.render import SHAPES, draw, place, smooth_noise
-from petlbench.vl.data import ENTAILMENT, VLRawData, VLSplit, entailment_task, vqa_task
+from petlbench.data.render import SHAPES, place
+from petlbench.vl.data import scenes as prior
+from petlbench.vl.data.raw import ENTAILMENT, VLRawData, VLSplit, entailment_task, vqa_task
+from petlbench.vl.data.scenes import COLOURS, PLURAL, RELATIONS, Obj, relation, render, sample_scene
 
-IMG = shapes.GEN_SIZE  # 32×32, the bundled micro ViT's input size
-COLOURS = {"red": (230, 50, 40), "green": (50, 200, 60), "blue": (30, 60, 220), "yellow": (240, 230, 60)}
-PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses"}
-RELATIONS = ("left of", "right of", "above", "below")
-MARGIN = 4.0  # px: relation questions need the two centres this far apart on the asked axis
 COUNTS = ("0", "1", "2", "3")
 VQA_ANSWERS = (*COLOURS, *SHAPES, *COUNTS, "yes", "no")
 VERSION = "v2"  # v2: shapes-ve neutral = absent referent only, three statements per scene
 
 
-class Obj(NamedTuple):
-    shape: str
-    colour: str
-    x: float  # centre, px (x right, y down)
-    y: float
-    r: float
-
-
-# ----------------------------------------------------------------------------- scenes
-
-
-def sample_scene(rng: np.random.Generator) -> list[Obj]:
-    """The scene prior: 2–5 objects, uniform shapes and colours, non-overlapping."""
-    n = int(rng.integers(2, 6))
-    shapes = rng.integers(0, len(SHAPES), n)
-    colours = rng.integers(0, len(COLOURS), n)
-    spots = place(rng, list(rng.uniform(3.0, 4.2, n)), margin=1.5)
-    names = list(COLOURS)
-    return [Obj(SHAPES[s], names[c], x, y, r) for s, c, (x, y, r) in zip(shapes, colours, spots, strict=True)]
-
-
-def render(scene: list[Obj], rng: np.random.Generator) -> np.ndarray:
-    """uint8 IMG×IMG×3 image of ``scene``: grey background, coloured anti-aliased shapes, sensor noise."""
-    return render_with_covers(scene, rng)[0]
-
-
-def render_with_covers(scene: list[Obj], rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``render``'s image and each object's coverage map (IMG×IMG in [0, 1], in ``scene`` order)."""
-    bg = rng.uniform(15, 45) + 12 * smooth_noise(rng, IMG, 3)
-    img = np.repeat(bg[:, :, None], 3, axis=2)
-    covers = []
-    for o in scene:
-        cover = np.zeros((IMG, IMG))
-        draw(cover, o.shape, o.x, o.y, o.r, rng.uniform(-0.2, 0.2), 1.0)  # coverage in [0, 1]
-        colour = np.asarray(COLOURS[o.colour], dtype=float) + rng.normal(0, 10, 3)
-        img += cover[:, :, None] * (colour - img)
-        covers.append(cover)
-    img += rng.normal(0, 5.0, img.shape)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8), covers
-
-
 def _refs(scene: list[Obj], shape: str | None = None, colour: str | None = None) -> list[Obj]:
     return [o for o in scene if (shape is None or o.shape == shape) and (colour is None or o.colour == colour)]
-
-
-def _relation(a: Obj, b: Obj, rel: str) -> bool | None:
-    """Whether ``a`` is ``rel`` ``b``; None when the centres are closer than MARGIN on that axis."""
-    d = (a.x - b.x) if rel in ("left of", "right of") else (a.y - b.y)
-    if abs(d) < MARGIN:
-        return None
-    return d < 0 if rel in ("left of", "above") else d > 0
 
 
 # ----------------------------------------------------------------------------- questions (shapes-vqa)
@@ -176,7 +119,7 @@ def _q_relation(rng):
         ra, rb = _refs(sc, shape=a), _refs(sc, shape=b)
         if len(ra) != 1 or len(rb) != 1:
             return None
-        holds = _relation(ra[0], rb[0], rel)
+        holds = relation(ra[0], rb[0], rel)
         return None if holds is None else ("yes" if holds else "no")
 
     return f"Is the {a} {rel} the {b}?", answer
@@ -232,7 +175,7 @@ def _s_shape(c: str, s: str) -> Statement:
 def _s_relation(a: str, rel: str, b: str) -> Statement:
     def label(sc):
         pairs = [(p, q) for p in _refs(sc, shape=a) for q in _refs(sc, shape=b)]
-        return _verdict(pairs, lambda pq: _relation(pq[0], pq[1], rel))
+        return _verdict(pairs, lambda pq: relation(pq[0], pq[1], rel))
 
     return f"The {a} is {rel} the {b}.", label
 
@@ -336,48 +279,6 @@ def generate(task: str, split: str, n: int | None = None) -> tuple[np.ndarray, l
     return generate_scenes(task, split, n)[:3]
 
 
-# ----------------------------------------------------------------------------- encoder pretraining scenes
-
-# Dense object labels for pretraining a visual encoder on scenes (``petlbench pretrain --data scenes``): per
-# patch, the shape and colour of the object covering most of it (0 = background; an object covers a patch when
-# it covers >= COVER_MIN of its area, and always covers its most-covered patch) and whether an object's centre
-# lies in it. Object/attribute supervision, no questions: the role Visual Genome detectors play for VQA features
-# (bottom-up attention).
-COVER_MIN = 0.25
-LABEL_HEADS = {"shape": 1 + len(SHAPES), "colour": 1 + len(COLOURS), "centre": 2}  # name -> classes
-PRETRAIN_STREAM = 13  # the scenes' seed stream; the task splits use 11 (generate_scenes), so the pools are disjoint
-
-
-def patch_labels(scene: list[Obj], covers: list[np.ndarray], patch: int) -> np.ndarray:
-    """int64 3×G×G (G = IMG // patch): shape, colour, centre per patch, in LABEL_HEADS order."""
-    g = IMG // patch
-    out = np.zeros((len(LABEL_HEADS), g, g), dtype=np.int64)
-    if not scene:
-        return out
-    cover = np.stack([c.reshape(g, patch, g, patch).mean(axis=(1, 3)) for c in covers])  # objects × G × G
-    owner, covered = cover.argmax(0), cover.max(0) >= COVER_MIN
-    for k in range(len(scene)):  # a small object across a patch corner covers < COVER_MIN of every patch:
-        covered.flat[cover[k].argmax()] = True  # it still names the patch it covers most
-    for k, o in enumerate(scene):
-        mine = covered & (owner == k)
-        out[0][mine], out[1][mine] = 1 + SHAPES.index(o.shape), 1 + list(COLOURS).index(o.colour)
-        out[2][min(int(o.y // patch), g - 1), min(int(o.x // patch), g - 1)] = 1
-    return out
-
-
-def pretraining_scenes(n: int, seed: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 n×IMG×IMG×3, labels int64 n×3×G×G): scenes from the task prior, drawn from a seed stream
-    disjoint from every task split's (no question, no task image)."""
-    rng = np.random.default_rng([zlib.crc32(b"pretrain-scenes"), seed, PRETRAIN_STREAM])
-    images, labels = [], []
-    for _ in range(n):
-        scene = sample_scene(rng)
-        image, covers = render_with_covers(scene, rng)
-        images.append(image)
-        labels.append(patch_labels(scene, covers, patch))
-    return np.stack(images), np.stack(labels)
-
-
 # ----------------------------------------------------------------------------- cache and registry
 
 
@@ -388,9 +289,14 @@ def _build(task: str):
     return build
 
 
+def task_texts() -> list[str]:
+    """Every text of every split of the built-in VL tasks."""
+    return [t for task in TASKS for _, texts, _ in _splits(task.name).values() for t in texts]
+
+
 @cache
 def _splits(task: str) -> dict[str, tuple[np.ndarray, list[str], np.ndarray]]:
-    arrays = build_once(task, _build(task), (Path(__file__), Path(shapes.__file__)))
+    arrays = build_once(task, _build(task), (Path(__file__), Path(prior.__file__), Path(shapes.__file__)))
     return {s: (x, [str(v) for v in t], y) for s, (x, t, y) in arrays.items()}
 
 

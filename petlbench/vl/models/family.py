@@ -1,5 +1,5 @@
-"""The family of vision-language PRETRAINED backbones (``vl.vilt``: kind ``vilt``; ``vl.meter``: kind ``meter``),
-the models APT and DAS were published on. Unlike a ``TEXT+VISION`` pair (``vl.model``), their fusion of image and
+"""The family of vision-language PRETRAINED backbones (``vl.models.vilt``: kind ``vilt``; ``vl.models.meter``: kind ``meter``),
+the models APT and DAS were published on. Unlike a ``TEXT+VISION`` pair (``vl.models.bert``), their fusion of image and
 text is learned in pretraining; methods adapt it."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from torch import nn
 
 from petlbench.errors import UserError
 from petlbench.models.family import BackboneFamily
-from petlbench.vl.meter import MICRO as METER_MICRO
-from petlbench.vl.meter import create_meter
-from petlbench.vl.vilt import MICRO, VILT_HUB, create_vilt
+from petlbench.vl.models.meter import MICRO as METER_MICRO
+from petlbench.vl.models.meter import create_meter
+from petlbench.vl.models.vilt import MICRO, VILT_HUB, create_vilt
 
 METER_NAMES = ("meter", METER_MICRO)  # the names of kind 'meter'; every other name this family owns is a ViLT
 

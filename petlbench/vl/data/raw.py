@@ -11,7 +11,7 @@ A VL sample is (image, text, target). A split holds them column-wise (``VLSplit`
   single-answer tasks.
 
 ``VLTask`` says how a task is scored and trained (metric, loss, direction) and holds its answer vocabulary.
-Where the data comes from: ``vl.tasks`` (the built-in tasks) and ``vl.sources`` (hub specs, local files).
+Where the data comes from: ``vl.data.tasks`` (the built-in tasks) and ``vl.data.sources`` (hub specs, local files).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 from petlbench.data.batching import BatchedDataset
 from petlbench.data.types import Data, ImageSource, Splits, Task, limit_rows, make_splits
 from petlbench.errors import UserError
-from petlbench.vl.metrics import SoftTargets, ce_loss, soft_bce_loss, top1_sum, vqa_score_sum
+from petlbench.vl.data.metrics import SoftTargets, ce_loss, soft_bce_loss, top1_sum, vqa_score_sum
 
 ENTAILMENT = ("entailment", "neutral", "contradiction")  # SNLI / SNLI-VE label order 0, 1, 2
 PUBLISHED_TASKS = ("vqav2", "gqa", "snli-ve")  # the VL tasks of the papers (DVP, ViLT, METER), as petlbench names them
@@ -248,7 +248,7 @@ def tokenizer_for(name: str, max_len: int | None = None) -> Tokenize:
     """Texts -> N×T tensors with the tokenizer of text model ``name`` (``VLModel.tokenizer_name``): right-padded to
     the longest text and truncated at the model's maximum, or, with ``max_len`` (a method's ``max_text_len``, e.g.
     DVP's official 16), truncated at and padded to exactly ``max_len`` tokens, as the official collate does."""
-    from petlbench.vl.text import text_tokenizer
+    from petlbench.vl.models.text import text_tokenizer
 
     tok = text_tokenizer(name)
     pad = {"padding": "max_length", "max_length": max_len} if max_len else {"padding": True}

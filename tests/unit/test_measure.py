@@ -12,7 +12,7 @@ from torch.nn.attention import SDPBackend
 from petlbench.data.images import RawData
 from petlbench.data.preprocess import LazyImages, Preprocess
 from petlbench.data.types import ImageSource
-from petlbench.engine import measure
+from petlbench.models import measure
 
 
 def _cpu_backends() -> list[SDPBackend]:

@@ -51,7 +51,7 @@ from torch import nn
 
 from petlbench.errors import UserError
 from petlbench.models.heads import vilt_head
-from petlbench.vl.text import OFFLINE_VLP as MICRO  # the bundled micro VL-pretrained ViLT
+from petlbench.vl.models.text import OFFLINE_VLP as MICRO  # the bundled micro VL-pretrained ViLT
 
 VILT_HUB = "dandelin/vilt-b32-mlm"  # transformers' conversion of the official vilt_200k_mlm_itm.ckpt
 VILT_MEAN = VILT_STD = (0.5, 0.5, 0.5)  # official ViLT transforms: inception_normalize (x - 0.5) / 0.5
@@ -290,7 +290,7 @@ def _create_micro(num_classes: int, pretrained: bool, weights: str | None) -> tu
     from importlib import resources
 
     from petlbench.models.weights import file_sha256
-    from petlbench.vl.text import OFFLINE_TEXT
+    from petlbench.vl.models.text import OFFLINE_TEXT
 
     model = ViLT(MICRO_SPEC, num_classes)
     model.tokenizer_name = OFFLINE_TEXT
@@ -319,7 +319,7 @@ def _hf_vilt(source: str, pretrained: bool) -> tuple[Any, str]:
     """(transformers ViltModel or None, provenance) of a checkpoint; its config only when not ``pretrained``."""
     from transformers import ViltConfig, ViltModel
 
-    from petlbench.vl.text import hub_errors, quiet_transformers
+    from petlbench.vl.models.text import hub_errors, quiet_transformers
 
     hint = "--model vilt --no-pretrained (random ViLT-B/32) or a local ViLT directory as vilt:DIR"
     with hub_errors(source, "ViLT checkpoint", hint), quiet_transformers():
@@ -337,7 +337,7 @@ def create_vilt(name: str, num_classes: int, *, pretrained: bool = True, weights
     from transformers import ViltConfig
 
     from petlbench.models.weights import file_sha256
-    from petlbench.vl.text import OFFLINE_TEXT
+    from petlbench.vl.models.text import OFFLINE_TEXT
 
     if name == MICRO:
         return _create_micro(num_classes, pretrained, weights)

@@ -1,4 +1,4 @@
-"""What every TEXT+VISION model (``vl.model.VLModel``, ``vl.t5.VLT5Model``) offers the engine and the methods,
+"""What every TEXT+VISION model (``vl.models.bert.VLModel``, ``vl.models.t5.VLT5Model``) offers the engine and the methods,
 written once: the head, the new fusion layers, a frozen visual encoder kept in eval, the data config, example
 inputs and the visual tokens. Subclasses set ``text``, ``vision`` (None: text only), ``head``, ``vis_proj`` /
 ``vis_type`` (None once a method removed them), ``modality``, ``tokenizer_name`` and ``max_text_len``."""
@@ -64,7 +64,7 @@ class VLPair(nn.Module):
         visual parameter was made trainable)."""
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.vision.parameters())
         with torch.set_grad_enabled(grad):
-            return self.vision.forward_features(pixel_values)  # its norm is Identity (see vl.model.strip_vision)
+            return self.vision.forward_features(pixel_values)  # its norm is Identity (see vl.models.bert.strip_vision)
 
 
 def example_inputs(model: VLPair, batch_size: int = 1, text_len: int = 16, seed: int = 0,

@@ -44,10 +44,10 @@ KNOWN_TEXT_CONFIGS: dict[str, dict[str, Any]] = {
                      num_decoder_layers=6, relative_attention_num_buckets=32, decoder_start_token_id=0),
 }
 DEFAULT_VL_MODEL = f"{OFFLINE_TEXT}+petl_vit_micro_scenes"  # the scene-pretrained micro ViT (pretrain.py)
-OFFLINE_VLP = "petl_vilt_micro_scenes"  # the bundled micro VL-pretrained ViLT (vl.vilt; pretrain --data vl-scenes)
+OFFLINE_VLP = "petl_vilt_micro_scenes"  # the bundled micro VL-pretrained ViLT (vl.models.vilt; pretrain --data vl-scenes)
 ONLINE_PAIR = "bert-base-uncased+vit_base_patch16_clip_224.openai"  # BERT-base + CLIP ViT-B/16, the setting of ViLT and DVP
 T5_TEXT = "t5-base"  # DVP's T5 experiments (official config.py, dvp_*_t5_*: tokenizer "t5-base")
-T5_PAIR = f"{T5_TEXT}+vit_base_patch16_clip_224.openai"  # T5-base + CLIP ViT-B/16 (petlbench.vl.t5)
+T5_PAIR = f"{T5_TEXT}+vit_base_patch16_clip_224.openai"  # T5-base + CLIP ViT-B/16 (petlbench.vl.models.t5)
 
 
 def is_vl_model_name(name: str | None) -> bool:
@@ -64,7 +64,7 @@ def split_vl_name(name: str | None) -> tuple[str, str]:
 
 
 def is_t5_text(text: nn.Module) -> bool:
-    """True for a transformers T5 (config ``model_type == "t5"``): the VL pair is then ``petlbench.vl.t5``'s."""
+    """True for a transformers T5 (config ``model_type == "t5"``): the VL pair is then ``petlbench.vl.models.t5``'s."""
     return getattr(getattr(text, "config", None), "model_type", None) == "t5"
 
 

@@ -45,13 +45,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from petlbench.engine.measure import count_flops, gmacs
 from petlbench.errors import UserError
 from petlbench.models.backbones import BUNDLED, backbone_kind, create_backbone
 from petlbench.models.family import BackboneFamily
-from petlbench.vl.pair import VLPair, example_inputs
-from petlbench.vl.t5 import VLT5Model
-from petlbench.vl.text import (
+from petlbench.models.measure import count_flops, gmacs
+from petlbench.vl.models.pair import VLPair, example_inputs
+from petlbench.vl.models.t5 import VLT5Model
+from petlbench.vl.models.text import (
     DEFAULT_VL_MODEL,
     OFFLINE_TEXT,
     ONLINE_PAIR,
@@ -202,7 +202,7 @@ def create_vl_backbone(
     modality: str = "both", **timm_kwargs: Any,
 ) -> tuple[VLModel | VLT5Model, dict[str, Any]]:
     """Build ``TEXT+VISION`` (None = ``DEFAULT_VL_MODEL``, offline) with a ``num_classes`` head: a ``VLModel``, or
-    a ``VLT5Model`` (``petlbench.vl.t5``) when the text side is a T5 (its config's ``model_type``).
+    a ``VLT5Model`` (``petlbench.vl.models.t5``) when the text side is a T5 (its config's ``model_type``).
 
     ``weights`` is a timm state-dict file for the visual encoder (as ``--weights`` on the vision track); the
     text side loads from its name (hub id, local directory, or the packaged MiniLM). ``timm_kwargs`` go to
@@ -230,7 +230,7 @@ def create_vl_backbone(
 @torch.no_grad()
 def vl_gmacs(model: VLModel, text_len: int = 16) -> dict[str, float]:
     """GMACs of one inference forward for one sample of ``text_len`` text tokens (no padding), counted by
-    ``engine.measure.count_flops`` (FlopCounterMode under the math SDPA path: every attention matmul is counted).
+    ``models.measure.count_flops`` (FlopCounterMode under the math SDPA path: every attention matmul is counted).
 
     ``gmacs`` = everything; ``gmacs_vision`` = the frozen visual encoder; ``gmacs_text`` = the rest (visual
     projection, the language model over text + visual tokens, head). ``tokens`` = sequence length in the LM.

@@ -1,5 +1,5 @@
-"""Where VL data comes from besides the built-in tasks (``vl.tasks``): hub specs (``VL_HUB``) and local files
-(parquet, ``save_to_disk``, JSONL + images), with the split carving they share -> ``vl.data.VLRawData``. The
+"""Where VL data comes from besides the built-in tasks (``vl.data.tasks``): hub specs (``VL_HUB``) and local files
+(parquet, ``save_to_disk``, JSONL + images), with the split carving they share -> ``vl.data.raw.VLRawData``. The
 router (``petlbench.datasets``) asks ``looks_like_vl`` of a local path and registers the hub specs.
 Online datasets are declared as data in ``VL_HUB`` (ids, configs and splits checked against their hub cards).
 """
@@ -20,9 +20,9 @@ from petlbench.data.hub import quiet_datasets
 from petlbench.data.splits import CARVE_SEED, POOL_CARVE, split_of
 from petlbench.data.types import DatasetSpec, HFColumn, ImageSource, entry_bytes, image_entries
 from petlbench.errors import UserError
-from petlbench.vl.data import ENTAILMENT, VLRawData, VLSplit, VLTask, entailment_task, vqa_task
-from petlbench.vl.metrics import build_vocab, majority_answer, normalize_answer, soft_targets
-from petlbench.vl.tasks import BY_NAME
+from petlbench.vl.data.metrics import build_vocab, majority_answer, normalize_answer, soft_targets
+from petlbench.vl.data.raw import ENTAILMENT, VLRawData, VLSplit, VLTask, entailment_task, vqa_task
+from petlbench.vl.data.tasks import BY_NAME
 
 OFFLINE_HINT = f"offline, use a built-in VL task ({', '.join(BY_NAME)}) or a local path"
 

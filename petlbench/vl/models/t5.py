@@ -29,7 +29,7 @@ Masks are additive floats (0 = attend, the dtype's minimum = masked), the offici
 form, which both the eager and the SDPA attention of transformers' T5 add to the scores (with the position bias).
 
 Our choices for the baseline (the official code has no T5 baseline): the fusion layers ``vis_proj`` (dv→d) and
-``vis_type`` (d) are new and trainable for every method, as ``VLModel``'s (``petlbench.vl.model``), with BERT's init
+``vis_type`` (d) are new and trainable for every method, as ``VLModel``'s (``petlbench.vl.models.bert``), with BERT's init
 N(0, 0.02); T5 has no embedding LayerNorm, so visual tokens get the encoder's embedding dropout only (every T5 block
 is pre-norm: its RMS LayerNorm normalises them). Visual tokens come FIRST: T5's relative positions would otherwise
 put them at distances that depend on how far the batch's texts are right-padded, and a sample's prediction would
@@ -47,8 +47,8 @@ import torch
 from torch import nn
 
 from petlbench.errors import UserError
-from petlbench.vl.pair import VLPair
-from petlbench.vl.text import T5_TEXT, check_t5_model
+from petlbench.vl.models.pair import VLPair
+from petlbench.vl.models.text import T5_TEXT, check_t5_model
 
 INIT_STD = 0.02  # BERT's initializer_range, as VLModel's fusion layers and head (T5 configs have no such key)
 
