@@ -17,8 +17,7 @@ from petlbench.errors import UserError
 from petlbench.models.backbones import VISION
 from petlbench.models.family import BackboneFamily
 from petlbench.registry import Registry
-from petlbench.vl.models.bert import VL_PAIRS
-from petlbench.vl.models.family import VLP
+from petlbench.vl.models.family import VL_PAIRS, VLP
 
 TRACK_NAMES = {"vision": "vision", "vl": "vision-language"}  # how messages name each track
 FAMILIES: Registry[BackboneFamily] = Registry("backbone family", "run 'petlbench list models'")

@@ -80,7 +80,7 @@ def tiny_t5_vl(seed: int = 0, layers: int = 3, attn: str = "sdpa"):
     makes it."""
     import torch
 
-    from petlbench.vl.models.bert import freeze_vl_backbone, load_vision_encoder
+    from petlbench.vl.models.bert import load_vision_encoder
     from petlbench.vl.models.t5 import VLT5Model
     from petlbench.vl.models.text import text_encoder_from_config
 
@@ -88,7 +88,7 @@ def tiny_t5_vl(seed: int = 0, layers: int = 3, attn: str = "sdpa"):
     text = text_encoder_from_config(tiny_t5_config(100, layers))
     text.config._attn_implementation = attn
     model = VLT5Model(text, load_vision_encoder("test_vit", pretrained=False, img_size=T5_IMG)[0], T5_CLASSES)
-    freeze_vl_backbone(model)
+    model.freeze()
     return model
 
 

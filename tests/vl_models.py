@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from petlbench.vl.models.bert import VLModel, freeze_vl_backbone, load_vision_encoder
+from petlbench.vl.models.bert import VLModel, load_vision_encoder
 from petlbench.vl.models.text import text_encoder_from_config
 
 IMG, CLASSES, T = 32, 5, 8
@@ -28,7 +28,7 @@ def tiny_vl(modality: str = "both", seed: int = 0, attn: str = "sdpa", arch: str
     torch.manual_seed(seed)
     vision = None if modality == "text" else load_vision_encoder("test_vit", pretrained=False, img_size=IMG)[0]
     model = VLModel(tiny_text(attn, arch), vision, CLASSES, modality)
-    freeze_vl_backbone(model)
+    model.freeze()
     return model
 
 
@@ -55,13 +55,13 @@ def tiny_vilt(classes: int = CLASSES, img: int = IMG, vocab: int = 100, text_len
     """A 2-layer, 32-wide ViLT (patch 16) at random, frozen as ``build`` makes it."""
     from transformers import ViltConfig
 
-    from petlbench.vl.models.vilt import ViLT, ViLTSpec, freeze_vilt
+    from petlbench.vl.models.vilt import ViLT, ViLTSpec
 
     torch.manual_seed(seed)
     config = ViltConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                         image_size=img, patch_size=16, max_position_embeddings=text_len, vocab_size=vocab)
     model = ViLT(ViLTSpec.from_hf(config), classes)
-    freeze_vilt(model)
+    model.freeze()
     return model
 
 

@@ -268,7 +268,6 @@ TASKS: tuple[OfflineTask, ...] = (
 BY_NAME: dict[str, OfflineTask] = {t.name: t for t in TASKS}
 
 
-SUITE: list[str] = [t.name for t in TASKS]  # the mini-vtab task list, in group order
 
 
 DEFAULT = "animal-mnist"

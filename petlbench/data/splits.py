@@ -35,13 +35,25 @@ def visible(p: Path) -> bool:
     return not p.name.startswith((".", "__"))
 
 
+def carve_keys(n: int, fractions: dict[str, float], seed: int = CARVE_SEED, floor: bool = False) -> dict[str, np.ndarray]:
+    """Sorted indices 0..n-1 (samples, or groups of them) per split: a permutation by ``seed`` cut by the cumulative
+    ``fractions`` (in dict order), each bound rounded; with ``floor``, each part but the last floored and the last
+    taking the rest (the flat-pool carve)."""
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.random.default_rng(seed).permutation(n)] = np.arange(n)
+    if floor:
+        sizes = [int(f * n) for f in list(fractions.values())[:-1]]
+        bounds = [0, *np.cumsum(sizes).tolist(), n]
+    else:
+        bounds = [round(b) for b in np.cumsum([0.0, *fractions.values()]) / sum(fractions.values()) * n]
+    return {s: np.flatnonzero((rank >= lo) & (rank < hi)) for s, lo, hi in zip(fractions, bounds[:-1], bounds[1:],
+                                                                                  strict=True)}
+
+
 def carve_pool(n: int) -> dict[str, np.ndarray]:
-    """Sorted indices of one pool of ``n`` samples cut 70/10/20 into train/val/test (a permutation by
-    ``CARVE_SEED``); empty parts are left out."""
-    perm = np.random.default_rng(CARVE_SEED).permutation(n)
-    n_tr, n_va = int(POOL_CARVE["train"] * n), int(POOL_CARVE["val"] * n)
-    parts = {"train": perm[:n_tr], "val": perm[n_tr:n_tr + n_va], "test": perm[n_tr + n_va:]}
-    return {s: np.sort(ix) for s, ix in parts.items() if len(ix)}
+    """Sorted indices of one pool of ``n`` samples cut 70/10/20 into train/val/test (``carve_keys`` by
+    ``CARVE_SEED``, floored); empty parts are left out."""
+    return {s: ix for s, ix in carve_keys(n, POOL_CARVE, floor=True).items() if len(ix)}
 
 
 def flat_split(name: str, images: Any, labels: np.ndarray, classes: list[str], source: str) -> RawData:

@@ -8,7 +8,6 @@ freshly sized to the dataset. Methods then add their own parameters.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,13 @@ from petlbench.errors import UserError
 from petlbench.hub import offline_if_unreachable, unreachable
 from petlbench.models.family import BackboneFamily
 from petlbench.models.heads import freeze_backbone
-from petlbench.models.weights import _load_into, file_sha256, load_state_dict_file
+from petlbench.models.weights import (
+    _load_into,
+    bundled_path,
+    file_sha256,
+    load_state_dict_file,
+    weights_or_bundled,
+)
 from petlbench.registry import Registry
 
 OFFLINE_HINT = (
@@ -71,7 +76,7 @@ for _name, _spec in BUNDLED.items():
 
 
 def bundled_weights_path(name: str) -> Path:
-    return Path(str(resources.files("petlbench.assets").joinpath(MODELS.get(name).file)))
+    return bundled_path(MODELS.get(name).file)
 
 
 def data_config(model: nn.Module) -> dict[str, Any]:
@@ -123,7 +128,7 @@ def create_backbone(
         model = timm.create_model(spec.arch, pretrained=False, num_classes=num_classes,
                                   **{**spec.kwargs, **timm_kwargs})
         if weights is None and pretrained:
-            weights = _bundled_file(name)
+            weights = str(weights_or_bundled(None, spec.file, name))
     else:
         model, info["weights_source"] = _timm_model(name, num_classes, pretrained and weights is None, timm_kwargs)
     if weights is not None and pretrained:
@@ -132,14 +137,6 @@ def create_backbone(
         info["weights_sha256"] = file_sha256(weights)
     freeze_backbone(model)
     return model, info
-
-
-def _bundled_file(name: str) -> str:
-    path = bundled_weights_path(name)
-    if not path.is_file():
-        raise UserError(f"bundled weights for '{name}' are missing ({path}); rebuild them with 'petlbench pretrain' "
-                        "or use --no-pretrained")
-    return str(path)
 
 
 def _timm_model(name: str, num_classes: int, hub: bool, timm_kwargs: dict[str, Any]) -> tuple[nn.Module, str]:

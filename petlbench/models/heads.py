@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from torch import nn
 
 
@@ -23,12 +25,13 @@ def _head_prefix(model: nn.Module) -> str:
     return "head"
 
 
-def freeze_backbone(model: nn.Module) -> None:
-    """Freeze every parameter, then make the classifier head trainable."""
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in _head(model).parameters():
-        p.requires_grad_(True)
+def freeze_backbone(model: nn.Module, also: Iterable[nn.Module | nn.Parameter] = ()) -> nn.Module:
+    """Freeze every parameter, then make the classifier head and ``also`` (modules or parameters that train with
+    every method, e.g. a VL model's new fusion layers) trainable; returns the model."""
+    model.requires_grad_(False)
+    for part in (_head(model), *also):
+        part.requires_grad_(True)
+    return model
 
 
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:

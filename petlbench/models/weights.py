@@ -21,6 +21,24 @@ def file_sha256(path: str | Path, n: int = 16) -> str:
     return h.hexdigest()[:n]
 
 
+def bundled_path(file: str) -> Path:
+    """Where a bundled weights file lies (``petlbench/assets``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("petlbench.assets").joinpath(file)))
+
+
+def weights_or_bundled(weights: str | None, file: str, model: str) -> Path:
+    """``weights`` (a user's file), else the bundled ``file`` of ``model``; UserError when it is missing (a bundled
+    file is rebuilt by its pretraining recipe)."""
+    path = Path(weights) if weights else bundled_path(file)
+    if not path.is_file():
+        what = f"weights file '{path}'" if weights else f"bundled weights for '{model}' ({path})"
+        raise UserError(f"{what} missing; pass an existing file to --weights, rebuild the bundled file with 'petlbench "
+                        f"pretrain' (its recipe for {model}: petlbench list recipes) or use --no-pretrained")
+    return path
+
+
 def backbone_state(model: nn.Module, drop: tuple[str, ...] = ("head.",)) -> dict[str, torch.Tensor]:
     """A copy of ``model``'s state on the CPU without the keys starting with ``drop`` (its head): what a weights
     file of the backbone holds."""

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from petlbench.data.hub import quiet_datasets
-from petlbench.data.splits import CARVE_SEED, POOL_CARVE, split_of
+from petlbench.data.splits import CARVE_SEED, POOL_CARVE, carve_keys, split_of
 from petlbench.data.types import DatasetSpec, HFColumn, ImageSource, entry_bytes, image_entries
 from petlbench.errors import UserError
 from petlbench.vl.data.metrics import build_vocab, majority_answer, normalize_answer, soft_targets
@@ -36,15 +36,7 @@ def carve(groups: Sequence[Any], fractions: dict[str, float], seed: int) -> dict
     row indices per split.
     """
     keys, inverse = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)
-    order = np.random.default_rng(seed).permutation(len(keys))
-    rank = np.empty(len(keys), dtype=np.int64)
-    rank[order] = np.arange(len(keys))
-    bounds = np.cumsum([0.0, *fractions.values()]) / sum(fractions.values()) * len(keys)
-    out = {}
-    for (split, _), lo, hi in zip(fractions.items(), bounds[:-1], bounds[1:], strict=True):
-        member = (rank >= round(lo)) & (rank < round(hi))
-        out[split] = np.flatnonzero(member[inverse])
-    return out
+    return {split: np.flatnonzero(np.isin(inverse, ix)) for split, ix in carve_keys(len(keys), fractions, seed).items()}
 
 
 VAL_CARVE = {"train": 0.9, "val": 0.1}  # a missing labelled val: 10% of train images (documented choice)

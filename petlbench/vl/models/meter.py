@@ -50,7 +50,8 @@ import torch
 from torch import nn
 
 from petlbench.errors import UserError
-from petlbench.models.heads import vilt_head
+from petlbench.models.heads import freeze_backbone, vilt_head
+from petlbench.vl.models.pair import example_batch
 
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 TRAINS_WITH_EVERY_METHOD = ("cross_modal_text_pooler", "cross_modal_image_pooler", "token_type_embeddings")
@@ -207,6 +208,10 @@ class METER(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.head
 
+    def freeze(self) -> METER:
+        """Frozen but for the head and ``TRAINS_WITH_EVERY_METHOD``."""
+        return freeze_backbone(self, also=[getattr(self, n) for n in TRAINS_WITH_EVERY_METHOD])
+
     def streams(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """(text tokens, image tokens, their B×1×1×N keep masks) entering the co-attention layers."""
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
@@ -243,14 +248,11 @@ class METER(nn.Module):
                 "crop_pct": 1.0, "tokenizer": self.tokenizer_name, "modality": "both", **fixed}
 
     def example_inputs(self, text_len: int | None = None, batch_size: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed(seed)
-        t, s = text_len or self.max_text_len or 16, self.spec.image_size
-        vocab = int(self.text_transformer.config.vocab_size)
-        out = {"input_ids": torch.randint(3, vocab, (batch_size, t), generator=g),
-               "attention_mask": torch.ones(batch_size, t, dtype=torch.long),
-               "pixel_values": torch.randn(batch_size, 3, s, s, generator=g)}
-        device = next(self.parameters()).device
-        return {k: v.to(device) for k, v in out.items()}
+        """A random full-length batch (no padding; no special token ids): ``text_len`` tokens (default
+        ``max_text_len``, else 16), one image."""
+        s = self.spec.image_size
+        return example_batch(int(self.text_transformer.config.vocab_size), text_len or self.max_text_len or 16,
+                             (3, s, s), batch_size, seed, next(self.parameters()).device, first_id=3)
 
 
 # ------------------------------------------------------------------------------------------ weights
@@ -334,7 +336,7 @@ def create_meter(name: str, num_classes: int, *, pretrained: bool = True, weight
             raise UserError(f"{MICRO} takes no img_size (its image encoder is {MICRO_VISION}, {MICRO_SPEC.image_size}"
                             f"x{MICRO_SPEC.image_size}); omit --img-size")
         model, src, sha = _create_micro(num_classes, pretrained, weights)
-        return _freeze(model), {"model": name, "weights_source": src, "weights_sha256": sha}
+        return model.freeze(), {"model": name, "weights_source": src, "weights_sha256": sha}
     if name != "meter":
         raise UserError(f"unknown METER model '{name}'; use --model meter (pretrained weights: --weights FILE)")
     if pretrained and weights is None:
@@ -347,15 +349,7 @@ def create_meter(name: str, num_classes: int, *, pretrained: bool = True, weight
         state = from_official(read_checkpoint(weights), model)
         load_backbone_state(model, state, f"weights file '{weights}'")
         src, sha = f"file:{Path(weights).name}", file_sha256(Path(weights))
-    return _freeze(model), {"model": name, "weights_source": src, "weights_sha256": sha}
-
-
-def _freeze(model: METER) -> METER:
-    """Frozen but for the head and ``TRAINS_WITH_EVERY_METHOD``."""
-    model.requires_grad_(False)
-    for part in (model.head, *(getattr(model, n) for n in TRAINS_WITH_EVERY_METHOD)):
-        part.requires_grad_(True)
-    return model
+    return model.freeze(), {"model": name, "weights_source": src, "weights_sha256": sha}
 
 
 MICRO = "petl_meter_micro_scenes"
@@ -385,18 +379,13 @@ ENCODERS = ("text_transformer.", "vit_model.")
 def _create_micro(num_classes: int, pretrained: bool, weights: str | None) -> tuple[METER, str, str]:
     """The micro METER (``micro_meter``) with its fusion from the bundled file under ``petlbench/assets`` or
     ``weights`` (a file of the non-encoder tensors, as ``petlbench pretrain`` saves them), or at random."""
-    from importlib import resources
-
-    from petlbench.models.weights import file_sha256
+    from petlbench.models.weights import file_sha256, weights_or_bundled
     from petlbench.vl.models.vilt import load_backbone_state, read_checkpoint
 
     model, encoders = micro_meter(num_classes, pretrained)
-    path = Path(weights) if weights else Path(str(resources.files("petlbench.assets").joinpath(f"{MICRO}.safetensors")))
     if not (pretrained or weights):
         return model, f"random-init;{encoders}", ""
-    if not path.is_file():
-        raise UserError(f"weights for '{MICRO}' are missing ({path}); make them with 'petlbench pretrain --data "
-                        "vl-scenes-meter' or pass --no-pretrained")
+    path = weights_or_bundled(weights, f"{MICRO}.safetensors", MICRO)
     own = {k: v for k, v in model.state_dict().items() if k.startswith(ENCODERS)}
     load_backbone_state(model, {**read_checkpoint(str(path)), **own}, f"weights file '{path}'")
     return model, f"file:{path.name};{encoders}", file_sha256(path)

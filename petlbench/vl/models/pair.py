@@ -5,6 +5,7 @@ inputs and the visual tokens. Subclasses set ``text``, ``vision`` (None: text on
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -25,6 +26,12 @@ class VLPair(nn.Module):
 
     def get_classifier(self) -> nn.Module:
         return self.head
+
+    def freeze(self) -> VLPair:
+        """Frozen but for the head and the new fusion layers (what every method trains on a pair)."""
+        from petlbench.models.heads import freeze_backbone
+
+        return freeze_backbone(self, also=self.fusion_parameters())
 
     def fusion_parameters(self) -> list[nn.Parameter]:
         """The new task-specific fusion layers (``vis_proj``, ``vis_type``); empty for text-only or once a method
@@ -59,6 +66,14 @@ class VLPair(nn.Module):
         """A batch of one for counting (``engine.build.inspect``): ``text_len`` text tokens, a random image."""
         return example_inputs(self, 1, text_len, device=next(self.parameters()).device)
 
+    def vision_gmacs(self, data_cfg: dict[str, Any]) -> float:
+        """The frozen visual encoder's GMACs (included in the model's), NaN for a text-only model."""
+        from petlbench.models.measure import gmacs
+
+        if self.vision is None or "input_size" not in data_cfg:
+            return math.nan
+        return gmacs(self.vision, tuple(data_cfg["input_size"]))
+
     def visual_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """B×Nv×dv: all tokens of the ViT's last block, before its final norm (frozen: no graph unless a
         visual parameter was made trainable)."""
@@ -69,13 +84,18 @@ class VLPair(nn.Module):
 
 def example_inputs(model: VLPair, batch_size: int = 1, text_len: int = 16, seed: int = 0,
                    device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """A random full-length batch (no padding) in the model's input format."""
+    """A random full-length batch (no padding) in the pair's input format."""
+    size = model.pretrained_cfg["input_size"] if model.vision is not None else None
+    return example_batch(int(model.text.config.vocab_size), text_len, size, batch_size, seed, device)
+
+
+def example_batch(vocab_size: int, text_len: int, image_size: tuple[int, ...] | None, batch_size: int = 1,
+                  seed: int = 0, device: torch.device | str = "cpu", first_id: int = 0) -> dict[str, torch.Tensor]:
+    """A random full-length batch (no padding) of every VL model: ``text_len`` token ids drawn from
+    ``first_id``..``vocab_size``-1, an all-ones attention mask and (with an ``image_size``) random pixels."""
     g = torch.Generator().manual_seed(seed)
-    vocab = int(model.text.config.vocab_size)
-    inputs = {
-        "input_ids": torch.randint(0, vocab, (batch_size, text_len), generator=g),
-        "attention_mask": torch.ones(batch_size, text_len, dtype=torch.long),
-    }
-    if model.vision is not None:
-        inputs["pixel_values"] = torch.randn(batch_size, *model.pretrained_cfg["input_size"], generator=g)
+    inputs = {"input_ids": torch.randint(first_id, vocab_size, (batch_size, text_len), generator=g),
+              "attention_mask": torch.ones(batch_size, text_len, dtype=torch.long)}
+    if image_size is not None:
+        inputs["pixel_values"] = torch.randn(batch_size, *image_size, generator=g)
     return {k: v.to(device) for k, v in inputs.items()}

@@ -71,6 +71,8 @@ class VLT5Model(VLPair):
     (B×3×H×W, normalised for the ViT); a ``token_type_ids`` entry (BERT-style tokenizers) is ignored.
     """
 
+    kind = "t5"
+
     def __init__(self, text: nn.Module, vision: nn.Module | None, num_classes: int, modality: str = "both") -> None:
         super().__init__()
         if modality != "both" or vision is None:

@@ -18,7 +18,7 @@ output, DAS skipping whole blocks, adapters / LoRA / BitFit as on a ViT). The he
 (``models.heads.vilt_head``), also used for entailment (ViLT has no SNLI-VE head; METER's ``snli_classifier`` has
 this structure).
 
-What trains with every method (``freeze_vilt``): the head, the pooler and the modality (token-type) embedding,
+What trains with every method (``ViLT.freeze``): the head, the pooler and the modality (token-type) embedding,
 the official APT and DAS ViLT code's ``trainable = ["classifier", "pooler", "token_type_embeddings", ...]``.
 Dropout: 0.1 on the text embeddings, the position-embedded patches, the attention projection and the MLP, none on
 attention probabilities (official ``config.py`` ``drop_rate = 0.1``; its ViT's ``attn_drop_rate`` 0), trained as
@@ -50,7 +50,8 @@ import torch
 from torch import nn
 
 from petlbench.errors import UserError
-from petlbench.models.heads import vilt_head
+from petlbench.models.heads import freeze_backbone, vilt_head
+from petlbench.vl.models.pair import example_batch
 from petlbench.vl.models.text import OFFLINE_VLP as MICRO  # the bundled micro VL-pretrained ViLT
 
 VILT_HUB = "dandelin/vilt-b32-mlm"  # transformers' conversion of the official vilt_200k_mlm_itm.ckpt
@@ -132,6 +133,10 @@ class ViLT(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.head
 
+    def freeze(self) -> ViLT:
+        """Frozen but for the head, the pooler and the modality embedding (``TRAINS_WITH_EVERY_METHOD``)."""
+        return freeze_backbone(self, also=[getattr(self, n) for n in TRAINS_WITH_EVERY_METHOD])
+
     def embed(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B×(T+1+Nv)×d tokens: text, then [class] + patches; B×1×1×N bool attention mask, True = attend)."""
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
@@ -168,13 +173,9 @@ class ViLT(nn.Module):
 
     def example_inputs(self, text_len: int | None = None, batch_size: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
         """A random full-length batch (no padding): ``text_len`` tokens (default ``max_text_len``), one image."""
-        g = torch.Generator().manual_seed(seed)
-        t, s = text_len or self.max_text_len, self.spec.image_size
-        device = next(self.parameters()).device
-        out = {"input_ids": torch.randint(0, self.spec.vocab_size, (batch_size, t), generator=g),
-               "attention_mask": torch.ones(batch_size, t, dtype=torch.long),
-               "pixel_values": torch.randn(batch_size, 3, s, s, generator=g)}
-        return {k: v.to(device) for k, v in out.items()}
+        s = self.spec.image_size
+        return example_batch(self.spec.vocab_size, text_len or self.max_text_len, (3, s, s), batch_size, seed,
+                             next(self.parameters()).device)
 
 
 class Pooler(nn.Module):
@@ -198,13 +199,6 @@ def _init_weights(module: nn.Module) -> None:
         module.weight.data.fill_(1.0)
     if isinstance(module, nn.Linear) and module.bias is not None:
         module.bias.data.zero_()
-
-
-def freeze_vilt(model: ViLT) -> None:
-    """Freeze every parameter, then make the head, the pooler and the modality embedding trainable."""
-    model.requires_grad_(False)
-    for part in (model.head, *(getattr(model, n) for n in TRAINS_WITH_EVERY_METHOD)):
-        part.requires_grad_(True)
 
 
 # ------------------------------------------------------------------------------------------ weights
@@ -287,23 +281,18 @@ def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
 
 def _create_micro(num_classes: int, pretrained: bool, weights: str | None) -> tuple[ViLT, dict[str, Any]]:
     """The bundled micro VL-pretrained ViLT (its file under ``petlbench/assets``), or ``weights``, or random."""
-    from importlib import resources
-
-    from petlbench.models.weights import file_sha256
+    from petlbench.models.weights import file_sha256, weights_or_bundled
     from petlbench.vl.models.text import OFFLINE_TEXT
 
     model = ViLT(MICRO_SPEC, num_classes)
     model.tokenizer_name = OFFLINE_TEXT
-    path = Path(weights) if weights else Path(str(resources.files("petlbench.assets").joinpath(f"{MICRO}.safetensors")))
     src, sha = "random-init", ""
     if pretrained or weights:
-        if not path.is_file():
-            raise UserError(f"weights for '{MICRO}' are missing ({path}); make them with 'petlbench pretrain --data "
-                            "vl-scenes' or use --no-pretrained")
+        path = weights_or_bundled(weights, f"{MICRO}.safetensors", MICRO)
         state = expand_state(read_checkpoint(str(path)), MICRO_SPEC.vocab_size)
         load_backbone_state(model, state, f"weights file '{path}'")
         src, sha = f"file:{path.name}", file_sha256(path)
-    freeze_vilt(model)
+    model.freeze()
     return model, {"model": MICRO, "weights_source": src, "weights_sha256": sha}
 
 
@@ -333,7 +322,7 @@ def _hf_vilt(source: str, pretrained: bool) -> tuple[Any, str]:
 
 def create_vilt(name: str, num_classes: int, *, pretrained: bool = True, weights: str | None = None
                 ) -> tuple[ViLT, dict[str, Any]]:
-    """A ViLT (see the module docstring) with a ``num_classes`` head, frozen but for what ``freeze_vilt`` trains."""
+    """A ViLT (see the module docstring) with a ``num_classes`` head, frozen but for what ``ViLT.freeze`` trains."""
     from transformers import ViltConfig
 
     from petlbench.models.weights import file_sha256
@@ -354,5 +343,5 @@ def create_vilt(name: str, num_classes: int, *, pretrained: bool = True, weights
         src, sha = f"file:{Path(weights).name}", file_sha256(Path(weights))
     elif hasattr(hf, "state_dict"):
         load_backbone_state(model, hf_to_vilt(hf.state_dict()), f"checkpoint '{source}'")
-    freeze_vilt(model)
+    model.freeze()
     return model, {"model": name, "weights_source": src, "weights_sha256": sha}

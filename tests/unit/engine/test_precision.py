@@ -137,13 +137,13 @@ def _tiny_vl_backbone(method, classes: int):
     from transformers import BertConfig
 
     from petlbench.models.family import Built
-    from petlbench.vl.models.bert import VLModel, freeze_vl_backbone, load_vision_encoder
+    from petlbench.vl.models.bert import VLModel, load_vision_encoder
     from petlbench.vl.models.text import text_encoder_from_config
 
     text = text_encoder_from_config(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                                intermediate_size=64, max_position_embeddings=16))
     model = VLModel(text, load_vision_encoder("test_vit", pretrained=False, img_size=32)[0], classes, "both")
-    freeze_vl_backbone(model)
+    model.freeze()
     total = sum(p.numel() for p in model.parameters())
     return Built(method.apply(model), {}, total)
 

@@ -126,7 +126,7 @@ def test_pretraining_the_micro_vlp_model_saves_a_small_file_that_loads_back(tmp_
     vit = create_backbone("petl_vit_micro_scenes", 1)[0]  # ViLT starts from a pretrained ViT: the micro one
     built, _ = RECIPES.get("vl-scenes").build(VLPConfig(), torch.device("cpu"))
     assert torch.equal(built.transformer.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
-    with pytest.raises(UserError, match="vl-scenes"):
+    with pytest.raises(UserError, match="missing; pass an existing file to --weights"):
         create_vilt(MICRO, 3, weights=str(tmp_path / "missing.safetensors"))
 
 
@@ -151,5 +151,5 @@ def test_pretraining_the_micro_meter_trains_only_its_fusion_and_saves_only_that(
     assert not torch.equal(state["cross_modal_text_layers.0.output.dense.weight"],
                            fresh.state_dict()["cross_modal_text_layers.0.output.dense.weight"])
     assert [n for n, p in model.named_parameters() if p.requires_grad and n.startswith(ENCODERS)] == []
-    with pytest.raises(UserError, match="vl-scenes-meter"):
+    with pytest.raises(UserError, match="missing; pass an existing file to --weights"):
         create_meter(MICRO, 3, weights=str(tmp_path / "missing.safetensors"))

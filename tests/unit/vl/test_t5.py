@@ -12,7 +12,8 @@ import torch
 from petlbench.datasets import load_data
 from petlbench.errors import UserError
 from petlbench.vl.data.raw import prepare_vl
-from petlbench.vl.models.bert import VL_PAIRS, create_vl_backbone, vl_gmacs
+from petlbench.vl.models.bert import create_vl_backbone, vl_gmacs
+from petlbench.vl.models.family import VL_PAIRS
 from petlbench.vl.models.t5 import VLT5Model
 from petlbench.vl.models.text import T5_PAIR, load_text_encoder
 

@@ -156,10 +156,7 @@ def test_a_hub_tokenizer_offline_names_the_models_that_need_no_download():
 @pytest.mark.parametrize("method", ["apt", "das", "adapter", "lora", "bitfit", "linear", "full"])
 def test_every_vilt_method_trains_only_what_it_declares(method):
     torch.manual_seed(0)
-    model = ViLT(ViLTSpec.from_hf(tiny_config(max_position_embeddings=12)), 5)
-    from petlbench.vl.models.vilt import freeze_vilt
-
-    freeze_vilt(model)
+    model = ViLT(ViLTSpec.from_hf(tiny_config(max_position_embeddings=12)), 5).freeze()
     m = make_method(method, {"num_prompts": 4} if method == "apt" else {})
     model = m.apply(model).train()
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
