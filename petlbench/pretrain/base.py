@@ -216,11 +216,13 @@ def save(state: dict[str, torch.Tensor], out: Path, prep, cfg: RecipeConfig, run
     return meta
 
 
-def micro_vit(num_classes: int) -> nn.Module:
-    """The bundled micro ViT's architecture at random with a ``num_classes`` head, every parameter trainable."""
-    from petlbench.models.backbones import create_backbone
+def micro_vit(num_classes: int) -> tuple[nn.Module, Any]:
+    """The bundled micro ViT's architecture at random with a ``num_classes`` head, every parameter trainable, and its
+    preprocessing."""
+    from petlbench.models.backbones import create_backbone, data_config
 
-    return create_backbone("petl_vit_micro", num_classes, pretrained=False)[0].requires_grad_(True)
+    model = create_backbone("petl_vit_micro", num_classes, pretrained=False)[0].requires_grad_(True)
+    return model, preprocessing(data_config(model))
 
 
 def preprocessing(data_cfg: dict[str, Any]):

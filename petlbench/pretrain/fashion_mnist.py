@@ -23,8 +23,7 @@ import torch.nn.functional as F
 
 from petlbench.config.method_config import Range
 from petlbench.errors import UserError
-from petlbench.models.backbones import data_config
-from petlbench.pretrain.base import Objective, Recipe, RecipeConfig, micro_vit, preprocessing, register
+from petlbench.pretrain.base import Objective, Recipe, RecipeConfig, micro_vit, register
 
 FASHION_DIR = Path(os.environ.get("PETLBENCH_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 FASHION_FILES = {
@@ -94,8 +93,7 @@ class FashionMNIST(Recipe):
     description = "the vision track's default backbone: classification on Fashion-MNIST"
 
     def build(self, cfg, device):
-        model = micro_vit(10)
-        return model, preprocessing(data_config(model))
+        return micro_vit(10)
 
     def objective(self, model, prep, cfg, rng):
         """Classification on augmented Fashion-MNIST, epoch by epoch (a fresh permutation per epoch)."""

@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from petlbench.config.method_config import Range
-from petlbench.models.backbones import data_config
-from petlbench.pretrain.base import Objective, Recipe, RecipeConfig, micro_vit, preprocessing, register
+from petlbench.pretrain.base import Objective, Recipe, RecipeConfig, micro_vit, register
 from petlbench.vl.data.scenes import COLOURS, IMG, SHAPES, draw_scenes
 
 COVER_MIN = 0.25
@@ -101,8 +100,7 @@ class Scenes(Recipe):
     description = "the VL track's visual encoder: object labels per patch on generated scenes"
 
     def build(self, cfg, device):
-        model = micro_vit(0)
-        return model, preprocessing(data_config(model))
+        return micro_vit(0)
 
     def objective(self, model, prep, cfg, rng):
         """Dense object labels on random scenes, half of them mirrored (labels too); accuracy = the shape head's."""
