@@ -11,13 +11,35 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from petlbench.config.options import with_run_options
 from petlbench.engine.executors import with_execution_options
 from petlbench.errors import UserError, did_you_mean
 from petlbench.progress import PlainReporter, console, err_console, progress_interval, reporting
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
+
+def _text_help(command):
+    """A command whose help texts are escaped, once: typer renders them as Rich markup, where the '[random-init]' of
+    "'linear [random-init]'" is a tag and vanishes."""
+    if not getattr(command, "_text_help", False):
+        command.help = escape(command.help) if command.help else command.help
+        for param in command.params:
+            if getattr(param, "help", None):
+                param.help = escape(param.help)
+        command._text_help = True
+    return command
+
+
+class TextHelpGroup(TyperGroup):
+    """The command group: every subcommand it resolves (to run it, or to show its help) has text help."""
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        return _text_help(command) if command is not None else None
+
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, cls=TextHelpGroup,
                   help="Benchmark parameter-efficient transfer learning (PETL) methods on vision transformers.")
 
 
@@ -327,7 +349,9 @@ def compare(
     published: Annotated[bool, typer.Option("--published", help="show ours − published next to each cell "
                                                                  "that has a published number")] = False,
 ) -> None:
-    """Aggregate seeds (mean ± std, 95% CI) per configuration, rank them, show accuracy next to cost."""
+    """Aggregate seeds (mean ± std, 95% CI) per configuration, rank them, show accuracy next to cost, and say
+    which differences over tasks and seeds are real. Exit code 0: done (with --baseline: no regression); 1: the
+    --baseline gate failed; 2: bad input (one line naming the problem and the fix)."""
     from petlbench.results.aggregate import check_sort
     from petlbench.results.store import load_frame
 
@@ -363,11 +387,12 @@ def _only_datasets(df, dataset: list[str] | None, what: str = ""):
 
 def _compare_views(df, by: str, sort: str, markdown: bool, pairing: tuple[str | None, str | None], published: bool):
     """Print what ``compare`` shows (Markdown, or the tables / the paired tables of --vs or --vs-model
-    (``pairing``), the summaries per track, --published); returns the aggregate."""
-    from petlbench.results.aggregate import aggregate, on_track, tracks_of, vtab_summary
+    (``pairing``), the summaries per track and model, what is real in each ranking, --published); returns the
+    aggregate."""
+    from petlbench.results.aggregate import aggregate
     from petlbench.results.paired import paired_markdown, paired_tables, paired_vs, paired_vs_model
     from petlbench.results.paired import summary_table as paired_summary
-    from petlbench.results.tables import compare_tables, markdown_pivot, summary_table
+    from petlbench.results.tables import compare_tables, markdown_pivot
 
     agg = aggregate(df)
     if agg.empty:
@@ -377,13 +402,13 @@ def _compare_views(df, by: str, sort: str, markdown: bool, pairing: tuple[str | 
     if markdown:
         print(paired_markdown(paired) if paired else markdown_pivot(agg, sort=sort))
         return agg
-    for t in paired_tables(df, paired) if paired else compare_tables(agg, by, sort):
+    width = console.width
+    for t in paired_tables(df, paired, width) if paired else compare_tables(agg, by, sort, width):
         console.print(t)
-    for track in tracks_of(agg):  # one summary per track: VL tasks never enter the VTAB means
-        if on_track(agg, track)["dataset"].nunique() > 1:
-            console.print(summary_table(vtab_summary(agg, track, sort), track))
+    _summaries(df, agg, sort, width)
     if paired and paired.per_task["dataset"].nunique() > 1:
-        console.print(paired_summary(paired))
+        for t in paired_summary(paired, width):
+            console.print(t)
     if published:
         _compare_published(df, agg, sort)
     failed = int((df["status"] != "ok").sum())
@@ -392,9 +417,29 @@ def _compare_views(df, by: str, sort: str, markdown: bool, pairing: tuple[str | 
     return agg
 
 
+def _summaries(df, agg, sort: str, width: int) -> None:
+    """Per track with several tasks: the summary over its tasks (a table per model), then what is real in each
+    ranking (``results.ranking``). VL tasks never enter the VTAB means."""
+    from petlbench.results.aggregate import by_model, on_track, tracks_of, vtab_summary
+    from petlbench.results.ranking import ranking_tables, rankings
+    from petlbench.results.tables import summary_table
+
+    several = [t for t in tracks_of(agg) if on_track(agg, t)["dataset"].nunique() > 1]
+    for track in several:
+        for model, g in by_model(on_track(agg, track)):
+            console.print(summary_table(vtab_summary(g, track, sort), track, width, model))
+    for ranking in rankings(df, agg) if several else []:
+        for t in ranking_tables(ranking, width):
+            console.print(t)
+
+
+GATE_OUTCOMES = ("regression", "configuration differs", "missing", "not in the reference")
+
+
 def _gate(agg, reference, baseline: str, max_drop: float, max_rise: float | None) -> None:
     """``compare --baseline``: print what keeps the results from passing (regressions, configurations that
-    differ from the reference's, missing ones) and exit 1, or say there is none."""
+    differ from the reference's, missing ones), one summary line per outcome and how to regenerate the reference,
+    and exit 1; or say there is none."""
     from petlbench.results.aggregate import aggregate
     from petlbench.results.gate import gate
 
@@ -402,10 +447,18 @@ def _gate(agg, reference, baseline: str, max_drop: float, max_rise: float | None
     for p in problems:
         kind, _, text = p.partition(": ")
         err_console.print(f"[red]{escape(kind)}[/]: {escape(text)}", highlight=False)
-    if problems:
-        raise typer.Exit(1)
     rise = "" if max_rise is None else f", max rise {max_rise}"
-    console.print(f"[green]no regression against {baseline} (same configurations; max drop {max_drop} points{rise})[/]")
+    counts = {k: sum(p.startswith(f"{k}: ") for p in problems) for k in GATE_OUTCOMES}
+    for kind, n in counts.items():
+        err_console.print(f"gate summary, {kind}: {n}", highlight=False)
+    if problems:
+        err_console.print(f"gate failed against {escape(baseline)} (max drop {max_drop} points{rise}). If the change is "
+                          "meant (a new method, a changed recipe or identity), regenerate the reference with `make "
+                          "reference` (benchmarks/reference/smoke*.csv) or copy a fresh run's results.csv over it, "
+                          "and commit it", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"[green]no regression against {escape(baseline)} (same configurations; max drop {max_drop} "
+                  f"points{rise})[/]")
 
 
 def _compare_published(df, agg, sort: str = "top1_pct") -> None:

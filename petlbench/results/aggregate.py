@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from petlbench.errors import UserError
@@ -12,7 +13,7 @@ from petlbench.results.schema import COLUMNS, METRICS, RunResult
 from petlbench.results.stats import t_ppf
 
 KEYS = ["dataset", "method", "label", "model", "group_hash"]
-FAMILY = ["track", "method", "label"]  # configurations of one method that need telling apart by their identity
+FAMILY = ["track", "method", "label", "model"]  # configurations of one method that need telling apart by identity
 CONFIG = ["method", "label", "model", "variant"]  # one configuration across tasks (summaries, --vs, report)
 
 
@@ -24,7 +25,9 @@ def display_name(method: str, label: str, note: str = "", variant: str = "") -> 
 def aggregate(df):
     """Mean / std / n / 95% CI half-width per configuration (``group_hash``) over seeds (status ok only; a tune's
     selection runs, scored on val and never on test, are not results and are left out). Each row is named by
-    what tells it apart from the other configurations of its method (``variant``, ``name``; see ``_name``)."""
+    what tells it apart from the other configurations of its method (``variant``, ``name``; see ``_name``);
+    ``tasks`` of ``tasks_total``: how many of its track's tasks the configuration ran on (fewer: a partial one,
+    never ranked among the complete ones)."""
     import pandas as pd
 
     keep = df["status"] == "ok"
@@ -37,7 +40,11 @@ def aggregate(df):
     for k in KEYS:
         ok[k] = ok[k].fillna("") if k in ok else ""
     rows = [_aggregate_one(dict(zip(KEYS, key, strict=True)), g) for key, g in ok.groupby(KEYS, sort=False)]
-    return _name(pd.DataFrame(rows)) if rows else pd.DataFrame(rows)
+    if not rows:
+        return pd.DataFrame(rows)
+    agg = _name(pd.DataFrame(rows))
+    return agg.assign(tasks=agg.groupby(["track", *CONFIG])["dataset"].transform("nunique"),
+                      tasks_total=agg.groupby("track")["dataset"].transform("nunique"))
 
 
 def _first(g, col: str, default: Any = "") -> Any:
@@ -48,7 +55,8 @@ def _aggregate_one(row: dict[str, Any], g) -> dict[str, Any]:
     """One configuration's aggregate row from its rows ``g`` (one per seed)."""
     row["n"] = len(g)
     row["seeds"] = ",".join(str(int(s)) for s in sorted(g["seed"]))
-    for col in ("data_group", "peak_mem_kind", "data_fingerprint"):
+    row["first_run"] = str(g["timestamp"].min()) if "timestamp" in g else ""
+    for col in ("data_group", "peak_mem_kind", "data_fingerprint", "weights_source"):
         row[col] = _first(g, col) if isinstance(_first(g, col), str) else ""
     for col in ("track", "metric", "modality"):
         row[col] = _first(g, col, RunResult.__dataclass_fields__[col].default)
@@ -119,43 +127,54 @@ def _value_text(key: str, value: Any) -> str:
     return f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
 
 
-def _task_keys(agg, idents: list[dict[str, Any]]) -> set[str]:
-    """Method-config keys that every configuration on a task shares (a task's budget, e.g. its epochs): they
-    describe the task, not a configuration. Run options are never the task's."""
-    seen: dict[str, dict[tuple[str, str], set[str]]] = {}
-    for track, dataset, ident in zip(agg["track"], agg["dataset"], idents, strict=True):
-        for k, v in ident.items():
-            seen.setdefault(k, {}).setdefault((track, dataset), set()).add(json.dumps(v, sort_keys=True))
-    options = set(_run_option_keys()) | {"precision", "weights"}
-    return {k for k, by in seen.items() if k not in options and all(len(v) == 1 for v in by.values())}
-
-
 def _setting(value: Any) -> str:
     """One identity value as compared between configurations: every off value (False, 0, None, '') is one."""
     return json.dumps(value, sort_keys=True) if value else "off"
 
 
+def _naming_keys(agg, idents: list[dict[str, Any]], idx) -> list[str]:
+    """The identity keys that tell configurations of one family (``FAMILY``: the model included) apart: those
+    with two settings on one task. A key whose setting differs only from task to task (a recipe resolved per task,
+    like DVP's lr, METER's per-task recipe or a task's budget) is a default: it names nothing."""
+    by_task: dict[tuple[str, str], set[str]] = {}
+    for i in idx:
+        for k in idents[i]:
+            by_task.setdefault((k, agg["dataset"].iat[i]), set()).add(_setting(idents[i].get(k)))
+    return [k for k in dict.fromkeys(k for i in idx for k in idents[i])
+            if any(len(v) > 1 for (key, _), v in by_task.items() if key == k)]
+
+
+def weights_text(source: str) -> str:
+    """Weights as a name shows them: the files or packages of ``weights_source``, never their hash
+    ('text=pkg:a==1;vision=file:dir/b.safetensors' -> 'a==1+b.safetensors')."""
+    parts = [p.rpartition("=")[2] if p.startswith(("text=", "vision=")) else p for p in source.split(";")]
+    return "+".join(Path(p.split(":", 1)[-1]).name for p in parts if p)
+
+
+def _variant(key: str, ident: dict[str, Any], weights_source: str) -> str:
+    return f"weights {weights_text(weights_source)}" if key == "weights" and ident.get(key) else \
+        _value_text(key, ident.get(key))
+
+
 def _name(agg):
-    """``variant``: what tells a configuration apart from the other configurations of its method (and label) in
-    these rows, from the stored identity (e.g. 'trainval', 'bf16', 'lr 0.05', 'limit 64'); '' when nothing
-    does. ``name``: the display name (method† [label] (variant)), with the model where a track has several.
-    The same configuration gets the same name on every task, so summaries over tasks never merge two."""
+    """``variant``: what tells a configuration apart from the other configurations of its method, label and
+    model (``_naming_keys``), from the stored identity (e.g. 'trainval', 'bf16', 'lr 0.05', 'limit 64'); '' when
+    nothing does. ``name``: the display name (method† [label] (variant)), never the model (a column or a
+    section of every view) nor a hash. The same configuration gets the same name on every task, so a summary over
+    tasks holds each configuration once, over all of its tasks."""
     idents = _drop_neutral([json.loads(s) for s in agg["identity"]])
-    task_keys = _task_keys(agg, idents)
     variants = [""] * len(agg)
     for _, idx in agg.groupby(FAMILY, sort=False).indices.items():
-        keys = [k for k in dict.fromkeys(k for i in idx for k in idents[i])
-                if k not in task_keys and len({_setting(idents[i].get(k)) for i in idx}) > 1]
+        keys = _naming_keys(agg, idents, idx)
         for i in idx:
-            variants[i] = ", ".join(t for k in keys if (t := _value_text(k, idents[i].get(k))))
+            variants[i] = ", ".join(t for k in keys if (t := _variant(k, idents[i], agg["weights_source"].iat[i])))
     agg = agg.assign(variant=variants)
     same = agg.duplicated(["dataset", *CONFIG], keep=False) & (agg["group_hash"] != "")
-    if same.any():  # configurations the stored columns cannot tell apart (e.g. another img_size): by hash
-        agg.loc[same, "variant"] = [", ".join(filter(None, [v, f"config {h[:8]}"]))
-                                    for v, h in zip(agg.loc[same, "variant"], agg.loc[same, "group_hash"], strict=True)]
-    many = agg.groupby("track")["model"].transform("nunique") > 1
-    names = [display_name(r.method, r.label, r.method_note, r.variant) + (f" ({r.model})" if m else "")
-             for r, m in zip(agg.itertuples(), many, strict=True)]
+    if same.any():  # configurations the stored columns cannot tell apart (e.g. another img_size): by first run
+        order = agg[same].groupby(["dataset", *CONFIG])["first_run"].rank(method="first").astype(int)
+        agg.loc[same, "variant"] = [", ".join(filter(None, [v, f"run set {n}"]))
+                                    for v, n in zip(agg.loc[same, "variant"], order, strict=True)]
+    names = [display_name(r.method, r.label, r.method_note, r.variant) for r in agg.itertuples()]
     return agg.assign(name=names)
 
 
@@ -212,32 +231,41 @@ def check_sort(sort: str) -> tuple[str, bool]:
 def vtab_summary(agg, track: str = "vision", sort: str = "top1_pct"):
     """Per configuration over the datasets of one track that it ran on: mean of task means and mean of group
     means (both VTAB conventions on the vision track; on the VL track the groups are the task kinds, vqa /
-    entailment), and the mean over those tasks of every metric. ``tasks`` of ``tasks_total`` says how many of the
-    track's tasks a configuration covers: its means are over those only. Ranked by ``sort`` (top-1: the mean of
-    group means)."""
+    entailment), and the mean over those tasks of every metric. The complete configurations (on every task of
+    the track: ``complete``) come first, ranked by ``sort`` (top-1: the mean of group means); the partial ones
+    (``tasks`` of ``tasks_total``) follow apart, never ranked among them (their means are over fewer tasks)."""
     import pandas as pd
 
     rows, agg = [], on_track(agg, track)
-    total = agg["dataset"].nunique()
     for (method, label, model, variant), g in agg.groupby(CONFIG, sort=False):
         groups = g.groupby(g["data_group"].replace("", "ungrouped"))["top1_pct"].mean()
+        total = int(g["tasks_total"].iloc[0]) if "tasks_total" in g else agg["dataset"].nunique()
         rows.append({
             "method": method, "label": label, "model": model, "variant": variant, "name": g["name"].iloc[0],
-            "tasks": len(g), "tasks_total": total, "mean_of_tasks": g["top1_pct"].mean(),
+            "tasks": len(g), "tasks_total": total, "complete": len(g) == total, "mean_of_tasks": g["top1_pct"].mean(),
             "mean_of_groups": groups.mean(), **{f"group_{k}": v for k, v in groups.items()},
             **{m: g[m].mean() for m in METRICS if m != "top1_pct"}, "method_note": _first(g, "method_note"),
         })
     if not rows:
         return pd.DataFrame(rows)
     higher = check_sort(sort)[1]
-    return pd.DataFrame(rows).sort_values("mean_of_groups" if sort == "top1_pct" else sort, ascending=not higher,
-                                          kind="stable", ignore_index=True)
+    by = "mean_of_groups" if sort == "top1_pct" else sort
+    out = pd.DataFrame(rows).sort_values(by, ascending=not higher, kind="stable")
+    return out.sort_values("complete", ascending=False, kind="stable", ignore_index=True)
 
 
-def coverage_caption(summary) -> str:
-    """Which configurations did not run on every task of the summary ('' when all did)."""
-    part = [f"{r.name}: {r.tasks} of {r.tasks_total}" for r in summary.itertuples() if r.tasks < r.tasks_total]
-    return ("not on every task (means over the tasks each ran on): " + "; ".join(part)) if part else ""
+def partial_caption(summary) -> str:
+    """The configurations that did not run on every task of the summary, apart ('' when all did)."""
+    part = [f"{r.name}{f' on {r.model}' if r.model and summary['model'].nunique() > 1 else ''}: {r.tasks} of "
+            f"{r.tasks_total} tasks" for r in summary.itertuples() if not r.complete]
+    return ("not ranked, run on fewer tasks than the others: " + "; ".join(part)) if part else ""
+
+
+def by_model(agg) -> list[tuple[str, Any]]:
+    """(model, its rows) per model, for views with a section per model; [('', agg)] when there is one model (the
+    model is then no section of its own)."""
+    models = sorted(set(agg["model"]))
+    return [("", agg)] if len(models) <= 1 else [(m, agg[agg["model"] == m]) for m in models]
 
 
 def sorted_aggregate(agg, sort: str = "top1_pct"):

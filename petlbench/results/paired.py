@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from petlbench.errors import UserError, did_you_mean
-from petlbench.results.aggregate import CONFIG, display_name
+from petlbench.results.aggregate import CONFIG, by_model, display_name
 from petlbench.results.stats import excludes_zero, mean_ci, wilcoxon_signed_rank
-from petlbench.results.tables import fmt
+from petlbench.results.tables import Col, escape_text, fitted, fmt, titled
 
 
 def parse_config(text: str) -> tuple[str, str, str]:
@@ -28,12 +28,13 @@ def parse_config(text: str) -> tuple[str, str, str]:
     return text, "", variant
 
 
-def _ok_rows(df):
+def named_rows(df, agg=None):
     """The rows that count (status ok, not a selection run, one per stored configuration and seed), each with its
-    configuration's ``variant`` and ``name`` as ``results.aggregate`` gives them."""
+    configuration's ``variant`` and ``name`` as ``results.aggregate`` gives them (``agg``: that aggregate, when
+    the caller has it)."""
     from petlbench.results.aggregate import KEYS, aggregate
 
-    agg = aggregate(df)
+    agg = aggregate(df) if agg is None else agg
     ok = df[df["status"] == "ok"].copy()
     for k in ["dataset", *KEYS]:
         ok[k] = ok[k].fillna("").astype(str) if k in ok else ""
@@ -102,7 +103,7 @@ def paired_vs(df, baseline: str, metric: str = "top1_pct") -> Paired:
     ``linear``, ``linear [random-init]``, ``linear (trainval)``), per task and overall. Rows pair on (dataset,
     model, seed); only ``status == ok`` rows count; a configuration is never mixed with another of its method.
     """
-    ok = _ok_rows(df)
+    ok = named_rows(df)
     chosen = _baseline(ok, baseline)
     is_base = (ok[["method", "label", "variant"]] == list(chosen)).all(axis=1)
     base = {key: _per_seed(g, metric) for key, g in ok[is_base].groupby(["dataset", "model"])}
@@ -114,7 +115,7 @@ def paired_vs_model(df, model: str, metric: str = "top1_pct") -> Paired:
     """``compare --vs-model MODEL``: every configuration on another model against the same method and label on
     ``model`` (e.g. a method on the micro VLP model against itself on the PLM pair), paired on (dataset, seed).
     A method with several configurations on ``model`` is refused in one line (the pairing would be ambiguous)."""
-    ok = _ok_rows(df)
+    ok = named_rows(df)
     models = sorted(set(ok["model"]))
     if model not in models:
         raise UserError(f"no successful runs on model '{model}'{did_you_mean(model, models)}; choose one of: "
@@ -151,17 +152,19 @@ def summarize(per_task):
     """Per configuration over tasks: mean of task mean differences, t CI over tasks, sign count, Wilcoxon."""
     import pandas as pd
 
-    rows = []
+    rows, total = [], per_task["dataset"].nunique()
     for config, g in per_task.groupby(CONFIG, sort=False):
         means = [float(v) for v in g["mean_diff"]]
         mean, low, high = mean_ci(means)
         rows.append({**dict(zip(CONFIG, config, strict=True)), "name": g["name"].iloc[0], "tasks": len(means),
+                     "tasks_total": total, "complete": len(means) == total,
                      "better": sum(v > 0 for v in means), "worse": sum(v < 0 for v in means),
                      "mean_diff": mean, "ci_low": low, "ci_high": high,
                      "wilcoxon_p": wilcoxon_signed_rank(means), "significant": excludes_zero(low, high)})
-    cols = [*CONFIG, "name", "tasks", "better", "worse", "mean_diff", "ci_low", "ci_high", "wilcoxon_p", "significant"]
-    out = pd.DataFrame(rows, columns=cols)
-    return out.sort_values("mean_diff", ascending=False, ignore_index=True) if len(out) else out
+    cols = [*CONFIG, "name", "tasks", "tasks_total", "complete", "better", "worse", "mean_diff", "ci_low", "ci_high",
+            "wilcoxon_p", "significant"]
+    out = pd.DataFrame(rows, columns=cols).sort_values("mean_diff", ascending=False, kind="stable")
+    return out.sort_values("complete", ascending=False, kind="stable", ignore_index=True)
 
 
 TIE_RULES = ("leader", "neighbour")
@@ -194,25 +197,24 @@ def rank_with_ties(n: int, same: Callable[[int, int], bool], rule: str = "leader
 
 
 def tie_ranks(df, metric: str = "top1_pct", rule: str = "leader") -> dict[tuple[str, ...], tuple[int, str]]:
-    """(dataset, method, label, model, variant) -> (position, rank), per dataset, best mean ``metric`` over seeds first.
+    """(dataset, method, label, model, variant) -> (position, rank), per dataset and model, best mean ``metric``
+    over seeds first.
 
     Two configurations "cannot be told apart" when the 95% paired t CI of their difference over their
-    shared seeds includes 0, or cannot be computed (fewer than 2 shared seeds, or different models).
-    Groups follow ``rank_with_ties``'s ``rule``.
+    shared seeds includes 0, or cannot be computed (fewer than 2 shared seeds). Groups follow
+    ``rank_with_ties``'s ``rule``.
     """
-    ok = _ok_rows(df)
+    ok = named_rows(df)
     out = {}
-    for dataset, g in ok.groupby("dataset", sort=True):
+    for _, g in ok.groupby(["dataset", "model"], sort=True):
         configs = [(key, _per_seed(rows, metric)) for key, rows in g.groupby(CONFIG, sort=False)]
         configs.sort(key=lambda kv: -sum(kv[1].values()) / len(kv[1]))
 
         def same(i: int, j: int, configs=configs) -> bool:
-            (ki, vi), (kj, vj) = configs[i], configs[j]
-            _, diffs = paired_diffs(vi, vj) if ki[2] == kj[2] else ([], [])
-            return not excludes_zero(*mean_ci(diffs)[1:])
+            return not excludes_zero(*mean_ci(paired_diffs(configs[i][1], configs[j][1])[1])[1:])
 
         for pos, ((key, _), rank) in enumerate(zip(configs, rank_with_ties(len(configs), same, rule), strict=True)):
-            out[(dataset, *key)] = (pos, rank)
+            out[(g["dataset"].iloc[0], *key)] = (pos, rank)
     return out
 
 
@@ -226,66 +228,100 @@ def _mark(significant: bool, mean: float, n: int) -> str:
     return "n < 2" if n < 2 else "[dim]CI ∋ 0[/]"
 
 
-def paired_tables(df, paired: Paired) -> list:
-    """Rich tables, one per dataset: configurations ranked with ties, each with its paired difference."""
+def _sections(agg, paired: Paired) -> list[tuple[str, Any]]:
+    """(model, rows) per table section: every model with ``--vs`` (each pairs with the baseline on itself), the
+    models other than the baseline's with ``--vs-model`` (the baseline model's rows are what the others pair with)."""
+    return [(m, g) for m, g in by_model(agg) if not (paired.model and (m or g["model"].iloc[0]) == paired.model)]
+
+
+def _paired_cols(base: str) -> list[Col]:
+    return [Col("rank"), Col("method", 0, "left", True), Col("n", 2), Col("top-1 % (mean ± std)"),
+            Col(escape_text(f"Δ vs {base}")), Col("95% CI of Δ (paired t)", 1), Col("", 0, "left")]
+
+
+def paired_tables(df, paired: Paired, width: int | None = None) -> list:
+    """Rich tables, one per dataset (and model where there are several): configurations ranked with ties, each
+    with its paired difference."""
     from rich.markup import escape
-    from rich.table import Table
 
     from petlbench.results.aggregate import aggregate
 
     agg = aggregate(df)
     ranks = tie_ranks(df)
-    base = paired.baseline_name
     diffs = {(r.dataset, r.method, r.label, r.model, r.variant): r for r in paired.per_task.itertuples()}
     tables = []
-    for dataset, g in agg.groupby("dataset", sort=True):
-        group = g["data_group"].iloc[0]
-        t = Table(title=escape(f"dataset {dataset}{f' ({group})' if group else ''}: top-1 vs {base}, paired over seeds"),
-                  title_justify="left")
-        for col in ("rank", "method", "n", "top-1 % (mean ± std)", escape(f"Δ vs {base}"), "95% CI of Δ (paired t)", ""):
-            t.add_column(col, justify="left" if col in ("method", "") else "right")
-        keys = [(dataset, r.method, r.label, r.model, r.variant) for r in g.itertuples()]
-        g = g.assign(pos_=[ranks[k][0] for k in keys], rank_=[ranks[k][1] for k in keys])
-        for r in g.sort_values("pos_").itertuples():
-            name = escape(r.name)
-            d = diffs.get((dataset, r.method, r.label, r.model, r.variant))
-            is_base = paired.is_baseline(r.method, r.label, r.model, r.variant)
-            delta = ("baseline", "", "") if is_base else ("no shared seeds", "", "") if d is None else \
-                (f"{d.mean_diff:+.2f}", _ci(d.ci_low, d.ci_high), _mark(d.significant, d.mean_diff, d.n))
-            t.add_row(r.rank_, name, str(r.n), f"{fmt(r.top1_pct)} ± {fmt(r.top1_pct_std)}", *delta)
-        t.caption = ("rank: 'k=' marks a tie group (paired 95% CI of the difference to the group's best member "
-                     "includes 0); better/worse only where the CI of Δ excludes 0")
-        t.caption_justify = "left"
-        tables.append(t)
+    for dataset, whole in agg.groupby("dataset", sort=True):
+        group = whole["data_group"].iloc[0]
+        for model, g in _sections(whole, paired):
+            keys = [(dataset, r.method, r.label, r.model, r.variant) for r in g.itertuples()]
+            g = g.assign(pos_=[ranks[k][0] for k in keys], rank_=[ranks[k][1] for k in keys], key_=keys)
+            rows = [[r.rank_, escape(r.name), str(r.n), f"{fmt(r.top1_pct)} ± {fmt(r.top1_pct_std)}",
+                     *_delta(diffs.get(r.key_), paired.is_baseline(r.method, r.label, r.model, r.variant))]
+                    for r in g.sort_values("pos_").itertuples()]
+            title = f"dataset {dataset}{f' ({group})' if group else ''}: top-1 vs {paired.baseline_name}, paired over seeds"
+            tables.append(fitted(titled(title, model), _paired_cols(paired.baseline_name), rows, width, TIES_NOTE))
     return tables
 
 
-def summary_table(paired: Paired):
-    """Rich table of ``paired.summary``."""
-    from rich.markup import escape
-    from rich.table import Table
+TIES_NOTE = ("rank: 'k=' marks a tie group (paired 95% CI of the difference to the group's best member includes 0); "
+             "better/worse only where the CI of Δ excludes 0")
 
-    base = paired.baseline_name
-    t = Table(title=escape(f"over tasks: mean top-1 difference vs {base}"), title_justify="left")
-    for col in ("method", "tasks", "mean Δ (points)", "95% CI (t over tasks)", "better on", "Wilcoxon p", ""):
-        t.add_column(col, justify="left" if col in ("method", "") else "right")
-    for r in paired.summary.itertuples():
-        t.add_row(escape(r.name), str(r.tasks), f"{r.mean_diff:+.2f}", _ci(r.ci_low, r.ci_high),
-                  f"{r.better} of {r.tasks}", fmt(r.wilcoxon_p, 3), _mark(r.significant, r.mean_diff, r.tasks))
-    t.caption = ("mean Δ = mean over tasks of the per-task mean paired difference; Wilcoxon: exact two-sided "
-                 "signed-rank test on the per-task means; marked only where the 95% CI excludes 0")
-    t.caption_justify = "left"
-    return t
+
+def _delta(d, is_base: bool) -> list[str]:
+    if is_base:
+        return ["baseline", "", ""]
+    if d is None:
+        return ["nothing to pair with", "", ""]
+    return [f"{d.mean_diff:+.2f}", _ci(d.ci_low, d.ci_high), _mark(d.significant, d.mean_diff, d.n)]
+
+
+SUMMARY_COLS = [Col("method", 0, "left", True), Col("tasks"), Col("mean Δ (points)"), Col("95% CI (t over tasks)", 1),
+                Col("better on", 2), Col("Wilcoxon p", 3), Col("", 0, "left")]
+
+
+def summary_table(paired: Paired, width: int | None = None) -> list:
+    """Rich tables of ``paired.summary`` (one per model where there are several): the configurations paired on
+    every task, then apart those paired on fewer ("k of n", no mean: it would be over other tasks)."""
+    from rich.markup import escape
+
+    tables = []
+    for model, g in by_model(paired.summary):
+        rows = [[escape(r.name), str(r.tasks) if r.complete else f"{r.tasks} of {r.tasks_total}",
+                 f"{r.mean_diff:+.2f}" if r.complete else "–", _ci(r.ci_low, r.ci_high) if r.complete else "",
+                 f"{r.better} of {r.tasks}", fmt(r.wilcoxon_p, 3) if r.complete else "",
+                 _mark(r.significant, r.mean_diff, r.tasks) if r.complete else "not ranked"] for r in g.itertuples()]
+        first_partial = [i for i, c in enumerate(g["complete"]) if not c][:1]
+        tables.append(fitted(titled(f"over tasks: mean top-1 difference vs {paired.baseline_name}", model),
+                             SUMMARY_COLS, rows, width, SUMMARY_NOTE, sections=[i for i in first_partial if i]))
+    return tables
+
+
+SUMMARY_NOTE = ("mean Δ = mean over tasks of the per-task mean paired difference; Wilcoxon: exact two-sided signed-rank "
+                "test on the per-task means; marked only where the 95% CI excludes 0")
 
 
 def paired_markdown(paired: Paired) -> str:
-    """``paired.per_task`` as one Markdown table: a row per configuration, per dataset the mean paired difference,
-    its 95% CI (paired t) and the number of seeds."""
+    """``paired.per_task`` as Markdown: a row per configuration, per dataset the mean paired difference, its 95% CI
+    (paired t) and the number of seeds; with ``--vs-model`` a table per other model, with ``--vs`` a model column
+    where there are several. Configurations paired on fewer tasks than the others follow in a table apart."""
     per = paired.per_task
+    sections = [(m or g["model"].iloc[0], g) for m, g in by_model(per)] if paired.model and len(per) else [("", per)]
+    return "\n\n".join(_paired_md(g, model, paired) for model, g in sections)
+
+
+def _paired_md(per, model: str, paired: Paired) -> str:
     datasets = sorted(set(per["dataset"]))
-    lines = [f"Δ top-1 (points) vs {paired.baseline_name}, paired over seeds: mean [95% CI] (seeds)", "",
-             "| configuration | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
+    models = not paired.model and per["model"].nunique() > 1
+    on = f" on {model}" if model else ""
+    head = ["| configuration | " + ("model | " if models else "") + " | ".join(datasets) + " |",
+            "|---|" + ("---|" if models else "") + "---:|" * len(datasets)]
+    tables: dict[bool, list[str]] = {True: [], False: []}
     for _, g in per.groupby(CONFIG, sort=False):  # one row per configuration, never two under one name
         cells = {r.dataset: f"{r.mean_diff:+.2f} {_ci(r.ci_low, r.ci_high)} ({r.n})" for r in g.itertuples()}
-        lines.append(f"| {g['name'].iloc[0]} | " + " | ".join(cells.get(d, "–") for d in datasets) + " |")
-    return "\n".join(lines)
+        row = f"| {g['name'].iloc[0]} | " + (f"{g['model'].iloc[0]} | " if models else "")
+        tables[len(cells) == len(datasets)].append(row + " | ".join(cells.get(d, "–") for d in datasets) + " |")
+    out = [f"Δ top-1 (points){on} vs {paired.baseline_name}, paired over seeds: mean [95% CI] (seeds)", "",
+           "\n".join(head + tables[True])] if tables[True] else []
+    if tables[False]:
+        out += ["", f"Paired on fewer tasks than the others{on} (not ranked):", "", "\n".join(head + tables[False])]
+    return "\n".join(out)

@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from petlbench.errors import UserError
-from petlbench.results.aggregate import CONFIG, aggregate, on_track, tracks_of
+from petlbench.results.aggregate import CONFIG, aggregate, by_model, on_track, tracks_of
 from petlbench.results.schema import METRIC_NAMES, mem_kind_name
 from petlbench.results.tables import fmt, fmt_int, markdown_pivot
+
+LEGEND_MAX = 12  # entries in one legend; a section with more configurations draws its plots in parts
 
 # cost column -> (axis label, log x)
 COSTS: dict[str, tuple[str, bool]] = {
@@ -151,23 +153,28 @@ def _log_axis(ax) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _scatter(ax, pts, cost: str, styles, log: bool) -> list[str]:
-    """Points with ±1 std error bars, the frontier as a dashed staircase; returns the frontier names."""
-    front = frontier(pts, cost)
-    by_name = {r.name: r for r in pts.itertuples()}
-    for name, r in by_name.items():
-        colour, marker = styles[name]
+def _scatter(ax, pts, cost: str, styles, log: bool, everyone=None) -> None:
+    """Points with ±1 std error bars and the frontier of ``everyone`` (default: ``pts``; a plot of part of a
+    section draws the section's frontier) as a dashed staircase."""
+    everyone = pts if everyone is None else everyone
+    front = frontier(everyone, cost)
+    for r in pts.itertuples():
+        colour, marker = styles[r.name]
         yerr, xerr = r.top1_pct_std, getattr(r, f"{cost}_std")
         ax.errorbar(getattr(r, cost), r.top1_pct, yerr=yerr if yerr > 0 else None, xerr=xerr if xerr > 0 else None,
                     fmt=marker, color=colour, ecolor=colour, elinewidth=1, capsize=3, markersize=7, zorder=3,
-                    **_marker_style(name, colour, front, _baseline(r)))
-    xs = [getattr(by_name[n], cost) for n in front]
-    ys = [by_name[n].top1_pct for n in front]
-    ax.plot(xs, ys, drawstyle="steps-post", linestyle="--", color="black", linewidth=1, alpha=0.6, zorder=2)
+                    **_marker_style(r.name, colour, front, _baseline(r)))
+    by_name = {r.name: r for r in everyone.itertuples()}
+    ax.plot([getattr(by_name[n], cost) for n in front], [by_name[n].top1_pct for n in front], drawstyle="steps-post",
+            linestyle="--", color="black", linewidth=1, alpha=0.6, zorder=2)
     if log:
         _log_axis(ax)
     ax.grid(True, which="major", alpha=0.3)
-    return front
+
+
+def drawable(pts, cost: str) -> bool:
+    """Whether a plot of ``pts`` against ``cost`` has a point to draw (a plot with none is left out)."""
+    return bool(len(pts)) and bool((pts[cost].notna() & pts["top1_pct"].notna()).any())
 
 
 def _xlabel(cost: str, kind: str | None) -> str:
@@ -190,31 +197,33 @@ def _save(fig, plt, path: Path, dpi: int) -> None:
     plt.close(fig)
 
 
-def suite_figure(plt, suite, cost: str, kind: str | None, ylabel: str, styles, path: Path) -> list[str]:
+def suite_figure(plt, suite, names: list[str], cost: str, kind: str | None, ylabel: str, styles, path: Path,
+                 part: str = "") -> None:
+    """The suite mean of the configurations ``names`` against one cost, with the frontier of all of ``suite``."""
     fig, ax = plt.subplots(figsize=(9.5, 5.5))
-    pts = _axes(suite, cost, kind)
-    front = _scatter(ax, pts, cost, styles, COSTS[cost][1])
+    everyone = _axes(suite, cost, kind)
+    pts = everyone[everyone["name"].isin(names)]
+    _scatter(ax, pts, cost, styles, COSTS[cost][1], everyone)
     ax.set_xlabel(_xlabel(cost, kind))
     ax.set_ylabel(f"{ylabel} (mean of task means)")
     tasks = int(suite["tasks"].max())
-    ax.set_title(f"Suite mean over {tasks} task{'s' if tasks > 1 else ''}: {ylabel} vs {COST_TITLES[cost]}\n"
+    ax.set_title(f"Suite mean over {tasks} task{'s' if tasks > 1 else ''}: {ylabel} vs {COST_TITLES[cost]}{part}\n"
                  "error bars: ±1 std over seeds; dashed line and black edges: Pareto frontier", fontsize=10)
     baselines = {r.name for r in pts.itertuples() if _baseline(r)}
-    ax.legend(*_legend_handles(styles, list(pts["name"]), front, baselines), loc="center left",
+    ax.legend(*_legend_handles(styles, list(pts["name"]), frontier(everyone, cost), baselines), loc="center left",
               bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
     _save(fig, plt, path, 100)
-    return front_labels(pts, cost, front)
 
 
-def task_figure(plt, agg, cost: str, kind: str | None, styles, path: Path) -> dict[str, list[str]]:
+def task_figure(plt, agg, names: list[str], cost: str, kind: str | None, styles, path: Path, part: str = "") -> None:
+    """Per task, the configurations ``names`` against one cost, with each task's frontier of all of ``agg``."""
     tasks = _task_order(agg)
     cols = min(4, len(tasks))
     rows = math.ceil(len(tasks) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
-    fronts = {}
     for ax, task in zip(axes.flat, tasks, strict=False):
-        g = _axes(agg[agg["dataset"] == task], cost, kind)
-        fronts[task] = front_labels(g, cost, _scatter(ax, g, cost, styles, COSTS[cost][1]))
+        everyone = _axes(agg[agg["dataset"] == task], cost, kind)
+        _scatter(ax, everyone[everyone["name"].isin(names)], cost, styles, COSTS[cost][1], everyone)
         group = agg.loc[agg["dataset"] == task, "data_group"].iloc[0]
         ax.set_title(f"{task}" + (f" ({group})" if group else ""), fontsize=10)
         ax.set_ylabel(_score_label(set(agg.loc[agg["dataset"] == task, "metric"])), fontsize=9)
@@ -223,15 +232,70 @@ def task_figure(plt, agg, cost: str, kind: str | None, styles, path: Path) -> di
     for ax in list(axes.flat)[len(tasks):]:
         ax.set_visible(False)
     pts = _axes(agg, cost, kind).drop_duplicates("name")
+    pts = pts[pts["name"].isin(names)]
     baselines = {r.name for r in pts.itertuples() if _baseline(r)}
     fig.legend(*_legend_handles(styles, list(pts["name"]), (), baselines), loc="center left",
                bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
-    title = f"Per task: score vs {COST_TITLES[cost]}; x = {_xlabel(cost, kind)}. Error bars: ±1 std over seeds; " \
-            "dashed line and black edges: Pareto frontier of the task"
+    title = f"Per task: score vs {COST_TITLES[cost]}{part}; x = {_xlabel(cost, kind)}. Error bars: ±1 std over " \
+            "seeds; dashed line and black edges: Pareto frontier of the task"
     fig.suptitle(textwrap.fill(title, width=int(22 * cols) + 20), fontsize=10)
     fig.tight_layout()
     _save(fig, plt, path, 90)
-    return fronts
+
+
+def parts(agg) -> list[list[str]]:
+    """The configurations of a section in groups of at most ``LEGEND_MAX`` (one plot each), best mean score
+    first; a method's configurations stay together where they fit."""
+    order = agg.groupby("name", sort=False)["top1_pct"].mean().sort_values(ascending=False, kind="stable").index
+    if len(order) <= LEGEND_MAX:
+        return [list(order)]
+    method = agg.drop_duplicates("name").set_index("name")["method"]
+    families: dict[str, list[str]] = {}
+    for name in order:
+        families.setdefault(method[name], []).append(name)
+    out: list[list[str]] = [[]]
+    for family in families.values():
+        for i in range(0, len(family), LEGEND_MAX):
+            piece = family[i:i + LEGEND_MAX]
+            if len(out[-1]) + len(piece) > LEGEND_MAX:
+                out.append([])
+            out[-1] += piece
+    return out
+
+
+def cd_figure(plt, ranking, path: Path) -> None:
+    """A critical-difference diagram (Demšar 2006): each configuration at its average rank over tasks (1 = best, on
+    the left), the Nemenyi critical difference as a bar, and a thick line under every run of configurations it
+    cannot separate."""
+    table = ranking.table.sort_values("avg_rank", kind="stable")
+    names, ranks, k = list(table["name"]), list(table["avg_rank"]), len(table)
+    low = 0.25 * (len(ranking.groups) + 1)
+    fig, ax = plt.subplots(figsize=(9.5, 1.4 + 0.22 * k))
+    ax.set_xlim(0.2 - 0.22 * k, k + 0.8 + 0.22 * k)
+    ax.set_ylim(-(low + 0.3 * (k + 1) / 2 + 0.3), 0.9)
+    ax.axis("off")
+    ax.hlines(0, 1, k, color="black", linewidth=1)
+    for tick in range(1, k + 1):
+        ax.vlines(tick, 0, 0.08, color="black", linewidth=1)
+        ax.text(tick, 0.13, str(tick), ha="center", va="bottom", fontsize=8)
+    cd = min(ranking.cd, k - 1)
+    ax.hlines(0.6, 1, 1 + cd, color="#b22222", linewidth=2)
+    ax.text(1 + cd / 2, 0.66, f"CD = {ranking.cd:.2f}" + (" (wider than the axis)" if ranking.cd > k - 1 else ""),
+            ha="center", va="bottom", fontsize=8, color="#b22222")
+    for j, group in enumerate(ranking.groups):
+        rs = [ranks[names.index(n)] for n in group]
+        ax.hlines(-0.25 * (j + 1), min(rs) - 0.05, max(rs) + 0.05, color="#444444", linewidth=3)
+    half = math.ceil(k / 2)
+    for i, (name, rank) in enumerate(zip(names, ranks, strict=True)):
+        left = i < half
+        y = -(low + 0.3 * (i if left else k - 1 - i) + 0.2)
+        edge = 1 - 0.2 * k if left else k + 0.2 * k
+        ax.plot([rank, rank, edge], [0, y, y], color="#555555", linewidth=0.8)
+        ax.text(edge + (-0.05 if left else 0.05), y, f"{name} ({rank:.2f})", ha="right" if left else "left",
+                va="center", fontsize=8)
+    ax.set_title(f"Average rank over {len(ranking.tasks)} tasks (1 = best); thick lines join configurations the "
+                 "Nemenyi test (α 0.05) cannot separate", fontsize=9)
+    _save(fig, plt, path, 100)
 
 
 def _task_order(agg) -> list[str]:
@@ -319,7 +383,8 @@ color:#222;padding:0 1em}h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1p
 table{border-collapse:collapse;font-size:.85em;margin:.6em 0}th,td{border:1px solid #ccc;padding:.25em .5em;
 text-align:right}th{background:#f3f3f3}table.num td{white-space:nowrap}table.text td,table.text th{text-align:left}
 td:first-child,th:first-child{text-align:left;white-space:nowrap}img{max-width:100%;
-border:1px solid #eee}p.note{color:#555;font-size:.9em}"""
+border:1px solid #eee}p.note{color:#555;font-size:.9em}div.scroll{max-width:100%;overflow-x:auto}
+h4{margin-top:1em}"""
 
 TRACK_TITLES = {"vision": "Vision track", "vl": "Vision-language track"}
 
@@ -341,29 +406,69 @@ def _memory_axes(agg) -> list[tuple[str, str | None]]:
     return [("params_trainable", None), ("gmacs", None), *[(MEM, k) for k in kinds]]
 
 
-def _track_items(plt, df, agg, track: str, out: Path, prefix: str) -> list[tuple[str, str, object]]:
-    """The items of one track's section: tables, notes and figures (written to ``out``)."""
-    agg = on_track(agg, track)
+def _slug(model: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in model)
+
+
+def _track_items(plt, df, agg, track: str, out: Path, prefix: str, ranked: list) -> list[tuple[str, str, object]]:
+    """The items of one track: a section per model where it has several (``by_model``), each with its tables,
+    notes, figures and what is real in its ranking (``ranked``: ``results.ranking.rankings``)."""
+    items: list[tuple[str, str, object]] = []
+    for model, g in by_model(on_track(agg, track)):
+        ranking = next((r for r in ranked if (r.track, r.model) == (track, model)), None)
+        if model:
+            items.append(("h3", f"Model {model}", None))
+        items += _section_items(plt, df, g, track, out, prefix + (f"{_slug(model)}_" if model else ""), ranking)
+    return items
+
+
+def _section_items(plt, df, agg, track: str, out: Path, prefix: str, ranking) -> list[tuple[str, str, object]]:
+    """One model's items: the results, cost and frontier tables, the figures (a plot per part of at most
+    ``LEGEND_MAX`` configurations; a plot with nothing to draw is left out) and the ranking."""
     suite = suite_points(df, agg)
-    names = list(dict.fromkeys(agg.sort_values("top1_pct", ascending=False, kind="stable")["name"]))
-    styles = _styles(names, {r.name for r in agg.itertuples() if _baseline(r)})
-    ylabel = _score_label(set(agg["metric"]))
-    figures, suite_fronts, task_fronts, axes = [], {}, {}, _memory_axes(agg)
+    styles = _styles(list(dict.fromkeys(agg.sort_values("top1_pct", ascending=False, kind="stable")["name"])),
+                     {r.name for r in agg.itertuples() if _baseline(r)})
+    ylabel, axes, groups = _score_label(set(agg["metric"])), _memory_axes(agg), parts(agg)
+    figures, suite_fronts, task_fronts = [], {}, {}
     for cost, kind in axes:
         stem = f"{prefix}{cost}" + (f"_{kind}" if cost == MEM and len(axes) > 3 else "")
-        suite_fronts[cost, kind] = []
-        if len(suite):  # no configuration ran on every task: no suite mean
-            path = out / f"suite_{stem}.png"
-            suite_fronts[cost, kind] = suite_figure(plt, suite, cost, kind, ylabel, styles, path)
-            figures.append(("img", f"suite mean: score vs {_axis_title(cost, kind)}", path))
-        path = out / f"tasks_{stem}.png"
-        task_fronts[cost, kind] = task_figure(plt, agg, cost, kind, styles, path)
-        figures.append(("img", f"per task: score vs {_axis_title(cost, kind)}", path))
-    return [("h3", f"Results ({ylabel})", None), ("table", "", _md_to_rows(markdown_pivot(agg, track))),
-            ("h3", "Cost (mean over tasks)", None), ("table", "", cost_table(agg, suite)), ("p", COST_NOTE, None),
-            ("h3", "Pareto frontiers (maximise the score, minimise cost)", None),
+        pts = _axes(suite, cost, kind) if len(suite) else suite
+        suite_fronts[cost, kind] = front_labels(pts, cost, frontier(pts, cost)) if len(pts) else []
+        task_fronts[cost, kind] = {t: front_labels(g, cost, frontier(g, cost)) for t in _task_order(agg)
+                                   for g in [_axes(agg[agg["dataset"] == t], cost, kind)]}
+        for i, names in enumerate(groups, 1):
+            part, tail = ("", "") if len(groups) == 1 else (f" (part {i} of {len(groups)})", f"_part{i}")
+            title = f"score vs {_axis_title(cost, kind)}{part}"
+            if drawable(pts[pts["name"].isin(names)] if len(pts) else pts, cost):
+                suite_figure(plt, suite, names, cost, kind, ylabel, styles, out / f"suite_{stem}{tail}.png", part)
+                figures.append(("img", f"suite mean: {title}", out / f"suite_{stem}{tail}.png"))
+            if drawable(_axes(agg[agg["name"].isin(names)], cost, kind), cost):
+                task_figure(plt, agg, names, cost, kind, styles, out / f"tasks_{stem}{tail}.png", part)
+                figures.append(("img", f"per task: {title}", out / f"tasks_{stem}{tail}.png"))
+    return [("h4", f"Results ({ylabel})", None), *_md_items(markdown_pivot(agg, track)),
+            ("h4", "Cost (mean over tasks)", None), ("table", "", cost_table(agg, suite)), ("p", COST_NOTE, None),
+            ("h4", "Pareto frontiers (maximise the score, minimise cost)", None),
             ("table", "text", frontier_table(axes, suite_fronts, task_fronts)), ("p", FRONT_NOTE, None),
-            ("h3", "Figures", None), *figures]
+            *(_ranking_items(plt, ranking, out / f"cd_{prefix}ranks.png") if ranking else []),
+            ("h4", "Figures", None), *figures]
+
+
+def _ranking_items(plt, ranking, path: Path) -> list[tuple[str, str, object]]:
+    """What is real in the ranking (``results.ranking``): its three tables, their notes and the
+    critical-difference diagram."""
+    from petlbench.results.ranking import POI_NOTE, STEP_NOTE, poi_rows, rank_caption, rank_rows, step_rows
+
+    cd_figure(plt, ranking, path)
+    return [("h4", "What is real in this ranking", None), ("table", "", rank_rows(ranking)),
+            ("p", rank_caption(ranking), None), ("img", "critical-difference diagram of the average ranks", path),
+            ("table", "", poi_rows(ranking, ("", "*"))), ("p", POI_NOTE + " (*)", None),
+            ("table", "", step_rows(ranking)), ("p", STEP_NOTE, None)]
+
+
+def _md_items(md: str) -> list[tuple[str, str, object]]:
+    """A Markdown text of tables and paragraphs as report items."""
+    blocks = [b for b in md.split("\n\n") if b.strip()]
+    return [("table", "", _md_to_rows(b)) if b.startswith("|") else ("p", b, None) for b in blocks]
 
 
 def _write_html(items, path: Path) -> None:
@@ -372,10 +477,10 @@ def _write_html(items, path: Path) -> None:
     for kind, text, payload in items:
         if kind == "p":
             parts.append(f"<p class='note'>{html.escape(text)}</p>")
-        elif kind in ("h2", "h3"):
+        elif kind in ("h2", "h3", "h4"):
             parts.append(f"<{kind}>{html.escape(text)}</{kind}>")
-        elif kind == "table":
-            parts.append(_html_table(payload, numeric=text != "text"))
+        elif kind == "table":  # a wide table scrolls inside its box instead of widening the page
+            parts.append(f"<div class='scroll'>{_html_table(payload, numeric=text != 'text')}</div>")
         else:
             data = base64.b64encode(Path(payload).read_bytes()).decode()
             parts.append(f"<p><img alt='{html.escape(text)}' src='data:image/png;base64,{data}'></p>")
@@ -388,7 +493,7 @@ def _write_markdown(items, path: Path) -> None:
     for kind, text, payload in items:
         if kind == "p":
             parts.append(text)
-        elif kind in ("h2", "h3"):
+        elif kind in ("h2", "h3", "h4"):
             parts.append(f"{'#' * int(kind[1])} {text}")
         elif kind == "table":
             parts.append(_md(payload))
@@ -405,11 +510,13 @@ def write_report(df, out: str | Path) -> tuple[Path, Path]:
         raise UserError("no successful runs to report (all rows failed); see the status/error columns")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tracks = tracks_of(agg)
+    from petlbench.results.ranking import rankings
+
+    tracks, ranked = tracks_of(agg), rankings(df, agg)
     items: list[tuple[str, str, object]] = [("p", _intro(df, agg), None)]
     for track in tracks:
         items.append(("h2", TRACK_TITLES.get(track, f"{track} track"), None))
-        items += _track_items(plt, df, agg, track, out, "" if len(tracks) == 1 else f"{track}_")
+        items += _track_items(plt, df, agg, track, out, "" if len(tracks) == 1 else f"{track}_", ranked)
     _write_html(items, out / "index.html")
     _write_markdown(items, out / "report.md")
     return out / "index.html", out / "report.md"

@@ -1,17 +1,25 @@
 """How results are shown: the runs table after ``run``, ``compare``'s per-task and summary tables (Rich), and the
-Markdown pivot (``compare --markdown``) that the committed result pages are checked against."""
+Markdown pivot (``compare --markdown``) that the committed result pages are checked against.
+
+Every Rich table is built by ``fitted``: names are escaped for Rich (``linear [random-init]`` is text, not markup),
+and on a narrow console the low-priority columns are left out (and named in the caption) while names wrap, so
+that at 80 columns no cell is cut to "lo…". Where a track has several models, each model is a section (a table of
+its own, the model in the title) in Rich and a column in Markdown, never part of a configuration's name."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from petlbench.results.aggregate import (
     CONFIG,
+    by_model,
     check_sort,
-    coverage_caption,
     display_name,
     notes_caption,
     on_track,
+    partial_caption,
     tracks_of,
     vtab_summary,
 )
@@ -29,63 +37,165 @@ def fmt(v: float, nd: int = 2) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
 
-def runs_table(results: list[RunResult], title: str = "petlbench runs"):
+# ----------------------------------------------------------------------------- tables that fit the console
+
+
+@dataclass(frozen=True)
+class Col:
+    """A column of a Rich table. ``drop``: 0 is always shown; on a narrow console the highest goes first.
+    ``wrap``: a name column, whose text wraps inside it instead of widening the table."""
+
+    header: str
+    drop: int = 0
+    justify: str = "right"
+    wrap: bool = False
+
+
+NAME_WIDTH = 14  # the narrowest a wrapped name column gets ('[random-init]' stays on one line)
+
+
+def console_width() -> int:
+    from petlbench.progress import console
+
+    return console.width
+
+
+def _cell_width(text: str) -> int:
+    from rich.text import Text
+
+    return Text.from_markup(text).cell_len
+
+
+def _natural(col: Col, cells: list[str]) -> int:
+    """The width a column needs: its widest cell (a wrapped column: its longest word, at least ``NAME_WIDTH``)
+    or its header's longest word (headers wrap), whichever is wider."""
+    widest = max([_cell_width(c) for c in cells] or [0])
+    if col.wrap:
+        words = max([_cell_width(w) for c in cells for w in c.split()] or [0])
+        widest = min(widest, max(words, NAME_WIDTH))
+    return max([widest, *(len(w) for w in col.header.split())])
+
+
+def _overhead(n: int, compact: bool) -> int:
+    """Cells a table adds to its columns: padding and a border per column and one border; compact (no box, no
+    padding at the edges): the padding between columns."""
+    return 2 * n - 2 if compact else 3 * n + 1
+
+
+def _layout(cols: Sequence[Col], rows: Sequence[Sequence[str]], width: int,
+            compact: bool = False) -> tuple[list[int], list[int]]:
+    """The columns kept at ``width`` (dropped by ``Col.drop``) and every column's width: each its natural width,
+    then what room is left goes to the wrapped columns (up to their widest cell) and then to headers that would
+    wrap. Widths are set, not left to Rich, which would cut cells to 'lo…' to fit."""
+    natural = [_natural(c, [r[i] for r in rows]) for i, c in enumerate(cols)]
+    keep = list(range(len(cols)))
+    while sum(natural[i] for i in keep) + _overhead(len(keep), compact) > width:
+        droppable = [i for i in keep if cols[i].drop]
+        if not droppable:
+            break
+        keep.remove(max(droppable, key=lambda i: (cols[i].drop, i)))
+    spare = width - sum(natural[i] for i in keep) - _overhead(len(keep), compact)
+    widths = list(natural)
+    for wrapped in (True, False):
+        for i in (i for i in keep if cols[i].wrap == wrapped):
+            want = max([_cell_width(r[i]) for r in rows] or [0]) if wrapped else len(cols[i].header)
+            extra = max(0, min(spare, want - widths[i]))
+            widths[i], spare = widths[i] + extra, spare - extra
+    return keep, widths
+
+
+def fitted(title: str, cols: Sequence[Col], rows: Sequence[Sequence[str]], width: int | None = None,
+           caption: str = "", sections: Sequence[int] = (), compact: bool = False):
+    """A Rich table of ``rows`` (cells already escaped: they may hold markup) that fits ``width`` (default: the
+    console's), with a line above each row index in ``sections``; the caption names the columns left out.
+    ``compact``: no box (a matrix of many narrow columns)."""
     from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left")
-    for col, just in [("method", "left"), ("dataset", "left"), ("seed", "right"), ("top-1 % ↑", "right"),
-                      ("val % ↑", "right"), ("trainable ↓", "right"), ("excl. head ↓", "right"),
-                      ("GMACs ↓", "right"), ("train img/s ↑", "right"), ("infer img/s ↑", "right"),
-                      ("peak MiB ↓", "right"), ("time s", "right"), ("recipe", "left"), ("status", "left")]:
-        t.add_column(col, justify=just)
-    for r in results:
-        t.add_row(escape(display_name(r.method, r.label, r.method_note)), r.dataset, str(r.seed), fmt(r.top1_pct), fmt(r.top1_val_pct),
-                  fmt_int(r.params_trainable), fmt_int(r.params_trainable_excl_head), fmt(r.gmacs, 4),
-                  fmt(r.train_img_s, 0), fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.time_total_s, 1),
-                  f"{r.optimizer} lr={r.lr:g} ep={r.epochs} bs={r.batch_size} {r.precision}", r.status if r.status == "ok" else f"[red]{r.status}[/]: {r.error[:60]}")
-    if results:
-        r = results[-1]
-        notes = sorted({f"† {x.method}: {x.method_note}" for x in results if x.method_note})
-        t.caption = escape(f"model {r.model} ({r.weights_source}); data {r.data_source}; device {r.device}; "
-                           f"peak mem = {mem_kind_name(r.peak_mem_kind)}; img/s at the run's batch size (bs); top-1 on test, "
-                           f"evaluated once after the last epoch" + "".join(f"\n{n}" for n in notes))
-        t.caption_justify = "left"
+    width = width or console_width()
+    keep, widths = _layout(cols, rows, width, compact)
+    t = Table(title=title, title_justify="left", caption_justify="left",
+              **({"box": None, "pad_edge": False} if compact else {}))
+    for i in keep:
+        c = cols[i]
+        t.add_column(c.header, justify=c.justify, overflow="fold", width=widths[i])
+    for j, r in enumerate(rows):
+        if j in sections:
+            t.add_section()
+        t.add_row(*[r[i] for i in keep])
+    dropped = [cols[i].header for i in range(len(cols)) if i not in keep]
+    note = f"left out at {width} columns: {', '.join(dropped)} (a wider terminal shows them)" if dropped else ""
+    t.caption = "\n".join(filter(None, [caption, escape(note)])) or None
     return t
 
 
-def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct"):
-    """One Rich table per dataset (``by='dataset'``) or per method (``by='method'``), ranked by ``sort``."""
+def escape_text(text: str) -> str:
+    """Text as Rich shows it literally ('linear [random-init]' is no markup tag)."""
     from rich.markup import escape
-    from rich.table import Table
+
+    return escape(text)
+
+
+def titled(title: str, model: str) -> str:
+    """A table's title, escaped, with its model section where there is one."""
+    return escape_text(title + (f" · model {model}" if model else ""))
+
+
+# ----------------------------------------------------------------------------- the views
+
+
+RUN_COLS = [Col("method", 0, "left", True), Col("dataset", 0, "left", True), Col("seed"), Col("top-1 % ↑"),
+            Col("val % ↑", 3), Col("trainable ↓", 1), Col("excl. head ↓", 4), Col("GMACs ↓", 2),
+            Col("train img/s ↑", 3), Col("infer img/s ↑", 4), Col("peak MiB ↓", 3), Col("time s", 2),
+            Col("recipe", 5, "left", True), Col("status", 0, "left", True)]
+
+
+def runs_table(results: list[RunResult], title: str = "petlbench runs", width: int | None = None):
+    from rich.markup import escape
+
+    rows = [[escape(display_name(r.method, r.label, r.method_note)), escape(r.dataset), str(r.seed), fmt(r.top1_pct),
+             fmt(r.top1_val_pct), fmt_int(r.params_trainable), fmt_int(r.params_trainable_excl_head), fmt(r.gmacs, 4),
+             fmt(r.train_img_s, 0), fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.time_total_s, 1),
+             escape(f"{r.optimizer} lr={r.lr:g} ep={r.epochs} bs={r.batch_size} {r.precision}"),
+             "ok" if r.status == "ok" else f"[red]{escape(r.status)}[/]: {escape(r.error[:60])}"] for r in results]
+    caption = ""
+    if results:
+        r = results[-1]
+        notes = sorted({f"† {x.method}: {x.method_note}" for x in results if x.method_note})
+        caption = escape(f"model {r.model} ({r.weights_source}); data {r.data_source}; device {r.device}; "
+                         f"peak mem = {mem_kind_name(r.peak_mem_kind)}; img/s at the run's batch size (bs); top-1 on "
+                         "test, evaluated once after the last epoch" + "".join(f"\n{n}" for n in notes))
+    return fitted(escape(title), RUN_COLS, rows, width, caption)
+
+
+def _compare_cols(metric: str, what: str) -> list[Col]:
+    costs = [Col(f"{METRICS[m][0]} {'↑' if METRICS[m][1] else '↓'}", drop) for m, drop in
+             (("params_trainable", 1), ("gmacs", 2), ("train_img_s", 4), ("infer_img_s", 4), ("peak_mem_train_mb", 3))]
+    return [Col("rank"), Col(what, 0, "left", True), Col("n", 2), Col(f"{metric} % ↑ (mean ± std)"),
+            Col("95% CI", 3), *costs, Col("PPT ↑", 3)]
+
+
+def compare_tables(agg, by: str = "dataset", sort: str = "top1_pct", width: int | None = None):
+    """One Rich table per dataset (``by='dataset'``) or per method (``by='method'``), a section per model where
+    there are several, ranked by ``sort``."""
+    from rich.markup import escape
 
     higher = check_sort(sort)[1]
     tables = []
     outer = "dataset" if by == "dataset" else "method"
-    for key, g in agg.groupby(outer, sort=True):
-        g = g.sort_values(sort, ascending=not higher, kind="stable")
-        metric = METRIC_NAMES[g["metric"].iloc[0]] if outer == "dataset" else METRIC_NAMES["top1"]
-        t = Table(title=f"{outer} {key}" + (f" ({g['data_group'].iloc[0]})" if outer == "dataset" and
-                                            g["data_group"].iloc[0] else ""), title_justify="left")
-        t.add_column("rank", justify="right")
-        t.add_column("method" if outer == "dataset" else "dataset (configuration)")
-        t.add_column("n", justify="right")
-        t.add_column(f"{metric} % ↑ (mean ± std)", justify="right")
-        t.add_column("95% CI", justify="right")
-        for m in ("params_trainable", "gmacs", "train_img_s", "infer_img_s", "peak_mem_train_mb"):
-            label, hi = METRICS[m]
-            t.add_column(f"{label} {'↑' if hi else '↓'}", justify="right")
-        t.add_column("PPT ↑", justify="right")
-        for rank, r in enumerate(g.itertuples(), 1):
-            name = escape(r.name if outer == "dataset" else f"{r.dataset} ({r.name})" if r.name != r.method
-                          else r.dataset)
-            std = fmt(r.top1_pct_std) if r.n > 1 else "–"
-            t.add_row(str(rank), name, str(r.n), f"{fmt(r.top1_pct)} ± {std}",
-                      f"±{fmt(r.top1_pct_ci95)}", fmt_int(r.params_trainable), fmt(r.gmacs, 4), fmt(r.train_img_s, 0),
-                      fmt(r.infer_img_s, 0), fmt(r.peak_mem_train_mb, 0), fmt(r.ppt))
-        t.caption = escape(_table_caption(g, sort))
-        t.caption_justify = "left"
-        tables.append(t)
+    for key, whole in agg.groupby(outer, sort=True):
+        for model, g in by_model(whole):
+            g = g.sort_values(sort, ascending=not higher, kind="stable")
+            metric = METRIC_NAMES[g["metric"].iloc[0]] if outer == "dataset" else METRIC_NAMES["top1"]
+            group = g["data_group"].iloc[0] if outer == "dataset" else ""
+            rows = [[str(rank), escape(r.name if outer == "dataset" else f"{r.dataset} ({r.name})" if r.name != r.method
+                                       else r.dataset), str(r.n),
+                     f"{fmt(r.top1_pct)} ± {fmt(r.top1_pct_std) if r.n > 1 else '–'}", f"±{fmt(r.top1_pct_ci95)}",
+                     fmt_int(r.params_trainable), fmt(r.gmacs, 4), fmt(r.train_img_s, 0), fmt(r.infer_img_s, 0),
+                     fmt(r.peak_mem_train_mb, 0), fmt(r.ppt)] for rank, r in enumerate(g.itertuples(), 1)]
+            what = "method" if outer == "dataset" else "dataset (configuration)"
+            title = titled(f"{outer} {key}" + (f" ({group})" if group else ""), model)
+            tables.append(fitted(title, _compare_cols(metric, what), rows, width, escape(_table_caption(g, sort))))
     return tables
 
 
@@ -97,24 +207,22 @@ def _table_caption(g, sort: str) -> str:
             + (f"; {notes}" if notes else ""))
 
 
-def summary_table(summary, track: str = "vision"):
+def summary_table(summary, track: str = "vision", width: int | None = None, model: str = ""):
+    """The summary over a track's datasets (``vtab_summary``): complete configurations ranked, then the partial
+    ones in a section of their own ("k of n" tasks, no means: theirs would be over other tasks)."""
     from rich.markup import escape
-    from rich.table import Table
 
     title = ("VTAB-style summary over datasets (top-1 %)" if track == "vision" else
              f"{track} track: summary over its datasets (top-1 % / VQA score)")
-    t = Table(title=title, title_justify="left")
-    group_cols = [c for c in summary.columns if c.startswith("group_")]
-    for col in ["method", "tasks", "mean of group means ↑", "mean of tasks ↑", *[c[6:] for c in group_cols],
-                "trainable ↓"]:
-        t.add_column(col, justify="left" if col == "method" else "right")
-    for r in summary.to_dict("records"):
-        tasks = str(r["tasks"]) if r["tasks"] == r["tasks_total"] else f"{r['tasks']} of {r['tasks_total']}"
-        t.add_row(escape(r["name"]), tasks, fmt(r["mean_of_groups"]), fmt(r["mean_of_tasks"]),
-                  *[fmt(r[c]) for c in group_cols], fmt_int(r["params_trainable"]))
-    if coverage_caption(summary):
-        t.caption, t.caption_justify = escape(coverage_caption(summary)), "left"
-    return t
+    groups = [c for c in summary.columns if c.startswith("group_")]
+    cols = [Col("method", 0, "left", True), Col("tasks"), Col("mean of group means ↑"), Col("mean of tasks ↑", 1),
+            *[Col(c[6:], 2) for c in groups], Col("trainable ↓", 1)]
+    rows = [[escape(r["name"]), str(r["tasks"]) if r["complete"] else f"{r['tasks']} of {r['tasks_total']}",
+             fmt(r["mean_of_groups"]) if r["complete"] else "–", fmt(r["mean_of_tasks"]) if r["complete"] else "–",
+             *[fmt(r[c]) for c in groups], fmt_int(r["params_trainable"])] for r in summary.to_dict("records")]
+    first_partial = [i for i, c in enumerate(summary["complete"]) if not c][:1]
+    return fitted(titled(title, model), cols, rows, width, escape(partial_caption(summary)),
+                  sections=first_partial if first_partial != [0] else [])
 
 
 def _cell(m) -> str:
@@ -127,7 +235,8 @@ def _cell(m) -> str:
 def markdown_pivot(agg, track: str | None = None, sort: str = "top1_pct") -> str:
     """One Markdown table per track (vision first): configurations × datasets (top-1 / VQA score mean ± std
     over seeds), both summaries over the track's datasets, trainable parameters (excl. head, mean over datasets)
-    and GMACs; rows ranked by ``sort``."""
+    and GMACs; a model column where the track has several models; the complete configurations ranked by ``sort``,
+    then the partial ones in a table of their own (their means would be over other tasks: "k of n tasks")."""
     present = tracks_of(agg)
     if track is None and len(present) > 1:
         return "\n\n".join(markdown_pivot(agg, t, sort) for t in present)
@@ -136,15 +245,22 @@ def markdown_pivot(agg, track: str | None = None, sort: str = "top1_pct") -> str
     datasets = sorted(agg["dataset"].unique(), key=lambda d: (agg[agg["dataset"] == d]["data_group"].iloc[0], d))
     groups = {d: agg[agg["dataset"] == d]["data_group"].iloc[0] for d in datasets}
     short = {"natural": "nat.", "specialized": "spec.", "structured": "str."}
-    head = ["method", *[f"{d} ({short.get(groups[d], groups[d])})" if groups[d] else d for d in datasets],
+    models = agg["model"].nunique() > 1
+    head = ["method", *(["model"] if models else []),
+            *[f"{d} ({short.get(groups[d], groups[d])})" if groups[d] else d for d in datasets],
             "mean of groups", "mean of tasks", "trainable excl. head", "GMACs", "seeds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    tables: dict[bool, list[str]] = {True: [], False: []}
     for r in summary.itertuples():
         rows = agg[(agg[CONFIG] == [r.method, r.label, r.model, r.variant]).all(axis=1)]
         cells = [_cell(rows[rows["dataset"] == d]) for d in datasets]
         n = f"{rows['n'].min()}" if rows["n"].min() == rows["n"].max() else f"{rows['n'].min()}–{rows['n'].max()}"
-        lines.append("| " + " | ".join([r.name, *cells, fmt(r.mean_of_groups, 1), fmt(r.mean_of_tasks, 1),
-                                         fmt_int(rows["params_trainable_excl_head"].mean()),
-                                         fmt(rows["gmacs"].mean(), 4), n]) + " |")
-    notes = "\n\n".join(filter(None, [coverage_caption(summary), notes_caption(agg)]))
-    return "\n".join(lines) + (f"\n\n{notes}" if notes else "")
+        means = [fmt(r.mean_of_groups, 1), fmt(r.mean_of_tasks, 1)] if r.complete else \
+            [f"{r.tasks} of {r.tasks_total} tasks", "–"]
+        tables[r.complete].append("| " + " | ".join([r.name, *([r.model] if models else []), *cells, *means,
+                                                    fmt_int(rows["params_trainable_excl_head"].mean()),
+                                                    fmt(rows["gmacs"].mean(), 4), n]) + " |")
+    top = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    parts = ["\n".join(top + tables[True])] if tables[True] else []
+    if tables[False]:
+        parts.append("Not ranked (run on fewer tasks than the others):\n\n" + "\n".join(top + tables[False]))
+    return "\n\n".join(parts + list(filter(None, [notes_caption(agg)])))

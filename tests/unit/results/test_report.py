@@ -79,8 +79,8 @@ def test_report_files_and_self_contained_page(tmp_path):
     page, md = write_report(df, tmp_path / "rep")
     assert page.exists() and md.exists()
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
-    assert pngs == sorted(f"{scope}_{c}.png" for scope in ("suite", "tasks")
-                          for c in ("gmacs", "params_trainable", "peak_mem_train_mb"))
+    assert pngs == sorted([f"{scope}_{c}.png" for scope in ("suite", "tasks")
+                           for c in ("gmacs", "params_trainable", "peak_mem_train_mb")] + ["cd_ranks.png"])
     text = md.read_text()
     for name in pngs:
         assert f"]({name})" in text
@@ -92,7 +92,7 @@ def test_report_files_and_self_contained_page(tmp_path):
     parser = _Refs()
     parser.feed(html)
     assert parser.refs and all(r.startswith("data:image/png;base64,") for r in parser.refs)
-    assert parser.tags.count("img") == 6 and not {"link", "script", "iframe", "object"} & set(parser.tags)
+    assert parser.tags.count("img") == 7 and not {"link", "script", "iframe", "object"} & set(parser.tags)
     assert "http://" not in html and "https://" not in html and "url(" not in html and "@import" not in html
 
 

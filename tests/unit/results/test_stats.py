@@ -153,9 +153,11 @@ def test_compare_vs_model_cli(cli, tmp_path):
     path = write_runs(tmp_path, rows)
     code, out, err = cli("compare", str(path), "--vs-model", "pair")
     assert code == 0, err
-    assert "the same method on pair" in out and "+5.67" in out and "baseline" in out
+    # one section for the other model, its rows only (the baseline model's are what they pair with)
+    assert "the same method on pair" in out and "· model vlp" in out and "+5.67" in out
+    assert "· model pair" not in out
     code, out, err = cli("compare", str(path), "--vs-model", "pair", "--markdown")
-    assert code == 0 and "| full (vlp) | +5.67 [+0.50, +10.84] (3) |" in out
+    assert code == 0 and "on vlp vs the same method on pair" in out and "| full | +5.67 [+0.50, +10.84] (3) |" in out
     code, _, err = cli("compare", str(path), "--vs-model", "pair", "--vs", "full")
     assert code == 2 and "pass one" in err and len(err.strip().splitlines()) == 1
 
@@ -171,6 +173,6 @@ def test_vs_model_pairs_each_method_with_itself_on_the_baseline_model(tmp_path):
     assert got == {("full", "vlp"): [5.0, 4.0, 8.0], ("lora", "vlp"): [-1.0, -1.0, -1.0]}  # no pair [random-init]
     assert p.baseline_name == "the same method on pair" and p.is_baseline("lora", "", "pair", "")
     text = paired_markdown(p)
-    assert "| full (vlp) | +5.67 [+0.50, +10.84] (3) |" in text and "| lora (vlp) | -1.00 [-1.00, -1.00] (3) |" in text
+    assert "| full | +5.67 [+0.50, +10.84] (3) |" in text and "| lora | -1.00 [-1.00, -1.00] (3) |" in text
     with pytest.raises(UserError, match="no successful runs on model 'pari'.*did you mean 'pair'"):
         paired_vs_model(frame(tmp_path, rows), "pari")

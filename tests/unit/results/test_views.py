@@ -41,20 +41,24 @@ def test_summary_averages_a_configuration_over_its_own_tasks(df):
     assert s.loc["linear (trainval)", "mean_of_tasks"] == pytest.approx(47.0)
     assert s.loc["lora (bf16, lr 0.001)", "mean_of_groups"] == pytest.approx((50 + 42) / 2)
     assert s.loc["vpt (limit 64)", "mean_of_tasks"] == pytest.approx((39 + 31) / 2)
-    assert list(s.index[:2]) == ["linear (trainval)", "lora (fp32, lr 0.001)"]  # ranked by mean of groups
+    # the complete configurations ranked by mean of groups; the partial ones after them, never among them
+    assert list(s.index[:2]) == ["lora (fp32, lr 0.001)", "lora (bf16, lr 0.001)"]
+    assert list(s.index[-2:]) == ["linear (trainval)", "lora (fp32, lr 0.05)"] and not s["complete"].iloc[-2:].any()
     by_params = vtab_summary(aggregate(df), sort="params_trainable")
-    assert set(by_params["name"][:2]) == {"linear (trainval)", "linear"}  # 1,000 trainable first
+    assert list(by_params["name"][:2]) == ["linear", "vpt"]  # 1,000 trainable first, then 8,000
 
 
 def test_markdown_rows_cells_and_means_agree(df):
     lines = markdown_pivot(aggregate(df)).splitlines()
     row = {ln.split(" | ")[0][2:]: ln for ln in lines if ln.startswith("| ") and not ln.startswith("| method")}
     assert row["linear"] == "| linear | 31.0 ± 1.4 | 27.0 ± 1.4 | 29.0 | 29.0 | 0 | 1.0000 | 2 |"
-    assert row["linear (trainval)"] == "| linear (trainval) | 47.0 ± 1.4 | – | 47.0 | 47.0 | 0 | 1.0000 | 2 |"
-    assert "linear (trainval): 1 of 2" in lines[-1] and "lora (fp32, lr 0.05): 1 of 2" in lines[-1]
+    # a partial configuration: in a table of its own below the ranked ones, "1 of 2 tasks" and no mean over tasks
+    assert row["linear (trainval)"] == "| linear (trainval) | 47.0 ± 1.4 | – | 1 of 2 tasks | – | 0 | 1.0000 | 2 |"
+    apart = lines[lines.index("Not ranked (run on fewer tasks than the others):"):]
+    assert {ln.split(" | ")[0] for ln in apart if ln.startswith("| ") and "method" not in ln} == {
+        "| linear (trainval)", "| lora (fp32, lr 0.05)"}
     by_params = markdown_pivot(aggregate(df), sort="params_trainable").splitlines()
-    assert {ln.split(" | ")[0] for ln in by_params[2:4]} == {"| linear", "| linear (trainval)"}
-    assert by_params[4].startswith("| vpt")  # 8,000 trainable next
+    assert by_params[2].startswith("| linear |") and by_params[3].startswith("| vpt")  # 1,000 trainable, then 8,000
 
 
 def test_vs_pairs_with_one_configuration(df):
@@ -122,7 +126,13 @@ def test_gate_cli_filters_the_reference_by_dataset(cli, store, tmp_path):
     current = tmp_path / "current.csv"
     rows[rows["dataset"] == "a"].to_csv(current, index=False)
     code, _, err = cli("compare", current, "--baseline", store)
-    assert code == 1 and "missing: linear on b" in err and "regression" not in err
+    assert code == 1 and "missing: linear on b" in err
+    assert not any(ln.startswith("regression: ") for ln in err.splitlines())
+    # one summary line per outcome, and how to regenerate a reference
+    summary = [ln for ln in err.splitlines() if ln.startswith("gate summary, ")]
+    assert summary == ["gate summary, regression: 0", "gate summary, configuration differs: 0",
+                       "gate summary, missing: 6", "gate summary, not in the reference: 0"]
+    assert "make reference" in err
     code, out, err = cli("compare", current, "--baseline", store, "--dataset", "a")
     assert code == 0 and "no regression" in out, err
     code, _, err = cli("compare", current, "--baseline", store, "--dataset", "c")
