@@ -137,9 +137,10 @@ def _naming_keys(agg, idents: list[dict[str, Any]], idx) -> list[str]:
     with two settings on one task. A key whose setting differs only from task to task (a recipe resolved per task,
     like DVP's lr, METER's per-task recipe or a task's budget) is a default: it names nothing."""
     by_task: dict[tuple[str, str], set[str]] = {}
+    datasets = agg["dataset"].to_numpy()
     for i in idx:
         for k in idents[i]:
-            by_task.setdefault((k, agg["dataset"].iat[i]), set()).add(_setting(idents[i].get(k)))
+            by_task.setdefault((k, datasets[i]), set()).add(_setting(idents[i].get(k)))
     return [k for k in dict.fromkeys(k for i in idx for k in idents[i])
             if any(len(v) > 1 for (key, _), v in by_task.items() if key == k)]
 

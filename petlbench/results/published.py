@@ -18,7 +18,7 @@ from typing import Any
 from petlbench.errors import UserError
 from petlbench.results.aggregate import check_sort
 from petlbench.results.schema import METRICS
-from petlbench.results.tables import fmt
+from petlbench.results.tables import Col, fitted, fmt
 
 COLUMNS = ["method", "config", "task", "backbone", "backbone_family", "metric", "value", "params", "source", "notes"]
 
@@ -174,30 +174,34 @@ def published_deltas(df, agg, pub):
     return pd.DataFrame(rows)
 
 
-def published_tables(deltas, sort: str = "top1_pct") -> list:
-    """Rich output: one table of the rows on tasks that have published numbers (per dataset, ranked by ``sort``),
-    one line for offline tasks."""
-    from rich.table import Table
+PUBLISHED_COLS = [Col("dataset", 0, "left", True), Col("method", 0, "left", True), Col("model", 2, "left", True),
+                  Col("backbone family", 3, "left", True), Col("ours (mean ± std)"), Col("published"),
+                  Col("ours − published"), Col("source / why none", 1, "left", True)]
+
+
+def published_tables(deltas, sort: str = "top1_pct", width: int | None = None) -> list:
+    """Rich output: one table of the rows on tasks that have published numbers (per dataset, ranked by ``sort``;
+    a model column where there are several models), one line for offline tasks."""
+    from rich.markup import escape
 
     offline = deltas["status"].str.startswith("offline")
     out: list[Any] = []
     rest = deltas[~offline]
     if len(rest):
-        t = Table(title="ours − published (top-1 %, same method, task and backbone family)", title_justify="left")
-        for col in ("dataset", "method", "backbone family", "ours (mean ± std)", "published", "ours − published",
-                    "source / why none"):
-            t.add_column(col, justify="right" if col in ("ours (mean ± std)", "published", "ours − published")
-                         else "left")
         higher = check_sort(sort)[1]
+        rows = []
         for r in rest.sort_values(["dataset", sort], ascending=[True, not higher], kind="stable").itertuples():
             match = r.status == "match"
-            t.add_row(r.dataset, r.name, r.family or "–", f"{fmt(r.ours)} ± {fmt(r.ours_std)}",
-                      fmt(r.published, 1) if match else "–", f"{r.delta:+.2f}" if match else "–",
-                      r.source if match else r.status)
-        out.append(t)
+            rows.append([escape(r.dataset), escape(r.name), escape(r.model), escape(r.family or "–"),
+                         f"{fmt(r.ours)} ± {fmt(r.ours_std)}", fmt(r.published, 1) if match else "–",
+                         f"{r.delta:+.2f}" if match else "–", escape(r.source if match else r.status)])
+        cols = PUBLISHED_COLS if rest["model"].nunique() > 1 else [c for c in PUBLISHED_COLS if c.header != "model"]
+        keep = [i for i, c in enumerate(PUBLISHED_COLS) if c in cols]
+        out.append(fitted("ours − published (top-1 %, same method, task and backbone family)", cols,
+                          [[row[i] for i in keep] for row in rows], width))
     if offline.any():
         names = ", ".join(sorted(deltas.loc[offline, "dataset"].unique()))
-        out.append(f"offline tasks ({names}): no published numbers exist for the built-in tasks")
+        out.append(escape(f"offline tasks ({names}): no published numbers exist for the built-in tasks"))
     return out
 
 

@@ -369,3 +369,21 @@ def ranking_markdown(r: Ranking) -> str:
     """The section as Markdown (the report's and docs/results.md's): the three tables with their notes."""
     return "\n\n".join([f"**{section_title(r)}**", _md(rank_rows(r)), rank_caption(r), _md(poi_rows(r)), POI_NOTE,
                         _md(step_rows(r)), STEP_NOTE])
+
+
+def headline(r: Ranking) -> str:
+    """One paragraph of what is real in a ranking (the README's and docs/results.md's results sentence)."""
+    top, others = r.table.iloc[0], list(r.table["name"].iloc[1:])
+    beats = [b for b in others if r.poi_low.loc[top["name"], b] > 0.5]
+    steps = r.neighbours
+    close = steps[~steps["separated"]]
+    seeds = ", ".join(f"{s.upper} > {s.lower} {_seeds(s).removeprefix('about ')}" for s in close.itertuples())
+    beat = ("every other configuration" if len(beats) == len(others) else
+            f"{len(beats)} of the {len(others)} others")
+    return (f"Over the {len(r.tasks)} tasks × {r.seeds} seeds, {top['name']} ranks first (mean "
+            f"{_ci_text(top['mean'], top['mean_low'], top['mean_high'])}, IQM {top['iqm']:.1f}) and beats {beat} with "
+            f"a probability of improvement whose 95% CI excludes 50%. Of the {len(steps)} steps down the ranking, "
+            f"{int(steps['separated'].sum())} are told apart at {r.seeds} seeds"
+            + (f"; the others would take, at the spread observed, this many seeds: {seeds}" if len(close) else "")
+            + f". Across tasks (Friedman p = {_p(r.friedman_p)}) the Nemenyi test separates only configurations more "
+            f"than {r.cd:.2f} average ranks apart: a new task could reorder any two that share a rank-test group.")
