@@ -3,9 +3,11 @@
     python benchmarks/perf/report_screenshot.py OUT_DIR [RESULTS ...]
 
 With no RESULTS it renders the committed stores: the smoke suite (one task, ten methods), mini-vtab (eight
-tasks, two memory kinds) and vl-mini (two VL tasks, text-only / image-only baselines), plus one store holding
-both vision and VL rows (smoke + smoke-vl). For each it writes ``OUT_DIR/<name>/index.html`` (and the report's
-PNGs) and ``OUT_DIR/<name>.png``, a full-page screenshot 1400 px wide. Needs Chromium (Debian: ``apt-get
+tasks, two memory kinds), vl-mini (two VL tasks, text-only / image-only baselines), vlp-meter-mini (the micro
+METER), one store holding both vision and VL rows (smoke + smoke-vl) and one with two VL models next to the vision
+sweep (vl-mini + vlp-meter-mini + mini-vtab: a section per model). For each it writes
+``OUT_DIR/<name>/index.html`` (and the report's PNGs) and ``OUT_DIR/<name>.png``, a full-page screenshot 1400 px
+wide. OUT_DIR may be relative (to the current directory). Needs Chromium (Debian: ``apt-get
 install chromium``) and matplotlib; no network. The tests never need Chromium (``tests/integration/test_report_page.py``
 renders the page there only where one is installed).
 """
@@ -22,7 +24,8 @@ from petlbench.results.store import load_frame
 
 REF = Path(__file__).resolve().parents[1] / "reference"
 STORES = {"smoke": ["smoke.csv"], "mini-vtab": ["mini-vtab.csv"], "vl-mini": ["vl-mini.csv"],
-          "vision-and-vl": ["smoke.csv", "smoke-vl.csv"]}
+          "vlp-meter-mini": ["vlp-meter-mini.csv"], "vision-and-vl": ["smoke.csv", "smoke-vl.csv"],
+          "two-vl-models-and-vision": ["vl-mini.csv", "vlp-meter-mini.csv", "mini-vtab.csv"]}
 
 
 def browser() -> str:
@@ -51,7 +54,7 @@ def screenshot(page: Path, shot: Path, width: int = 1400) -> None:
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit(__doc__)
-    out = Path(argv[0])
+    out = Path(argv[0]).resolve()  # Chromium takes the page as a file:// URI, which needs an absolute path
     stores = {Path(p).stem: [p] for p in argv[1:]} or {k: [REF / f for f in v] for k, v in STORES.items()}
     for name, paths in stores.items():
         page, _ = write_report(load_frame(paths), out / name)

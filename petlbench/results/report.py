@@ -360,10 +360,12 @@ def _md_to_rows(md: str) -> list[list[str]]:
     return [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in lines]
 
 
-def _html_table(rows: list[list[str]], numeric: bool = True) -> str:
+def _html_table(rows: list[list[str]], style: str = "num") -> str:
+    """An HTML table: 'num' (numbers right, the first column left), 'text' (all left) or 'ranked' (a number
+    column, then the names left)."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
-    return f"<table class='{'num' if numeric else 'text'}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table class='{style}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 # ----------------------------------------------------------------------------- documents
@@ -382,7 +384,8 @@ CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;m
 color:#222;padding:0 1em}h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}h3{margin-top:1.2em}
 table{border-collapse:collapse;font-size:.85em;margin:.6em 0}th,td{border:1px solid #ccc;padding:.25em .5em;
 text-align:right}th{background:#f3f3f3}table.num td{white-space:nowrap}table.text td,table.text th{text-align:left}
-td:first-child,th:first-child{text-align:left;white-space:nowrap}img{max-width:100%;
+td:first-child,th:first-child{text-align:left;white-space:nowrap}table.ranked td:nth-child(2),
+table.ranked th:nth-child(2){text-align:left;white-space:nowrap}table.ranked td{white-space:nowrap}img{max-width:100%;
 border:1px solid #eee}p.note{color:#555;font-size:.9em}div.scroll{max-width:100%;overflow-x:auto}
 h4{margin-top:1em}"""
 
@@ -459,9 +462,9 @@ def _ranking_items(plt, ranking, path: Path) -> list[tuple[str, str, object]]:
     from petlbench.results.ranking import POI_NOTE, STEP_NOTE, poi_rows, rank_caption, rank_rows, step_rows
 
     cd_figure(plt, ranking, path)
-    return [("h4", "What is real in this ranking", None), ("table", "", rank_rows(ranking)),
+    return [("h4", "What is real in this ranking", None), ("table", "ranked", rank_rows(ranking)),
             ("p", rank_caption(ranking), None), ("img", "critical-difference diagram of the average ranks", path),
-            ("table", "", poi_rows(ranking, ("", "*"))), ("p", POI_NOTE + " (*)", None),
+            ("table", "ranked", poi_rows(ranking, ("", "*"))), ("p", POI_NOTE + " (*)", None),
             ("table", "", step_rows(ranking)), ("p", STEP_NOTE, None)]
 
 
@@ -480,7 +483,7 @@ def _write_html(items, path: Path) -> None:
         elif kind in ("h2", "h3", "h4"):
             parts.append(f"<{kind}>{html.escape(text)}</{kind}>")
         elif kind == "table":  # a wide table scrolls inside its box instead of widening the page
-            parts.append(f"<div class='scroll'>{_html_table(payload, numeric=text != 'text')}</div>")
+            parts.append(f"<div class='scroll'>{_html_table(payload, text or 'num')}</div>")
         else:
             data = base64.b64encode(Path(payload).read_bytes()).decode()
             parts.append(f"<p><img alt='{html.escape(text)}' src='data:image/png;base64,{data}'></p>")

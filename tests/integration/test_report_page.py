@@ -38,3 +38,19 @@ def test_page_renders_in_headless_chromium(tmp_path):
     dark = (img < 128).mean()  # text, table borders, plot lines
     assert 0.005 < dark < 0.5, f"screenshot looks blank or broken: {dark:.4f} dark pixels"
     assert len(np.unique(img)) > 32  # anti-aliased text and plots, not a flat page
+
+
+def test_screenshot_script_takes_a_relative_out_dir(tmp_path, monkeypatch):
+    """``python benchmarks/perf/report_screenshot.py OUT`` with a relative OUT: the page handed to Chromium is an
+    absolute file:// URI (a relative path raised ValueError in ``Path.as_uri``). Chromium itself is not needed."""
+    import runpy
+
+    script = runpy.run_path(str(REF.parents[0] / "perf" / "report_screenshot.py"))
+    main = script["main"]
+    uris = []
+    monkeypatch.setitem(main.__globals__, "write_report", lambda df, out: ((out / "index.html"), None))
+    monkeypatch.setitem(main.__globals__, "screenshot", lambda page, shot: uris.append(page.as_uri()))
+    monkeypatch.chdir(tmp_path)
+    main(["shots", str(REF / "smoke.csv")])
+    assert uris == [(tmp_path / "shots" / "smoke" / "index.html").as_uri()]
+    assert set(script["STORES"]) >= {"vlp-meter-mini", "two-vl-models-and-vision"}

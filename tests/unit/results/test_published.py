@@ -123,3 +123,15 @@ def test_compare_published_cli(cli, tmp_path):
     code, out, err = cli("compare", str(REF / "mini-vtab.csv"), "--published", "--dataset", "cells")
     assert code == 0, err
     assert "offline tasks (cells): no published numbers" in out
+
+
+def test_published_table_prints_labels_as_text(cli, tmp_path):
+    """A label in brackets is text, not Rich markup: 'linear [random-init]' prints whole."""
+    rows = paired_rows("linear", "vtab-cifar", [10.0, 11.0], label="random-init", model=VIT, weights_source="random-init")
+    rows += paired_rows("vpt", "vtab-cifar", [80.0, 81.0], config={"deep": True}, model=VIT,
+                        weights_source=f"hub:timm/{VIT}")
+    frame(tmp_path, rows)
+    code, out, err = cli("compare", tmp_path, "--published")
+    assert code == 0, err
+    published = out[out.index("ours − published"):]
+    assert "linear [random-init]" in " ".join(published.split()) and "+1.70" in published

@@ -8,6 +8,7 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from petlbench.errors import UserError
@@ -178,3 +179,54 @@ def test_one_task_store_figures_keep_every_legend_entry_and_the_title(tmp_path, 
     for name, (entries, width, height) in drawn.items():
         png = Image.open(tmp_path / "rep" / name)
         assert entries == 10 and png.width >= width - 1 and png.height >= height - 1, (name, png.size, width, height)
+
+
+def test_vl_stores_page_structure(tmp_path, monkeypatch):
+    """Two VL models (the PLM pair in vl-mini, the micro METER in vlp-meter-mini) together: a section per model,
+    every table in a box that scrolls instead of widening the 1400 px page, every configuration in its section's
+    plots, no legend over 12 entries, no plot without data, a critical-difference diagram per ranked section.
+    Figures are drawn but neither laid out nor rasterised (the slow part; the page only embeds them)."""
+    from matplotlib.figure import Figure
+
+    from petlbench.results import report
+
+    monkeypatch.setattr(Figure, "tight_layout", lambda self, *a, **k: None)
+    drawn: dict[str, tuple[list[str], int]] = {}
+
+    def record(fig, plt, path, dpi):
+        legends = [*fig.legends, *[ax.get_legend() for ax in fig.axes if ax.get_legend()]]
+        points = sum(len(ln.get_xdata()) for ax in fig.axes for ln in ax.get_lines() if ln.get_marker() not in
+                     ("None", "", None))
+        drawn[path.name] = ([t.get_text() for leg in legends for t in leg.get_texts()], points)
+        path.write_bytes(b"\x89PNG")
+        plt.close(fig)
+
+    monkeypatch.setattr(report, "_save", record)
+    df = load_frame([REF / "vl-mini.csv", REF / "vlp-meter-mini.csv"])
+    page, md = write_report(df, tmp_path / "rep")
+    html = page.read_text()
+    assert "max-width:1400px" in html and html.count("<table") == html.count("<div class='scroll'><table")
+    text = md.read_text()
+    assert text.count("### Model ") == 2 and "### Model petl_meter_micro_scenes" in text
+    for name, (entries, points) in drawn.items():
+        assert len(entries) <= 12 and (points > 0 or name.startswith("cd_")), name  # no plot without data
+    assert len(drawn) == 2 * 6 + 2  # per model: suite and tasks × (params, GMACs, memory); a CD diagram each
+    agg = aggregate(df)
+    for model, slug in (("minilm+petl_vit_micro_scenes", "minilm_petl_vit_micro_scenes_"),
+                        ("petl_meter_micro_scenes", "petl_meter_micro_scenes_")):
+        legend = {e.removesuffix(" (frontier)").removesuffix(" (baseline)") for n, (es, _) in drawn.items()
+                  if n.startswith(f"suite_{slug}") for e in es}
+        assert legend == set(agg.loc[agg["model"] == model, "name"])  # every configuration in the suite plots
+    assert {n for n in drawn if n.startswith("cd_")} == {
+        "cd_minilm_petl_vit_micro_scenes_ranks.png", "cd_petl_meter_micro_scenes_ranks.png"}
+    assert "What is real in this ranking" in text and "(weights" not in text
+
+
+def test_plots_split_by_method_family_beyond_twelve_configurations():
+    from petlbench.results.report import LEGEND_MAX, parts
+
+    rows = [{"name": f"{m} (lr {i})", "method": m, "top1_pct": 50.0 - i} for m in ("lora", "vpt", "bitfit")
+            for i in range(6)]
+    groups = parts(pd.DataFrame(rows))
+    assert [len(g) for g in groups] == [12, 6] and all(len(g) <= LEGEND_MAX for g in groups)
+    assert {n.split()[0] for n in groups[0]} == {"lora", "vpt"} and {n.split()[0] for n in groups[1]} == {"bitfit"}
