@@ -419,10 +419,10 @@ def _compare_views(df, by: str, sort: str, markdown: bool, pairing: tuple[str | 
 
 def _summaries(df, agg, sort: str, width: int) -> None:
     """Per track with several tasks: the summary over its tasks (a table per model), then what is real in each
-    ranking (``results.ranking``). VL tasks never enter the VTAB means."""
+    ranking (``results.stats.rankings``). VL tasks never enter the VTAB means."""
     from petlbench.results.aggregate import by_model, on_track, tracks_of, vtab_summary
-    from petlbench.results.ranking import ranking_tables, rankings
-    from petlbench.results.tables import summary_table
+    from petlbench.results.stats import rankings
+    from petlbench.results.tables import ranking_tables, summary_table
 
     several = [t for t in tracks_of(agg) if on_track(agg, t)["dataset"].nunique() > 1]
     for track in several:

@@ -10,7 +10,6 @@ from typing import Any
 
 from petlbench.errors import UserError
 from petlbench.results.schema import COLUMNS, METRICS, RunResult
-from petlbench.results.stats import t_ppf
 
 KEYS = ["dataset", "method", "label", "model", "group_hash"]
 FAMILY = ["track", "method", "label", "model"]  # configurations of one method that need telling apart by identity
@@ -47,6 +46,24 @@ def aggregate(df):
                       tasks_total=agg.groupby("track")["dataset"].transform("nunique"))
 
 
+def named_rows(df, agg=None):
+    """The rows that count (status ok, not a selection run, one per stored configuration and seed), each with its
+    configuration's ``variant`` and ``name`` as ``results.aggregate`` gives them (``agg``: that aggregate, when
+    the caller has it)."""
+    agg = aggregate(df) if agg is None else agg
+    ok = df[df["status"] == "ok"].copy()
+    for k in ["dataset", *KEYS]:
+        ok[k] = ok[k].fillna("").astype(str) if k in ok else ""
+    ok["data_group"] = ok["data_group"].fillna("").astype(str) if "data_group" in ok else ""
+    names = {tuple(r[k] for k in KEYS): (r["variant"], r["name"]) for r in agg.to_dict("records")} if len(agg) else {}
+    found = [names.get(key) for key in zip(*(ok[k] for k in KEYS), strict=True)]
+    keep = [f is not None for f in found]  # selection runs are not results
+    ok = ok[keep].assign(variant=[f[0] for f in found if f], name=[f[1] for f in found if f])
+    if "config_hash" in ok:
+        ok = ok.drop_duplicates("config_hash", keep="last") if (ok["config_hash"].fillna("") != "").all() else ok
+    return ok
+
+
 def _first(g, col: str, default: Any = "") -> Any:
     return g[col].iloc[0] if col in g else default
 
@@ -69,9 +86,16 @@ def _aggregate_one(row: dict[str, Any], g) -> dict[str, Any]:
         vals = g[m].astype(float)
         row[m] = vals.mean()
         row[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else 0.0
-    row["top1_pct_ci95"] = t_ppf(0.975, len(g) - 1) * row["top1_pct_std"] / math.sqrt(len(g)) if len(g) > 1 else math.nan
+    row["top1_pct_ci95"] = _t975(len(g) - 1) * row["top1_pct_std"] / math.sqrt(len(g)) if len(g) > 1 else math.nan
     row["ppt"] = ppt(row["top1_pct"], row["params_trainable"])
     return row
+
+
+def _t975(df: int) -> float:
+    """The Student-t 0.975 quantile (a 95% two-sided interval) for ``df`` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
 
 
 def _plain(value: Any) -> Any:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from petlbench.errors import UserError, did_you_mean
-from petlbench.results.aggregate import CONFIG, by_model, display_name
+from petlbench.results.aggregate import CONFIG, by_model, display_name, named_rows
 from petlbench.results.stats import excludes_zero, mean_ci, wilcoxon_signed_rank
 from petlbench.results.tables import Col, escape_text, fitted, fmt, titled
 
@@ -26,26 +26,6 @@ def parse_config(text: str) -> tuple[str, str, str]:
         method, _, label = text[:-1].partition("[")
         return method.strip(), label.strip(), variant
     return text, "", variant
-
-
-def named_rows(df, agg=None):
-    """The rows that count (status ok, not a selection run, one per stored configuration and seed), each with its
-    configuration's ``variant`` and ``name`` as ``results.aggregate`` gives them (``agg``: that aggregate, when
-    the caller has it)."""
-    from petlbench.results.aggregate import KEYS, aggregate
-
-    agg = aggregate(df) if agg is None else agg
-    ok = df[df["status"] == "ok"].copy()
-    for k in ["dataset", *KEYS]:
-        ok[k] = ok[k].fillna("").astype(str) if k in ok else ""
-    ok["data_group"] = ok["data_group"].fillna("").astype(str) if "data_group" in ok else ""
-    names = {tuple(r[k] for k in KEYS): (r["variant"], r["name"]) for r in agg.to_dict("records")} if len(agg) else {}
-    found = [names.get(key) for key in zip(*(ok[k] for k in KEYS), strict=True)]
-    keep = [f is not None for f in found]  # selection runs are not results
-    ok = ok[keep].assign(variant=[f[0] for f in found if f], name=[f[1] for f in found if f])
-    if "config_hash" in ok:
-        ok = ok.drop_duplicates("config_hash", keep="last") if (ok["config_hash"].fillna("") != "").all() else ok
-    return ok
 
 
 def _baseline(ok, text: str) -> tuple[str, str, str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from petlbench.errors import UserError
 from petlbench.results.aggregate import CONFIG, aggregate, by_model, on_track, tracks_of
 from petlbench.results.schema import METRIC_NAMES, mem_kind_name
-from petlbench.results.tables import fmt, fmt_int, markdown_pivot
+from petlbench.results.tables import fmt, fmt_int, markdown_pivot, md_table
 
 LEGEND_MAX = 12  # entries in one legend; a section with more configurations draws its plots in parts
 
@@ -350,11 +350,6 @@ def _axis_title(cost: str, kind: str | None) -> str:
     return COST_TITLES[cost] + (f" ({mem_kind_name(kind)})" if cost == MEM else "")
 
 
-def _md(rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows[1:]])
-
-
 def _md_to_rows(md: str) -> list[list[str]]:
     lines = [ln for ln in md.splitlines() if ln.startswith("|") and not ln.startswith("|---")]
     return [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in lines]
@@ -415,7 +410,7 @@ def _slug(model: str) -> str:
 
 def _track_items(plt, df, agg, track: str, out: Path, prefix: str, ranked: list) -> list[tuple[str, str, object]]:
     """The items of one track: a section per model where it has several (``by_model``), each with its tables,
-    notes, figures and what is real in its ranking (``ranked``: ``results.ranking.rankings``)."""
+    notes, figures and what is real in its ranking (``ranked``: ``results.stats.rankings``)."""
     items: list[tuple[str, str, object]] = []
     for model, g in by_model(on_track(agg, track)):
         ranking = next((r for r in ranked if (r.track, r.model) == (track, model)), None)
@@ -457,9 +452,9 @@ def _section_items(plt, df, agg, track: str, out: Path, prefix: str, ranking) ->
 
 
 def _ranking_items(plt, ranking, path: Path) -> list[tuple[str, str, object]]:
-    """What is real in the ranking (``results.ranking``): its three tables, their notes and the
+    """What is real in the ranking (``results.stats.rankings``): its three tables, their notes and the
     critical-difference diagram."""
-    from petlbench.results.ranking import POI_NOTE, STEP_NOTE, poi_rows, rank_caption, rank_rows, step_rows
+    from petlbench.results.tables import POI_NOTE, STEP_NOTE, poi_rows, rank_caption, rank_rows, step_rows
 
     cd_figure(plt, ranking, path)
     return [("h4", "What is real in this ranking", None), ("table", "ranked", rank_rows(ranking)),
@@ -499,7 +494,7 @@ def _write_markdown(items, path: Path) -> None:
         elif kind in ("h2", "h3", "h4"):
             parts.append(f"{'#' * int(kind[1])} {text}")
         elif kind == "table":
-            parts.append(_md(payload))
+            parts.append(md_table(payload))
         else:
             parts.append(f"![{text}]({Path(payload).name})")
     path.write_text("\n\n".join(parts) + "\n")
@@ -513,7 +508,7 @@ def write_report(df, out: str | Path) -> tuple[Path, Path]:
         raise UserError("no successful runs to report (all rows failed); see the status/error columns")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from petlbench.results.ranking import rankings
+    from petlbench.results.stats import rankings
 
     tracks, ranked = tracks_of(agg), rankings(df, agg)
     items: list[tuple[str, str, object]] = [("p", _intro(df, agg), None)]

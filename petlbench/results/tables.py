@@ -1,7 +1,8 @@
 """How results are shown: the runs table after ``run``, ``compare``'s per-task and summary tables (Rich), and the
 Markdown pivot (``compare --markdown``) that the committed result pages are checked against.
 
-Every Rich table is built by ``fitted``: names are escaped for Rich (``linear [random-init]`` is text, not markup),
+The "what is real" views of a ranking (``stats.rankings``) are here too: Rich tables for ``compare``, Markdown
+and rows for ``report`` and the docs, and the results sentence. Every Rich table is built by ``fitted``: names are escaped for Rich (``linear [random-init]`` is text, not markup),
 and on a narrow console the low-priority columns are left out (and named in the caption) while names wrap, so
 that at 80 columns no cell is cut to "lo…". Where a track has several models, each model is a section (a table of
 its own, the model in the title) in Rich and a column in Markdown, never part of a configuration's name."""
@@ -24,6 +25,7 @@ from petlbench.results.aggregate import (
     vtab_summary,
 )
 from petlbench.results.schema import METRIC_NAMES, METRICS, RunResult, mem_kind_name
+from petlbench.results.stats import ALPHA, POWER, RESAMPLES, SEED_CAP, Ranking
 
 
 def fmt_int(v: float) -> str:
@@ -264,3 +266,143 @@ def markdown_pivot(agg, track: str | None = None, sort: str = "top1_pct") -> str
     if tables[False]:
         parts.append("Not ranked (run on fewer tasks than the others):\n\n" + "\n".join(top + tables[False]))
     return "\n\n".join(parts + list(filter(None, [notes_caption(agg)])))
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def letters(r: Ranking) -> dict[str, str]:
+    """A compact letter display of the Nemenyi groups: two configurations that share a letter are not separated
+    across tasks; a configuration separated from every other has a letter of its own."""
+    import string
+
+    alone = [[n] for n in r.table.sort_values("avg_rank", kind="stable")["name"]
+             if not any(n in g for g in r.groups)]
+    runs = sorted(r.groups + alone, key=lambda g: min(r.table.set_index("name").loc[g, "avg_rank"]))
+    marks = string.ascii_lowercase + string.ascii_uppercase
+    return {n: "".join(marks[i % len(marks)] for i, g in enumerate(runs) if n in g) for n in r.table["name"]}
+
+
+def _ci_text(value: float, low: float, high: float, nd: int = 1) -> str:
+    return f"{value:.{nd}f}" + ("" if math.isnan(low) else f" [{low:.{nd}f}, {high:.{nd}f}]")
+
+
+def _p(p: float) -> str:
+    return "–" if math.isnan(p) else f"{p:.3f}" if p >= 0.001 else f"{p:.0e}"
+
+
+def rank_rows(r: Ranking) -> list[list[str]]:
+    """Rows (header first) of the ranking table: #, configuration, mean and IQM with their CIs, average rank and
+    the rank test's letters."""
+    cld = letters(r)
+    head = ["#", "configuration", "mean % [95% CI]", "IQM % [95% CI]", "avg rank", "rank test group"]
+    return [head] + [[str(i), t.name, _ci_text(t.mean, t.mean_low, t.mean_high),
+                      _ci_text(t.iqm, t.iqm_low, t.iqm_high), f"{t.avg_rank:.2f}", cld[t.name]]
+                     for i, t in enumerate(r.table.itertuples(), 1)]
+
+
+def poi_rows(r: Ranking, strong: tuple[str, str] = ("**", "**")) -> list[list[str]]:
+    """Rows (header first) of P(row beats column) in %, the ones whose CI excludes 50 wrapped in ``strong``."""
+    names = list(r.table["name"])
+    rows = [["#", "configuration", *[str(i) for i in range(1, len(names) + 1)]]]
+    for i, a in enumerate(names, 1):
+        cells = []
+        for b in names:
+            lo, hi = r.poi_low.loc[a, b], r.poi_high.loc[a, b]
+            text = f"{100 * r.poi.loc[a, b]:.0f}"
+            cells.append("·" if a == b else f"{strong[0]}{text}{strong[1]}" if lo > 0.5 or hi < 0.5 else text)
+        rows.append([str(i), a, *cells])
+    return rows
+
+
+def step_rows(r: Ranking) -> list[list[str]]:
+    """Rows (header first) of the steps down the ranking: the paired difference and the seeds to tell it."""
+    rows = [["step", "Δ mean (points)", "95% CI (paired over seeds)", "seeds to tell apart"]]
+    for s in r.neighbours.itertuples():
+        rows.append([f"{s.upper} > {s.lower}", f"{s.diff:+.2f}",
+                     "–" if math.isnan(s.low) else f"[{s.low:+.2f}, {s.high:+.2f}] ({s.n})", _seeds(s)])
+    return rows
+
+
+def _seeds(s) -> str:
+    if s.separated:
+        return f"told apart at {s.n}"
+    if s.n < 2:
+        return "1 seed: no spread to judge"
+    need = s.seeds_needed
+    if need is None or (isinstance(need, float) and math.isnan(need)):
+        return "no difference" if s.diff == 0 else f"more than {SEED_CAP:,}"
+    return f"about {int(need)}"
+
+
+def rank_caption(r: Ranking) -> str:
+    """What the ranking's numbers are and what the rank test found."""
+    k, n = len(r.table), len(r.tasks)
+    test = (f"Friedman χ²({k - 1}) = {r.friedman_stat:.1f}, p = {_p(r.friedman_p)}: "
+            + ("the ranks differ across tasks" if r.friedman_p < ALPHA else f"no rank difference across these {n} "
+               "tasks is significant") if not math.isnan(r.friedman_p) else "no Friedman test under 3 configurations")
+    return (f"{k} configurations on all {n} tasks, {r.seeds} seeds or more each. CIs: stratified bootstrap "
+            f"(seeds resampled within each task, percentile, {RESAMPLES:,} resamples); IQM: mean of the middle 50% of "
+            f"all task × seed scores. {test}; Nemenyi critical difference {r.cd:.2f} average ranks (α {ALPHA}): "
+            "configurations sharing a letter are not separated across tasks."
+            + (f" Not ranked: {'; '.join(r.partial)}." if r.partial else ""))
+
+
+POI_NOTE = ("P(row beats column) in %: per task the share of (row run, column run) pairs where the row scores higher (ties "
+            "count half), averaged over tasks (rliable's probability of improvement); marked where its 95% "
+            "stratified-bootstrap CI excludes 50.")
+STEP_NOTE = (f"Each step down the ranking: the two configurations' mean over tasks, paired seed by seed. Where its "
+             f"CI includes 0, the seeds a paired t-test (two-sided {ALPHA}) needs to tell them apart with "
+             f"{POWER:.0%} power at the difference and seed-to-seed spread observed: more seeds settle the order on "
+             "these tasks; whether it holds on other tasks is the rank test's question.")
+
+
+def section_title(r: Ranking) -> str:
+    where = "vision track" if r.track == "vision" else f"{r.track} track"
+    return f"What is real: {where}{f' · model {r.model}' if r.model else ''}, {len(r.tasks)} tasks"
+
+
+def ranking_tables(r: Ranking, width: int | None = None) -> list:
+    """The Rich tables of one section: the ranking, P(row > column) and the steps."""
+    from rich.markup import escape
+
+    rank, poi, steps = rank_rows(r), poi_rows(r, ("[bold]", "[/]")), step_rows(r)
+    esc = [[escape(c) for c in row] for row in rank[1:]]
+    cols = [Col("#"), Col("configuration", 0, "left", True), Col(rank[0][2]), Col(rank[0][3], 1), Col("avg rank", 2),
+            Col("rank test group", 0, "left")]
+    poi_cols = [Col("#"), Col(poi[0][1], 0, "left", True), *[Col(h) for h in poi[0][2:]]]
+    step_cols = [Col("step", 0, "left", True), Col(steps[0][1]), Col(steps[0][2], 1), Col(steps[0][3], 0, "left")]
+    return [fitted(escape(section_title(r)), cols, esc, width, escape(rank_caption(r))),
+            fitted("", poi_cols, [[row[0], escape(row[1]), *row[2:]] for row in poi[1:]], width, escape(POI_NOTE),
+                   compact=True),
+            fitted("", step_cols, [[escape(row[0]), *row[1:]] for row in steps[1:]], width, escape(STEP_NOTE))]
+
+
+def md_table(rows: list[list[str]]) -> str:
+    """Rows (header first) as a Markdown table."""
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return "\n".join(out + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+
+
+def ranking_markdown(r: Ranking) -> str:
+    """The section as Markdown (the report's and docs/results.md's): the three tables with their notes."""
+    return "\n\n".join([f"**{section_title(r)}**", md_table(rank_rows(r)), rank_caption(r), md_table(poi_rows(r)),
+                        POI_NOTE, md_table(step_rows(r)), STEP_NOTE])
+
+
+def headline(r: Ranking) -> str:
+    """One paragraph of what is real in a ranking (the README's and docs/results.md's results sentence)."""
+    top, others = r.table.iloc[0], list(r.table["name"].iloc[1:])
+    beats = [b for b in others if r.poi_low.loc[top["name"], b] > 0.5]
+    steps = r.neighbours
+    close = steps[~steps["separated"]]
+    seeds = ", ".join(f"{s.upper} > {s.lower} {_seeds(s).removeprefix('about ')}" for s in close.itertuples())
+    beat = ("every other configuration" if len(beats) == len(others) else
+            f"{len(beats)} of the {len(others)} others")
+    return (f"Over the {len(r.tasks)} tasks × {r.seeds} seeds, {top['name']} ranks first (mean "
+            f"{_ci_text(top['mean'], top['mean_low'], top['mean_high'])}, IQM {top['iqm']:.1f}) and beats {beat} with "
+            f"a probability of improvement whose 95% CI excludes 50%. Of the {len(steps)} steps down the ranking, "
+            f"{int(steps['separated'].sum())} are told apart at {r.seeds} seeds"
+            + (f"; the others would take, at the spread observed, this many seeds: {seeds}" if len(close) else "")
+            + f". Across tasks (Friedman p = {_p(r.friedman_p)}) the Nemenyi test separates only configurations more "
+            f"than {r.cd:.2f} average ranks apart: a new task could reorder any two that share a rank-test group.")

@@ -1,4 +1,4 @@
-"""What is real in a ranking (``results.ranking``): each statistic against scipy (or the published table it comes
+"""What is real in a ranking (``results.stats.rankings``, shown by ``results.tables``): each statistic against scipy (or the published table it comes
 from) on the same inputs, the sections on a hand-made store, and the committed docs sentence and tables."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from petlbench.results import ranking
+from petlbench.results import stats as ranking
+from petlbench.results import tables
 from petlbench.results.aggregate import aggregate
 from petlbench.results.store import load_frame
 
@@ -74,7 +75,7 @@ def test_nemenyi_groups_and_letters():
     assert ranking.nemenyi_groups(names, ranks, 0.5) == []
     r = ranking.Ranking("vision", "", ["t"] * 5, 3, pd.DataFrame({"name": names, "avg_rank": ranks}), None, None, None,
                         math.nan, math.nan, 1.0, ranking.nemenyi_groups(names, ranks, 1.0), None)
-    assert ranking.letters(r) == {"a": "a", "b": "ab", "c": "b", "d": "c"}  # sharing a letter: not separated
+    assert tables.letters(r) == {"a": "a", "b": "ab", "c": "b", "d": "c"}  # sharing a letter: not separated
 
 
 def test_seeds_needed_reaches_the_power_of_scipys_paired_t_test():
@@ -111,8 +112,8 @@ def test_sections_rank_complete_configurations_and_set_partial_ones_apart(tmp_pa
     assert r.poi.loc["full", "linear"] == 1.0 and r.poi.loc["linear", "full"] == 0.0
     # ranks 1, 2, 3 on every task; the critical difference at 3 tasks is 1.91 ranks: only full and linear separate
     assert r.cd == pytest.approx(2.343 * math.sqrt(12 / 18), abs=1e-3)
-    assert ranking.letters(r) == {"full": "a", "lora": "ab", "linear": "b"}
-    text = ranking.ranking_markdown(r)
+    assert tables.letters(r) == {"full": "a", "lora": "ab", "linear": "b"}
+    text = tables.ranking_markdown(r)
     assert "| 1 | full |" in text and "Not ranked: vpt: 1 of 3 tasks." in text and "told apart at 3" in text
 
 
@@ -127,5 +128,5 @@ def test_the_docs_ranking_and_the_readme_sentence_are_what_the_committed_sweep_g
     df = load_frame([BENCH / "reference" / "mini-vtab.csv"])
     (r,) = ranking.rankings(df, aggregate(df))
     docs = (BENCH.parent / "docs" / "results.md").read_text()
-    assert ranking.ranking_markdown(r) in docs and ranking.headline(r) in docs
-    assert ranking.headline(r) in " ".join((BENCH.parent / "README.md").read_text().split())
+    assert tables.ranking_markdown(r) in docs and tables.headline(r) in docs
+    assert tables.headline(r) in " ".join((BENCH.parent / "README.md").read_text().split())
