@@ -53,3 +53,5 @@ def test_smoke_suite_matches_the_committed_reference(cli, tmp_path, suite):
     code, out, err = cli("compare", tmp_path, "--baseline", ref, "--max-drop", tol, "--max-rise", tol)
     assert code == 0, err
     assert "no regression" in out
+    assert [ln for ln in err.splitlines() if ln.startswith("gate summary, ")] == [
+        f"gate summary, {kind}: 0" for kind in ("regression", "configuration differs", "missing", "not in the reference")]
