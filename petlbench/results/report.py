@@ -73,8 +73,8 @@ def suite_points(df, agg):
     ok = df[df["status"] == "ok"].fillna({"group_hash": ""})
     rows = []
     for config, g in agg.groupby(CONFIG, sort=False):
-        if set(g["dataset"]) != all_tasks:
-            continue
+        if set(g["dataset"]) != all_tasks or ("tasks_total" in g and len(g) < g["tasks_total"].iloc[0]):
+            continue  # a partial configuration: its mean would be over other tasks (a model's, not the track's)
         runs = ok[ok["group_hash"].isin(set(g["group_hash"]))] if (g["group_hash"] != "").all() else \
             ok[(ok[CONFIG[:3]] == list(config[:3])).all(axis=1)]
         per_seed = runs.groupby(["seed", "dataset"])["top1_pct"].mean().unstack().dropna()  # seeds x tasks
@@ -318,7 +318,8 @@ def cost_table(agg, suite) -> list[list[str]]:
     for name in order.index:  # best mean score first, as in the results table
         g = agg[agg["name"] == name]
         s = top.get(name)
-        acc = f"{fmt(s.top1_pct)} ± {fmt(s.top1_pct_std)}" if s is not None else "– (not on every task)"
+        acc = f"{fmt(s.top1_pct)} ± {fmt(s.top1_pct_std)}" if s is not None else \
+            f"– ({g['tasks'].iloc[0]} of {g['tasks_total'].iloc[0]} tasks)"
         rows.append([name, acc, fmt_int(g["params_trainable"].mean()), fmt_int(g["params_trainable_excl_head"].mean()),
                      fmt(g["gmacs"].mean(), 4), fmt(g[MEM].mean(), 0) if g["peak_mem_kind"].nunique() == 1 else "–",
                      " / ".join(mem_kind_name(k) for k in sorted(set(g["peak_mem_kind"]))),
