@@ -21,7 +21,8 @@ def write_runs(root: Path, rows: list[dict]) -> Path:
         key = f"{f['method']}-{f['label']}-{f['model']}-{f['dataset']}"
         defaults = {"status": "ok", "params_trainable": 1000, "gmacs": 1.0, "peak_mem_train_mb": 100.0,
                     "peak_mem_kind": "cpu_peak_rss", "device": "cpu", "weights_source": "file:petl_vit_micro.safetensors"}
-        store.append(RunResult(run_id=f"r{i}", config_hash=f"h{i}", group_hash=f"g-{key}", **{**defaults, **f}))
+        group = f.pop("group_hash", f"g-{key}")  # another identity of the same method, label, model and task
+        store.append(RunResult(run_id=f"r{i}", config_hash=f"h{i}", group_hash=group, **{**defaults, **f}))
     return store.csv
 
 

@@ -158,3 +158,17 @@ def test_rows_stored_before_a_recipe_key_existed_are_the_same_configuration(df):
     changed = agg.assign(group_hash=agg["group_hash"] + "x", limit=0)
     problems = gate(changed[changed["dataset"] == "b"], agg[agg["dataset"] == "a"].assign(dataset="b"), 2.0)
     assert all("decay" not in p and "adam_beta2" not in p for p in problems)
+
+
+def test_weights_name_a_configuration_by_file_never_by_hash(tmp_path):
+    from ...runs_table import frame, paired_rows
+
+    rows = paired_rows("linear", "d1", [50.0, 51.0], weights_sha256="a" * 64, weights_source="file:w/own.safetensors")
+    rows += paired_rows("linear", "d1", [40.0, 41.0], weights_sha256="b" * 64, weights_source="file:/x/mine.safetensors",
+                        group_hash="g-other")
+    # a third identity the stored columns cannot tell apart (e.g. another --img-size): numbered by its first run
+    rows += paired_rows("linear", "d1", [30.0, 31.0], weights_sha256="b" * 64, weights_source="file:/x/mine.safetensors",
+                        group_hash="g-third", timestamp="2027-01-01T00:00:00Z")
+    names = sorted(set(aggregate(frame(tmp_path, rows))["name"]))
+    assert names == ["linear (weights mine.safetensors, run set 1)", "linear (weights mine.safetensors, run set 2)",
+                     "linear (weights own.safetensors)"]
