@@ -31,17 +31,24 @@ run: install
 	$(PETL) suite quickstart
 	$(PETL) compare --sort top1_pct
 
-# Everything but the slow tests (what CI runs; about 7 min on 2 idle cores).
+# The tests run on TEST_WORKERS pytest-xdist processes, one per core of a 2-core machine (`make test TEST_WORKERS=0`:
+# one process). --dist loadgroup hands out one test at a time to whichever worker is free, and tests/conftest.py
+# starts the two CI regression sweeps first, one on each worker.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# Everything but the slow tests (what CI runs; about 6 min of tests on 2 idle cores).
 test: install
-	$(PY) -m pytest
+	$(PYTEST)
 
 # The inner loop: unit and per-method tests, no end-to-end CLI runs, suites, wheel build or spawned processes
 # (under a minute on 2 idle cores). Folders: tests/unit, tests/methods, tests/integration.
 test-fast: install
-	$(PY) -m pytest -m "not slow and not integration"
+	$(PYTEST) -m "not slow and not integration"
 
+# The slow tests, run deliberately (CONTRIBUTING.md, "Set up and test", says what they cover).
 test-slow: install
-	$(PY) -m pytest -m slow
+	$(PYTEST) -m slow
 
 lint: install
 	$(VENV)/bin/ruff check .

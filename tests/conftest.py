@@ -11,9 +11,23 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # test fixtures writing parquet stay quiet
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# At most 2 intra-op threads (tiny models); under pytest-xdist the cores are shared among the workers, so that
+# 2 workers on 2 cores do not oversubscribe them (thread counts change no assertion: tests compare runs within
+# one process).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, torch.get_num_threads() // _WORKERS)))
 
 TINY = {"model": "test_vit", "img_size": 32, "num_classes": 5}
+
+# The longest tests (the CI regression sweeps, minutes each) go first when the suite runs on several workers, so
+# that `--dist loadgroup` (one test at a time to whichever worker is free) starts them at once on different
+# workers instead of leaving one for last.
+RUN_FIRST = ("tests/integration/test_regression.py::",)
+
+
+def pytest_collection_modifyitems(config, items):
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: every worker sorts its collection the same way
+        items.sort(key=lambda item: not item.nodeid.startswith(RUN_FIRST))  # stable: the rest keep their order
 
 
 @pytest.fixture
