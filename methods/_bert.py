@@ -1,4 +1,5 @@
-"""Shared plumbing for methods on the VL model's BERT-style language model (not a method).
+"""Shared plumbing for methods on post-LN BERT layers (not a method): the layers of kinds whose table says
+``layer="bert"`` (the VL pair's language model, METER's co-attention layers; ``models.layout``).
 
 A transformers ``BertLayer`` is post-LN. With ``x`` the layer input (B×N×d)::
 
@@ -10,6 +11,7 @@ they are where methods attach. ``add_output_branches`` patches one instance so i
 
     h = Dense(z)
     h = APT(r, h)              # apt:          APT after the attention output dense (official APT BertSelfOutput)
+    h = h + Pre(h)             # pre_drop_adapter: an adapter before the dropout (the APT repo's METER adapter)
     h = Drop(h)
     h = h + Seq(h)             # seq_adapter:  Houlsby adapter on the sublayer output, before residual + LN
     o = LN(h + r + Par(r))     # par_adapter:  parallel adapter inside the LN (official DAS BertSelfOutput, A0)
@@ -28,72 +30,8 @@ from torch import nn
 
 from petlbench.methods._modules import fill_slots
 from petlbench.methods.base import MethodModule
-from petlbench.vl.models.bert import VLModel
-from petlbench.vl.models.meter import METER
 
-OUTPUT_SLOTS = ("apt", "seq_adapter", "par_adapter", "post_adapter")
-
-
-def is_vl(model: nn.Module) -> bool:
-    """True for the VL pair (backbone kind ``vl``): methods dispatch on this in ``apply``."""
-    return isinstance(model, VLModel)
-
-
-def is_meter(model: nn.Module) -> bool:
-    """True for METER (backbone kind ``meter``): its co-attention layers are BERT layers."""
-    return isinstance(model, METER)
-
-
-def has_bert_layers(model: nn.Module) -> bool:
-    """True when the layers methods adapt are BERT layers (``bert_layers``): the VL pair and METER."""
-    return is_vl(model) or is_meter(model)
-
-
-def language_model(model: nn.Module) -> nn.Module:
-    """The transformers encoder of a VL model (``model.text``)."""
-    text = getattr(model, "text", None)
-    if text is None or not is_vl(model):
-        raise ValueError(f"{type(model).__name__} is not a VL model with a language model 'text'")
-    return text
-
-
-def bert_layers(model: nn.Module) -> nn.ModuleList:
-    """The layers methods adapt, in order, replaceable in place: a VL pair's language-model layers (the ModuleList
-    itself); METER's 12 co-attention layers (text stream 0-5, image stream 6-11; ``vl.models.meter.CoLayers``)."""
-    return model.co_layers() if is_meter(model) else language_model(model).encoder.layer
-
-
-def text_dim(model: nn.Module) -> int:
-    """Hidden width d of those layers."""
-    return model.embed_dim if is_meter(model) else int(language_model(model).config.hidden_size)
-
-
-def attention_outputs(layer: nn.Module) -> list[nn.Module]:
-    """The attention output modules of a layer: its self-attention's, and a co-attention layer's cross-attention's."""
-    cross = getattr(layer, "crossattention", None)
-    return [layer.attention.output] + ([] if cross is None else [cross.output])
-
-
-def attn_output(layer: nn.Module) -> nn.Module:
-    """The attention sublayer's output module (``attention.output``: dense, dropout, LayerNorm)."""
-    return layer.attention.output
-
-
-def ffn_output(layer: nn.Module) -> nn.Module:
-    """The feed-forward sublayer's output module (``output``: dense, dropout, LayerNorm)."""
-    return layer.output
-
-
-def attention_projection(layer: nn.Module, name: str) -> nn.Linear:
-    """``query`` / ``key`` / ``value`` Linear of a layer's self-attention."""
-    if name not in ("query", "key", "value"):
-        raise ValueError(f"unknown projection {name!r}; use query, key or value")
-    return getattr(layer.attention.self, name)
-
-
-def set_attention_projection(layer: nn.Module, name: str, module: nn.Module) -> None:
-    attention_projection(layer, name)  # validates the name
-    setattr(layer.attention.self, name, module)
+OUTPUT_SLOTS = ("apt", "pre_drop_adapter", "seq_adapter", "par_adapter", "post_adapter")
 
 
 def _output_forward(self: nn.Module, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
@@ -101,6 +39,8 @@ def _output_forward(self: nn.Module, hidden_states: torch.Tensor, input_tensor: 
     h = self.dense(hidden_states)
     if self.apt is not None:
         h = self.apt(input_tensor, h)
+    if self.pre_drop_adapter is not None:
+        h = h + self.pre_drop_adapter(h)
     h = self.dropout(h)
     if self.seq_adapter is not None:
         h = h + self.seq_adapter(h)
@@ -114,7 +54,7 @@ def _output_forward(self: nn.Module, hidden_states: torch.Tensor, input_tensor: 
 
 
 def add_output_branches(out: nn.Module, **branches: MethodModule | None) -> None:
-    """Attach modules to the slots ``apt``, ``seq_adapter``, ``par_adapter``, ``post_adapter`` of a BERT output
+    """Attach modules to the slots ``apt``, ``pre_drop_adapter``, ``seq_adapter``, ``par_adapter``, ``post_adapter`` of a BERT output
     module and patch its forward (per instance; deep copies rebind it). ``apt`` is called ``apt(r, h)``, the
     adapters ``adapter(t) -> branch output`` (B×N×d; the residual is added here). A slot already filled
     cannot be filled again; passing None empties it."""

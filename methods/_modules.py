@@ -1,7 +1,7 @@
 """Shared building blocks for PETL methods on timm ViTs (not a method: ``_`` files are not scanned).
 
 - ``Bottleneck``: the adapter module ``s * Up(Dropout(act(Down(x))))`` (no residual: callers add it).
-- ``vit_blocks`` / ``embed_dim`` / ``factory_kwargs``: locate the transformer blocks of a timm ViT.
+- ``factory_kwargs``: the device and dtype to create new parameters next to existing ones.
 - ``add_branches``: attach adapter branches to a timm ``Block`` without copying the ViT. The branch
   modules become block attributes (``blocks.3.mlp_par.down.weight``), backbone parameter names are
   unchanged, and the block's ``forward`` is patched per instance to call them:
@@ -31,8 +31,8 @@ from petlbench.methods.base import MethodModule
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "identity": nn.Identity}
 Activation = Literal[tuple(ACTIVATIONS)]  # config field types, derived from the tables they name
-DownInit = Literal["kaiming", "xavier", "normal"]
-UpInit = Literal["zero", "normal"]
+DownInit = Literal["kaiming", "xavier", "normal", "gaussian"]
+UpInit = Literal["zero", "normal", "gaussian"]
 DOWN_INITS, UP_INITS = typing.get_args(DownInit), typing.get_args(UpInit)
 BRANCH_SLOTS = ("attn_seq", "attn_par", "mlp_seq", "mlp_par")
 
@@ -43,8 +43,9 @@ class Bottleneck(MethodModule):
     Init (biases always zero):
     - ``down_init``: "kaiming" = ``kaiming_uniform_(a=sqrt(5))`` (PyTorch's Linear default, AdaptFormer
       and LoRA's choice), "xavier" = xavier-uniform, "normal" = N(0, ``init_std``) truncated at 2 std
-      (Houlsby et al. 2019, "near-identity" init);
-    - ``up_init``: "zero" (exact identity at init) or "normal" (near-identity, Houlsby).
+      (Houlsby et al. 2019, "near-identity" init), "gaussian" = N(0, ``init_std``) untruncated (the APT and DVP
+      repositories' adapters: ``nn.init.normal_``);
+    - ``up_init``: "zero" (exact identity at init), "normal" (near-identity, Houlsby) or "gaussian".
     Parameters: ``2·d·r + r + d``.
     """
 
@@ -72,10 +73,14 @@ class Bottleneck(MethodModule):
             nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
         elif down_init == "xavier":
             nn.init.xavier_uniform_(self.down.weight)
+        elif down_init == "gaussian":
+            nn.init.normal_(self.down.weight, std=init_std)
         else:
             nn.init.trunc_normal_(self.down.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
         if up_init == "zero":
             nn.init.zeros_(self.up.weight)
+        elif up_init == "gaussian":
+            nn.init.normal_(self.up.weight, std=init_std)
         else:
             nn.init.trunc_normal_(self.up.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
         nn.init.zeros_(self.down.bias)
@@ -86,14 +91,6 @@ class Bottleneck(MethodModule):
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
-
-
-def vit_blocks(model: nn.Module) -> list[nn.Module]:
-    """The transformer blocks of a timm ViT-like model (``model.blocks``), in order."""
-    blocks = getattr(model, "blocks", None)
-    if blocks is None:
-        raise ValueError(f"{type(model).__name__} has no 'blocks': this method needs a timm ViT (pick another --model)")
-    return list(blocks)
 
 
 def resolve_indices(indices: tuple[int, ...] | None, depth: int, key: str) -> list[int]:
@@ -128,14 +125,6 @@ def factory_kwargs(module: nn.Module) -> dict:
     """``{"device", "dtype"}`` of a module's first parameter, to create new parameters next to it."""
     p = next(module.parameters(), None)
     return {"device": p.device, "dtype": p.dtype} if p is not None else {}
-
-
-def embed_dim(model: nn.Module) -> int:
-    """Token width ``d`` of a timm ViT."""
-    d = getattr(model, "embed_dim", None) or getattr(model, "num_features", None)
-    if not d:
-        raise ValueError(f"cannot find the embedding width of {type(model).__name__}")
-    return int(d)
 
 
 def _check_block(block: nn.Module) -> None:

@@ -1,5 +1,5 @@
-"""Shared plumbing for methods on the T5 VL model (``petlbench.vl.models.t5.VLT5Model``, backbone kind ``t5``; not a
-method): where its blocks are, DVP's T5 forward, and adapters on the T5 sublayers.
+"""Shared plumbing for methods on the T5 VL model (``petlbench.vl.models.t5.VLT5Model``, the kind whose table says
+``layer="t5"``; not a method): where its blocks are, DVP's T5 forward, and adapters on the T5 sublayers.
 
 A transformers ``T5Block`` is pre-norm (RMS LayerNorm without bias). Its sublayers, ``block.layer[j]``::
 
@@ -38,44 +38,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from petlbench.methods._bert import text_dim
 from petlbench.methods._modules import fill_slots
 from petlbench.methods.base import MethodModule
-from petlbench.vl.models.t5 import VLT5Model
 
 SLOTS = ("seq_adapter",)
 
 
-def is_t5(model: nn.Module) -> bool:
-    """True for the T5 VL model (backbone kind ``t5``): methods dispatch on this in ``apply``."""
-    return isinstance(model, VLT5Model)
-
-
-def t5_model(model: nn.Module) -> nn.Module:
-    """The transformers ``T5Model`` of a T5 VL model (``model.text``)."""
-    if not is_t5(model):
-        raise ValueError(f"{type(model).__name__} is not a T5 VL model")
-    return model.text
-
-
 def decoder_blocks(model: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of a T5 VL model, in order (DVP's insertion candidates K)."""
-    return t5_model(model).decoder.block
+    """The decoder blocks of a T5 VL model, in order (DVP's insertion candidates K; the t5 kind's ``blocks``)."""
+    return model.text.decoder.block
 
 
 def encoder_blocks(model: nn.Module) -> nn.ModuleList:
-    return t5_model(model).encoder.block
-
-
-def width(model: nn.Module) -> int:
-    """Hidden width d of the T5 (``d_model``)."""
-    return int(t5_model(model).config.d_model)
-
-
-def lm_width(model: nn.Module) -> int:
-    """Hidden width d of either VL kind's language model: a T5's ``d_model``, a BERT-family encoder's
-    ``hidden_size`` (``_bert.text_dim``)."""
-    return width(model) if is_t5(model) else text_dim(model)
+    return model.text.encoder.block
 
 
 def sublayers(model: nn.Module) -> Iterator[nn.Module]:
@@ -87,7 +62,7 @@ def sublayers(model: nn.Module) -> Iterator[nn.Module]:
 def layer_norms(model: nn.Module) -> list[nn.Module]:
     """Every LayerNorm of the T5's encoder and decoder: one per sublayer and each stack's ``final_layer_norm``
     (what the official adapter variant leaves trainable: parameter names containing 'layer_norm')."""
-    text = t5_model(model)
+    text = model.text
     return [*(s.layer_norm for s in sublayers(model)), text.encoder.final_layer_norm, text.decoder.final_layer_norm]
 
 
@@ -168,7 +143,7 @@ def dvp_features(model: nn.Module, inputs: Mapping[str, torch.Tensor], k: int, p
     - the decoder's final LayerNorm and dropout; the classifier reads the last token (``[:, -1]``: the decoder
       token, not the prompt).
     """
-    pad_id = int(t5_model(model).config.pad_token_id or 0)
+    pad_id = int(model.text.config.pad_token_id or 0)
     ids, mask = pad_text(inputs["input_ids"], inputs["attention_mask"], model.max_text_len or 0, pad_id)
     memory = model.encode(model.embed(ids), mask)
     y = model.decode(model.decoder_start(ids.shape[0]), memory, mask, 0, k)

@@ -14,8 +14,9 @@ from typing import Annotated
 from torch import nn
 
 from petlbench.config.method_config import Range
-from petlbench.methods._modules import Bottleneck, add_branches, embed_dim, factory_kwargs, vit_blocks
+from petlbench.methods._modules import Bottleneck, add_branches, factory_kwargs
 from petlbench.methods.base import Method, MethodConfig
+from petlbench.models.layout import Layout
 from petlbench.registry import register
 
 
@@ -35,10 +36,11 @@ class AdaptFormer(Method):
     name = "adaptformer"
     description = "AdaptFormer: scaled bottleneck branch parallel to each MLP, fed the pre-LN residual stream."
     Config = AdaptFormerConfig
+    supports = frozenset({"blocks", "ffn_outputs", "layers:vit"})  # a branch parallel to a pre-norm MLP
 
-    def apply(self, model: nn.Module) -> nn.Module:
-        d, c, dd = embed_dim(model), self.cfg, factory_kwargs(model)
-        for block in vit_blocks(model):
+    def apply(self, model: nn.Module, layout: Layout) -> nn.Module:
+        d, c, dd = layout.width(model), self.cfg, factory_kwargs(model)
+        for block in layout.blocks(model):
             branch = Bottleneck(d, c.bottleneck, act="relu", dropout=c.dropout, scale=c.scale,
                                 down_init="kaiming", up_init="zero", **dd)
             add_branches(block, mlp_par=branch)

@@ -41,17 +41,11 @@ from torch import nn
 
 from petlbench.config.method_config import Range
 from petlbench.errors import UserError
-from petlbench.methods._bert import (
-    add_output_branches,
-    attention_outputs,
-    bert_layers,
-    has_bert_layers,
-    is_meter,
-    output_branch,
-    text_dim,
-)
-from petlbench.methods._modules import embed_dim, factory_kwargs, resolve_indices, vit_blocks
-from petlbench.methods.base import Method, MethodConfig, MethodModule
+from petlbench.methods._bert import add_output_branches
+from petlbench.methods._modules import factory_kwargs, resolve_indices
+from petlbench.methods.base import Method, MethodConfig, MethodModule, layout_of
+from petlbench.methods.recipe import vlp_recipe
+from petlbench.models.layout import Layout
 from petlbench.registry import register
 
 
@@ -67,8 +61,15 @@ class APTConfig(MethodConfig):
     # baseline (meter_module_prompt.py): num_prompts tokens prepended to the keys / values of each co-attention
     # layer's cross-attention; METER only (on a ViT, the vpt method is conventional deep prompting)
     prompting: Literal["approximated", "conventional"] = "approximated"
+    # whether the output scale s trains: the official ViLT code trains every 'APT' parameter, the official METER code
+    # only the 'mm' ones (meter_module_apt.py trainable = [..., 'mm']: P and W1 W2; s stays 0)
+    train_scale: bool = True
 
-    NEUTRAL: ClassVar[dict[str, Any]] = {**MethodConfig.NEUTRAL, "prompting": "approximated"}
+    NEUTRAL: ClassVar[dict[str, Any]] = {**MethodConfig.NEUTRAL, "prompting": "approximated", "train_scale": True}
+
+    @classmethod
+    def for_task(cls, task: Any, builtin: bool, kind: str | None = None) -> dict[str, Any]:
+        return {**vlp_recipe(kind, task), **({"train_scale": False} if kind == "meter" else {})}
 
     def __post_init__(self) -> None:
         if self.layers is not None:
@@ -106,19 +107,24 @@ class APTCore(MethodModule):
 
 
 def _apt_attention_forward(self: nn.Module, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """Forward of an attention module patched by ``attach_apt``: class forward, then APT."""
+    """Forward of an attention module patched by ``attach_apt``: class forward (its output dropout moved out),
+    APT, then that dropout."""
     out = type(self).forward(self, x, *args, **kwargs)
-    return self.apt(x, out)
+    return self.apt_drop(self.apt(x, out))
 
 
 def attach_apt(attn: nn.Module, core: APTCore) -> None:
-    """Patch ``attn`` (called as ``attn(LN1 x, ...) -> tensor``) so it returns ``core(LN1 x, out)``.
+    """Patch a timm ``Attention`` (called as ``attn(LN1 x, ...) -> tensor``) so it returns
+    ``proj_drop(core(LN1 x, proj(...)))``: APT between the output projection and its dropout, the official order
+    (vision_transformer_apt.py ``Attention.forward``: ``x = self.proj(x); x = self.APT(x, res); x = self.proj_drop(x)``).
 
-    ``core`` becomes ``attn.apt``; the patch is per instance (deep copies rebind it).
+    ``core`` becomes ``attn.apt`` and the dropout ``attn.apt_drop``; the patch is per instance (deep copies rebind
+    it).
     """
     if getattr(attn, "apt", None) is not None:
         raise ValueError("attention module already has an APT core")
     attn.apt = core
+    attn.apt_drop, attn.proj_drop = attn.proj_drop, nn.Identity()
     attn.forward = types.MethodType(_apt_attention_forward, attn)
 
 
@@ -127,56 +133,57 @@ class APT(Method):
     name = "apt"
     description = "Approximated Prompt Tuning: prompt effect as a cheap per-layer diffusion step (Wu et al. 2023)."
     Config = APTConfig
-    supports = frozenset({"vit", "vl", "vilt", "meter"})
+    supports = frozenset({"blocks", "attention_outputs"})
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, layout: Layout) -> nn.Module:
         cfg: APTConfig = self.cfg  # type: ignore[assignment]
         if cfg.prompting == "conventional":
-            return self._apply_conventional(model)
-        vl = has_bert_layers(model)
-        blocks = bert_layers(model) if vl else vit_blocks(model)
-        d = text_dim(model) if vl else embed_dim(model)
+            return self._apply_conventional(model, layout)
+        blocks, d = layout.blocks(model), layout.width(model)
         for i in resolve_indices(cfg.layers, len(blocks), "layers"):
-            if vl:  # every attention output of the layer (METER: self- and cross-attention)
-                for out in attention_outputs(blocks[i]):
-                    add_output_branches(out, apt=APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout))
-            else:
-                attach_apt(blocks[i].attn, APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout))
+            for out in layout.attention_outputs(blocks[i]):  # every attention of the layer (METER: self and cross)
+                core = APTCore(d, cfg.num_prompts, cfg.rank, cfg.dropout)
+                core.log_scale.requires_grad_(cfg.train_scale)
+                if layout.layer == "bert":  # after the output dense, before its dropout (official BertSelfOutput)
+                    add_output_branches(out, apt=core)
+                else:
+                    attach_apt(out, core)
         return model
 
-    def _apply_conventional(self, model: nn.Module) -> nn.Module:
+    def _apply_conventional(self, model: nn.Module, layout: Layout) -> nn.Module:
         """Prompts in each co-attention layer's cross-attention context (official init: VPT's uniform
         ±sqrt(6 / (3·16·16 + d)))."""
         cfg: APTConfig = self.cfg  # type: ignore[assignment]
-        if not is_meter(model):
-            raise UserError("prompting=conventional is the official APT baseline on METER (--model meter); on a ViT "
-                            "use the vpt method for conventional deep prompts")
-        layers, d = bert_layers(model), text_dim(model)
+        if layout.cross_attentions is None:
+            raise UserError(f"prompting=conventional is the official APT baseline in cross-attention (--model meter); "
+                            f"{layout.kind} backbones have none (on a ViT the vpt method is conventional deep prompting)")
+        layers, d = layout.blocks(model), layout.width(model)
         bound = math.sqrt(6.0 / (3 * 16 * 16 + d))
         for i in resolve_indices(cfg.layers, len(layers), "layers"):
-            attn = layers[i].crossattention
-            attn.context_prompt = nn.Parameter(torch.empty(cfg.num_prompts, d, **factory_kwargs(attn)).uniform_(
-                -bound, bound))
+            for attn in layout.cross_attentions(layers[i]):
+                attn.context_prompt = nn.Parameter(torch.empty(cfg.num_prompts, d, **factory_kwargs(attn)).uniform_(
+                    -bound, bound))
         return model
 
     def counterpart(self, model: nn.Module) -> dict[str, Any] | None:
         """Approximated prompts are measured against the conventional prompt tuning they approximate, where it is
-        defined (METER)."""
-        return {"prompting": "conventional"} if self.cfg.prompting == "approximated" and is_meter(model) else None
+        defined (a kind with cross-attention: METER)."""
+        return ({"prompting": "conventional"} if self.cfg.prompting == "approximated"
+                and layout_of(model).cross_attentions is not None else None)
 
     @staticmethod
     def _cores(model: nn.Module) -> list[tuple[int, APTCore]]:
-        """(layer index, core) of every adapted layer, on either backbone kind."""
-        if has_bert_layers(model):
-            found = [(i, output_branch(out, "apt")) for i, layer in enumerate(bert_layers(model))
-                     for out in attention_outputs(layer)]
-        else:
-            found = [(i, getattr(b.attn, "apt", None)) for i, b in enumerate(vit_blocks(model))]
+        """(layer index, core) of every adapted layer."""
+        layout = layout_of(model)
+        found = [(i, getattr(out, "apt", None)) for i, layer in enumerate(layout.blocks(model))
+                 for out in layout.attention_outputs(layer)]
         return [(i, c) for i, c in found if c is not None]
 
     def stats(self, model: nn.Module) -> dict[str, object]:
         if self.cfg.prompting == "conventional":
-            prompted = [i for i, layer in enumerate(bert_layers(model)) if layer.crossattention.context_prompt is not None]
+            layout = layout_of(model)
+            prompted = [i for i, layer in enumerate(layout.blocks(model))
+                        if any(a.context_prompt is not None for a in layout.cross_attentions(layer))]
             return {"prompt_layers": prompted}
         cores = self._cores(model)
         return {

@@ -3,13 +3,18 @@
 A method is a typed config dataclass (every field documents its default and source) and a
 ``Method`` subclass registered with ``@register``. The loop calls, in this order:
 
-1. ``apply(model)``           once, on a frozen backbone whose classifier head is trainable;
+1. ``apply(model, layout)``   once, on a frozen backbone whose classifier head is trainable, with its kind's table
+                              of insertion points (``models.layout.Layout``);
 2. ``search(model, ctx)``     optional architecture/placement search, timed apart (DAS, DVP);
 3. ``extra_loss(model)``      every training step, added to the task loss (``None`` = nothing);
 4. ``on_step(model, step, total)`` after every optimizer step (pruning schedules, gates);
 5. ``finalize(model)``        once after training, before test evaluation and measurement
                               (merge LoRA, apply pruning masks, drop skipped blocks);
 6. ``stats(model)``           method-specific numbers stored in the result's ``method_stats``.
+
+A method states what it needs in ``supports`` (names of ``models.layout.POINTS``: ``blocks``, ``attention_outputs``,
+``projections`` ...), never which kinds: it runs on every kind whose table offers them, and finds its insertion points
+through the table (``layout_of(model)`` in the hooks after ``apply``).
 
 Rules the loop relies on:
 - parameters a method creates are trainable by default; existing (frozen) tensors become
@@ -34,6 +39,7 @@ import torch
 from torch import nn
 
 from petlbench.methods.recipe import MethodConfig, Optimizer  # noqa: F401  (re-exported)
+from petlbench.models.layout import Layout
 
 S = TypeVar("S", bound=nn.Module)
 
@@ -56,6 +62,8 @@ class SearchContext:
     make_optimizer: Callable[..., torch.optim.Optimizer]
     steps_per_epoch: int
     log: Callable[[str], None]
+    # (optimizer, steps) -> an lr scheduler: the recipe's warm-up and decay over ``steps`` (None: a constant lr)
+    schedule: Callable[[torch.optim.Optimizer, int], Any] | None = None
 
     @staticmethod
     def step(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str) -> float:
@@ -82,6 +90,14 @@ def unfreeze(*items: nn.Module | nn.Parameter) -> None:
             p.requires_grad_(True)
 
 
+def layout_of(model: nn.Module) -> Layout:
+    """The kind table a model was adapted with (``tracks.apply_method`` keeps it on the model)."""
+    layout = getattr(model, "petl_layout", None)
+    if not isinstance(layout, Layout):
+        raise ValueError("model has no kind table: apply the method through tracks.apply_method")
+    return layout
+
+
 def state_of(model: nn.Module, attr: str, cls: type[S], method: str) -> S:
     """The state ``method``'s ``apply`` attached to ``model`` as ``model.<attr>`` (a module of type ``cls``);
     ValueError when the method was not applied."""
@@ -99,17 +115,21 @@ class Method:
     # shown with every run of the method, e.g. "re-implementation: no official code"
     note: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    # backbone kinds it can adapt: "vit" (timm ViT), "cnn" (other timm models), "vl" (petlbench.vl.VLModel)
-    supports: ClassVar[frozenset[str]] = frozenset({"vit"})
+    # the insertion points it needs (``models.layout.POINTS``); the empty set: it runs on every kind
+    supports: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: MethodConfig | None = None) -> None:
         self.cfg = cfg if cfg is not None else self.Config()
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, layout: Layout) -> nn.Module:
         raise NotImplementedError
 
     def search(self, model: nn.Module, ctx: SearchContext) -> None:
         """Optional search stage; the loop only calls (and times) it when overridden."""
+
+    def search_cost(self) -> str:
+        """What the search stage costs and how to cut it, said with the recipe before training ("" = no search)."""
+        return ""
 
     def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
         return None

@@ -1,9 +1,10 @@
 """BitFit (Ben Zaken et al., ACL 2022): train only the bias terms (and the head).
 
 Structural selection: every module's own ``bias`` parameter (Linear, Conv, LayerNorm, BatchNorm, ...)
-is unfrozen; no name matching. ViT-B/16: 102,912 params excluding the head. On the VL model only the
-language model's biases (the visual encoder stays frozen, see ``petlbench.vl.models.bert``); BERT-base: 102,144. On
-ViLT and METER every bias of the model (both of METER's encoders too, as ``full`` trains them).
+is unfrozen; no name matching; of the part the kind's table calls adaptable (``models.layout``). ViT-B/16: 102,912
+params excluding the head. On the VL pair only the language model's biases (the visual encoder stays frozen, see
+``petlbench.vl.models.bert``); BERT-base: 102,144. On ViLT and METER every bias of the model (both of METER's
+encoders too, as ``full`` trains them).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from petlbench.methods._bert import is_vl, language_model
 from petlbench.methods.base import Method, MethodConfig, unfreeze
+from petlbench.models.layout import Layout
 from petlbench.registry import register
 
 
@@ -28,10 +29,10 @@ class BitFit(Method):
     name = "bitfit"
     description = "BitFit: train only the bias terms (incl. normalization biases) and the head."
     Config = BitFitConfig
-    supports = frozenset({"vit", "cnn", "vl", "vilt", "meter"})
+    supports = frozenset({"biases"})
 
-    def apply(self, model: nn.Module) -> nn.Module:
-        for module in (language_model(model) if is_vl(model) else model).modules():
+    def apply(self, model: nn.Module, layout: Layout) -> nn.Module:
+        for module in layout.adaptable(model).modules():
             bias = module._parameters.get("bias")  # the module's own bias, not its children's
             if isinstance(bias, nn.Parameter):
                 unfreeze(bias)

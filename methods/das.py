@@ -32,7 +32,8 @@ Gates, the chosen blocks and the number of gate updates live in ``model.das_stat
 VL model: the blocks are the language model's post-LN encoder layers (``model.text.encoder.layer``); a skipped
 layer becomes ``x + A_skip(x)`` like a ViT block, and a kept one gets the official METER placement of DAS's
 ``BertSelfOutput`` / ``feed_forward_chunk``: ``a = LN1(x + Attn(x) + A0(x))``, ``y = LN2(a + FFN(a)) + A1(a)``
-(``methods/_bert.py``). ``_BlockKind`` holds the few kind-specific steps; the search is the same code.
+(``methods/_bert.py``). ``_Blocks`` holds the few steps that depend on the layer style of the kind's table
+(``models.layout``); the search is the same code.
 METER: the blocks are its 12 co-attention layers (text stream 0-5, image stream 6-11, the official order of
 ``apply_flag``); a kept one has three parallel adapters (self- and cross-attention outputs, FFN), a skipped one a
 skip adapter of 3d/8 (official 96 * 3). ViLT: as on a ViT (its blocks are timm blocks, official placement).
@@ -43,35 +44,19 @@ from __future__ import annotations
 import math
 import types
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from petlbench.config.method_config import Range
 from petlbench.errors import UserError
-from petlbench.methods._bert import (
-    add_output_branches,
-    attention_outputs,
-    attn_output,
-    bert_layers,
-    ffn_output,
-    is_meter,
-    is_vl,
-    output_branch,
-    text_dim,
-)
-from petlbench.methods._modules import (
-    Bottleneck,
-    add_branches,
-    embed_dim,
-    resolve_indices,
-    scoring_mode,
-    vit_blocks,
-)
-from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, state_of
+from petlbench.methods._bert import add_output_branches, output_branch
+from petlbench.methods._modules import Bottleneck, add_branches, resolve_indices, scoring_mode
+from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, layout_of, state_of
 from petlbench.methods.recipe import vlp_recipe
+from petlbench.models.layout import Layout
 from petlbench.registry import register
 
 
@@ -82,7 +67,8 @@ class DASConfig(MethodConfig):
 
     skip: Annotated[int, Range(ge=0)] = 1  # k blocks to skip; the paper reports several k (DAS_k); 1 = the smallest saving
     bottleneck: Annotated[int | None, Range(ge=1)] = None  # parallel adapters A0/A1; None = d/8 (96 on d=768, official default)
-    skip_bottleneck: Annotated[int | None, Range(ge=1)] = None  # skip adapters; None = d/4 (192 on d=768, official ViLT: 96*2), on METER 3d/8 (official 96*3)
+    skip_bottleneck: Annotated[int | None, Range(ge=1)] = None  # skip adapters; None = skip_width × d
+    skip_width: Annotated[float, Range(gt=0)] = 0.25  # 192 on d=768 (official ViLT: 96*2); METER 3/8 (official 96*3)
     adapter_norm: bool = True  # LayerNorm at the adapter input (official ParallelAdapter option "in")
     adapter_init: Literal["normal", "lora"] = "normal"  # normal: Down, Up ~ N(0, 0.02) (official "bert"
     # init); lora: Down kaiming-uniform, Up = 0 (kept blocks exactly unchanged at init). Biases 0.
@@ -102,15 +88,26 @@ class DASConfig(MethodConfig):
     # applies the update without it, i.e. an effective 1.0
     reward_batches: Annotated[int, Range(ge=1)] = 1  # fresh validation batches per update (all arms see the same ones); official 1
     reward_eval_mode: bool = True  # score arms with dropout off (official: training mode); our choice,
-    # less noisy rewards
+    # less noisy rewards; on ViLT and METER the official train mode (for_task)
+    # the search's lr: the recipe's warm-up and decay over the search's steps (True: the official search, a full
+    # training run, DAS repo *_search configs) or constant (False; ours, on the vision kinds)
+    search_schedule: bool = False
     reinit_after_search: bool = True  # reset adapters and head after the search (official: separate
     # training run from the pre-trained model); False = keep the search-trained weights
+
+    NEUTRAL: ClassVar[dict[str, Any]] = {**MethodConfig.NEUTRAL, "skip_width": 0.25, "search_schedule": False}
 
     @classmethod
     def for_task(cls, task: Any, builtin: bool, kind: str | None = None) -> dict[str, Any]:
         """On ViLT / METER the official recipe (``recipe.VLP_RECIPES``); ViLT's lr is the DAS repo's 1e-4
-        (ViLT/vilt/config.py ``task_finetune_vqa_randaug``, used by its vqa_train.sh)."""
-        return vlp_recipe(kind, task, lr={"vilt": 1e-4})
+        (ViLT/vilt/config.py ``task_finetune_vqa_randaug``, used by its vqa_train.sh); METER's skip adapters are 96 * 3
+        wide (METER/meter/modules/meter_module_train.py, ``ParallelAdapter(bottleneck = 96 * 3)``)."""
+        recipe = vlp_recipe(kind, task, lr={"vilt": 1e-4})
+        if kind == "vilt":  # the DAS repo's ViLT has no token4classifier (ViLT/vilt/modules/vilt_module*.py)
+            recipe["classifier_token"] = False
+        if kind in ("vilt", "meter"):  # the official search: a full run (schedule), arms scored in training mode
+            recipe.update(search_schedule=True, reward_eval_mode=False)
+        return {**recipe, **({"skip_width": 3 / 8} if kind == "meter" else {})}
 
     def __post_init__(self) -> None:
         if self.skip_blocks is not None:
@@ -222,51 +219,39 @@ def top_k(gate: torch.Tensor, k: int) -> tuple[int, ...]:
 # ------------------------------------------------------------------------------------------ model plumbing
 
 
-@dataclass(frozen=True)
-class _BlockKind:
-    """The kind-specific steps of DAS: where the blocks are, their width, and the parallel adapters."""
+class _Blocks:
+    """DAS's steps on one kind: its blocks and width (the kind's table) and how a parallel adapter attaches to its
+    layer style: beside a pre-norm block's attention and MLP (official ViLT block), or inside a post-LN layer's
+    output modules (official METER: A0 inside every attention output's LayerNorm, ``bert_model_PA.BertSelfOutput``;
+    A1 after the FFN's, ``BertCrossLayer.feed_forward_chunk``)."""
 
-    container: Callable[[nn.Module], nn.Module]  # the block list (ModuleList / Sequential), replaced in place
-    dim: Callable[[nn.Module], int]
-    add_parallel: Callable[[nn.Module, Callable[[], nn.Module]], None]  # (block, make a parallel adapter)
-    has_parallel: Callable[[nn.Module], bool]
-    prepare: Callable[[nn.Module], None]  # make the block's own forward the kept-block path
-    skip_ratio: float = 1 / 4  # default skip-adapter width / d (official ViLT: 96 * 2 on d = 768)
+    def __init__(self, layout: Layout) -> None:
+        self.layout, self.bert = layout, layout.layer == "bert"
 
+    def container(self, model: nn.Module):
+        return self.layout.blocks(model)
 
-def _vit_container(model: nn.Module) -> nn.Module:
-    vit_blocks(model)  # friendly error for non-ViTs
-    return model.blocks
+    def dim(self, model: nn.Module) -> int:
+        return self.layout.width(model)
 
+    def add_parallel(self, block: nn.Module, make: Callable[[], nn.Module]) -> None:
+        if not self.bert:
+            add_branches(block, attn_par=make(), mlp_par=make())
+            return
+        for out in self.layout.attention_outputs(block):
+            add_output_branches(out, par_adapter=make())
+        for out in self.layout.ffn_outputs(block):
+            add_output_branches(out, post_adapter=make())
 
-def _vit_prepare(block: nn.Module) -> None:
-    if not hasattr(block, "attn_par"):
-        add_branches(block)  # branch slots = None, branched forward patched
+    def has_parallel(self, block: nn.Module) -> bool:
+        if self.bert:
+            return output_branch(self.layout.attention_outputs(block)[0], "par_adapter") is not None
+        return getattr(block, "attn_par", None) is not None
 
-
-def _bert_add_parallel(layer: nn.Module, make: Callable[[], nn.Module]) -> None:
-    """A0 inside every attention output's LayerNorm (METER's co-attention layers: self- and cross-attention, official
-    ``bert_model_PA.BertSelfOutput``), A1 after the FFN's (``BertCrossLayer.feed_forward_chunk``)."""
-    for out in attention_outputs(layer):
-        add_output_branches(out, par_adapter=make())
-    add_output_branches(ffn_output(layer), post_adapter=make())
-
-
-_VIT = _BlockKind(
-    container=_vit_container, dim=embed_dim,
-    add_parallel=lambda b, make: add_branches(b, attn_par=make(), mlp_par=make()),
-    has_parallel=lambda b: getattr(b, "attn_par", None) is not None, prepare=_vit_prepare,
-)
-_BERT = _BlockKind(
-    container=bert_layers, dim=text_dim, add_parallel=_bert_add_parallel,
-    has_parallel=lambda layer: output_branch(attn_output(layer), "par_adapter") is not None,
-    prepare=lambda layer: None,  # its adapters live in the output modules; the layer forward is unchanged
-)
-_METER = replace(_BERT, skip_ratio=3 / 8)  # official METER: skip adapters of 96 * 3 on d = 768
-
-
-def block_kind(model: nn.Module) -> _BlockKind:
-    return _METER if is_meter(model) else _BERT if is_vl(model) else _VIT
+    def prepare(self, block: nn.Module) -> None:
+        """Make the block's own forward the kept-block path (a post-LN layer's adapters live in its output modules)."""
+        if not self.bert and not hasattr(block, "attn_par"):
+            add_branches(block)  # branch slots = None, branched forward patched
 
 
 def das_state(model: nn.Module) -> DASState:
@@ -280,7 +265,7 @@ def set_skipped(model: nn.Module, skip: Sequence[int]) -> None:
         raise RuntimeError("the DAS architecture is already fixed (skipped blocks removed)")
     mask = torch.zeros(len(state.skipped), dtype=torch.bool)
     mask[torch.tensor(list(skip), dtype=torch.long)] = True
-    kind = block_kind(model)
+    kind = _Blocks(layout_of(model))
     blocks = list(kind.container(model))
     for i, block in enumerate(blocks):  # outside the search only the built architecture is possible
         if not (getattr(block, "das_skip", None) is not None if mask[i] else kind.has_parallel(block)):
@@ -295,7 +280,7 @@ class _Factory:
     """Builds adapters for one model from the config (on the model's device/dtype)."""
 
     def __init__(self, cfg: DASConfig, model: nn.Module) -> None:
-        self.cfg, self.kind = cfg, block_kind(model)
+        self.cfg, self.kind = cfg, _Blocks(layout_of(model))
         self.dim = self.kind.dim(model)
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
@@ -309,7 +294,9 @@ class _Factory:
         return self._make(self.cfg.bottleneck or max(1, self.dim // 8))
 
     def skip(self) -> DASAdapter:
-        return self._make(self.cfg.skip_bottleneck or max(1, int(self.dim * self.kind.skip_ratio)))
+        adapter = self._make(self.cfg.skip_bottleneck or max(1, int(self.dim * self.cfg.skip_width)))
+        adapter.lr_group = "base"  # official METER: skip adapters live outside the co-attention layers (base lr)
+        return adapter
 
 
 def _install(block: nn.Module, parallel: bool, skip: bool, make: _Factory) -> None:
@@ -332,7 +319,7 @@ def commit(model: nn.Module) -> None:
     state = das_state(model)
     if bool(state.committed):
         return
-    blocks = block_kind(model).container(model)
+    blocks = layout_of(model).blocks(model)
     for i, block in enumerate(list(blocks)):
         if bool(state.skipped[i]):
             blocks[i] = SkippedBlock(block.das_skip)
@@ -357,7 +344,7 @@ class DAS(Method):
     name = "das"
     description = "Dynamic Architecture Skipping: bandit-searched block skipping + adapters (Wu et al. 2023)."
     Config = DASConfig
-    supports = frozenset({"vit", "vl", "vilt", "meter"})
+    supports = frozenset({"blocks", "attention_outputs", "ffn_outputs"})
 
     def _default_skip(self, depth: int) -> tuple[int, ...]:
         cfg: DASConfig = self.cfg  # type: ignore[assignment]
@@ -365,10 +352,9 @@ class DAS(Method):
             return tuple(range(depth - cfg.skip, depth))  # no search: the last k blocks
         return tuple(resolve_indices(cfg.skip_blocks, depth, "skip_blocks"))
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, layout: Layout) -> nn.Module:
         cfg: DASConfig = self.cfg  # type: ignore[assignment]
-        kind = block_kind(model)
-        blocks = list(kind.container(model))
+        blocks = list(layout.blocks(model))
         if cfg.skip >= len(blocks):
             raise UserError(f"skip={cfg.skip} would remove all {len(blocks)} blocks; use skip < {len(blocks)}")
         skip = self._default_skip(len(blocks))
@@ -382,6 +368,13 @@ class DAS(Method):
     def _searches(self) -> bool:
         cfg: DASConfig = self.cfg  # type: ignore[assignment]
         return cfg.skip > 0 and cfg.search_epochs > 0 and cfg.skip_blocks is None
+
+    def search_cost(self) -> str:
+        cfg: DASConfig = self.cfg  # type: ignore[assignment]
+        if not self._searches():
+            return ""
+        return (f"search: {cfg.search_epochs} epochs before training (--set search_epochs=N cuts it; --set "
+                "skip_blocks=... skips it)")
 
     def search(self, model: nn.Module, ctx: SearchContext) -> None:
         cfg: DASConfig = self.cfg  # type: ignore[assignment]
@@ -401,6 +394,8 @@ class DAS(Method):
         params = [p for p in model.parameters() if p.requires_grad]
         start = [p.detach().clone() for p in params] if cfg.reinit_after_search else None
         opt = ctx.make_optimizer(params)
+        sched = ctx.schedule(opt, cfg.search_epochs * ctx.steps_per_epoch) if cfg.search_schedule and ctx.schedule \
+            else None
         val = ctx.val_batches()
         step, every = 0, max(1, ctx.steps_per_epoch // cfg.gate_updates_per_epoch)
         for epoch in range(cfg.search_epochs):
@@ -409,6 +404,8 @@ class DAS(Method):
                 with ctx.autocast():
                     loss = ctx.loss_fn(model(x), y)
                 ctx.step(opt, loss, "DAS search")
+                if sched is not None:
+                    sched.step()
                 step += 1
                 if epoch >= cfg.search_warmup_epochs and step % every == 0:
                     self._update_gates(model, ctx, val, gen)

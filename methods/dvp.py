@@ -75,19 +75,25 @@ from torch import nn
 from petlbench.config.method_config import Range
 from petlbench.data.batching import map_tensors
 from petlbench.errors import UserError
-from petlbench.methods._bert import add_output_branches, attn_output, bert_layers, ffn_output, is_vl
+from petlbench.methods._bert import add_output_branches
 from petlbench.methods._modules import Bottleneck, factory_kwargs, scoring_mode
 from petlbench.methods._t5 import (
     add_sublayer_adapters,
-    decoder_blocks,
     dvp_features,
-    is_t5,
     layer_norms,
-    lm_width,
     remove_sublayer_adapters,
 )
-from petlbench.methods.base import Method, MethodConfig, MethodModule, SearchContext, state_of, unfreeze
+from petlbench.methods.base import (
+    Method,
+    MethodConfig,
+    MethodModule,
+    SearchContext,
+    layout_of,
+    state_of,
+    unfreeze,
+)
 from petlbench.models.heads import vilt_head
+from petlbench.models.layout import Layout
 from petlbench.registry import register
 
 TRACE_POINTS = 50  # reward-trace entries kept in method_stats (evenly subsampled)
@@ -258,19 +264,15 @@ class DVPState(MethodModule):
         self.active = k
 
 
-def language_model_kind(model: nn.Module) -> str:
-    """Which official recipe's language model: "bert" (a BERT-family encoder, ``VLModel``) or "t5"."""
-    return "t5" if is_t5(model) else "bert"
-
-
 def remove_adapters(model: nn.Module) -> None:
     """Empty DVP_adp's adapter slots (the model then computes what it did before ``apply`` added them)."""
-    if is_t5(model):
+    layout = layout_of(model)
+    if layout.layer == "t5":
         remove_sublayer_adapters(model)
         return
-    for layer in bert_layers(model):
-        add_output_branches(attn_output(layer), seq_adapter=None)
-        add_output_branches(ffn_output(layer), seq_adapter=None)
+    for layer in layout.blocks(model):
+        for out in [*layout.attention_outputs(layer), *layout.ffn_outputs(layer)]:
+            add_output_branches(out, seq_adapter=None)
 
 
 def dvp_state(model: nn.Module) -> DVPState:
@@ -354,31 +356,31 @@ class DVP(Method):
     name = "dvp"
     description = "Dynamic Visual Prompting: one cross-attention visual prompt at a bandit-searched LM layer."
     Config = DVPConfig
-    supports = frozenset({"vl", "t5"})
+    supports = frozenset({"language_model", "blocks"})  # a language model reading visual tokens; K is one of its blocks
 
     def _prompt(self, model: nn.Module) -> VisualPrompt:
         """A freshly initialised DVP module for ``model`` (on its device and dtype)."""
         cfg: DVPConfig = self.cfg  # type: ignore[assignment]
         text = model.text
         heads = cfg.heads or int(text.config.num_attention_heads)
-        return VisualPrompt(lm_width(model), int(model.vision.embed_dim), heads, cfg.attn_dropout,
+        return VisualPrompt(layout_of(model).width(model), int(model.vision.embed_dim), heads, cfg.attn_dropout,
                             cfg.token_type_std, **factory_kwargs(text))
 
     def _adapter(self, model: nn.Module) -> Bottleneck:
         cfg: DVPConfig = self.cfg  # type: ignore[assignment]
-        d, std = lm_width(model), cfg.adapter_init_std
+        d, std = layout_of(model).width(model), cfg.adapter_init_std
         a = Bottleneck(d, cfg.adapter_bottleneck or max(1, d // 8), act="relu", **factory_kwargs(model.text))
         with torch.no_grad():  # official init: plain (untruncated) N(0, std) weights, zero biases
             nn.init.normal_(a.down.weight, std=std)
             nn.init.normal_(a.up.weight, std=std)
         return a
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, layout: Layout) -> nn.Module:
         cfg: DVPConfig = self.cfg  # type: ignore[assignment]
-        t5 = is_t5(model)  # T5: K is a decoder block, adapters on every T5 sublayer (methods._t5)
-        if not (is_vl(model) or t5) or getattr(model, "vision", None) is None:
+        t5 = layout.layer == "t5"  # T5: K is a decoder block, adapters on every T5 sublayer (methods._t5)
+        if getattr(model, "vision", None) is None:
             raise UserError("DVP needs a VL model with a visual encoder (a TEXT+VISION model, modality 'both')")
-        depth = len(decoder_blocks(model) if t5 else bert_layers(model))
+        depth = len(layout.blocks(model))
         k = 0 if cfg.insert_layer is None else cfg.insert_layer
         for key, value in (("insert_layer", k), ("search_train_layer", cfg.search_train_layer or 0)):
             if value >= depth:
@@ -392,10 +394,11 @@ class DVP(Method):
             unfreeze(*layer_norms(model))
             add_sublayer_adapters(model, lambda: self._adapter(model))
         else:
-            for layer in bert_layers(model):
-                unfreeze(attn_output(layer).LayerNorm, ffn_output(layer).LayerNorm)
-                add_output_branches(attn_output(layer), seq_adapter=self._adapter(model))
-                add_output_branches(ffn_output(layer), seq_adapter=self._adapter(model))
+            for layer in layout.blocks(model):
+                for out in [*layout.attention_outputs(layer), *layout.ffn_outputs(layer)]:
+                    unfreeze(out.LayerNorm)
+                for out in [*layout.attention_outputs(layer), *layout.ffn_outputs(layer)]:
+                    add_output_branches(out, seq_adapter=self._adapter(model))
         model.dvp = DVPState(depth, k, self._prompt(model)).to(next(model.text.parameters()).device)
         model.forward_features = types.MethodType(_dvp_t5_forward_features if t5 else _dvp_forward_features, model)
         self._recipe(model)
@@ -408,9 +411,16 @@ class DVP(Method):
             d, classes = int(model.text.config.hidden_size), model.head.out_features
             model.head = vilt_head(d, classes, **factory_kwargs(model.head))
         model.max_text_len = cfg.max_text_len
-        full, adp, search = OFFICIAL_LR[(language_model_kind(model), cfg.recipe)]
+        full, adp, search = OFFICIAL_LR[(layout_of(model).layer, cfg.recipe)]
         cfg.lr = cfg.lr or (full if cfg.variant == "full" else adp)
         cfg.search_lr = cfg.search_lr or (search if cfg.search_trains == "lm" else cfg.lr)
+
+    def search_cost(self) -> str:
+        cfg: DVPConfig = self.cfg  # type: ignore[assignment]
+        if not self._searches():
+            return ""
+        return (f"search: {cfg.search_updates} preference updates before training, whatever --limit or --epochs "
+                "(--set search_updates=N cuts it; --set insert_layer=K skips it)")
 
     def _searches(self) -> bool:
         cfg: DVPConfig = self.cfg  # type: ignore[assignment]

@@ -8,10 +8,9 @@ from typing import Any
 
 from torch import nn
 
-from petlbench.methods._bert import is_vl, language_model
-from petlbench.methods._t5 import is_t5, t5_model
 from petlbench.methods.base import Method, MethodConfig, unfreeze
 from petlbench.methods.recipe import vlp_recipe
+from petlbench.models.layout import Layout
 from petlbench.registry import register
 
 
@@ -35,8 +34,8 @@ class Full(Method):
     name = "full"
     description = "Full fine-tuning: every backbone parameter and the head train."
     Config = FullConfig
-    supports = frozenset({"vit", "cnn", "vl", "t5", "vilt", "meter"})
+    supports = frozenset()  # every kind: what its table calls adaptable trains (a VL pair: its language model)
 
-    def apply(self, model: nn.Module) -> nn.Module:
-        unfreeze(language_model(model) if is_vl(model) else t5_model(model) if is_t5(model) else model)
+    def apply(self, model: nn.Module, layout: Layout) -> nn.Module:
+        unfreeze(layout.adaptable(model))
         return model

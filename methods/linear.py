@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from petlbench.methods.base import Method, MethodConfig
+from petlbench.models.layout import Layout
 from petlbench.registry import register
 
 
@@ -32,7 +33,7 @@ class Linear(Method):
     name = "linear"
     description = "Linear probe: frozen backbone, train only the classifier head."
     Config = LinearConfig
-    supports = frozenset({"vit", "cnn", "vl", "t5", "vilt", "meter"})
+    supports = frozenset()  # every kind: the head on the frozen backbone
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, layout: Layout) -> nn.Module:
         return model  # the backbone arrives frozen with a trainable head

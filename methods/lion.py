@@ -67,6 +67,7 @@ from torch import nn
 from petlbench.config.method_config import Range
 from petlbench.methods._deq import SolveInfo, SolverSpec, equilibrium
 from petlbench.methods.base import Method, MethodConfig, MethodModule, Optimizer, state_of
+from petlbench.models.layout import Layout
 from petlbench.registry import register
 
 _ACTS = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu}
@@ -405,9 +406,9 @@ class Lion(Method):
     description = "LION: equilibrium implicit prompt layers before and after a frozen backbone, lottery-ticket pruned."
     note = "re-implementation: no official code; layer equations, solver and pruning schedule are our documented choices"
     Config = LionConfig
-    supports = frozenset({"vit", "cnn"})
+    supports = frozenset({"image"})  # an image classifier: its input image and its pooled features
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, layout: Layout) -> nn.Module:
         cfg: LionConfig = self.cfg
         dim = getattr(model, "head_hidden_size", None) or model.num_features
         lion = LionPrompts(cfg, _first_conv_in_channels(model), dim)

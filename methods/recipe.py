@@ -29,7 +29,8 @@ class MethodConfig:
     """
 
     NEUTRAL: ClassVar[dict[str, Any]] = {"grad_clip": 0.0, "adam_beta2": 0.999, "decay": "cosine",
-                                          "head_lr_mult": 1.0, "wd_bias_norm": True, "fusion_lr_mult": 1.0}
+                                          "head_lr_mult": 1.0, "wd_bias_norm": True, "fusion_lr_mult": 1.0,
+                                          "classifier_token": False, "randaugment": False}
 
     optimizer: Optimizer = "adamw"  # adamw | sgd (momentum 0.9)
     lr: Annotated[float, Range(gt=0), Flag("override the recipe's learning rate")] = 1e-3
@@ -49,6 +50,12 @@ class MethodConfig:
     # lr multiplier of the backbone's cross-modal fusion parameters (``BackboneFamily.fusion_parameters``: METER's
     # co-attention layers, transforms and poolers, with what a method adds inside them); METER: lr_mult_cross_modal
     fusion_lr_mult: Annotated[float, Range(gt=0)] = 1.0
+    # a learnable classifier token replaces the first text token (the kind's table: ``Layout.classifier_token``; the
+    # official APT code on ViLT and METER, every APT-repo baseline and DAS on METER: ``token4classifier``)
+    classifier_token: bool = False
+    # RandAugment(2, 9) on the training images, as the official ViLT / METER VQA and SNLI-VE recipes (``*_randaug``,
+    # ``clip_randaug``; data.randaugment); VL data only
+    randaugment: bool = False
 
     @classmethod
     def for_task(cls, task: Any, builtin: bool, kind: str | None = None) -> dict[str, Any]:
@@ -69,7 +76,9 @@ class MethodConfig:
 #   METER VQAv2: APT / DAS repos METER/meter/config.py ``task_finetune_vqa_clip_bert``: lr 2.5e-5, lr_mult_head 50,
 #     lr_mult_cross_modal 5, batch 512, max_epoch 10, warmup 0.1. METER SNLI-VE ``task_finetune_snli_clip_bert``:
 #     lr 2e-6, lr_mult_head 10, lr_mult_cross_modal 5, batch 64, max_epoch 5, warmup 0.1.
-_VLP_SHARED = {"weight_decay": 0.01, "adam_beta2": 0.98, "decay": "linear", "wd_bias_norm": False}
+_VLP_SHARED = {"weight_decay": 0.01, "adam_beta2": 0.98, "decay": "linear", "wd_bias_norm": False,
+               "classifier_token": True,  # every APT-repo module and DAS on METER (DAS on ViLT: none, methods/das.py)
+               "randaugment": True}  # ViLT task_finetune_vqa_randaug; METER's runs add clip_randaug (its README)
 VLP_RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("vilt", "vqav2"): {"lr": 5e-4, "head_lr_mult": None, "batch_size": 256, "epochs": 10, "warmup_epochs": 1},
     ("meter", "vqav2"): {"lr": 2.5e-5, "head_lr_mult": 50.0, "fusion_lr_mult": 5.0, "batch_size": 512, "epochs": 10,

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from petlbench.config.method_config import Range
-from petlbench.methods._modules import embed_dim, factory_kwargs, vit_blocks
+from petlbench.methods._modules import factory_kwargs
 from petlbench.methods.base import Method, MethodConfig, MethodModule, Optimizer
+from petlbench.models.layout import Layout
 from petlbench.registry import register
 
 
@@ -95,14 +96,15 @@ class VPT(Method):
     name = "vpt"
     description = "VPT: learnable prompt tokens after CLS at the input (shallow) or before every block (deep)."
     Config = VPTConfig
+    supports = frozenset({"tokens", "blocks"})  # the image token stream of a timm ViT; deep: one set per block
 
-    def apply(self, model: nn.Module) -> nn.Module:
-        blocks = vit_blocks(model)
+    def apply(self, model: nn.Module, layout: Layout) -> nn.Module:
+        blocks = layout.blocks(model)
         if not hasattr(model, "num_prefix_tokens") or not hasattr(model, "_pos_embed"):
             raise ValueError(f"{type(model).__name__} is not a timm VisionTransformer; VPT needs one")
         patch = tuple(getattr(model.patch_embed, "patch_size", (16, 16)))
         sets = len(blocks) if self.cfg.deep else 1
-        model.vpt = VPTPrompts(sets, self.cfg.num_tokens, embed_dim(model), patch, self.cfg.dropout,
+        model.vpt = VPTPrompts(sets, self.cfg.num_tokens, layout.width(model), patch, self.cfg.dropout,
                                **factory_kwargs(model))
         model.forward_features = types.MethodType(_vpt_forward_features, model)
         return model

@@ -250,11 +250,13 @@ def list_(what: Annotated[str, typer.Argument(help="methods | datasets | models 
     t = Table(title=what, title_justify="left")
     if what == "methods":
         from petlbench.registry import METHODS
+        from petlbench.tracks import supported_kinds
 
-        for col in ("name", "supports", "description"):
+        for col in ("name", "runs on", "description"):
             t.add_column(col)
         for name, cls in METHODS.all().items():
-            t.add_row(name, ",".join(sorted(cls.supports)), cls.description + (f" ({cls.note})" if cls.note else ""))
+            t.add_row(name, ",".join(supported_kinds(cls.supports)),
+                      cls.description + (f" ({cls.note})" if cls.note else ""))
     elif what == "datasets":
         from petlbench.datasets import DEFAULT, list_datasets
 

@@ -46,9 +46,43 @@ def model_track(name: str | None) -> str:
     return family(name).track
 
 
-def method_tracks(supports: frozenset[str]) -> set[str]:
-    """The tracks a method with these backbone kinds runs on."""
-    return {f.track for f in FAMILIES.all().values() if f.kinds & supports}
+def supported_kinds(needs: frozenset[str]) -> list[str]:
+    """The backbone kinds whose insertion points offer what a method needs (``Method.supports``)."""
+    return sorted(k for f in FAMILIES.all().values() for k, layout in f.layouts.items() if not layout.missing(needs))
+
+
+def method_tracks(needs: frozenset[str]) -> set[str]:
+    """The tracks a method with these needs runs on."""
+    return {f.track for f in FAMILIES.all().values() for layout in f.layouts.values() if not layout.missing(needs)}
+
+
+def family_of(model: nn.Module) -> BackboneFamily:
+    """The family that builds a model like ``model`` (the VL families first: the vision family takes any model)."""
+    for fam in sorted(FAMILIES.all().values(), key=lambda f: f is VISION):
+        try:
+            if fam.kind(model) in fam.layouts:
+                return fam
+        except AttributeError:  # not a model of this family (it has no kind attribute)
+            continue
+    raise ValueError(f"no backbone family builds {type(model).__name__}")
+
+
+def apply_method(method: Any, model: nn.Module, fam: BackboneFamily | None = None) -> nn.Module:
+    """``method.apply(model, layout)`` with the model's kind table (``fam``'s, else ``family_of``'s), which also
+    stays on the model (``petl_layout``) for the method's later hooks; UserError when the kind lacks what the method
+    needs."""
+    fam = fam or family_of(model)
+    layout = fam.layout(model)
+    if missing := layout.missing(method.supports):
+        raise UserError(f"method '{method.name}' needs {', '.join(missing)}, which {layout.kind} backbones do not "
+                        f"offer (it runs on {', '.join(supported_kinds(method.supports))}); pick another --model")
+    if method.cfg.classifier_token:
+        if layout.classifier_token is None:
+            raise UserError(f"classifier_token=true needs a kind with a learnable classifier token (vilt, meter); "
+                            f"{layout.kind} backbones have none: drop --set classifier_token=true")
+        layout.classifier_token(model)
+    model.petl_layout = layout
+    return method.apply(model, layout)
 
 
 def _families(track: str) -> list[BackboneFamily]:
@@ -71,7 +105,7 @@ def resolve_model(track: str, model: str | None, method: str, supports: frozense
 
         fits = sorted(n for n, c in METHODS.all().items() if track in method_tracks(c.supports))
         only = " and ".join(TRACK_NAMES.get(t, t) for t in sorted(method_tracks(supports))) + " only"
-        raise UserError(f"method '{method}' is {only} (supports {', '.join(sorted(supports))} backbones); "
+        raise UserError(f"method '{method}' is {only} (runs on {', '.join(supported_kinds(supports))} backbones); "
                         f"on a {track} dataset use one of: {', '.join(fits)}")
     if model is None:
         return default_model(track)

@@ -70,7 +70,7 @@ def tiny_meter(classes: int = CLASSES, img: int = IMG, vocab: int = 60, seed: in
     frozen as ``build`` makes it."""
     from transformers import AutoConfig, AutoModel
 
-    from petlbench.vl.models.meter import METER, TRAINS_WITH_EVERY_METHOD, MeterSpec
+    from petlbench.vl.models.meter import METER, MeterSpec
 
     torch.manual_seed(seed)
     text = AutoModel.from_config(AutoConfig.for_model("roberta", vocab_size=vocab, hidden_size=32, num_hidden_layers=1,
@@ -78,8 +78,4 @@ def tiny_meter(classes: int = CLASSES, img: int = IMG, vocab: int = 60, seed: in
                                                       max_position_embeddings=40), add_pooling_layer=False)
     spec = MeterSpec(hidden_size=32, num_top_layer=2, num_heads=4, image_size=img, patch_size=16, vision_layers=2,
                      max_text_len=12)
-    model = METER(spec, classes, text)
-    model.requires_grad_(False)
-    for part in (model.head, *(getattr(model, n) for n in TRAINS_WITH_EVERY_METHOD)):
-        part.requires_grad_(True)
-    return model
+    return METER(spec, classes, text).freeze()

@@ -77,18 +77,20 @@ def _run_options(merged: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def track_methods(datasets: list[str] | None, where: str) -> list[str]:
-    """``methods = "all"``: every registered method, in name order, that runs on the one track of ``datasets``."""
+def track_methods(datasets: list[str] | None, where: str, model: str | None = None) -> list[str]:
+    """``methods = "all"``: every registered method, in name order, that runs on the one track of ``datasets`` and on
+    a kind of the block's model's family (no model: the track's default model)."""
     from petlbench.datasets import track_of
     from petlbench.registry import METHODS
-    from petlbench.tracks import method_tracks
+    from petlbench.tracks import default_model, family, supported_kinds
 
     found = {track_of(d) for d in datasets or [None]}
     if len(found) != 1:
         raise UserError(f"suite '{where}': methods = \"all\" needs datasets of one track, but they are "
                         f"{' and '.join(sorted(found))}; split them into [[group]] blocks")
     (track,) = found
-    return [n for n, cls in METHODS.all().items() if track in method_tracks(cls.supports)]
+    kinds = family(model or default_model(track)).kinds
+    return [n for n, cls in METHODS.all().items() if kinds & set(supported_kinds(cls.supports))]
 
 
 def _runs_of_block(merged: dict[str, Any], where: str) -> list[SuiteRun]:
@@ -105,7 +107,7 @@ def _runs_of_block(merged: dict[str, Any], where: str) -> list[SuiteRun]:
         raise UserError(f"suite '{where}' lists no methods; add methods = [\"linear\", ...]")
     methods = merged["methods"]
     if methods == "all":
-        methods = track_methods(merged.get("datasets"), where)
+        methods = track_methods(merged.get("datasets"), where, merged.get("model"))
     elif not (isinstance(methods, list) and all(isinstance(m, str) for m in methods)):
         raise UserError(f"suite '{where}': methods must be a list of method names or \"all\", "
                         f"e.g. methods = [\"linear\", \"lora\"]; got {methods!r}")

@@ -32,14 +32,8 @@ def build(method: Method, model_name: str | None, num_classes: int, *, weights: 
     """Backbone (built by its family) + ``method.apply``; refuses a backbone kind the method does not support."""
     model, info, fam = tracks.create_backbone(model_name, num_classes, weights=weights, pretrained=pretrained,
                                               modality=modality, **kwargs)
-    kind = fam.kind(model)
-    if kind not in method.supports:
-        raise UserError(
-            f"method '{method.name}' does not support {kind} backbones (supports: {', '.join(sorted(method.supports))}); "
-            "pick another --model"
-        )
     backbone_total = sum(p.numel() for p in model.parameters())
-    return Built(method.apply(model), info, backbone_total, fam)
+    return Built(tracks.apply_method(method, model, fam), info, backbone_total, fam)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,9 +47,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_method(name: str, overrides: dict[str, Any] | None = None) -> Method:
+def make_method(name: str, overrides: dict[str, Any] | None = None, kind: str | None = None) -> Method:
+    """Method ``name`` with ``overrides`` over, when ``kind`` is given, its recipe's defaults on that backbone kind
+    (``MethodConfig.for_task`` without a task: its published task's)."""
     cls = METHODS.get(name)
-    return cls(build_method_config(cls.Config, overrides or {}, name))
+    defaults = cls.Config.for_task(None, False, kind) if kind else {}
+    return cls(build_method_config(cls.Config, {**defaults, **(overrides or {})}, name))
 
 
 def resolve_overrides(overrides: dict[str, Any], cfg_cls: type[MethodConfig], raw: Data,
@@ -110,6 +107,9 @@ def prepare_run(cfg: RunConfig, raw: Data) -> Prepared:
     cfg = replace(cfg, model=tracks.resolve_model(raw.track, cfg.model, cfg.method, cls.supports))
     kind = tracks.family(cfg.model).kind_of_name(cfg.model)  # known from the name: the backbone's own recipe
     method = cls(build_method_config(cls.Config, resolve_overrides(cfg.overrides, cls.Config, raw, kind), cfg.method))
+    if method.cfg.randaugment and raw.track != "vl":
+        raise UserError("randaugment is the official ViLT / METER recipes' augmentation of VL data; vision runs train "
+                        "without augmentation (the VTAB-1k protocol): drop --set randaugment=true")
     built = build_seeded(method, cfg, raw.num_classes)
     cfg = replace(cfg, frozen_backbone_mode=frozen_mode(cfg.frozen_backbone_mode, built))
     device = distributed.session().place(resolve_device(cfg.device))
@@ -163,13 +163,14 @@ def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, i
             overrides: dict[str, Any] | None = None, text_len: int = 16) -> dict[str, Any]:
     """Build (random init, no data), apply, count params, finalize, count GMACs (a model with a frozen input
     encoder, e.g. a VL pair: on ``text_len`` text tokens, the encoder's share also apart)."""
-    method = make_method(method_name, overrides)
-    supports = type(method).supports  # no model named: the vision default, or the VL default for a VL-only method
+    supports = METHODS.get(method_name).supports  # no model named: the vision default, or the VL default for a VL-only
     track = tracks.model_track(model_name) if model_name else min(tracks.method_tracks(supports), key="vision".__ne__)
     model_name = tracks.resolve_model(track, model_name, method_name, supports)
+    method = make_method(method_name, overrides, tracks.family(model_name).kind_of_name(model_name))
     cfg = RunConfig(method=method_name, model=model_name, img_size=img_size, pretrained=False)
     built = build_seeded(method, cfg, num_classes)
     fam, counts = built.family, measure.param_counts(built.model, built.backbone_total)
+    groups = measure.trainable_groups(built.model)
     data_cfg = fam.data_config(built.model)
     size = fam.count_size(built.model, data_cfg, text_len=text_len)
     model = method.finalize(built.model)
@@ -179,7 +180,7 @@ def inspect(method_name: str, model_name: str | None, num_classes: int = 1000, i
         "input_size": list(data_cfg.get("input_size", ())), **counts,
         "gmacs": g, "gmacs_backbone": g_base, "gmacs_extra": g - g_base,
         "gmacs_ratio": g / g_base if g_base else float("nan"),
-        "method_config": {k: v for k, v in vars(method.cfg).items()},
+        "method_config": {k: v for k, v in vars(method.cfg).items()}, "trainable_groups": groups,
     }
     info["gmacs_change_pct"] = 100 * (g / g_base - 1) if g_base else float("nan")
     encoder = fam.encoder_gmacs(model, data_cfg)

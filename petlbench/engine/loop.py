@@ -278,12 +278,18 @@ class _Loop:
             loss_fn=self.splits.task.loss, autocast=self.rt.autocast,
             make_optimizer=self.optimizer,
             steps_per_epoch=num_batches(train, self.cfg.batch_size), log=self.reporter.log,
+            schedule=self.schedule,
         )
         set_train_mode(self.model, self.rt.frozen_backbone_mode)
         try:
             self.method.search(self.model, ctx)
         except SearchDiverged as e:
             self.out.status, self.out.error = "diverged", str(e)
+
+    def schedule(self, opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+        """The recipe's warm-up (its share of the epochs) then decay over ``steps`` optimizer steps (a search's)."""
+        warmup = int(round(steps * self.cfg.warmup_epochs / max(1, self.cfg.epochs)))
+        return torch.optim.lr_scheduler.LambdaLR(opt, warmup_then_decay(steps, warmup, self.cfg.decay))
 
     def optimizer(self, params: Iterable[nn.Parameter], model: nn.Module | None = None,
                   lr: float | None = None) -> torch.optim.Optimizer:

@@ -110,7 +110,8 @@ def run_one(cfg: RunConfig, raw: Data, *, reporter: Reporter | None = None,
     p = prepared or prepare_run(cfg, raw)
     dist = distributed.session()  # torchrun: DDP over its processes; alone: the identity
     device = p.device
-    data_cfg = p.built.family.data_config(p.built.model)
+    data_cfg = {**p.built.family.data_config(p.built.model), **({"augment": "randaugment"}
+                                                                  if p.method.cfg.randaugment else {})}
     splits = raw.prepare(data_cfg, trainval=p.cfg.trainval, selection=p.cfg.selection)
     res = _row(p, raw, splits, device, data_cfg)
     res.processes = dist.world
@@ -185,6 +186,8 @@ def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
             continue
         say(f"{tag} ...")
         say(f"  {describe_recipe(prepared.method.cfg, raw, cfg.trainval)}")
+        if cost := prepared.method.search_cost():
+            say(f"  {cost}")
         res = run_one(cfg, raw, reporter=reporter, prepared=prepared)
         if dist.is_main and not store.append(res, replace=force):
             say(f"  another process stored this configuration meanwhile (run {res.extra['duplicate_of']}); "

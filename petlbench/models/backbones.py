@@ -19,6 +19,7 @@ from petlbench.errors import UserError
 from petlbench.hub import offline_if_unreachable, unreachable
 from petlbench.models.family import BackboneFamily
 from petlbench.models.heads import freeze_backbone
+from petlbench.models.layout import Layout, fused_qkv
 from petlbench.models.weights import (
     _load_into,
     bundled_path,
@@ -159,7 +160,11 @@ class VisionFamily(BackboneFamily):
     """Bundled and timm image classifiers: kinds 'vit' and 'cnn', the vision track; owns every name no other
     family owns (``tracks.family``)."""
 
-    name, track, kinds, default_model = "vision", "vision", frozenset({"vit", "cnn"}), None
+    name, track, default_model = "vision", "vision", None
+    layouts = {"vit": Layout("vit", layer="vit", blocks=lambda m: m.blocks, width=lambda m: int(m.embed_dim),
+                             attention_outputs=lambda b: [b.attn], ffn_outputs=lambda b: [b.mlp],
+                             projections=lambda b: fused_qkv(b.attn), tokens=True, image=True),
+               "cnn": Layout("cnn", image=True)}
     model_hint = "a vision model (not TEXT+VISION)"
 
     def owns(self, model: str | None) -> bool:

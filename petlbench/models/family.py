@@ -16,14 +16,17 @@ from typing import Any
 
 from torch import nn
 
+from petlbench.models.layout import Layout
+
 
 class BackboneFamily(ABC):
-    """One family of backbones. ``kinds``: the backbone kinds it builds; ``track``: the results track its models
-    run on; ``default_model``: its model when a run on its track names none (None: the family picks)."""
+    """One family of backbones. ``layouts``: the backbone kinds it builds, each with its table of insertion points
+    (``models.layout.Layout``); ``track``: the results track its models run on; ``default_model``: its model when a
+    run on its track names none (None: the family picks)."""
 
     name: str = ""
     track: str = "vision"
-    kinds: frozenset[str] = frozenset()
+    layouts: dict[str, Layout] = {}
     default_model: str | None = None
     model_hint: str = ""  # what its models are called, for a message asking for one (e.g. "a TEXT+VISION pair")
     # what ``--frozen-backbone-mode auto`` resolves to on this family's models: "eval" = dropout / drop-path off in
@@ -41,9 +44,18 @@ class BackboneFamily(ABC):
         """The backbone with a ``num_classes`` head, every parameter frozen except the head's, and its provenance
         ``{"model", "weights_source", "weights_sha256"}``; UserError for a name or option it cannot build."""
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The backbone kinds it builds."""
+        return frozenset(self.layouts)
+
     @abstractmethod
     def kind(self, model: nn.Module) -> str:
         """The backbone kind of a model this family built (one of ``kinds``)."""
+
+    def layout(self, model: nn.Module) -> Layout:
+        """The insertion points of a model this family built (its kind's table)."""
+        return self.layouts[self.kind(model)]
 
     @abstractmethod
     def data_config(self, model: nn.Module) -> dict[str, Any]:

@@ -33,6 +33,17 @@ def _effective_numel(model: nn.Module, only_trainable: bool) -> int:
     return total
 
 
+def trainable_groups(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters by name, layer indices folded (``transformer.blocks.*.attn.apt.prompt``), with their
+    counts: what trains, and how much of it."""
+    groups: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            key = re.sub(r"\.\d+(?=\.|$)", ".*", name)
+            groups[key] = groups.get(key, 0) + p.numel()
+    return groups
+
+
 def param_counts(model: nn.Module, backbone_total: int) -> dict[str, int]:
     """Counts after ``apply``: total, trainable, trainable without the head, added by the method.
 

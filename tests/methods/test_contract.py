@@ -12,6 +12,7 @@ from petlbench.engine.build import build, make_method
 from petlbench.engine.runner import seed_everything
 from petlbench.methods.base import Method, MethodConfig
 from petlbench.registry import METHODS
+from petlbench.tracks import supported_kinds
 
 from ..conftest import TINY
 from ..training import train_steps
@@ -20,7 +21,7 @@ METHOD_NAMES = sorted(METHODS.all())
 
 
 def _build(name: str, seed: int = 0):
-    if "vit" not in METHODS.get(name).supports:
+    if "vit" not in supported_kinds(METHODS.get(name).supports):
         pytest.skip(f"{name} is VL-only: its contract runs on the VL model (tests/test_vl.py)")
     seed_everything(seed)
     method = make_method(name)
@@ -44,9 +45,22 @@ def test_method_declares_its_contract(name):
     assert issubclass(cls, Method) and cls.name == name
     assert cls.description and len(cls.description.splitlines()) == 1
     assert issubclass(cls.Config, MethodConfig)
-    from petlbench.tracks import FAMILIES
+    from petlbench.models.layout import LAYERS, POINTS
+    from petlbench.tracks import supported_kinds
 
-    assert cls.supports and cls.supports <= set().union(*(f.kinds for f in FAMILIES.all().values()))
+    # what it needs is named by insertion points (never by kind), and some registered kind offers them
+    assert cls.supports <= {*POINTS, *(f"layers:{s}" for s in LAYERS)} and supported_kinds(cls.supports)
+
+
+def test_no_method_checks_a_backbone_class():
+    """Methods find their insertion points through the kind's table (``models.layout``), never by the model's class."""
+    import re
+    from pathlib import Path
+
+    sources = {p.name: p.read_text() for p in (Path(__file__).resolve().parents[2] / "methods").glob("*.py")}
+    assert len(sources) > 10
+    pattern = re.compile(r"isinstance\(model\b|\bis_(vl|meter|t5|vilt)\(|has_bert_layers|^(from|import) petlbench\.vl\b", re.M)
+    assert [name for name, text in sources.items() if pattern.search(text)] == []
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)

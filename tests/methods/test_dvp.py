@@ -24,6 +24,7 @@ from petlbench.methods.base import SearchContext
 from petlbench.methods.dvp import DVP, DVPConfig, dvp_state, preference_update, score_percent
 from petlbench.models import measure
 from petlbench.models.family import Built
+from petlbench.tracks import apply_method
 from petlbench.vl.models.bert import create_vl_backbone, vl_gmacs
 
 from ..vl_models import CLASSES, IMG, T, batch, hand_macs, tiny_vl
@@ -33,7 +34,7 @@ DEPTH = 4  # tiny_vl's language model
 
 def dvp(model=None, **overrides):
     method = DVP(DVPConfig(**overrides))
-    return method, method.apply(model if model is not None else tiny_vl())
+    return method, apply_method(method, model if model is not None else tiny_vl())
 
 
 def ctx_for(train, val, steps: int, log=lambda s: None) -> SearchContext:
@@ -328,7 +329,7 @@ class _Tagged(Dataset):
 def test_search_trains_on_train_rewards_on_held_out_and_never_reads_test():
     torch.manual_seed(0)
     method = make_method("dvp", {"search_updates": 3, "batch_size": 4, "epochs": 1})
-    model = method.apply(tiny_vl())
+    model = apply_method(method, tiny_vl())
     seen = {"train": set(), "reward": set()}
     model.register_forward_pre_hook(lambda mod, args: seen["train" if torch.is_grad_enabled() else "reward"].update(
         args[0]["input_ids"][:, 1].tolist()))
@@ -344,7 +345,7 @@ def test_the_loop_runs_dvp_end_to_end_with_its_search(variant):
     torch.manual_seed(0)
     method = make_method("dvp", {"variant": variant, "search_updates": 3, "batch_size": 4, "epochs": 2,
                                  "warmup_epochs": 0})
-    model = method.apply(tiny_vl())
+    model = apply_method(method, tiny_vl())
     total = sum(p.numel() for p in tiny_vl().parameters())
     train, val = _Tagged(range(50, 62)), _Tagged(range(70, 78))
     splits = Splits(train, val, _Tagged(range(90, 94)), CLASSES, search_train=train, search_val=val)

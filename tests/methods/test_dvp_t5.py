@@ -22,6 +22,7 @@ from petlbench.methods.dvp import dvp_state
 from petlbench.models import measure
 from petlbench.models.family import Built
 from petlbench.results.store import read_rows
+from petlbench.tracks import apply_method
 from petlbench.vl.models.bert import create_vl_backbone
 from petlbench.vl.models.text import T5_PAIR
 
@@ -32,7 +33,7 @@ LAYERS = 3  # tiny_t5_vl's encoder and decoder blocks
 
 def dvp(model=None, **overrides):
     method = make_method("dvp", overrides)
-    return method, method.apply(model if model is not None else tiny_t5_vl(layers=LAYERS))
+    return method, apply_method(method, model if model is not None else tiny_t5_vl(layers=LAYERS))
 
 
 # ----------------------------------------------------------------------------- the official forward, written out
@@ -259,7 +260,7 @@ def test_the_loop_runs_dvp_on_t5_with_its_search(variant, extra):
     torch.manual_seed(0)
     method = make_method("dvp", {"variant": variant, "search_updates": 3, "batch_size": 4, "epochs": 1,
                                  "warmup_epochs": 0, **extra})
-    model = method.apply(tiny_t5_vl(layers=LAYERS))
+    model = apply_method(method, tiny_t5_vl(layers=LAYERS))
     train, val = _samples(1, 12), _samples(2, 8)
     splits = Splits(train, val, _samples(3, 4), T5_CLASSES, search_train=train, search_val=val)
     out = train_and_evaluate(Built(model, {}, 0), method, splits, Runtime())

@@ -56,7 +56,7 @@ def test_list_commands(cli):
         (["run", "linear", "--dataset", "EMPTY", "--model", "test_vit", "--no-pretrained"], ["empty"]),
         (["run", "linear", "--dataset", "NOLABEL", "--model", "test_vit", "--no-pretrained"], ["label column"]),
         (["list", "method"], ["methods"]),
-        (["inspect", "vpt", "--model", "resnet18"], ["does not support"]),
+        (["inspect", "vpt", "--model", "resnet18"], ["needs blocks, tokens, which cnn backbones do not offer"]),
         (["compare", "NOSTORE"], ["no results"]),
         (["suite", "mini-vtabb"], ["unknown suite"]),
         (["pretrain", "--data", "imagenet"], ["unknown pretraining recipe 'imagenet'", "petlbench list recipes"]),

@@ -17,6 +17,7 @@ from torch.utils.data import TensorDataset
 from petlbench import datasets, tracks
 from petlbench.data.types import CLASSIFICATION, Data, DatasetSpec, Splits, limit_rows, make_splits
 from petlbench.models.family import BackboneFamily
+from petlbench.models.layout import Layout
 
 
 @dataclass
@@ -76,7 +77,8 @@ class MLP(nn.Module):
 class MLPFamily(BackboneFamily):
     """Backbones named ``mlp:*``: a frozen random body and a trainable head, kind 'cnn' (any non-ViT net)."""
 
-    name, track, kinds, default_model, model_hint = "toy-mlp", "vision", frozenset({"cnn"}), None, "mlp:NAME"
+    name, track, default_model, model_hint = "toy-mlp", "vision", None, "mlp:NAME"
+    layouts = {"cnn": Layout("cnn", image=True)}  # its insertion points: an image-like classifier, no blocks
 
     def owns(self, model: str | None) -> bool:
         return bool(model) and model.startswith("mlp:")
@@ -127,4 +129,5 @@ def test_a_toy_dataset_kind_and_backbone_family_run_through_the_engine(registere
     assert int(row["params_trainable"]) == 16 * 4 + 4 and float(row["gmacs"]) > 0 and row["n_train"] == "64"
     # the contract holds for the new family: a ViT-only method is refused in one line before any work
     code, out, err = cli("run", "vpt", "--dataset", "toy-points", "--model", "mlp:tiny", "--out", tmp_path / "s")
-    assert code == 2 and "does not support cnn backbones" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "needs blocks, tokens, which cnn backbones do not offer" in err
+    assert len(err.strip().splitlines()) == 1

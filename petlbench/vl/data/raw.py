@@ -266,16 +266,19 @@ class VLTorchSplit(BatchedDataset):
     batch's longest text; ``target`` = B×A soft scores (vqa_score tasks) or B int64 labels (``VLTask.targets``).
     """
 
-    def __init__(self, split: VLSplit, task: VLTask, data_cfg: dict[str, Any], tokenize: Tokenize) -> None:
+    def __init__(self, split: VLSplit, task: VLTask, data_cfg: dict[str, Any], tokenize: Tokenize,
+                 augment: bool = False) -> None:
         from petlbench.data.preprocess import preprocess_array
 
-        self.split, self.task = split, task
+        self.split, self.task, self.data_cfg = split, task, data_cfg
+        # RandAugment(2, 9) on each image before its preprocessing, drawn per epoch (``batches``): training splits only
+        self.augment = augment and "input_size" in data_cfg
         self.fixed_len = bool(data_cfg.get("max_text_len"))  # texts padded to one length: batches keep it
         self.text = {k: torch.as_tensor(v) for k, v in tokenize(split.texts).items()}  # N×T each
         self.pixels, self.transform = None, None  # both None: a text-only model, no pixel_values
-        if "input_size" in data_cfg and isinstance(split.images, np.ndarray):
+        if "input_size" in data_cfg and isinstance(split.images, np.ndarray) and not self.augment:
             self.pixels = preprocess_array(split.images, data_cfg["input_size"], data_cfg["mean"], data_cfg["std"])
-        elif "input_size" in data_cfg:
+        elif "input_size" in data_cfg and not isinstance(split.images, np.ndarray):
             from timm.data import create_transform
 
             timm_cfg = {k: v for k, v in data_cfg.items() if k not in ("tokenizer", "modality", "max_text_len")}
@@ -288,23 +291,56 @@ class VLTorchSplit(BatchedDataset):
     def text_len(self) -> int:
         return int(self.text["input_ids"].shape[1])
 
-    def _pixel(self, i: int) -> torch.Tensor:
-        return self.pixels[i] if self.pixels is not None else self.transform(self.split.image(i))
+    def _pixel(self, i: int, seed: int | None = None) -> torch.Tensor:
+        """Image ``i`` ready for the model; augmented from ``seed`` (an epoch's) when the split augments."""
+        if self.pixels is not None:
+            return self.pixels[i]
+        if isinstance(self.split.images, np.ndarray):  # augmented arrays: one image at a time
+            from petlbench.data.preprocess import preprocess_array
+
+            image = self._augmented([i], seed)
+            return preprocess_array(image, self.data_cfg["input_size"], self.data_cfg["mean"], self.data_cfg["std"])[0]
+        image = self.split.image(i)
+        if seed is not None and self.augment:
+            from PIL import Image
+
+            from petlbench.data.randaugment import RandAugment
+
+            image = RandAugment()(image.convert("RGB") if isinstance(image, Image.Image) else image,
+                                  np.random.default_rng([seed, i]))
+        return self.transform(image)
+
+    def _augmented(self, rows: list[int], seed: int | None) -> np.ndarray:
+        """uint8 images ``rows``, each augmented by its own draw of the epoch's ``seed`` (none without a seed)."""
+        from petlbench.data.randaugment import augment_array
+
+        images = self.split.images[rows]
+        if seed is None or not self.augment:
+            return images
+        return np.concatenate([augment_array(images[k:k + 1], np.random.default_rng([seed, i]))
+                               for k, i in enumerate(rows)])
 
     def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         inputs = {k: v[i] for k, v in self.text.items()}
-        if self.pixels is not None or self.transform is not None:
+        if "input_size" in self.data_cfg:
             inputs["pixel_values"] = self._pixel(i)
         return inputs, self.task.targets(self.split, [i])[0]
 
-    def _pixel_chunks(self, chunks: list[torch.Tensor], num_workers: int, pin_memory: bool):
-        """B×C×H×W pixels of each chunk of rows (None for a text-only model)."""
+    def _pixel_chunks(self, chunks: list[torch.Tensor], num_workers: int, pin_memory: bool, seed: int | None = None):
+        """B×C×H×W pixels of each chunk of rows (None for a text-only model); augmented from ``seed`` when the split
+        augments."""
         if self.pixels is not None:
             return (self.pixels[rows] for rows in chunks)
+        if isinstance(self.split.images, np.ndarray) and self.augment:
+            from petlbench.data.preprocess import preprocess_array
+
+            cfg = self.data_cfg
+            return (preprocess_array(self._augmented(rows.tolist(), seed), cfg["input_size"], cfg["mean"], cfg["std"])
+                    for rows in chunks)
         if self.transform is None:
             return (None for _ in chunks)
         order = torch.cat(chunks).tolist() if chunks else []
-        images = _Pixels(self)
+        images = _Pixels(self, seed)
         return iter(torch.utils.data.DataLoader(torch.utils.data.Subset(images, order), batch_size=len(chunks[0]),
                                                 num_workers=num_workers, pin_memory=pin_memory))
 
@@ -312,8 +348,9 @@ class VLTorchSplit(BatchedDataset):
                 num_workers: int = 0, pin_memory: bool = False):
         """Mini-batches ``(inputs, target)`` in order (or shuffled by ``generator``)."""
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if self.augment and shuffle else None
         chunks = list(order.split(batch_size))
-        for rows, pixels in zip(chunks, self._pixel_chunks(chunks, num_workers, pin_memory), strict=True):
+        for rows, pixels in zip(chunks, self._pixel_chunks(chunks, num_workers, pin_memory, seed), strict=True):
             mask = self.text["attention_mask"][rows]
             width = mask.shape[1] if self.fixed_len else max(1, int(mask.sum(1).max()))  # else the batch's longest
             inputs = {k: v[rows, :width] for k, v in self.text.items()}
@@ -325,14 +362,14 @@ class VLTorchSplit(BatchedDataset):
 class _Pixels(torch.utils.data.Dataset):
     """The lazily decoded images of a ``VLTorchSplit`` (what its DataLoader reads)."""
 
-    def __init__(self, split: VLTorchSplit) -> None:
-        self.split = split
+    def __init__(self, split: VLTorchSplit, seed: int | None = None) -> None:
+        self.split, self.seed = split, seed
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return self.split._pixel(i)
+        return self.split._pixel(i, self.seed)
 
 
 def prepare_vl(raw: VLRawData, data_cfg: dict[str, Any], trainval: bool = False, selection: bool = False,
@@ -341,18 +378,20 @@ def prepare_vl(raw: VLRawData, data_cfg: dict[str, Any], trainval: bool = False,
     ``trainval`` trains on train + val (search_train / search_val keep them apart); a ``selection`` run gets no
     test split. ``tokenize`` defaults to the tokenizer named in ``data_cfg``."""
     tokenize = tokenize or tokenizer_for(data_cfg["tokenizer"], data_cfg.get("max_text_len"))
-    out = {s: VLTorchSplit(sp, raw.task, data_cfg, tokenize) for s, sp in raw.splits.items()
+    augment = data_cfg.get("augment") == "randaugment"
+    out = {s: VLTorchSplit(sp, raw.task, data_cfg, tokenize, augment and s == "train") for s, sp in raw.splits.items()
            if not (selection and s == "test")}
     if data_cfg.get("input_size"):
         c, h, w = data_cfg["input_size"]
         pre = f"images resized to {h}x{w} for the visual encoder (squash, no crop), mean/std of its data config; "
     else:
         pre = "text only (no images); "
+    pre += "training images RandAugment(2, 9) (official ViLT; data.randaugment); " if augment else ""
     pre += f"texts tokenised by {data_cfg.get('tokenizer', 'the given')} tokenizer, " + (
         f"truncated at and padded to {data_cfg['max_text_len']} tokens" if data_cfg.get("max_text_len")
         else "right-padded per batch")
     merged = lambda: VLTorchSplit(concat_splits(raw.splits["train"], raw.splits["val"]), raw.task,  # noqa: E731
-                                  data_cfg, tokenize)
+                                  data_cfg, tokenize, augment)
     return make_splits(out, raw.num_classes, pre, raw.task, trainval, merged)
 
 

@@ -47,6 +47,7 @@ from torch import nn
 
 from petlbench.errors import UserError
 from petlbench.models.backbones import backbone_kind, create_backbone
+from petlbench.models.layout import Layout, separate_qkv
 from petlbench.models.measure import count_flops
 from petlbench.vl.models.pair import VLPair, example_inputs
 from petlbench.vl.models.t5 import VLT5Model
@@ -226,3 +227,11 @@ def vl_gmacs(model: VLModel, text_len: int = 16) -> dict[str, float]:
         model.train(was_training)
     return {"gmacs": total, "gmacs_vision": vision, "gmacs_text": total - vision,
             "text_len": text_len, "tokens": tokens}
+
+
+# kind "vl": the language model's post-LN layers are where methods act; full fine-tuning and BitFit adapt the
+# language model (the visual encoder stays frozen); DVP reads the language model
+LAYOUT = Layout("vl", layer="bert", blocks=lambda m: m.text.encoder.layer, width=lambda m: int(m.text.config.hidden_size),
+                attention_outputs=lambda layer: [layer.attention.output], ffn_outputs=lambda layer: [layer.output],
+                projections=lambda layer: separate_qkv(layer.attention), language_model=lambda m: m.text,
+                adaptable=lambda m: m.text)

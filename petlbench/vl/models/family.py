@@ -20,9 +20,12 @@ from torch import nn
 from petlbench.errors import UserError
 from petlbench.models.backbones import BUNDLED
 from petlbench.models.family import BackboneFamily
+from petlbench.vl.models.bert import LAYOUT as BERT_LAYOUT
 from petlbench.vl.models.bert import create_vl_backbone
+from petlbench.vl.models.meter import LAYOUT as METER_LAYOUT
 from petlbench.vl.models.meter import MICRO as METER_MICRO
 from petlbench.vl.models.meter import create_meter
+from petlbench.vl.models.t5 import LAYOUT as T5_LAYOUT
 from petlbench.vl.models.text import (
     DEFAULT_VL_MODEL,
     ONLINE_PAIR,
@@ -31,6 +34,7 @@ from petlbench.vl.models.text import (
     is_vl_model_name,
     split_vl_name,
 )
+from petlbench.vl.models.vilt import LAYOUT as VILT_LAYOUT
 from petlbench.vl.models.vilt import MICRO, VILT_HUB, create_vilt
 
 METER_NAMES = ("meter", METER_MICRO)  # the names of kind 'meter'; every other name VLP owns is a ViLT
@@ -65,7 +69,8 @@ class VLFamily(BackboneFamily):
 class VLPairFamily(VLFamily):
     """``TEXT+VISION`` pairs (see the module docstring)."""
 
-    name, kinds, default_model = "vl-pair", frozenset({"vl", "t5"}), DEFAULT_VL_MODEL
+    name, default_model = "vl-pair", DEFAULT_VL_MODEL
+    layouts = {"vl": BERT_LAYOUT, "t5": T5_LAYOUT}
     model_hint = f"a TEXT+VISION pair, e.g. {DEFAULT_VL_MODEL}"
 
     def owns(self, model: str | None) -> bool:
@@ -93,7 +98,8 @@ class VLPairFamily(VLFamily):
 class VLPFamily(VLFamily):
     """``vilt`` / ``vilt:SOURCE`` / the micro ViLT (kind 'vilt') and ``meter`` / the micro METER (kind 'meter')."""
 
-    name, kinds = "vlp", frozenset({"vilt", "meter"})
+    name = "vlp"
+    layouts = {"vilt": VILT_LAYOUT, "meter": METER_LAYOUT}
     model_hint = f"{MICRO} or {METER_MICRO} (offline), vilt, vilt:SOURCE or meter"
 
     def owns(self, model: str | None) -> bool:
@@ -117,8 +123,11 @@ class VLPFamily(VLFamily):
 
     def fusion_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         """METER's cross-modal parameters (official ``cross_modal_names``: every name containing ``cross_modal``:
-        co-attention layers with what methods add there, transforms, poolers); ViLT has none apart."""
-        return [p for n, p in model.named_parameters() if "cross_modal" in n]
+        co-attention layers with what methods add there, transforms, poolers), but a method's module that the official
+        code keeps outside those layers (``lr_group = "base"``: DAS's skip adapters, ``adapter_list_l/v``); ViLT has
+        none apart."""
+        base = {id(p) for m in model.modules() if getattr(m, "lr_group", None) == "base" for p in m.parameters()}
+        return [p for n, p in model.named_parameters() if "cross_modal" in n and id(p) not in base]
 
     def list_models(self) -> list[tuple[str, str, bool]]:
         return [("vilt", f"VL-pretrained: ViLT-B/32 (hub {VILT_HUB}; --weights an official ViLT .ckpt; "

@@ -51,6 +51,7 @@ from torch import nn
 
 from petlbench.errors import UserError
 from petlbench.models.heads import freeze_backbone, vilt_head
+from petlbench.models.layout import Layout, separate_qkv
 from petlbench.vl.models.pair import example_batch
 
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -197,6 +198,7 @@ class METER(nn.Module):
                 m.apply(_init_weights)  # official objectives.init_weights
         self.head = vilt_head(2 * d, num_classes, hidden=2 * d)  # official vqa_classifier: Linear(2d, 2d) first
         self.tokenizer_name, self.max_text_len = TEXT_MODEL, spec.max_text_len
+        self.register_parameter("token4classifier", None)  # ``add_classifier_token``
 
     @property
     def embed_dim(self) -> int:
@@ -212,12 +214,29 @@ class METER(nn.Module):
         """Frozen but for the head and ``TRAINS_WITH_EVERY_METHOD``."""
         return freeze_backbone(self, also=[getattr(self, n) for n in TRAINS_WITH_EVERY_METHOD])
 
+    def add_classifier_token(self) -> None:
+        """The official learnable classifier token (``token4classifier``, meter_module_apt.py and the DAS repo's
+        meter_module_train.py): the text encoder's embedding of its first token (RoBERTa's <s>, id 0; the micro
+        METER's MiniLM: [CLS], 101), which replaces the text stream's first state entering the co-attention layers.
+        On METER-B both are 768 wide; on the micro METER the embedding (384) passes the text transform first (ours)."""
+        emb = self.text_transformer.embeddings
+        first = self.text_transformer.config.bos_token_id
+        ids = torch.tensor([[101 if first is None else first]], device=emb.word_embeddings.weight.device)
+        with torch.no_grad():
+            token = emb(input_ids=ids)  # the encoder as loaded (from_pretrained: eval mode, no dropout)
+            if token.shape[-1] != self.spec.hidden_size:
+                token = self.cross_modal_text_transform(token)
+        self.token4classifier = nn.Parameter(token)
+
     def streams(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """(text tokens, image tokens, their B×1×1×N keep masks) entering the co-attention layers."""
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         t = self.text_transformer(input_ids=ids, attention_mask=mask).last_hidden_state
         v = self.vit_model.forward_features(inputs["pixel_values"])
-        x = self.cross_modal_text_transform(t) + self.token_type_embeddings(torch.zeros_like(ids))
+        x = self.cross_modal_text_transform(t)
+        if self.token4classifier is not None:  # official infer: after the transform, before the token types
+            x = torch.cat([self.token4classifier.to(x.dtype).expand(len(x), -1, -1), x[:, 1:]], 1)
+        x = x + self.token_type_embeddings(torch.zeros_like(ids))
         y = self.cross_modal_image_transform(v) + self.token_type_embeddings.weight[1]
         keep_y = torch.ones(y.shape[0], 1, 1, y.shape[1], dtype=torch.bool, device=y.device)
         return x, y, mask.bool()[:, None, None, :], keep_y
@@ -287,8 +306,6 @@ def from_official(state: Mapping[str, torch.Tensor], model: METER) -> dict[str, 
     """An official METER state dict in this module's keys: the CLIP image encoder renamed (``OFFICIAL_KEYS``), its
     position embedding resized to the model's grid (bicubic, as METER's ``adapt_position_encoding``); every other
     module keeps its name. Keys of unused parts (CLIP's text tower, pretraining heads) are dropped."""
-    from timm.layers import resample_abs_pos_embed
-
     pairs = _key_pairs(model.spec.vision_layers)
     own = model.state_dict()
     out = {}
@@ -298,10 +315,22 @@ def from_official(state: Mapping[str, torch.Tensor], model: METER) -> dict[str, 
             continue
         v = _shape(name, v, ours=True)
         if name.endswith("pos_embed") and v.shape != own[name].shape:
-            grid = model.spec.image_size // model.spec.patch_size
-            v = resample_abs_pos_embed(v, (grid, grid), num_prefix_tokens=1, interpolation="bicubic")
+            v = adapt_position_encoding(v, model.spec.image_size // model.spec.patch_size)
         out[name] = v
     return out
+
+
+def adapt_position_encoding(pos_embed: torch.Tensor, grid: int) -> torch.Tensor:
+    """A 1×(1+G²)×d position embedding resized to ``grid``², as METER's ``clip_model.adapt_position_encoding``: the
+    class position kept, the patch grid through ``F.interpolate(mode="bicubic")`` (align_corners False, no
+    antialiasing; timm's ``resample_abs_pos_embed`` antialiases, which differs by up to 0.015 on the official 288 ->
+    384 px resize)."""
+    import torch.nn.functional as F
+
+    before, d = int(math.isqrt(pos_embed.shape[1] - 1)), pos_embed.shape[-1]
+    patches = pos_embed[0, 1:].reshape(before, before, d).permute(2, 0, 1)[None]
+    patches = F.interpolate(patches, size=(grid, grid), mode="bicubic")[0].permute(1, 2, 0).reshape(-1, d)
+    return torch.cat([pos_embed[0, :1], patches])[None]
 
 
 def to_official(model: METER) -> dict[str, torch.Tensor]:
@@ -389,3 +418,13 @@ def _create_micro(num_classes: int, pretrained: bool, weights: str | None) -> tu
     own = {k: v for k, v in model.state_dict().items() if k.startswith(ENCODERS)}
     load_backbone_state(model, {**read_checkpoint(str(path)), **own}, f"weights file '{path}'")
     return model, f"file:{path.name};{encoders}", file_sha256(path)
+
+
+# kind "meter": its 12 co-attention layers (text stream 0-5, image stream 6-11), each a post-LN BERT layer with a
+# self-attention, a cross-attention and a feed-forward sublayer
+LAYOUT = Layout("meter", layer="bert", blocks=lambda m: m.co_layers(), width=lambda m: m.spec.hidden_size,
+                attention_outputs=lambda layer: [layer.attention.output, layer.crossattention.output],
+                ffn_outputs=lambda layer: [layer.output],
+                projections=lambda layer: separate_qkv(layer.attention, layer.crossattention),
+                cross_attentions=lambda layer: [layer.crossattention],
+                classifier_token=lambda m: m.add_classifier_token())

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from petlbench.errors import UserError
+from petlbench.models.layout import Layout
 from petlbench.vl.models.pair import VLPair
 from petlbench.vl.models.text import T5_TEXT, check_t5_model
 
@@ -142,3 +143,9 @@ class VLT5Model(VLPair):
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.forward_features(inputs)[:, -1])  # the last decoder token
+
+
+# kind "t5": DVP's T5 pairs; the blocks are the decoder's (DVP's insertion candidates; its plumbing, ``methods._t5``,
+# knows the T5 sublayers); full fine-tuning adapts the T5 model; T5 has no bias terms
+LAYOUT = Layout("t5", layer="t5", blocks=lambda m: m.text.decoder.block, width=lambda m: int(m.text.config.d_model),
+                language_model=lambda m: m.text, biases=False, adaptable=lambda m: m.text)

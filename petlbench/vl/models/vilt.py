@@ -51,13 +51,18 @@ from torch import nn
 
 from petlbench.errors import UserError
 from petlbench.models.heads import freeze_backbone, vilt_head
+from petlbench.models.layout import Layout, fused_qkv
 from petlbench.vl.models.pair import example_batch
 from petlbench.vl.models.text import OFFLINE_VLP as MICRO  # the bundled micro VL-pretrained ViLT
 
 VILT_HUB = "dandelin/vilt-b32-mlm"  # transformers' conversion of the official vilt_200k_mlm_itm.ckpt
 VILT_MEAN = VILT_STD = (0.5, 0.5, 0.5)  # official ViLT transforms: inception_normalize (x - 0.5) / 0.5
 TRAIN_DROPOUT = 0.1  # official ViLT config.py: drop_rate = 0.1 (text embeddings, patches, projection, MLP)
-TRAINS_WITH_EVERY_METHOD = ("pooler", "token_type_embeddings")  # + the head; official APT / DAS ViLT ``trainable``
+# + the head: the official APT / DAS ViLT ``trainable`` substrings "pooler" and "token_type_embeddings", which also
+# match the text embeddings' segment embedding (vilt_module_*.py: ``trainable=["classifier", "pooler",
+# "token_type_embeddings", "rank_output"] + [...]``)
+TRAINS_WITH_EVERY_METHOD = ("pooler", "token_type_embeddings", "text_embeddings.token_type_embeddings")
+CLS_ID = 101  # [CLS] of bert-base-uncased's vocabulary (ViLT's, and the micro ViLT's all-MiniLM-L6-v2)
 ROWS = "text_embeddings.word_embeddings.rows"  # its file keeps only these rows of the word embeddings
 
 
@@ -73,8 +78,9 @@ class ViLTSpec:
     image_size: int = 384
     patch_size: int = 32
     max_text_len: int = 40
-    layer_norm_eps: float = 1e-12
+    layer_norm_eps: float = 1e-6  # the transformer's LayerNorms: official vision_transformer.py, eps=1e-6
     drop_rate: float = TRAIN_DROPOUT
+    text_layer_norm_eps: float = 1e-12  # the text embeddings' LayerNorm: official BertEmbeddings(BertConfig(...))
 
     @classmethod
     def from_hf(cls, config: Any) -> ViLTSpec:
@@ -82,13 +88,14 @@ class ViLTSpec:
         size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
         patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
         return cls(config.vocab_size, config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
-                   config.intermediate_size, size, patch, config.max_position_embeddings, config.layer_norm_eps)
+                   config.intermediate_size, size, patch, config.max_position_embeddings,
+                   text_layer_norm_eps=config.layer_norm_eps)  # transformers' ViltConfig: 1e-12 in every LayerNorm
 
 
 # the micro ViLT: the bundled micro ViT's transformer (32×32, patch 4, d = 128, 6 blocks, timm's LayerNorm eps) with 32
 # text positions; bert-base-uncased's vocabulary (vl.vlp_pretrain)
 MICRO_SPEC = ViLTSpec(hidden_size=128, num_layers=6, num_heads=4, intermediate_size=512, image_size=32, patch_size=4,
-                      max_text_len=32, layer_norm_eps=1e-6)
+                      max_text_len=32, layer_norm_eps=1e-6, text_layer_norm_eps=1e-6)
 
 
 class ViLT(nn.Module):
@@ -106,7 +113,7 @@ class ViLT(nn.Module):
 
         d, self.spec = spec.hidden_size, spec
         bert = BertConfig(vocab_size=spec.vocab_size, hidden_size=d, max_position_embeddings=spec.max_text_len,
-                          type_vocab_size=2, hidden_dropout_prob=spec.drop_rate, layer_norm_eps=spec.layer_norm_eps)
+                          type_vocab_size=2, hidden_dropout_prob=spec.drop_rate, layer_norm_eps=spec.text_layer_norm_eps)
         self.text_embeddings = BertEmbeddings(bert)
         self.token_type_embeddings = nn.Embedding(2, d)  # modality: 0 text, 1 image
         self.transformer = VisionTransformer(
@@ -120,6 +127,7 @@ class ViLT(nn.Module):
             m.apply(_init_weights)
         self.tokenizer_name = VILT_HUB
         self.max_text_len = spec.max_text_len
+        self.register_parameter("token4classifier", None)  # ``add_classifier_token``
 
     @property
     def blocks(self) -> nn.ModuleList:
@@ -134,13 +142,26 @@ class ViLT(nn.Module):
         return self.head
 
     def freeze(self) -> ViLT:
-        """Frozen but for the head, the pooler and the modality embedding (``TRAINS_WITH_EVERY_METHOD``)."""
-        return freeze_backbone(self, also=[getattr(self, n) for n in TRAINS_WITH_EVERY_METHOD])
+        """Frozen but for the head, the pooler and both token-type embeddings (``TRAINS_WITH_EVERY_METHOD``)."""
+        return freeze_backbone(self, also=[self.get_submodule(n) for n in TRAINS_WITH_EVERY_METHOD])
+
+    def add_classifier_token(self) -> None:
+        """The official learnable classifier token (``token4classifier``): it replaces the first text embedding. Made
+        as the official ``__init__`` makes it, ``text_embeddings([[101]])`` with the module in training mode (its
+        dropout included), from the torch RNG."""
+        was, emb = self.text_embeddings.training, self.text_embeddings
+        emb.train()
+        with torch.no_grad():
+            token = emb(input_ids=torch.tensor([[CLS_ID]], device=emb.word_embeddings.weight.device))
+        emb.train(was)
+        self.token4classifier = nn.Parameter(token)
 
     def embed(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B×(T+1+Nv)×d tokens: text, then [class] + patches; B×1×1×N bool attention mask, True = attend)."""
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         t = self.text_embeddings(input_ids=ids, token_type_ids=inputs.get("token_type_ids"))
+        if self.token4classifier is not None:  # official infer: cat([token4classifiers, text_embeds[:, 1:]])
+            t = torch.cat([self.token4classifier.to(t.dtype).expand(len(t), -1, -1), t[:, 1:]], 1)
         t = t + self.token_type_embeddings(torch.zeros_like(ids))
         vit = self.transformer
         v = vit._pos_embed(vit.patch_embed(inputs["pixel_values"]))
@@ -345,3 +366,9 @@ def create_vilt(name: str, num_classes: int, *, pretrained: bool = True, weights
         load_backbone_state(model, hf_to_vilt(hf.state_dict()), f"checkpoint '{source}'")
     model.freeze()
     return model, {"model": name, "weights_source": src, "weights_sha256": sha}
+
+
+# kind "vilt": one transformer of timm blocks over [text ; patches]
+LAYOUT = Layout("vilt", layer="vit", blocks=lambda m: m.transformer.blocks, width=lambda m: m.spec.hidden_size,
+                attention_outputs=lambda b: [b.attn], ffn_outputs=lambda b: [b.mlp],
+                projections=lambda b: fused_qkv(b.attn), classifier_token=lambda m: m.add_classifier_token())

@@ -16,6 +16,7 @@ from petlbench.engine.build import make_method
 from petlbench.engine.loop import Runtime, train_and_evaluate
 from petlbench.engine.numerics import cached_timing as real_cached_timing
 from petlbench.registry import METHODS
+from petlbench.tracks import apply_method
 
 TINY_RUN = ["--model", "test_vit", "--img-size", "32", "--no-pretrained", "--epochs", "1", "--batch-size", "8"]
 CPU = torch.device("cpu")
@@ -145,7 +146,7 @@ def _tiny_vl_backbone(method, classes: int):
     model = VLModel(text, load_vision_encoder("test_vit", pretrained=False, img_size=32)[0], classes, "both")
     model.freeze()
     total = sum(p.numel() for p in model.parameters())
-    return Built(method.apply(model), {}, total)
+    return Built(apply_method(method, model), {}, total)
 
 
 def _tiny_t5_backbone(method, classes: int):
@@ -158,7 +159,7 @@ def _tiny_t5_backbone(method, classes: int):
     model = tiny_t5_vl(layers=2)
     model.head = torch.nn.Linear(32, classes)  # trainable, as build's fresh head
     total = sum(p.numel() for p in model.parameters())
-    return Built(method.apply(model), {}, total)
+    return Built(apply_method(method, model), {}, total)
 
 
 def _tiny_vlp_backbone(method, kind: str, classes: int):
@@ -170,7 +171,7 @@ def _tiny_vlp_backbone(method, kind: str, classes: int):
 
     model = (tiny_vilt if kind == "vilt" else tiny_meter)(classes)
     total = sum(p.numel() for p in model.parameters())
-    return Built(method.apply(model), {}, total, VLP)
+    return Built(apply_method(method, model), {}, total, VLP)
 
 
 def _data(kind: str, n: int, seed: int):

@@ -24,6 +24,7 @@ from petlbench.results.published import (
     published_path,
     relative_claims,
 )
+from petlbench.tracks import supported_kinds
 
 from ...runs_table import frame, paired_rows
 
@@ -44,7 +45,7 @@ def test_published_file_schema_and_names():
     for r in pub.itertuples():
         assert r.method in names, r.method
         assert r.task in HUB or r.task in VL_TASKS, r.task
-        assert METHODS.get(r.method).supports != {"vl"} or r.task in VL_TASKS  # VL-only methods: VL tasks
+        assert "vit" in supported_kinds(METHODS.get(r.method).supports) or r.task in VL_TASKS  # VL-only: VL tasks
     vtab = pub[pub["task"].str.startswith("vtab-")]
     assert set(vtab["backbone_family"]) == {"ViT-B/16 IN-21k"} and set(vtab["metric"]) == {"top1_pct"}
     # every VTAB method the issue lists is present, VPT in both variants

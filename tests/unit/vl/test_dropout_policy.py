@@ -13,7 +13,7 @@ from petlbench.engine.loop import set_train_mode
 from petlbench.registry import METHODS
 from petlbench.vl.models.text import DEFAULT_VL_MODEL
 
-VL_METHODS = sorted(n for n, c in METHODS.all().items() if "vl" in tracks.method_tracks(c.supports))
+VL_METHODS = sorted(n for n, c in METHODS.all().items() if "vl" in tracks.supported_kinds(c.supports))
 LM_DROPOUTS = 1 + 6 * 3  # all-MiniLM-L6-v2: the embedding dropout + 3 per layer (attention map, both sublayer outputs)
 
 

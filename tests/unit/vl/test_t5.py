@@ -11,6 +11,7 @@ import torch
 
 from petlbench.datasets import load_data
 from petlbench.errors import UserError
+from petlbench.tracks import apply_method
 from petlbench.vl.data.raw import prepare_vl
 from petlbench.vl.models.bert import create_vl_backbone, vl_gmacs
 from petlbench.vl.models.family import VL_PAIRS
@@ -58,7 +59,10 @@ def test_hub_t5_fails_fast_offline_and_single_modality_is_refused_in_one_line():
         assert "\n" not in str(e.value)
 
 
-def test_list_models_shows_the_t5_pair(cli):
+def test_list_models_shows_the_t5_pair(cli, monkeypatch):
+    from petlbench import progress
+
+    monkeypatch.setattr(progress.console, "width", 300)  # names whole (narrow consoles wrap them)
     code, out, _ = cli("list", "models")
     assert code == 0 and T5_PAIR in out and "DVP on T5" in out
 
@@ -141,7 +145,7 @@ def test_data_from_a_t5_tokenizer_without_token_type_ids_trains_the_t5_pair():
 def test_a_t5_pair_is_refused_by_methods_without_the_t5_kind_in_one_line(cli, tmp_path):
     code, _, err = cli("run", "lora", "--model", "t5-small+test_vit", "--img-size", str(T5_IMG), "--no-pretrained",
                        "--dataset", "shapes-vqa", "--limit", "8", "--out", tmp_path / "s")
-    one_line_error(code, err, "does not support t5 backbones")
+    one_line_error(code, err, "which t5 backbones do not offer")
     assert not (tmp_path / "s" / "results.csv").exists()
 
 
@@ -157,7 +161,7 @@ def test_inspect_linear_on_the_t5_pair_counts_head_and_fusion(cli):
 def test_full_fine_tuning_on_the_t5_pair_trains_the_whole_t5_and_never_the_visual_encoder():
     from petlbench.engine.build import make_method
 
-    model = make_method("full").apply(tiny_t5_vl())
+    model = apply_method(make_method("full"), tiny_t5_vl())
     assert all(p.requires_grad for p in model.text.parameters())
     assert not any(p.requires_grad for p in model.vision.parameters())
     assert model.head.weight.requires_grad and model.vis_proj.weight.requires_grad

@@ -17,6 +17,7 @@ from torch import nn
 from petlbench.errors import UserError
 from petlbench.methods.base import SearchContext
 from petlbench.registry import METHODS
+from petlbench.tracks import apply_method, supported_kinds
 from petlbench.vl.models.bert import (
     VLModel,
     create_vl_backbone,
@@ -29,7 +30,7 @@ from petlbench.vl.models.text import text_encoder_from_config, vl_tokenizer
 from ...training import train_steps
 from ...vl_models import CLASSES, IMG, T, batch, hand_macs, tiny_text, tiny_vl
 
-VL_METHODS = sorted(n for n, c in METHODS.all().items() if "vl" in c.supports)
+VL_METHODS = sorted(n for n, c in METHODS.all().items() if "vl" in supported_kinds(c.supports))
 NOT_VL_METHODS = sorted(set(METHODS.names()) - set(VL_METHODS))
 
 
@@ -194,7 +195,7 @@ def test_electra_style_encoder_reads_text_as_electra_itself_does():
 @pytest.mark.parametrize("name", VL_METHODS)
 def test_every_vl_method_trains_on_an_electra_style_encoder(name):
     method, model = make(name), tiny_vl(arch="electra")
-    model = method.apply(model)
+    model = apply_method(method, model)
     losses = train_steps(method, model, batch, frozen_backbone_mode="train")
     assert all(math.isfinite(v) for v in losses)
     x, _ = batch(5)
@@ -246,7 +247,7 @@ def bert_base():
 
 def _text_params_added(name: str, model: VLModel, **overrides) -> int:
     total0, text0 = sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.text.parameters())
-    model = make(name, **overrides).apply(copy.deepcopy(model))
+    model = apply_method(make(name, **overrides), copy.deepcopy(model))
     added = sum(p.numel() for p in model.text.parameters()) - text0
     assert sum(p.numel() for p in model.parameters()) - total0 == added  # all of it on the language model
     return added
@@ -270,7 +271,7 @@ def test_bert_base_anchors(bert_base, name, overrides, expected):
 
 
 def test_bitfit_on_bert_base_trains_the_language_model_biases_only(bert_base):
-    model = make("bitfit").apply(copy.deepcopy(bert_base))
+    model = apply_method(make("bitfit"), copy.deepcopy(bert_base))
     extra = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad and not
              (n.startswith("head.") or n.startswith("vis_"))}
     assert all(n.startswith("text.") and n.endswith(".bias") for n in extra)
@@ -282,11 +283,11 @@ def test_bitfit_on_bert_base_trains_the_language_model_biases_only(bert_base):
 
 @pytest.mark.parametrize("name", NOT_VL_METHODS)
 def test_a_method_without_the_vl_kind_is_refused_on_the_vl_pair_in_one_line(name):
-    """The registry decides: a method whose ``supports`` lacks "vl" is refused on a VL model before it is applied
-    (every method that has it builds and runs on the pair: the contract tests below)."""
+    """The kind's table decides: a method that needs a point the pair's table does not offer is refused on a VL
+    model before it is applied (every other method builds and runs on the pair: the contract tests below)."""
     from petlbench.engine.build import build
 
-    with pytest.raises(UserError, match=f"method '{name}' does not support vl backbones") as e:
+    with pytest.raises(UserError, match=f"method '{name}' needs .*, which vl backbones do not offer") as e:
         build(make(name), "minilm+test_vit", CLASSES, pretrained=False, img_size=IMG)
     assert "\n" not in str(e.value)
 
@@ -294,7 +295,7 @@ def test_a_method_without_the_vl_kind_is_refused_on_the_vl_pair_in_one_line(name
 @pytest.mark.parametrize("name", VL_METHODS)
 def test_vl_logits_shape_before_and_after_finalize(name):
     method, model = make(name), tiny_vl()
-    model = method.apply(model)
+    model = apply_method(method, model)
     x, _ = batch()
     with torch.no_grad():
         assert model.eval()(x).shape == (4, CLASSES)
@@ -305,7 +306,7 @@ def test_vl_logits_shape_before_and_after_finalize(name):
 def test_vl_only_method_parameters_head_and_fusion_change(name):
     method, model = make(name), tiny_vl()
     base = {n for n, p in model.named_parameters()}
-    model = method.apply(model)
+    model = apply_method(method, model)
     params = dict(model.named_parameters())
     frozen = {n: p.detach().clone() for n, p in params.items() if not p.requires_grad}
     trainable = {n: p.detach().clone() for n, p in params.items() if p.requires_grad}
@@ -334,7 +335,7 @@ def test_vl_only_method_parameters_head_and_fusion_change(name):
 ])
 def test_vl_identity_at_init(name, overrides):
     base = tiny_vl().eval()
-    model = make(name, **overrides).apply(copy.deepcopy(base)).eval()
+    model = apply_method(make(name, **overrides), copy.deepcopy(base)).eval()
     x, _ = batch()
     with torch.no_grad():
         torch.testing.assert_close(model(x), base(x), rtol=0, atol=1e-6)
@@ -343,7 +344,7 @@ def test_vl_identity_at_init(name, overrides):
 def test_vl_apt_is_not_identity_but_starts_at_scale_one():
     base = tiny_vl().eval()
     method = make("apt")
-    model = method.apply(copy.deepcopy(base)).eval()
+    model = apply_method(method, copy.deepcopy(base)).eval()
     x, _ = batch()
     with torch.no_grad():
         assert not torch.allclose(model(x), base(x))
@@ -352,7 +353,7 @@ def test_vl_apt_is_not_identity_but_starts_at_scale_one():
 
 def test_vl_lora_merge_keeps_the_function():
     method = make("lora", bert_targets="q,k,v")
-    model = method.apply(tiny_vl())
+    model = apply_method(method, tiny_vl())
     train_steps(method, model, batch, frozen_backbone_mode="train")
     x, _ = batch(9)
     with torch.no_grad():
@@ -367,7 +368,7 @@ def test_vl_das_skipped_layers_never_run_after_commit():
     from petlbench.methods.das import SkippedBlock
 
     method = make("das", skip=2, skip_blocks=(1, 3))
-    model = method.apply(tiny_vl())
+    model = apply_method(method, tiny_vl())
     originals = list(model.text.encoder.layer)
     calls = []
     for i in (1, 3):
@@ -392,7 +393,7 @@ def test_vl_das_skipped_layers_never_run_after_commit():
 def test_vl_das_search_runs_the_same_bandit_on_dict_batches():
     method = make("das", skip=1, search_epochs=2, search_warmup_epochs=1, gate_updates_per_epoch=3,
                   search_arms=2)
-    model = method.apply(tiny_vl())
+    model = apply_method(method, tiny_vl())
 
     def train():
         return (batch(s) for s in range(3))

@@ -145,7 +145,7 @@ def test_vl_mini_suite_covers_every_vl_method_and_both_baselines():
     _, description, runs = load_suite(str(BENCH / "vl-mini.toml"))
     assert description and {r.dataset for r in runs} == {"shapes-vqa", "shapes-ve"}
     assert all(sources.load_data(d, limit=2).track == "vl" for d in {r.dataset for r in runs})
-    vl_methods = {n for n, c in METHODS.all().items() if "vl" in c.supports}
+    vl_methods = {n for n, c in METHODS.all().items() if "vl" in tracks.supported_kinds(c.supports)}
     assert {r.method for r in runs if not r.label} == vl_methods
     assert {(r.label, r.run.get("modality", "both")) for r in runs if r.label} == {
         ("adp", "both"), ("text-only", "text"), ("image-only", "image")}

@@ -13,6 +13,7 @@ from torch import nn
 from petlbench.engine.build import build, frozen_mode, make_method
 from petlbench.engine.loop import set_train_mode
 from petlbench.errors import UserError
+from petlbench.tracks import apply_method
 from petlbench.vl.models.family import VLP
 from petlbench.vl.models.vilt import ViLT, ViLTSpec, create_vilt, hf_to_vilt, load_backbone_state
 
@@ -115,10 +116,11 @@ def test_published_anchors_on_a_random_vilt_b32(vilt_b32):
     runs = 2 * (layers - 1) * official_adapter(d, 96) + official_adapter(d, 192)
     assert runs == 3_594_240
     assert sum(p.numel() for p in das.model.parameters()) - das.backbone_total == runs
-    # trained with every method besides the head (official trainable list): pooler + modality embedding
+    # trained with every method besides the head (official trainable substrings "pooler", "token_type_embeddings"):
+    # the pooler, the modality embedding and the text embeddings' segment embedding
     lin = vilt_b32["linear"].model
     head = sum(p.numel() for p in lin.head.parameters())
-    assert sum(p.numel() for p in lin.parameters() if p.requires_grad) - head == (d * d + d) + 2 * d
+    assert sum(p.numel() for p in lin.parameters() if p.requires_grad) - head == (d * d + d) + 2 * d + 2 * d
 
 
 def test_vilt_trains_with_the_official_dropout(vilt_b32):
@@ -158,7 +160,7 @@ def test_every_vilt_method_trains_only_what_it_declares(method):
     torch.manual_seed(0)
     model = ViLT(ViLTSpec.from_hf(tiny_config(max_position_embeddings=12)), 5).freeze()
     m = make_method(method, {"num_prompts": 4} if method == "apt" else {})
-    model = m.apply(model).train()
+    model = apply_method(m, model).train()
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     loss = nn.functional.cross_entropy(model(inputs()), torch.tensor([0, 1, 2]))
@@ -221,10 +223,29 @@ def test_meter_anchors_on_a_random_meter():
     # DAS, official METER code (meter_module_train.py) at the VQA search setting skip_num = 4: 3 parallel adapters
     # (bottleneck 96) in each of the 12 co-attention layers, 12 skip adapters of 96 * 3; all require grad
     assert 36 * official_adapter(d, 96) + 12 * official_adapter(d, 288) == 10_734_336
-    das = build(make_method("das", {"skip": 4}), "meter", 3129, pretrained=False)
+    das = build(make_method("das", {"skip": 4}, kind="meter"), "meter", 3129, pretrained=False)
     runs = (12 - 4) * 3 * official_adapter(d, 96) + 4 * official_adapter(d, 288)
-    assert sum(p.numel() for p in das.model.parameters()) - das.backbone_total == runs == 5_376_384
+    token = d  # METER's recipe adds the official learnable classifier token (token4classifier)
+    assert sum(p.numel() for p in das.model.parameters()) - das.backbone_total - token == runs == 5_376_384
     assert VLP.kind(das.model) == "meter" and frozen_mode("auto", das) == "train"
+
+
+@pytest.mark.parametrize("model, method, want", [
+    ("vilt", "adapter", 3_559_680), ("meter", "adapter", 5_339_520), ("vilt", "lora", 147_456), ("meter", "lora", 294_912),
+    ("vilt", "apt", 1_916_940), ("meter", "apt", 3_833_856)])
+def test_the_apt_papers_baselines_are_the_defaults_on_vilt_and_meter(model, method, want):
+    """APT README rows (adapter 3.56M / 5.34M, LoRA 0.15M / 0.29M, APT 1.92M / 3.83M), counted on the shapes alone
+    (meta tensors): each method with its defaults on the kind (the APT repository's), the classifier token apart. On
+    METER APT's scale does not train (official trainable 'mm'): 24 x 159,744."""
+    from petlbench.models.measure import trainable_groups
+
+    with torch.device("meta"):
+        built = build(make_method(method, kind=model), model, 3129, pretrained=False)
+    groups = trainable_groups(built.model)
+    own = {k: n for k, n in groups.items() if any(s in k for s in (".attn_seq.", ".mlp_seq.", "pre_drop_adapter",
+                                                                   "lora_", ".apt."))}
+    assert sum(own.values()) == want and groups["token4classifier"] == 768
+    assert any(k.endswith("apt.log_scale") for k in own) == (method == "apt" and model == "vilt")
 
 
 def test_meter_without_its_checkpoint_file_says_how_to_get_it():
@@ -234,7 +255,7 @@ def test_meter_without_its_checkpoint_file_says_how_to_get_it():
 
 @pytest.mark.parametrize("method", ["apt", "das", "adapter", "lora", "bitfit", "linear", "full"])
 def test_every_meter_method_trains_only_what_it_declares(method):
-    model = make_method(method, {"num_prompts": 4} if method == "apt" else {}).apply(tiny_meter()).train()
+    model = apply_method(make_method(method, {"num_prompts": 4} if method == "apt" else {}), tiny_meter()).train()
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     x = {"input_ids": torch.randint(3, 60, (3, 6)), "attention_mask": torch.ones(3, 6, dtype=torch.long),
          "pixel_values": torch.randn(3, 3, 32, 32)}
@@ -245,16 +266,16 @@ def test_every_meter_method_trains_only_what_it_declares(method):
     assert changed and changed <= {k for k, v in model.named_parameters() if v.requires_grad}
     assert any(k.startswith("text_transformer.") for k in changed) == (method in ("full", "bitfit"))
     added = {k for k in changed if "lora_" in k or "adapter" in k}
-    if method in ("adapter", "lora"):  # in the co-attention layers only: 2 per layer (q and v; after attention, FFN)
-        layers = len(model.co_layers())
+    if method in ("adapter", "lora"):  # in the co-attention layers only (METER's table: self- and cross-attention)
+        layers, per_layer = len(model.co_layers()), {"adapter": 3, "lora": 4}[method]  # outputs + FFN / q, v twice
         assert added and all(k.startswith("cross_modal_") for k in added)
-        assert len({k.rsplit(".", 2)[0] for k in added}) == 2 * layers
+        assert len({k.rsplit(".", 2)[0] for k in added}) == per_layer * layers
 
 
 def test_conventional_prompting_is_the_official_meter_prompt_baseline():
     model = tiny_meter()
     apt = make_method("apt", {"prompting": "conventional", "num_prompts": 3})
-    model = apt.apply(model)
+    model = apply_method(apt, model)
     prompts = [n for n, p in model.named_parameters() if n.endswith("context_prompt")]
     # one prompt set per co-attention layer's cross-attention (official meter_module_prompt.py: 2 × num_top_layer)
     assert len(prompts) == 4 and all(".crossattention." in n for n in prompts)
@@ -263,7 +284,7 @@ def test_conventional_prompting_is_the_official_meter_prompt_baseline():
          "pixel_values": torch.randn(2, 3, 32, 32)}
     assert model.eval()(x).shape == (2, 5)
     with pytest.raises(UserError, match="vpt"):
-        make_method("apt", {"prompting": "conventional"}).apply(ViLT(ViLTSpec.from_hf(tiny_config()), 5))
+        apply_method(make_method("apt", {"prompting": "conventional"}), ViLT(ViLTSpec.from_hf(tiny_config()), 5))
 
 
 def test_inspect_shows_the_apt_and_das_compute_claims_on_meter_beside_the_measurement():
@@ -312,7 +333,7 @@ def test_meter_cross_modal_parameters_train_at_their_lr_multiplier():
     from petlbench.engine.optim import make_optimizer
     from petlbench.methods.recipe import MethodConfig
 
-    model = make_method("apt", {"num_prompts": 4}).apply(tiny_meter())
+    model = apply_method(make_method("apt", {"num_prompts": 4}), tiny_meter())
     params = [p for p in model.parameters() if p.requires_grad]
     head = {id(p) for p in model.head.parameters()}
     fusion = {id(p) for p in VLP.fusion_parameters(model)}
