@@ -30,6 +30,22 @@ def pytest_collection_modifyitems(config, items):
         items.sort(key=lambda item: not item.nodeid.startswith(RUN_FIRST))  # stable: the rest keep their order
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist's workers start with COLUMNS=80 in their environment, which would narrow the console tables
+    the CLI prints (``petlbench.progress``); each worker gets the COLUMNS of the run that started it instead."""
+    node.workerinput["columns"] = os.environ.get("COLUMNS")
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # before any test module imports petlbench.progress
+        columns = config.workerinput.get("columns")
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
+
+
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """Run ``petlbench ARGS`` in-process through ``main`` -> (exit code, stdout, stderr)."""
