@@ -4,7 +4,6 @@ fixing and physically removing skipped blocks), and that training touches only m
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from contextlib import nullcontext
 
@@ -324,15 +323,25 @@ def test_das_cannot_switch_blocks_outside_search():
 
 @pytest.mark.integration  # a whole run (runner.run_one) on a full built-in task: 800 training, 2000 test images
 def test_das_default_search_moves_the_gates_on_a_built_in_task():
-    """With its default search budget DAS makes enough gate updates on a 1k-image-style task to move them."""
+    """With its default search budget DAS makes enough gate updates on a 1k-image-style task to move them: the
+    run's own search stage (the loop's, on the run's model and splits), without the training after it."""
     from petlbench.config.options import RunConfig
+    from petlbench.data import cache as datacache
+    from petlbench.data import diskcache
     from petlbench.datasets import load_data
-    from petlbench.engine.runner import run_one
+    from petlbench.engine.build import prepare_run
+    from petlbench.engine.loop import Reporter, Runtime, _Loop
+    from petlbench.engine.runner import seed_everything
 
     raw = load_data("shapes-ori")
-    res = run_one(RunConfig(method="das", dataset="shapes-ori", device="cpu", overrides={"epochs": 1}), raw)
-    stats = json.loads(res.method_stats)
-    assert res.status == "ok" and stats["das_searched"]
+    p = prepare_run(RunConfig(method="das", dataset="shapes-ori", device="cpu"), raw)
+    splits = raw.prepare(p.built.family.data_config(p.built.model))
+    splits = datacache.cache_splits(splits, p.identity["data"], diskcache.cache_dir())  # decoded once, as run_one
+    seed_everything(p.cfg.seed)
+    loop = _Loop(p.built, p.method, splits, Runtime(frozen_backbone_mode=p.cfg.frozen_backbone_mode), Reporter())
+    loop.search()
+    stats = p.method.stats(p.built.model)
+    assert loop.out.status == "ok" and stats["das_searched"]
     # 50 steps per epoch, 2 search epochs after the warm-up epoch, 25 updates each
     assert stats["das_gate_updates"] == 50
     assert max(stats["das_gate_logits"]) - min(stats["das_gate_logits"]) > 0.1
