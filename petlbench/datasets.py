@@ -18,7 +18,9 @@ from petlbench.data.hub import HUB
 from petlbench.data.local import load_local
 from petlbench.data.types import Data, DatasetSpec
 from petlbench.registry import Registry
+from petlbench.vl.data import arrow as vl_arrow
 from petlbench.vl.data import tasks as vl_tasks
+from petlbench.vl.data import vqa_json
 from petlbench.vl.data.sources import VL_HUB, load_vl_path, looks_like_vl
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", "run 'petlbench list datasets' or pass an existing path")
@@ -48,6 +50,10 @@ class LocalFormat:
 
 
 LOCAL_FORMATS: list[LocalFormat] = [  # asked in order; the vision reader takes any path the others leave
+    LocalFormat("vl", vl_arrow.claims, vl_arrow.load_arrow, "papers' VL files",
+                "ViLT-format .arrow of VQAv2 / SNLI-VE / GQA (official writers; a folder, or one file of a task)"),
+    LocalFormat("vl", vqa_json.claims, vqa_json.load_vqa_json, "VQAv2 JSON",
+                "official VQAv2 questions + annotations JSON beside COCO's train2014/ and val2014/"),
     LocalFormat("vl", looks_like_vl, load_vl_path, "local VL",
                 "parquet / save_to_disk (image, question, answer[s]) or JSONL + images"),
     LocalFormat("vision", lambda _path: True, load_local, "local",

@@ -62,3 +62,97 @@ def jsonl_dataset(root: Path, n: int = 12) -> Path:
     path = root / "qa.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# ----------------------------------------------------------------------------- the papers' files, in their schemas
+
+COLOURS = ("red", "green", "blue")  # the answer to "what colour is it ?" on image i is COLOURS[i % 3]
+VQA_COLUMNS = ["image", "questions", "answers", "answer_labels", "answer_scores", "image_id", "question_id", "split"]
+
+
+def jpeg(value: int) -> bytes:
+    """A 12x12 JPEG of colour ``COLOURS[value % 3]``."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (12, 12), [(200, 20, 20), (20, 200, 20), (20, 20, 200)][value % 3]).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def write_ipc(df, path: Path) -> Path:
+    """A DataFrame as the official writers store it: ``pa.Table.from_pandas`` through a ``RecordBatchFileWriter``."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(df)
+    with pa.OSFile(str(path), "wb") as sink, pa.RecordBatchFileWriter(sink, table.schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+def _vqa_row(i: int, split: str, q_per_image: int = 2) -> list:
+    """ViLT write_vqa.py's row of image i: questions, answers / labels / scores per question (label = colour id)."""
+    label = i % 3
+    return [jpeg(i), [f"what colour is it {k} ?" for k in range(q_per_image)], [[COLOURS[label]]] * q_per_image,
+            [[label]] * q_per_image, [[1.0]] * q_per_image, i, [i * 10 + k for k in range(q_per_image)], split]
+
+
+def write_vilt_vqa(root: Path, n_train: int = 12, n_val: int = 12, rest: int = 4) -> Path:
+    """``root/vqav2_{train,val,trainable_val,rest_val}.arrow`` as ViLT's write_vqa.py writes them (trainable_val /
+    rest_val: val without / with its last ``rest`` rows, cut from the val file read back)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    root.mkdir(parents=True, exist_ok=True)
+    for split, ids in (("train", range(n_train)), ("val", range(100, 100 + n_val))):
+        write_ipc(pd.DataFrame([_vqa_row(i, split) for i in ids], columns=VQA_COLUMNS), root / f"vqav2_{split}.arrow")
+    val = pa.ipc.RecordBatchFileReader(pa.memory_map(str(root / "vqav2_val.arrow"), "r")).read_all().to_pandas()
+    write_ipc(val[:-rest], root / "vqav2_trainable_val.arrow")
+    write_ipc(val[-rest:], root / "vqav2_rest_val.arrow")
+    return root
+
+
+def write_dvp_gqa(root: Path, n: int = 12) -> Path:
+    """``root/gqa_{train,test-dev}.arrow`` as DVP's write_gqa.py writes them (string image and question ids)."""
+    import pandas as pd
+
+    root.mkdir(parents=True, exist_ok=True)
+    for split, ids in (("train", range(n)), ("test-dev", range(100, 100 + n // 2))):
+        rows = [[*r[:5], f"n{r[5]}", [str(q) for q in r[6]], r[7]] for r in (_vqa_row(i, split, 1) for i in ids)]
+        write_ipc(pd.DataFrame(rows, columns=VQA_COLUMNS), root / f"gqa_{split}.arrow")
+    return root
+
+
+SNLI_LABELS = ("contradiction", "neutral", "entailment")  # METER's / DVP's label ids 0, 1, 2
+
+
+def write_meter_snli(root: Path, n: int = 9) -> Path:
+    """``root/snli_{train,dev,test}.arrow`` as METER's write_snli.py writes them: image, [premise, hypothesis]
+    pairs, labels (the label of image i's hypotheses: i % 3)."""
+    import pandas as pd
+
+    root.mkdir(parents=True, exist_ok=True)
+    for split, ids in (("train", range(n)), ("dev", range(50, 50 + n // 3 + 1)), ("test", range(80, 80 + n // 3 + 1))):
+        rows = [[jpeg(i), [[f"a picture {i}", f"it is {COLOURS[i % 3]} {k}"] for k in range(2)], [i % 3] * 2]
+                for i in ids]
+        write_ipc(pd.DataFrame(rows, columns=["image", "sentences", "labels"]), root / f"snli_{split}.arrow")
+    return root
+
+
+def write_vqa_json(root: Path, n_train: int = 10, n_val: int = 8, answers_per_q: int = 10) -> Path:
+    """The official VQAv2 JSON (questions + annotations) beside COCO's ``train2014/`` and ``val2014/`` folders:
+    one question per image, every human answering its colour (each answer 9+ times: in the vocabulary)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, ids in (("train2014", range(1, n_train + 1)), ("val2014", range(500, 500 + n_val))):
+        (root / split).mkdir()
+        for i in ids:
+            (root / split / f"COCO_{split}_{i:012d}.jpg").write_bytes(jpeg(i))
+        qs = [{"image_id": i, "question": f"what colour is picture {i} ?", "question_id": i * 1000} for i in ids]
+        anns = [{"question_id": i * 1000, "image_id": i, "multiple_choice_answer": COLOURS[i % 3],
+                 "answers": [{"answer": COLOURS[i % 3], "answer_confidence": "yes", "answer_id": k + 1}
+                             for k in range(answers_per_q)], "question_type": "what color", "answer_type": "other"}
+                for i in ids]
+        (root / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(json.dumps({"questions": qs}))
+        (root / f"v2_mscoco_{split}_annotations.json").write_text(json.dumps({"annotations": anns}))
+    return root

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from petlbench.config.method_config import stable_hash, to_dict
+from petlbench.data.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 
 # the default of --precision: see docs/results.md "bf16 parity" and docs/speed.md for the evidence that decided it
 DEFAULT_PRECISION = "auto"
@@ -56,6 +57,11 @@ class RunConfig:
                               suite=False)  # suites list 'datasets'
     model: str | None = opt(None, "timm model name, VL pair TEXT+VISION, or bundled model (default: bundled)")
     img_size: int | None = opt(None, "ViT input resolution (default: the model's)")
+    # how images become inputs, as the paper a result is compared with does it (data.protocols); neutral: rows stored
+    # before it keep their config hashes
+    protocol: Literal[tuple(PROTOCOLS)] = opt(  # type: ignore[valid-type]
+        DEFAULT_PROTOCOL, f"image preprocessing: {' | '.join(PROTOCOLS)} (model: squash, bilinear, the model's "
+        "mean/std; the others: the papers' loaders, docs/protocol.md); recorded", neutral=True)
     # the VL track's single-modality baselines (vl.VLModel): rows apart from the both-modality ones
     modality: Literal["both", "text", "image"] = opt(
         "both", "VL models: both modalities, or a baseline that sees only the text (no image) or only the image "

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from petlbench.data.images import RawData
-from petlbench.data.noah import load_noah
+from petlbench.data.noah import VTAB_GROUPS, load_noah
 from petlbench.data.types import DatasetSpec, HFColumn, ImageSource
 from petlbench.errors import UserError
 from petlbench.hub import offline_if_unreachable, unreachable
@@ -37,14 +37,6 @@ class HubSpec(DatasetSpec):
         return "hub", f"{self.hub_id} {self.note}"
 
 
-_VTAB = {
-    "natural": ["cifar", "caltech101", "dtd", "oxford_flowers102", "oxford_iiit_pet", "svhn", "sun397"],
-    "specialized": ["patch_camelyon", "eurosat", "resisc45", "diabetic_retinopathy"],
-    "structured": ["clevr_count", "clevr_dist", "dmlab", "kitti", "dsprites_loc", "dsprites_ori",
-                   "smallnorb_azi", "smallnorb_ele"],
-}
-
-
 HUB: dict[str, HubSpec] = {
     "cifar100": HubSpec("uoft-cs/cifar100", image_col="img", label_col="fine_label", note="50k/10k, 100 classes"),
     "cub200": HubSpec("Donghyun99/CUB-200-2011", note="FGVC, parquet"),
@@ -54,7 +46,7 @@ HUB: dict[str, HubSpec] = {
 }
 
 
-for _group, _tasks in _VTAB.items():
+for _group, _tasks in VTAB_GROUPS.items():
     for _task in _tasks:
         HUB[f"vtab-{_task}"] = HubSpec("XiN0919/VTAB-1k", subdir=_task, group=_group, note=f"VTAB-1k {_group}")
 

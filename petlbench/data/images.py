@@ -55,7 +55,7 @@ class RawData(Data):
 
     def prepare(self, data_cfg: dict[str, Any], trainval: bool = False, selection: bool = False) -> Splits:
         """Every split preprocessed with the backbone's input size and mean/std (see ``Data.prepare``)."""
-        pre = Preprocess(data_cfg["input_size"], data_cfg["mean"], data_cfg["std"])
+        pre = Preprocess.of(data_cfg)  # the model's input size; mean/std and resize by the run's protocol
         parts: dict[str, Dataset] = {}
         for split, (images, labels) in self.splits.items():
             if selection and split == "test":

@@ -1,5 +1,5 @@
-"""Image classification data at a local path: which format it is (NOAH task folder, ``save_to_disk`` directory,
-parquet, image folder) and the image-folder reader (``root/<class>/*`` or ``root/<split>/<class>/*``)."""
+"""Image classification data at a local path: which format it is (NOAH task folder, FGVC release, ``save_to_disk``
+directory, parquet, image folder) and the image-folder reader (``root/<class>/*`` or ``root/<split>/<class>/*``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from petlbench.data.fgvc import layout_of, load_fgvc
 from petlbench.data.hub import from_hf, quiet_datasets
 from petlbench.data.images import RawData
-from petlbench.data.noah import load_noah
+from petlbench.data.noah import is_task_dir, load_noah, refuse_root
 from petlbench.data.parquet import load_parquet
 from petlbench.data.splits import SPLIT_NAMES, flat_split, visible
 from petlbench.data.types import IMG_EXT, ImageSource
@@ -19,8 +20,12 @@ from petlbench.errors import UserError
 
 
 def load_local(path: Path) -> RawData:
-    if path.is_dir() and (path / "test.txt").exists() and (path / "train800.txt").exists():
+    if is_task_dir(path):
         return load_noah(path)
+    if path.is_dir():
+        refuse_root(path)  # a VTAB-1k root of task folders is a suite, not a dataset
+        if layout_of(path) is not None:
+            return load_fgvc(path)
     if path.is_dir() and (path / "dataset_dict.json").exists():
         return from_hf(quiet_datasets().load_from_disk(str(path)), path.name, f"disk:{path}", None, None)
     parquet = [path] if path.suffix == ".parquet" else sorted(f for f in path.rglob("*.parquet") if visible(f)) \

@@ -17,6 +17,7 @@ from petlbench.config.method_config import build_method_config
 from petlbench.config.options import RunConfig, config_hash, identity
 from petlbench.data import diskcache
 from petlbench.data.batching import map_tensors, tensor_shapes
+from petlbench.data.protocols import DEFAULT_PROTOCOL
 from petlbench.data.types import Data
 from petlbench.engine import distributed, numerics
 from petlbench.engine.loop import training_step
@@ -110,6 +111,9 @@ def prepare_run(cfg: RunConfig, raw: Data) -> Prepared:
     if method.cfg.randaugment and raw.track != "vl":
         raise UserError("randaugment is the official ViLT / METER recipes' augmentation of VL data; vision runs train "
                         "without augmentation (the VTAB-1k protocol): drop --set randaugment=true")
+    if cfg.protocol != DEFAULT_PROTOCOL and raw.track != "vision":
+        raise UserError(f"--protocol {cfg.protocol} is an image-classification loader's preprocessing; VL models take "
+                        "their own (ViLT's, METER's, CLIP's): drop --protocol")
     built = build_seeded(method, cfg, raw.num_classes)
     cfg = replace(cfg, frozen_backbone_mode=frozen_mode(cfg.frozen_backbone_mode, built))
     device = distributed.session().place(resolve_device(cfg.device))

@@ -24,6 +24,7 @@ from petlbench.config.method_config import to_dict
 from petlbench.config.options import RunConfig, group_hash
 from petlbench.data import cache as datacache
 from petlbench.data import diskcache
+from petlbench.data.protocols import with_protocol
 from petlbench.data.types import Data
 from petlbench.engine import distributed, numerics
 from petlbench.engine.build import Prepared, backbone_gmacs, prepare_run
@@ -74,7 +75,7 @@ def _row(p: Prepared, raw: Data, splits, device: torch.device, data_cfg: dict) -
         frozen_backbone_mode=cfg.frozen_backbone_mode,
         limit=cfg.limit or 0, trainval=cfg.trainval, weights_source=info["weights_source"],
         weights_sha256=info["weights_sha256"], data_source=raw.source, data_group=raw.group or "",
-        data_fingerprint=json.dumps(p.identity["data"]), preprocessing=splits.preprocessing,
+        data_fingerprint=json.dumps(p.identity["data"]), preprocessing=splits.preprocessing, protocol=cfg.protocol,
         num_classes=raw.num_classes, n_train=len(splits.train), n_val=len(splits.val) if splits.val else 0,
         n_test=len(splits.test) if splits.test is not None else 0, selection=cfg.selection, tune=cfg.tune,
         method_config=json.dumps(to_dict(method.cfg)), **provenance(device), **machine_load(),
@@ -110,8 +111,8 @@ def run_one(cfg: RunConfig, raw: Data, *, reporter: Reporter | None = None,
     p = prepared or prepare_run(cfg, raw)
     dist = distributed.session()  # torchrun: DDP over its processes; alone: the identity
     device = p.device
-    data_cfg = {**p.built.family.data_config(p.built.model), **({"augment": "randaugment"}
-                                                                  if p.method.cfg.randaugment else {})}
+    data_cfg = {**with_protocol(p.built.family.data_config(p.built.model), p.cfg.protocol),
+                **({"augment": "randaugment"} if p.method.cfg.randaugment else {})}
     splits = raw.prepare(data_cfg, trainval=p.cfg.trainval, selection=p.cfg.selection)
     res = _row(p, raw, splits, device, data_cfg)
     res.processes = dist.world

@@ -81,6 +81,7 @@ class RunResult:
     data_group: str = ""  # VTAB group: natural | specialized | structured
     data_fingerprint: str = ""  # JSON {split: sha256[:16]}
     preprocessing: str = ""  # how images became model inputs (data.Preprocess.describe)
+    protocol: str = ""  # the preprocessing protocol asked for (data.protocols); empty in rows stored before it
     num_classes: int = 0
     n_train: int = 0
     n_val: int = 0

@@ -20,7 +20,7 @@ from petlbench.registry import METHODS
 EXAMPLES = {
     "model": "test_vit", "img_size": 32, "weights": "WEIGHTS", "pretrained": False, "device": "cpu", "precision": "bf16",
     "deterministic": True, "limit": 24, "frozen_backbone_mode": "train", "num_workers": 1, "compile": True,
-    "trainval": True, "label": "a b",
+    "trainval": True, "label": "a b", "protocol": "noah",
 }
 VL_EXAMPLES = {"modality": "text"}  # options of VL runs only: round-tripped on a VL dataset below
 STRUCTURAL = {"method": "methods", "dataset": "datasets", "seed": "seeds", "suite": "name",
