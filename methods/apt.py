@@ -128,6 +128,34 @@ def attach_apt(attn: nn.Module, core: APTCore) -> None:
     attn.forward = types.MethodType(_apt_attention_forward, attn)
 
 
+def _deep_prompt_block_forward(self: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                               **kwargs: Any) -> torch.Tensor:
+    """A pre-norm block with deep prompts (official ViLT vilt_module_deep_prompt.py / vision_transformer_deep_prompt.py):
+    the prompts join the normed sequence as keys and values only; the residual and the MLP run on the sequence."""
+    b, n, _ = x.shape
+    h = self.norm1(torch.cat([x, self.context_prompt.to(x.dtype).expand(b, -1, -1)], 1))
+    if attn_mask is not None:
+        attn_mask = torch.cat([attn_mask, attn_mask.new_ones(*attn_mask.shape[:-1], self.context_prompt.shape[0])], -1)
+    x = x + self.drop_path1(self.ls1(_keys_values_attention(self.attn, h, n, attn_mask)))
+    return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
+def _keys_values_attention(attn: nn.Module, h: torch.Tensor, n: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """A timm ``Attention`` over ``h`` with queries for its first ``n`` tokens only (qkv over all, as the official)."""
+    b, total, _ = h.shape
+    qkv = attn.qkv(h).reshape(b, total, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    q, k = attn.q_norm(q[:, :, :n]), attn.k_norm(k)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=attn.attn_drop.p if attn.training else 0.0)
+    return attn.proj_drop(attn.proj(attn.norm(out.transpose(1, 2).reshape(b, n, -1))))
+
+
+def attach_deep_prompt(block: nn.Module, prompt: nn.Parameter) -> None:
+    """Give a timm ``Block`` deep prompts (``block.context_prompt``); the patch is per instance."""
+    block.context_prompt = prompt
+    block.forward = types.MethodType(_deep_prompt_block_forward, block)
+
+
 @register
 class APT(Method):
     name = "apt"
@@ -151,25 +179,36 @@ class APT(Method):
         return model
 
     def _apply_conventional(self, model: nn.Module, layout: Layout) -> nn.Module:
-        """Prompts in each co-attention layer's cross-attention context (official init: VPT's uniform
-        ±sqrt(6 / (3·16·16 + d)))."""
+        """The prompt tuning APT approximates, as the official APT repository's baselines: ``num_prompts`` prompts
+        joining the keys / values of each co-attention layer's cross-attention where the kind has one (METER,
+        meter_module_prompt.py), else of each pre-norm block's self-attention (ViLT, vilt_module_deep_prompt.py: 200
+        per block, queries only for the sequence's own tokens). Official init: VPT's uniform ±sqrt(6 / (3·16·16 + d))."""
         cfg: APTConfig = self.cfg  # type: ignore[assignment]
-        if layout.cross_attentions is None:
-            raise UserError(f"prompting=conventional is the official APT baseline in cross-attention (--model meter); "
-                            f"{layout.kind} backbones have none (on a ViT the vpt method is conventional deep prompting)")
+        if not self._has_conventional(layout):
+            raise UserError(f"prompting=conventional is the official APT baseline on ViLT and METER; {layout.kind} "
+                            "backbones have none here (on a ViT the vpt method is conventional deep prompting)")
         layers, d = layout.blocks(model), layout.width(model)
         bound = math.sqrt(6.0 / (3 * 16 * 16 + d))
         for i in resolve_indices(cfg.layers, len(layers), "layers"):
-            for attn in layout.cross_attentions(layers[i]):
-                attn.context_prompt = nn.Parameter(torch.empty(cfg.num_prompts, d, **factory_kwargs(attn)).uniform_(
-                    -bound, bound))
+            for host in (layout.cross_attentions(layers[i]) if layout.cross_attentions else [layers[i]]):
+                prompt = nn.Parameter(torch.empty(cfg.num_prompts, d, **factory_kwargs(host)).uniform_(-bound, bound))
+                if layout.cross_attentions:
+                    host.context_prompt = prompt
+                else:
+                    attach_deep_prompt(host, prompt)
         return model
+
+    @staticmethod
+    def _has_conventional(layout: Layout) -> bool:
+        """Conventional prompts in cross-attention, or deep prompts in pre-norm blocks of a kind without an image
+        token stream (a timm ViT's is the vpt method's)."""
+        return layout.cross_attentions is not None or (layout.layer == "vit" and not layout.tokens)
 
     def counterpart(self, model: nn.Module) -> dict[str, Any] | None:
         """Approximated prompts are measured against the conventional prompt tuning they approximate, where it is
-        defined (a kind with cross-attention: METER)."""
+        defined (METER, ViLT)."""
         return ({"prompting": "conventional"} if self.cfg.prompting == "approximated"
-                and layout_of(model).cross_attentions is not None else None)
+                and self._has_conventional(layout_of(model)) else None)
 
     @staticmethod
     def _cores(model: nn.Module) -> list[tuple[int, APTCore]]:
@@ -182,8 +221,9 @@ class APT(Method):
     def stats(self, model: nn.Module) -> dict[str, object]:
         if self.cfg.prompting == "conventional":
             layout = layout_of(model)
+            hosts = (lambda layer: layout.cross_attentions(layer)) if layout.cross_attentions else (lambda layer: [layer])
             prompted = [i for i, layer in enumerate(layout.blocks(model))
-                        if any(a.context_prompt is not None for a in layout.cross_attentions(layer))]
+                        if any(getattr(h, "context_prompt", None) is not None for h in hosts(layer))]
             return {"prompt_layers": prompted}
         cores = self._cores(model)
         return {

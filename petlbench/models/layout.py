@@ -69,6 +69,9 @@ class Layout:
     language_model: Callable[[nn.Module], nn.Module] | None = None
     biases: bool = True
     classifier_token: Callable[[nn.Module], None] | None = None  # adds the kind's official learnable classifier token
+    # the input size (``BackboneFamily.example``'s) of the kind's official configuration: what published compute
+    # claims about it are measured at (``inspect``), when it differs from what runs count at (None: none for this model)
+    official_input: Callable[[nn.Module], tuple[int, ...] | None] | None = None
     adaptable: Callable[[nn.Module], nn.Module] = field(default=_model)
 
     def offers(self) -> frozenset[str]:

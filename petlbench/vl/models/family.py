@@ -63,7 +63,9 @@ class VLFamily(BackboneFamily):
         return (train.text_len,) if train is not None else (text_len,)
 
     def example(self, model: nn.Module, size: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
-        return model.example_inputs(*(size or ()))
+        """``size``: (text length,) or (text length, image height, width) where the model takes other images."""
+        size = tuple(size or ())
+        return model.example_inputs(*size[:1], **({"image": size[1:]} if len(size) > 1 else {}))
 
 
 class VLPairFamily(VLFamily):

@@ -119,7 +119,7 @@ class ViLT(nn.Module):
         self.transformer = VisionTransformer(
             img_size=spec.image_size, patch_size=spec.patch_size, embed_dim=d, depth=spec.num_layers,
             num_heads=spec.num_heads, mlp_ratio=spec.intermediate_size / d, qkv_bias=True, num_classes=0,
-            global_pool="", pos_drop_rate=spec.drop_rate, proj_drop_rate=spec.drop_rate,
+            global_pool="", pos_drop_rate=spec.drop_rate, proj_drop_rate=spec.drop_rate, dynamic_img_size=True,
             norm_layer=functools.partial(nn.LayerNorm, eps=spec.layer_norm_eps))
         self.pooler = Pooler(d)
         self.head = vilt_head(d, num_classes)
@@ -192,11 +192,13 @@ class ViLT(nn.Module):
                 "crop_pct": 1.0, "tokenizer": self.tokenizer_name, "modality": "both",
                 "max_text_len": self.max_text_len}
 
-    def example_inputs(self, text_len: int | None = None, batch_size: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
-        """A random full-length batch (no padding): ``text_len`` tokens (default ``max_text_len``), one image."""
+    def example_inputs(self, text_len: int | None = None, batch_size: int = 1, seed: int = 0,
+                       image: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        """A random full-length batch (no padding): ``text_len`` tokens (default ``max_text_len``), one image of the
+        model's size or ``image`` (H, W: the position embeddings are resampled to its patch grid)."""
         s = self.spec.image_size
-        return example_batch(self.spec.vocab_size, text_len or self.max_text_len, (3, s, s), batch_size, seed,
-                             next(self.parameters()).device)
+        return example_batch(self.spec.vocab_size, text_len or self.max_text_len, (3, *(image or (s, s))), batch_size,
+                             seed, next(self.parameters()).device)
 
 
 class Pooler(nn.Module):
@@ -371,4 +373,8 @@ def create_vilt(name: str, num_classes: int, *, pretrained: bool = True, weights
 # kind "vilt": one transformer of timm blocks over [text ; patches]
 LAYOUT = Layout("vilt", layer="vit", blocks=lambda m: m.transformer.blocks, width=lambda m: m.spec.hidden_size,
                 attention_outputs=lambda b: [b.attn], ffn_outputs=lambda b: [b.mlp],
-                projections=lambda b: fused_qkv(b.attn), classifier_token=lambda m: m.add_classifier_token())
+                projections=lambda b: fused_qkv(b.attn), classifier_token=lambda m: m.add_classifier_token(),
+                # the official configuration's sequence (vilt/config.py: max_text_len = 40; max_image_len = 200, as a
+                # 10 x 20 patch grid, + the image's [class] token: 241 tokens): what compute claims are stated at;
+                # ViLT-B/32's shapes only (the micro ViLT has 32 text positions)
+                official_input=lambda m: (40, 320, 640) if (m.spec.max_text_len, m.spec.patch_size) == (40, 32) else None)
