@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 
@@ -92,3 +93,27 @@ def _auto_precision_is_not_timed(monkeypatch):
     from petlbench.engine import numerics
 
     monkeypatch.setattr(numerics, "cached_timing", lambda path, key, measure: (1.0, 2.0, "test stub"))
+
+
+@pytest.fixture(scope="module")
+def _backbones_of_the_module():
+    return {}
+
+
+@pytest.fixture
+def backbones_built_once(monkeypatch, _backbones_of_the_module):
+    """Each distinct backbone (name, classes, options) is created once per test module and copied after that
+    (``tracks.create_backbone``): for tests that read a model's structure, counts, GMACs or identity, never its
+    random initial values."""
+    from petlbench import tracks
+
+    real, built = tracks.create_backbone, _backbones_of_the_module
+
+    def create_once(name, num_classes, **kwargs):
+        key = (name, num_classes, tuple(sorted((k, v) for k, v in kwargs.items() if v is not None)))
+        if key not in built:
+            built[key] = real(name, num_classes, **kwargs)
+        model, info, family = built[key]
+        return copy.deepcopy(model), copy.deepcopy(info), family
+
+    monkeypatch.setattr(tracks, "create_backbone", create_once)

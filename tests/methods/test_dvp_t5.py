@@ -231,9 +231,9 @@ def test_t5_base_anchor_adp(t5_base_clip):
     assert measure.param_counts(model, total)["params_trainable_excl_head"] == 11_310_720
 
 
-@pytest.mark.integration  # two builds of T5-base + ViT-B/16 on the CPU (~15 s each)
+@pytest.mark.integration  # T5-base + ViT-B/16 on the CPU: built once for both cases
 @pytest.mark.parametrize("variant, expected", [("full", 225_267_456), ("adp", 11_310_720)])
-def test_t5_base_anchors_through_inspect(cli, variant, expected):
+def test_t5_base_anchors_through_inspect(cli, backbones_built_once, variant, expected):
     code, out, err = cli("inspect", "dvp", "--model", T5_PAIR, "--img-size", "32", "--num-classes", "10", "--json",
                          "--set", f"variant={variant}")
     assert code == 0, err

@@ -5,7 +5,6 @@ saying how to regenerate the reference (``make reference``)."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -33,23 +32,10 @@ def missing_from_reference(suite: str) -> list[str]:
     return sorted({r.method for r in load_suite(suite)[2]} - have)
 
 
-@pytest.fixture
-def backbones_built_once(monkeypatch):
-    """Each distinct backbone (name, classes, options) is created once and copied after that: the identity reads
-    only the weights' provenance (file names and hashes), not the weights' values, so the hashes are the same."""
-    real, built = tracks.create_backbone, {}
-
-    def create_once(name, num_classes, **kwargs):
-        key = (name, num_classes, tuple(sorted(kwargs.items())))
-        if key not in built:
-            built[key] = real(name, num_classes, **kwargs)
-        return copy.deepcopy(built[key])
-
-    monkeypatch.setattr(tracks, "create_backbone", create_once)
-
-
 @pytest.mark.parametrize("suite", SUITES)
 def test_every_job_of_a_reference_suite_keeps_its_committed_config_hash(suite, monkeypatch, backbones_built_once):
+    """``backbones_built_once``: the identity reads only the weights' provenance (file names and hashes), not the
+    weights' values, so the hashes are the same."""
     monkeypatch.setattr(numerics, "cpu_has_bf16", lambda: True)  # pinned to fp32 even where bf16 would be faster
     _, jobs, plans = suite_jobs(suite)
     rows = read_rows(REFERENCE / f"{suite}.csv")
