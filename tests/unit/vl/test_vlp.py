@@ -210,7 +210,7 @@ def test_an_official_meter_checkpoint_loads_through_the_key_map(tmp_path):
     assert from_official(official, big)["vit_model.pos_embed"].shape == (1, 17, 32)
 
 
-def test_meter_anchors_on_a_random_meter():
+def test_meter_anchors_on_a_random_meter(backbones_built_once):
     from petlbench.vl.models.meter import METER
 
     apt = build(make_method("apt"), "meter", 3129, pretrained=False)
@@ -308,7 +308,7 @@ def test_conventional_prompting_on_vilt_is_the_official_deep_prompt_baseline():
         torch.testing.assert_close(block(xt), want, rtol=1e-5, atol=1e-5)
 
 
-def test_inspect_shows_the_apt_and_das_compute_claims_on_meter_beside_the_measurement():
+def test_inspect_shows_the_apt_and_das_compute_claims_on_meter_beside_the_measurement(backbones_built_once):
     from petlbench.engine.build import inspect
 
     info = inspect("apt", "meter", 10, text_len=50)
