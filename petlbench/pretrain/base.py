@@ -216,6 +216,15 @@ def save(state: dict[str, torch.Tensor], out: Path, prep, cfg: RecipeConfig, run
     return meta
 
 
+class MicroViTRecipe(Recipe):
+    """A recipe that pretrains the bundled micro ViT's architecture with a ``head`` of that many classes (0: none)."""
+
+    head: int = 0
+
+    def build(self, cfg: RecipeConfig, device: torch.device) -> tuple[nn.Module, Any]:
+        return micro_vit(self.head)
+
+
 def micro_vit(num_classes: int) -> tuple[nn.Module, Any]:
     """The bundled micro ViT's architecture at random with a ``num_classes`` head, every parameter trainable, and its
     preprocessing."""

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from petlbench.config.method_config import Range
 from petlbench.errors import UserError
-from petlbench.pretrain.base import Objective, Recipe, RecipeConfig, micro_vit, register
+from petlbench.pretrain.base import MicroViTRecipe, Objective, RecipeConfig, register
 
 FASHION_DIR = Path(os.environ.get("PETLBENCH_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 FASHION_FILES = {
@@ -88,12 +88,9 @@ def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, pre
 
 
 @register
-class FashionMNIST(Recipe):
-    name, model, Config = "fashion-mnist", "petl_vit_micro", FashionConfig
+class FashionMNIST(MicroViTRecipe):
+    name, model, Config, head = "fashion-mnist", "petl_vit_micro", FashionConfig, 10
     description = "the vision track's default backbone: classification on Fashion-MNIST"
-
-    def build(self, cfg, device):
-        return micro_vit(10)
 
     def objective(self, model, prep, cfg, rng):
         """Classification on augmented Fashion-MNIST, epoch by epoch (a fresh permutation per epoch)."""

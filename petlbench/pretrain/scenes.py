@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from petlbench.config.method_config import Range
-from petlbench.pretrain.base import Objective, Recipe, RecipeConfig, micro_vit, register
+from petlbench.pretrain.base import MicroViTRecipe, Objective, RecipeConfig, register
 from petlbench.vl.data.scenes import COLOURS, IMG, SHAPES, draw_scenes
 
 COVER_MIN = 0.25
@@ -95,12 +95,9 @@ class ScenesConfig(RecipeConfig):
 
 
 @register
-class Scenes(Recipe):
+class Scenes(MicroViTRecipe):
     name, model, Config = "scenes", "petl_vit_micro_scenes", ScenesConfig
     description = "the VL track's visual encoder: object labels per patch on generated scenes"
-
-    def build(self, cfg, device):
-        return micro_vit(0)
 
     def objective(self, model, prep, cfg, rng):
         """Dense object labels on random scenes, half of them mirrored (labels too); accuracy = the shape head's."""
