@@ -175,6 +175,12 @@ def suite(
     force: Annotated[bool, typer.Option("--force")] = False,
     print_commands: Annotated[bool, typer.Option("--print-commands",
                                                  help="print one 'petlbench run' per job for an external engine")] = False,
+    root: Annotated[str | None, typer.Option(help="a paper suite's data root (what `petlbench fetch SUITE --to DIR` "
+                                                  "fetched; its hub/ cache serves the models offline)")] = None,
+    plan: Annotated[bool, typer.Option("--plan", help="print the cost first: jobs, steps, GMACs, device-hours, "
+                                                      "downloads, peak memory (offline; runs nothing)")] = False,
+    device_kind: Annotated[str | None, typer.Option(help="--plan: the device to estimate for (H100, H200, A100, "
+                                                         "cpu; default: this machine's)")] = None,
     **execution_options: Any,
 ) -> None:
     """Run a benchmark suite (benchmarks/*.toml) here, as Slurm jobs (--executor slurm), or print its jobs."""
@@ -184,10 +190,15 @@ def suite(
     from petlbench.engine.executors import Execution
     from petlbench.engine.tune import commands
 
+    if plan:
+        _print_plan(name, device_kind)
+        return
     execution = Execution.take(execution_options)
     if print_commands and execution.executor != "inline":
         raise UserError("--print-commands prints the jobs instead of running them; drop --executor (or the other)")
-    sname, jobs, plans = suite_jobs(name, _parse_seeds(seeds) if seeds else None, limit=limit, device=device)
+    _use_root(root)
+    sname, jobs, plans = suite_jobs(name, _parse_seeds(seeds) if seeds else None, root=root, limit=limit,
+                                    device=device)
     if plans and execution.executor != "inline":
         raise UserError(f"suite '{sname}' has tune blocks, which run inline; drop --executor, or hand its runs to an "
                         "engine with --print-commands (twice: the grid, then the final runs)")
@@ -203,6 +214,53 @@ def suite(
         return
     results = _execute(jobs, out, force) + [r for plan in plans for r in _execute_tune(plan, out, force)]
     _finish(results, {cfg.method for cfg in jobs} | {plan.base.method for plan in plans})
+
+
+def _use_root(root: str | None) -> None:
+    """``--root``: it must exist; a fetched folder's Hugging Face cache (``DIR/hub``) serves every hub load, offline."""
+    if root is None:
+        return
+    if not Path(root).is_dir():
+        raise UserError(f"--root '{root}' is not a folder; pass the folder `petlbench fetch SUITE --to DIR` filled")
+    from petlbench.fetch import HUB_DIR, use_local_hub
+
+    if (Path(root) / HUB_DIR).is_dir():
+        use_local_hub(Path(root) / HUB_DIR)
+
+
+def _print_plan(name: str, device_kind: str | None) -> None:
+    """``suite --plan``: one row per (method, label, dataset, model), then the totals and where the numbers come from."""
+    from petlbench.engine.plan import DEVICES, downloads, plan_suite
+    from petlbench.fetch import assets
+
+    if device_kind is not None and device_kind not in DEVICES:
+        raise UserError(f"unknown --device-kind '{device_kind}'{did_you_mean(device_kind, DEVICES)}; "
+                        f"choose {', '.join(DEVICES)}")
+    from petlbench.config.suites import load_suite
+
+    rows = plan_suite(name, device_kind)
+    t = Table(title=f"plan: suite {load_suite(name)[0]} on {DEVICES[device_kind or _here()].name}",
+              title_justify="left")
+    for col in ("method", "label", "dataset", "model", "seeds", "precision", "steps/seed", "GMACs", "PFLOP",
+                "device-h", "peak GB"):
+        t.add_column(col, justify="left" if col in ("method", "label", "dataset", "model") else "right")
+    for r in rows:
+        t.add_row(r.method, escape(r.label), escape(r.dataset), escape(r.model or "default"), str(r.seeds),
+                  r.precision, f"{r.steps:,}", f"{r.gmacs:.2f}", f"{r.train_flop * r.seeds / 1e15:.2f}",
+                  f"{r.hours * r.seeds:.2f}", f"{r.peak_gb:.1f}")
+    console.print(t)
+    runs, hours, gb = sum(r.seeds for r in rows), sum(r.hours * r.seeds for r in rows), downloads(name)
+    console.print(f"{runs} runs, {hours:,.1f} device-hours; throughput: "
+                  + "; ".join(sorted({r.throughput_source for r in rows})), highlight=False)
+    console.print(f"downloads: {gb['data']:,.1f} GB data, {gb['weights']:,.2f} GB weights"
+                  + "".join(f"; by hand: {a.name} ({a.note})" for a in assets(name) if a.kind == "manual"),
+                  highlight=False)
+
+
+def _here() -> str:
+    from petlbench.engine.plan import this_device
+
+    return this_device()[0]
 
 
 def _execute_tune(plan, out: str, force: bool) -> list:
@@ -469,6 +527,26 @@ def _compare_published(df, agg, sort: str = "top1_pct") -> None:
 
     for t in published_tables(published_deltas(df, agg, load_published()), sort):
         console.print(t)
+
+
+@app.command()
+def fetch(
+    suite: Annotated[str, typer.Argument(help="a paper suite: vtab-1k, apt-vilt, apt-meter, dvp")],
+    to: Annotated[Path, typer.Option("--to", help="the folder to fill (then: petlbench suite SUITE --root DIR)")],
+) -> None:
+    """On a machine with a network: fetch what a paper suite needs (data, weights, tokenizers) into one folder, for
+    runs on machines without one."""
+    from petlbench.fetch import HUB_DIR, data_root
+    from petlbench.fetch import fetch as do_fetch
+
+    with reporting() as (_, say):
+        manual = do_fetch(suite, to, say)
+    root = data_root(to)
+    for a in manual:
+        err_console.print(f"by hand: {a.name} from {a.source}: {a.note}", highlight=False)
+    console.print(f"fetched into {to}; run offline: petlbench suite {Path(suite).stem} --root {root}"
+                  + (f"  (single runs: HF_HUB_CACHE={to / HUB_DIR} HF_HUB_OFFLINE=1 petlbench run ...)"
+                     if (to / HUB_DIR).is_dir() else ""), highlight=False)
 
 
 @app.command()

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from petlbench.data import builtin
 from petlbench.data.hub import HUB
@@ -94,3 +95,39 @@ def load_data(name: str | None, limit: int | None = None, seed: int = 0) -> Data
     raw = raw.limited(limit, seed)
     raw.ready()
     return raw
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What ``suite --plan`` needs of a dataset, before it is on disk: its name, track, task (the recipe depends on
+    it), samples per split, classes and a built-in task's budget."""
+
+    name: str
+    track: str
+    task: Any
+    sizes: dict[str, int]
+    classes: int
+    epochs: int | None = None
+    batch_size: int | None = None
+
+
+def planned(name: str) -> Planned:
+    """A paper suite's task by its folder under the root (``{root}/cifar``, ``{root}/vqav2``: the full release's
+    sizes, ``noah.VTAB_SIZES`` / ``arrow.FAMILIES``), else the data itself, loaded."""
+    from petlbench.data.noah import ALIASES, VTAB_SIZES, VTAB_TRAIN, VTAB_VAL
+    from petlbench.data.types import CLASSIFICATION
+    from petlbench.vl.data.raw import entailment_task, vqa_task
+
+    key = ALIASES.get(Path(name).name, Path(name).name)
+    if key in VTAB_SIZES:
+        classes, test = VTAB_SIZES[key]
+        return Planned(f"vtab-{key}", "vision", CLASSIFICATION, {"train": VTAB_TRAIN, "val": VTAB_VAL, "test": test},
+                       classes)
+    fam = next((f for f in vl_arrow.FAMILIES if f.task == key), None)
+    if fam is not None:
+        answers = [str(i) for i in range(fam.classes)]
+        task = entailment_task(key) if fam.schema != "vqa" else vqa_task(key, answers, soft=key == "vqav2")
+        return Planned(key, "vl", task, dict(zip(("train", "val", "test"), fam.questions, strict=True)), fam.classes)
+    raw = load_data(name)
+    return Planned(raw.name, raw.track, raw.task, {s: raw.size(s) for s in raw.splits}, raw.num_classes, raw.epochs,
+                   raw.batch_size)

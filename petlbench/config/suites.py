@@ -8,8 +8,12 @@ the top level. Every value is validated (types and ranges) when the suite is loa
 ``methods`` is a list of method names, or ``"all"``: every registered method (built-in and entry-point, in
 name order, as ``petlbench list methods`` prints them) that runs on the track of the block's ``datasets``
 (a dataset's track is its registered ``DatasetSpec.track``, or for a local path the track of the local
-format that claims it; no ``datasets``: the default task's). The datasets of an ``"all"`` block must share
-one track. A method registered later then joins the suite without editing it (the CI smoke suites use this).
+format that claims it; no ``datasets``: the default task's; ``track`` names it for data not on disk yet). The
+datasets of an ``"all"`` block must share one track. A method registered later then joins the suite without
+editing it (the CI smoke suites use this).
+
+A paper suite takes its data root: ``{root}`` in its ``datasets`` (and ``weights``) is the folder given to
+``petlbench suite NAME --root DIR``; ``root`` (a structure key) says what that folder holds. ``--plan`` needs none.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from petlbench.config.method_config import build_method_config, check_type
 from petlbench.config.options import SUITE_KEYS, RunConfig, options
 from petlbench.errors import UserError, did_you_mean
 
-STRUCTURE_KEYS = frozenset({"methods", "datasets", "seeds", "set", "name", "description", "group", "tune"})
+STRUCTURE_KEYS = frozenset({"methods", "datasets", "seeds", "set", "name", "description", "group", "tune", "root",
+                            "track"})
+ROOT = "{root}"  # the placeholder of a paper suite's data root
 
 
 def recipe_keys() -> frozenset[str]:
@@ -77,14 +83,15 @@ def _run_options(merged: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def track_methods(datasets: list[str] | None, where: str, model: str | None = None) -> list[str]:
-    """``methods = "all"``: every registered method, in name order, that runs on the one track of ``datasets`` and on
-    a kind of the block's model's family (no model: the track's default model)."""
+def track_methods(datasets: list[str] | None, where: str, model: str | None = None,
+                  track: str | None = None) -> list[str]:
+    """``methods = "all"``: every registered method, in name order, that runs on the one track of ``datasets`` (or
+    the suite's ``track``) and on a kind of the block's model's family (no model: the track's default model)."""
     from petlbench.datasets import track_of
     from petlbench.registry import METHODS
     from petlbench.tracks import default_model, family, supported_kinds
 
-    found = {track_of(d) for d in datasets or [None]}
+    found = {track} if track else {track_of(d) for d in datasets or [None]}
     if len(found) != 1:
         raise UserError(f"suite '{where}': methods = \"all\" needs datasets of one track, but they are "
                         f"{' and '.join(sorted(found))}; split them into [[group]] blocks")
@@ -107,7 +114,7 @@ def _runs_of_block(merged: dict[str, Any], where: str) -> list[SuiteRun]:
         raise UserError(f"suite '{where}' lists no methods; add methods = [\"linear\", ...]")
     methods = merged["methods"]
     if methods == "all":
-        methods = track_methods(merged.get("datasets"), where, merged.get("model"))
+        methods = track_methods(merged.get("datasets"), where, merged.get("model"), merged.get("track"))
     elif not (isinstance(methods, list) and all(isinstance(m, str) for m in methods)):
         raise UserError(f"suite '{where}': methods must be a list of method names or \"all\", "
                         f"e.g. methods = [\"linear\", \"lora\"]; got {methods!r}")
@@ -150,16 +157,35 @@ def _merge_sets(top: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:
     return {**top, **{m: {**top.get(m, {}), **keys} for m, keys in group.items()}}
 
 
-def suite_jobs(name_or_path: str, seeds: list[int] | None = None,
+def suite_root(name_or_path: str) -> str:
+    """What a paper suite's data root holds (its ``root`` key), '' for a suite without one."""
+    import tomllib
+
+    return str(tomllib.loads(find_suite(name_or_path).read_text()).get("root", ""))
+
+
+def _rooted(value: Any, root: str | None, suite: str) -> Any:
+    """``value`` with ``{root}`` replaced by ``root``; UserError naming what the root holds when none is given."""
+    if not (isinstance(value, str) and ROOT in value):
+        return value
+    if root is None:
+        raise UserError(f"suite '{suite}' takes its data root: pass --root DIR ({suite_root(suite) or 'see the suite'}"
+                        f"; `petlbench fetch {suite} --to DIR` fetches it), or --plan to see its cost first")
+    return value.replace(ROOT, str(Path(root)))
+
+
+def suite_jobs(name_or_path: str, seeds: list[int] | None = None, root: str | None = None, need_root: bool = True,
                **run_overrides: Any) -> tuple[str, list[RunConfig], list[Plan]]:
     """(suite name, one ``RunConfig`` per plain job, one tune ``Plan`` per tuned (method, dataset));
-    ``run_overrides`` (e.g. limit, device) replace the suite's."""
+    ``run_overrides`` (e.g. limit, device) replace the suite's; ``root`` fills a paper suite's ``{root}`` (left in
+    place without one when not ``need_root``: ``--plan``)."""
     name, _, runs = load_suite(name_or_path)
+    fill = (lambda v: _rooted(v, root, name_or_path)) if root is not None or need_root else (lambda v: v)
     jobs, plans = [], []
     for r in runs:
-        opts = {**r.run, **{k: v for k, v in run_overrides.items() if v is not None}}
-        base = RunConfig(method=r.method, dataset=r.dataset, overrides=dict(r.overrides), label=r.label, suite=name,
-                         **opts)
+        opts = {k: fill(v) for k, v in {**r.run, **{k: v for k, v in run_overrides.items() if v is not None}}.items()}
+        base = RunConfig(method=r.method, dataset=fill(r.dataset), overrides=dict(r.overrides), label=r.label,
+                         suite=name, **opts)
         if r.grid is not None:
             plans.append(Plan(base, r.grid, list(seeds or r.seeds)))
             continue

@@ -23,6 +23,15 @@ VTAB_GROUPS = {
                    "smallnorb_azi", "smallnorb_ele"],
 }
 VTAB_TASKS = [t for tasks in VTAB_GROUPS.values() for t in tasks]
+# per task: (classes, test images). Classes: NOAH lib/datasets.py nb_classes; test images: the VTAB-1k test splits
+# (Zhai et al. 2019; the line counts of the release's test.txt). Train800 + val200 = 1,000 images every task.
+VTAB_SIZES = {"cifar": (100, 10_000), "caltech101": (102, 6_084), "dtd": (47, 1_880), "oxford_flowers102": (102, 6_149),
+              "oxford_iiit_pet": (37, 3_669), "svhn": (10, 26_032), "sun397": (397, 21_750),
+              "patch_camelyon": (2, 32_768), "eurosat": (10, 5_400), "resisc45": (45, 6_300),
+              "diabetic_retinopathy": (5, 42_670), "clevr_count": (8, 15_000), "clevr_dist": (6, 15_000),
+              "dmlab": (6, 22_735), "kitti": (4, 711), "dsprites_loc": (16, 73_728), "dsprites_ori": (16, 73_728),
+              "smallnorb_azi": (18, 12_150), "smallnorb_ele": (9, 12_150)}
+VTAB_TRAIN, VTAB_VAL = 800, 200
 ALIASES = {"cifar100": "cifar", "oxford_pet": "oxford_iiit_pet"}  # NOAH's slurm_train_*_vtab.sh --data-set names
 LISTS = ("train800.txt", "val200.txt", "test.txt")
 

@@ -29,16 +29,39 @@ FAMILIES: dict[str, str] = {
     "vit_base_patch16_224.orig_in21k": "ViT-B/16 IN-21k",
     "vit_base_patch16_224.augreg_in21k": "ViT-B/16 IN-21k AugReg",
     "vit_base_patch16_224_in21k": "ViT-B/16 IN-21k AugReg",
+    # the VL papers' backbones as the paper suites name them (a METER run's weights are the official checkpoint)
+    "vilt": "ViLT-B/32",
+    "vilt:dandelin/vilt-b32-mlm": "ViLT-B/32",
+    "meter": "METER",
+    "bert-base-uncased+vit_base_patch16_clip_224.openai": "BERT-base + CLIP ViT-B/16",
+    "t5-base+vit_base_patch16_clip_224.openai": "T5-base + CLIP ViT-B/16",
 }
 
-# Vision-language tasks of published.csv, by their names there (some have no petlbench dataset: nlvr2, scienceqa).
+# Vision-language tasks of published.csv, by their names there (some have no petlbench dataset: nlvr2, scienceqa,
+# the Flickr30K retrieval tasks and the APT README's average over its four tasks).
 VL_TASKS: dict[str, str] = {
     "vqav2": "VQAv2 test-dev, VQA score %",
     "gqa": "GQA test-dev accuracy %",
     "snli-ve": "SNLI-VE test accuracy %",
     "nlvr2": "NLVR2 test-P accuracy %",
     "scienceqa": "ScienceQA test average accuracy %",
+    "flickr30k-ir": "Flickr30K image retrieval R@1 %",
+    "flickr30k-tr": "Flickr30K text retrieval R@1 %",
+    "apt-avg": "the APT README's Avg.: mean of VQAv2 test-dev, NLVR2 test-P, Flickr30K IR and TR R@1 %",
 }
+
+# Methods a published table compares with that petlbench does not implement: their rows stay published-only.
+PUBLISHED_ONLY: dict[str, str] = {
+    "deep-prompt": "deep prompt tuning on a VLP model (the APT repository's *_module_prompt.py baselines)",
+    "scaled-pa": "scaled parallel adapter (He et al. ICLR 2022)",
+}
+
+# What a published number measures: a score petlbench's runs report (``top1_pct`` holds top-1 or the VQA score),
+# a retrieval recall, additional compute in GFLOPs, or a relative claim (``RELATIVE_METRICS``).
+SCORE_METRICS = ("top1_pct", "vqa_score_pct", "accuracy_pct")
+METRIC_RANGES: dict[str, tuple[float, float]] = {**{m: (0.0, 100.0) for m in (*SCORE_METRICS, "recall_at_1_pct",
+                                                                                 "mean_pct")},
+                                                 "gflops_extra": (0.0, 1e4)}
 
 
 # Relative claims (a paper's "−80% FLOPs"): the metric names a ratio ``inspect`` measures, in % change against the
@@ -73,7 +96,12 @@ def known_tasks() -> set[str]:
 def known_methods() -> set[str]:
     from petlbench.registry import METHODS
 
-    return set(METHODS.names())
+    return set(METHODS.names()) | set(PUBLISHED_ONLY)
+
+
+def backbone_family_of(model: str, weights_source: str = "") -> str | None:
+    """``backbone_family``, also for a ViLT named by its checkpoint (``vilt:SOURCE``)."""
+    return backbone_family(model.split(":")[0] if model.startswith("vilt:") else model, weights_source)
 
 
 def check(pub) -> list[str]:
@@ -84,8 +112,12 @@ def check(pub) -> list[str]:
     tasks, methods = known_tasks(), known_methods()
     for i, r in enumerate(pub.to_dict("records"), start=2):  # line numbers of the CSV (header = 1)
         value, relative = _float(r["value"]), r["metric"] in RELATIVE_METRICS
-        if value is None or not (-100 <= value <= 1000 if relative else 0 <= value <= 100):
-            problems.append(f"line {i}: value '{r['value']}' is not a percentage" + (" change" if relative else ""))
+        lo, hi = (-100, 1000) if relative else METRIC_RANGES.get(r["metric"], (0, 100))
+        if value is None or not lo <= value <= hi:
+            what = "percentage change" if relative else "percentage" if hi == 100 else f"value in {lo:g}..{hi:g}"
+            problems.append(f"line {i}: value '{r['value']}' is not a {what}")
+        if not relative and r["metric"] not in METRIC_RANGES:
+            problems.append(f"line {i}: unknown metric '{r['metric']}'")
         for col in ("method", "task", "backbone", "backbone_family", "metric", "source"):
             if not str(r[col] or "").strip():
                 problems.append(f"line {i}: empty {col}")
@@ -149,11 +181,12 @@ def published_deltas(df, agg, pub):
     from petlbench.data.builtin import BY_NAME
 
     offline, info, rows = set(BY_NAME), _run_info(df), []
-    pub = pub[~pub["metric"].isin(list(RELATIVE_METRICS))]  # relative claims: shown by `inspect`
+    pub = pub[pub["metric"].isin(SCORE_METRICS)]  # what our runs score; relative claims: shown by `inspect`
     for r in agg.itertuples():
         weights, config = info.get((r.dataset, r.method, r.label, r.model, r.group_hash), ("", {}))
-        family = backbone_family(r.model, weights)
+        family = backbone_family_of(r.model, weights)
         row = {"dataset": r.dataset, "method": r.method, "label": r.label, "model": r.model, "name": r.name,
+               "data_group": getattr(r, "data_group", ""), "track": getattr(r, "track", ""),
                **{m: getattr(r, m) for m in METRICS}, "family": family or "",
                "ours": r.top1_pct, "ours_std": r.top1_pct_std, "n": r.n, "published": math.nan,
                "delta": math.nan, "source": "", "status": ""}
@@ -199,10 +232,51 @@ def published_tables(deltas, sort: str = "top1_pct", width: int | None = None) -
         keep = [i for i, c in enumerate(PUBLISHED_COLS) if c in cols]
         out.append(fitted("ours − published (top-1 %, same method, task and backbone family)", cols,
                           [[row[i] for i in keep] for row in rows], width))
+    averages = published_averages(rest)
+    if len(averages):
+        out.append(fitted("averages: ours − published over the tasks both have (same configuration and backbone "
+                          "family)", AVERAGE_COLS, [_average_row(a) for a in averages.itertuples()], width))
     if offline.any():
         names = ", ".join(sorted(deltas.loc[offline, "dataset"].unique()))
         out.append(escape(f"offline tasks ({names}): no published numbers exist for the built-in tasks"))
     return out
+
+
+AVERAGE_COLS = [Col("configuration", 0, "left", True), Col("model", 2, "left", True), Col("average", 0, "left", True),
+                Col("ours"), Col("published"), Col("ours − published"), Col("over", 1, "left", True)]
+VTAB_GROUPS = ("natural", "specialized", "structured")  # the data_group values of VTAB-1k rows
+
+
+def published_averages(deltas):
+    """Per configuration (name, model) on several tasks: the mean over the tasks that have a published number, ours
+    and published, and for VTAB-1k (all three groups matched) the mean of the group means; the reason otherwise."""
+    import pandas as pd
+
+    rows = []
+    for (name, model), g in deltas.groupby(["name", "model"], sort=False):
+        if g["dataset"].nunique() < 2:
+            continue
+        hit = g[g["status"] == "match"]
+        over = f"{len(hit)} of {len(g)} tasks" + ("" if len(hit) == len(g) else " (the others: no published number)")
+        if hit.empty:
+            rows.append({"name": name, "model": model, "average": "mean over tasks", "ours": g["ours"].mean(),
+                         "published": math.nan, "over": f"no published number for any of its {len(g)} tasks"})
+            continue
+        rows.append({"name": name, "model": model, "average": "mean over tasks", "ours": hit["ours"].mean(),
+                     "published": hit["published"].mean(), "over": over})
+        if set(hit["data_group"]) == set(VTAB_GROUPS):  # VPT / NOAH's convention: the mean of the group means
+            by = hit.groupby("data_group")[["ours", "published"]].mean().mean()
+            rows.append({"name": name, "model": model, "average": "mean of the 3 VTAB group means",
+                         "ours": by["ours"], "published": by["published"], "over": over})
+    return pd.DataFrame(rows, columns=["name", "model", "average", "ours", "published", "over"])
+
+
+def _average_row(a) -> list[str]:
+    from rich.markup import escape
+
+    has = not math.isnan(a.published)
+    return [escape(a.name), escape(a.model), a.average, fmt(a.ours), fmt(a.published) if has else "–",
+            f"{a.ours - a.published:+.2f}" if has else "–", escape(a.over)]
 
 
 def relative_claims(method: str, method_config: dict[str, Any], kind: str,

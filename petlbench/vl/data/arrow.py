@@ -68,6 +68,8 @@ class Family:
     val: str | None = None
     val_optional: bool = False
     vocab: tuple[str, ...] = ()
+    classes: int = 0  # answers / classes of the full release
+    questions: tuple[int, int, int] = (0, 0, 0)  # (train, val, test) questions of the full release, as we split it
 
     def file(self, split: str) -> str:
         return f"{self.prefix}_{split}.arrow"
@@ -79,13 +81,20 @@ class Family:
         return {*self.train, self.test, *([self.val] if self.val else []), *self.vocab}
 
 
+# Sizes of the full releases (``--plan``): VQAv2 443,757 train2014 + 214,354 val2014 questions (Goyal et al. 2017),
+# about 5.35 per image, so rest_val and our val hold ~5,350 each (the writer also drops questions without an answer
+# in the vocabulary: an upper bound); GQA balanced train 943,000 / val 132,062 / test-dev 12,578 questions (Hudson &
+# Manning 2019), 1,843 answers (DVP's dicts.json); SNLI-VE 529,527 / 17,858 / 17,901 (Xie et al. 2019).
+_VQA_SIZES = (443_757 + 214_354 - 2 * 5_350, 5_350, 5_350)
 FAMILIES = (
     Family("vqav2", "vqav2", "vqa", ("train", "trainable_val"), "rest_val", "ViLT's vilt/utils/write_vqa.py",
-           vocab=("train", "trainable_val", "rest_val")),
+           vocab=("train", "trainable_val", "rest_val"), classes=3_129, questions=_VQA_SIZES),
     Family("gqa", "gqa", "vqa", ("train",), "test-dev", "DVP's dvp/utils/write_gqa.py", val="val",
-           val_optional=True, vocab=("train", "test-dev")),
-    Family("snli-ve", "snli", "pairs", ("train",), "test", "METER's meter/utils/write_snli.py", val="dev"),
-    Family("snli-ve", "snli_ve", "names", ("train",), "test", "DVP's dvp/utils/write_snli_ve.py", val="dev"),
+           val_optional=True, vocab=("train", "test-dev"), classes=1_843, questions=(943_000, 132_062, 12_578)),
+    Family("snli-ve", "snli", "pairs", ("train",), "test", "METER's meter/utils/write_snli.py", val="dev",
+           classes=3, questions=(529_527, 17_858, 17_901)),
+    Family("snli-ve", "snli_ve", "names", ("train",), "test", "DVP's dvp/utils/write_snli_ve.py", val="dev",
+           classes=3, questions=(529_527, 17_858, 17_901)),
 )
 COLUMNS = {"vqa": ("image", "questions", "answers", "answer_labels", "answer_scores"),
            "pairs": ("image", "sentences", "labels"), "names": ("image", "questions", "answers")}

@@ -289,6 +289,7 @@ def text_tokenizer(text_name: str) -> Any:
         return AutoTokenizer.from_pretrained(packaged_text_dir())
     # a tokenizer is needed with --no-pretrained too (METER's RoBERTa-base, a hub ViLT's): the offline choices
     # are the models whose tokenizer is packaged
-    with hub_errors(text_name, "tokenizer", f"a local directory with the tokenizer, or a model that needs no "
-                                             f"download: --model {DEFAULT_VL_MODEL} or --model {OFFLINE_VLP}"):
+    with hub_errors(text_name, "tokenizer", "what `petlbench fetch SUITE --to DIR` fetched (suite --root DIR, or "
+                                             "HF_HUB_CACHE=DIR/hub), or a model that needs no download: --model "
+                                             f"{DEFAULT_VL_MODEL} or --model {OFFLINE_VLP}"):
         return AutoTokenizer.from_pretrained(text_name)

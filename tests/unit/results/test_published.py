@@ -14,6 +14,7 @@ from petlbench.registry import METHODS
 from petlbench.results.aggregate import aggregate
 from petlbench.results.published import (
     COLUMNS,
+    PUBLISHED_ONLY,
     RELATIVE_METRICS,
     VL_TASKS,
     backbone_family,
@@ -38,14 +39,17 @@ def test_published_file_schema_and_names():
     assert check(raw) == []
     pub = load_published()
     relative = pub["metric"].isin(list(RELATIVE_METRICS))
-    assert pub["value"].dtype == float and pub.loc[~relative, "value"].between(0, 100).all()
+    percent = pub["metric"].str.endswith("_pct") & ~relative
+    assert pub["value"].dtype == float and pub.loc[percent, "value"].between(0, 100).all()
     assert pub.loc[relative, "value"].between(-100, 1000).all() and relative.any()
+    assert set(pub.loc[~percent & ~relative, "metric"]) == {"gflops_extra"} and (pub["value"] >= -100).all()
     assert (pub["source"].str.len() > 10).all() and (pub["notes"].str.len() > 0).all()
     names = set(known_methods())
     for r in pub.itertuples():
         assert r.method in names, r.method
         assert r.task in HUB or r.task in VL_TASKS, r.task
-        assert "vit" in supported_kinds(METHODS.get(r.method).supports) or r.task in VL_TASKS  # VL-only: VL tasks
+        assert r.method in PUBLISHED_ONLY or r.task in VL_TASKS or "vit" in supported_kinds(
+            METHODS.get(r.method).supports)  # VL-only methods: VL tasks
     vtab = pub[pub["task"].str.startswith("vtab-")]
     assert set(vtab["backbone_family"]) == {"ViT-B/16 IN-21k"} and set(vtab["metric"]) == {"top1_pct"}
     # every VTAB method the issue lists is present, VPT in both variants
@@ -136,3 +140,39 @@ def test_published_table_prints_labels_as_text(cli, tmp_path):
     assert code == 0, err
     published = out[out.index("ours − published"):]
     assert "linear [random-init]" in " ".join(published.split()) and "+1.70" in published
+
+
+def test_every_row_of_the_apt_readme_tables_is_published():
+    """github.com/DoubtedSteam/APT README, 'Experiment Result': 7 methods x (VQA, NLVR2, F30K IR, F30K TR, Avg.,
+    additional FLOPs) on ViLT and on METER."""
+    pub = load_published()
+    apt = pub[pub["source"].str.contains("DoubtedSteam/APT") & pub["backbone_family"].isin(["ViLT-B/32", "METER"])
+              & ~pub["metric"].isin(list(RELATIVE_METRICS))]
+    for family in ("ViLT-B/32", "METER"):
+        rows = apt[apt["backbone_family"] == family]
+        assert set(rows["method"]) == {"full", "linear", "deep-prompt", "lora", "scaled-pa", "adapter", "apt"}
+        assert len(rows) == 7 * 6 and not rows.duplicated(["method", "task", "metric"]).any()
+    row = lambda m, f, t, k: apt[(apt.method == m) & (apt.backbone_family == f) & (apt.task == t)  # noqa: E731
+                                 & (apt.metric == k)].iloc[0]
+    assert row("deep-prompt", "METER", "vqav2", "gflops_extra").value == 13.05
+    assert row("scaled-pa", "ViLT-B/32", "flickr30k-tr", "recall_at_1_pct").value == 79.00
+    assert row("full", "METER", "vqav2", "vqa_score_pct").params == "323.31M"
+
+
+def test_averages_line_up_over_the_tasks_both_have(tmp_path):
+    hub = {"model": VIT, "weights_source": f"hub:timm/{VIT}"}
+    rows = paired_rows("lora", "vtab-cifar", [70.0], data_group="natural", **hub)
+    rows += paired_rows("lora", "vtab-eurosat", [90.0], data_group="specialized", **hub)
+    rows += paired_rows("lora", "vtab-kitti", [80.0], data_group="structured", **hub)
+    rows += paired_rows("lion", "vtab-cifar", [70.0], **hub) + paired_rows("lion", "vtab-kitti", [60.0], **hub)
+    df = frame(tmp_path, rows)
+    from petlbench.results.published import published_averages
+
+    avg = published_averages(published_deltas(df, aggregate(df), load_published()))
+    lora = avg[avg["name"] == "lora"].set_index("average")
+    # published LoRA (NOAH's table): cifar 67.1, eurosat 95.3, kitti 78.5
+    assert lora.loc["mean over tasks", "published"] == pytest.approx((67.1 + 95.3 + 78.5) / 3)
+    assert lora.loc["mean over tasks", "ours"] == pytest.approx(80.0) and lora.loc["mean over tasks", "over"] == "3 of 3 tasks"
+    assert "mean of the 3 VTAB group means" in lora.index
+    lion = avg[avg["name"] == "lion"].iloc[0]
+    assert math.isnan(lion.published) and lion.over == "no published number for any of its 2 tasks"
