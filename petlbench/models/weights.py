@@ -45,28 +45,52 @@ def backbone_state(model: nn.Module, drop: tuple[str, ...] = ("head.",)) -> dict
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items() if not k.startswith(drop)}
 
 
+WRAPPERS = ("state_dict", "model", "module")  # Lightning .ckpt (ViLT's, METER's official), DeiT-style, DDP wrappers
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file or a torch state dict; UserError when missing or unreadable."""
+    """The tensors of a ``--weights`` file of any track: safetensors, a torch state dict, or one wrapped in a dict
+    (an official ViLT / METER Lightning ``.ckpt``: its ``state_dict``). Torch files are read with ``weights_only``
+    (no code runs), ``argparse.Namespace`` allowed (Lightning stores hyper-parameters in one). UserError, one line,
+    when the file is missing, damaged (corrupt safetensors, truncated) or holds no state dict of tensors."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"weights file '{path}' not found; pass an existing .safetensors or .pt file to --weights")
+        raise UserError(f"weights file '{path}' not found; pass an existing .safetensors, .pt or .ckpt file to --weights")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path))
-        else:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
-            for key in ("state_dict", "model", "module"):
-                if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-                    sd = sd[key]
-    except Exception as e:  # corrupt or foreign file
-        raise UserError(
-            f"cannot read weights file '{path}' ({type(e).__name__}); it must be a safetensors file or a torch state dict"
-        ) from None
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise UserError(f"weights file '{path}' holds no state dict of tensors; save one with torch.save(model.state_dict())")
+        sd = _read(path)
+    except Exception as e:  # safetensors' SafetensorError, torch's UnpicklingError / EOFError / RuntimeError, ...
+        kind = "safetensors file" if path.suffix == ".safetensors" else "torch file"
+        raise UserError(f"cannot read weights file '{path}' as a {kind} ({type(e).__name__}: {_first_line(e)}); it is "
+                        "damaged or truncated: copy or download it again") from None
+    for key in WRAPPERS:
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise UserError(f"weights file '{path}' holds no state dict of tensors (it holds {_what(sd)}); save one with "
+                        "torch.save(model.state_dict()) or pass the official checkpoint")
     return sd
+
+
+def _read(path: Path):
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    import argparse
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:100] if text else "no detail"
+
+
+def _what(obj) -> str:
+    if isinstance(obj, dict):
+        return f"a dict of {len(obj)} entries" + (f", e.g. '{next(iter(obj))}'" if obj else "")
+    return f"a {type(obj).__name__}"
 
 
 def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:

@@ -357,8 +357,8 @@ def roberta() -> nn.Module:
 def create_meter(name: str, num_classes: int, *, pretrained: bool = True, weights: str | None = None,
                  img_size: int | None = None) -> tuple[METER, dict[str, Any]]:
     """METER (see the module docstring), frozen but for what trains with every method."""
-    from petlbench.models.weights import file_sha256
-    from petlbench.vl.models.vilt import load_backbone_state, read_checkpoint
+    from petlbench.models.weights import file_sha256, load_state_dict_file
+    from petlbench.vl.models.vilt import load_backbone_state
 
     if name == MICRO:
         if img_size is not None:
@@ -375,7 +375,7 @@ def create_meter(name: str, num_classes: int, *, pretrained: bool = True, weight
     model = METER(spec, num_classes, roberta())
     src, sha = "random-init", ""
     if weights is not None:
-        state = from_official(read_checkpoint(weights), model)
+        state = from_official(load_state_dict_file(weights), model)
         load_backbone_state(model, state, f"weights file '{weights}'")
         src, sha = f"file:{Path(weights).name}", file_sha256(Path(weights))
     return model.freeze(), {"model": name, "weights_source": src, "weights_sha256": sha}
@@ -408,15 +408,15 @@ ENCODERS = ("text_transformer.", "vit_model.")
 def _create_micro(num_classes: int, pretrained: bool, weights: str | None) -> tuple[METER, str, str]:
     """The micro METER (``micro_meter``) with its fusion from the bundled file under ``petlbench/assets`` or
     ``weights`` (a file of the non-encoder tensors, as ``petlbench pretrain`` saves them), or at random."""
-    from petlbench.models.weights import file_sha256, weights_or_bundled
-    from petlbench.vl.models.vilt import load_backbone_state, read_checkpoint
+    from petlbench.models.weights import file_sha256, load_state_dict_file, weights_or_bundled
+    from petlbench.vl.models.vilt import load_backbone_state
 
     model, encoders = micro_meter(num_classes, pretrained)
     if not (pretrained or weights):
         return model, f"random-init;{encoders}", ""
     path = weights_or_bundled(weights, f"{MICRO}.safetensors", MICRO)
     own = {k: v for k, v in model.state_dict().items() if k.startswith(ENCODERS)}
-    load_backbone_state(model, {**read_checkpoint(str(path)), **own}, f"weights file '{path}'")
+    load_backbone_state(model, {**load_state_dict_file(path), **own}, f"weights file '{path}'")
     return model, f"file:{path.name};{encoders}", file_sha256(path)
 
 

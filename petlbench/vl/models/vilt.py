@@ -285,26 +285,12 @@ def expand_state(state: dict[str, torch.Tensor], vocab_size: int) -> dict[str, t
     return out
 
 
-def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
-    """Tensors of a ``--weights`` file: an official ViLT ``.ckpt`` (Lightning: its ``state_dict``), a torch state
-    dict, or safetensors."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"weights file '{path}' does not exist; pass the path of a ViLT .ckpt / .safetensors")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(p))
-    obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    return obj.get("state_dict", obj) if isinstance(obj, dict) else {}
-
-
 # ------------------------------------------------------------------------------------------ family
 
 
 def _create_micro(num_classes: int, pretrained: bool, weights: str | None) -> tuple[ViLT, dict[str, Any]]:
     """The bundled micro VL-pretrained ViLT (its file under ``petlbench/assets``), or ``weights``, or random."""
-    from petlbench.models.weights import file_sha256, weights_or_bundled
+    from petlbench.models.weights import file_sha256, load_state_dict_file, weights_or_bundled
     from petlbench.vl.models.text import OFFLINE_TEXT
 
     model = ViLT(MICRO_SPEC, num_classes)
@@ -312,7 +298,7 @@ def _create_micro(num_classes: int, pretrained: bool, weights: str | None) -> tu
     src, sha = "random-init", ""
     if pretrained or weights:
         path = weights_or_bundled(weights, f"{MICRO}.safetensors", MICRO)
-        state = expand_state(read_checkpoint(str(path)), MICRO_SPEC.vocab_size)
+        state = expand_state(load_state_dict_file(path), MICRO_SPEC.vocab_size)
         load_backbone_state(model, state, f"weights file '{path}'")
         src, sha = f"file:{path.name}", file_sha256(path)
     model.freeze()
@@ -348,7 +334,7 @@ def create_vilt(name: str, num_classes: int, *, pretrained: bool = True, weights
     """A ViLT (see the module docstring) with a ``num_classes`` head, frozen but for what ``ViLT.freeze`` trains."""
     from transformers import ViltConfig
 
-    from petlbench.models.weights import file_sha256
+    from petlbench.models.weights import file_sha256, load_state_dict_file
     from petlbench.vl.models.text import OFFLINE_TEXT
 
     if name == MICRO:
@@ -362,7 +348,7 @@ def create_vilt(name: str, num_classes: int, *, pretrained: bool = True, weights
     model.tokenizer_name = source if hasattr(hf, "state_dict") else OFFLINE_TEXT
     sha = ""
     if weights is not None:
-        load_backbone_state(model, read_checkpoint(weights), f"weights file '{weights}'")
+        load_backbone_state(model, load_state_dict_file(weights), f"weights file '{weights}'")
         src, sha = f"file:{Path(weights).name}", file_sha256(Path(weights))
     elif hasattr(hf, "state_dict"):
         load_backbone_state(model, hf_to_vilt(hf.state_dict()), f"checkpoint '{source}'")
