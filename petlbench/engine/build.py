@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -102,8 +103,9 @@ class Prepared:
     precision_reason: str = ""
 
 
-def prepare_run(cfg: RunConfig, raw: Data) -> Prepared:
-    """Validate and build everything for ``cfg`` (raises UserError before any work is stored)."""
+def prepare_run(cfg: RunConfig, raw: Data, say: Callable[[str], None] | None = None) -> Prepared:
+    """Validate and build everything for ``cfg`` (raises UserError before any work is stored); ``say`` is told of
+    long preparations (``--precision auto``'s timing)."""
     cls = METHODS.get(cfg.method)
     cfg = replace(cfg, model=tracks.resolve_model(raw.track, cfg.model, cfg.method, cls.supports))
     kind = tracks.family(cfg.model).kind_of_name(cfg.model)  # known from the name: the backbone's own recipe
@@ -117,7 +119,7 @@ def prepare_run(cfg: RunConfig, raw: Data) -> Prepared:
     built = build_seeded(method, cfg, raw.num_classes)
     cfg = replace(cfg, frozen_backbone_mode=frozen_mode(cfg.frozen_backbone_mode, built))
     device = distributed.session().place(resolve_device(cfg.device))
-    choice = choose_precision(replace(cfg, model=built.weights_info["model"]), method, built, device)
+    choice = choose_precision(replace(cfg, model=built.weights_info["model"]), method, built, device, raw, say)
     cfg = replace(cfg, dataset=raw.name, model=built.weights_info["model"], precision=choice.precision)
     facts = {"data": raw.fingerprint(), "weights": built.weights_info["weights_source"],
              "weights_sha256": built.weights_info["weights_sha256"]}
@@ -131,26 +133,88 @@ def frozen_mode(asked: str, built: Built) -> str:
     return built.family.frozen_mode if asked == "auto" else asked
 
 
-def choose_precision(cfg: RunConfig, method: Method, built: Built, device: torch.device) -> numerics.PrecisionChoice:
-    """``--precision`` resolved for this run: ``auto`` times the run's own training step (this model, method and
-    batch) in fp32 and bf16 on this device, once per machine (``numerics.cached_timing``); under torchrun rank 0
-    times it and every process takes its choice."""
+def choose_precision(cfg: RunConfig, method: Method, built: Built, device: torch.device, raw: Data | None = None,
+                     say: Callable[[str], None] | None = None) -> numerics.PrecisionChoice:
+    """``--precision`` resolved for this run: ``auto`` times what the run will do in fp32 and in bf16 on this device
+    (``probe_timing``), once per machine (``numerics.cached_timing``); under torchrun rank 0 times it and every
+    process takes its choice. ``say`` is told when the timing will take long."""
     dist = distributed.session()
     if cfg.precision != "auto":
         return numerics.resolve_precision(cfg.precision, device)
     batch = max(1, method.cfg.batch_size // dist.world)  # what one process steps on
-    example = map_tensors(built.family.example(built.model), lambda t: t.expand(batch, *t.shape[1:]).contiguous())
 
     def measure() -> tuple[float, float, str]:
+        example = probe_inputs(raw, built, batch, cfg.protocol)
+        share = eval_share(raw, method.cfg, cfg.trainval)
         key = (f"{numerics.machine_key(device)}|{cfg.model}|{method.name}|{tensor_shapes(example)}|"
-               f"{cfg.frozen_backbone_mode}|trainable {sum(p.numel() for p in built.model.parameters() if p.requires_grad)}")
+               f"{cfg.frozen_backbone_mode}|trainable {sum(p.numel() for p in built.model.parameters() if p.requires_grad)}"
+               + (f"|eval share {share:.2f}" if share else ""))
         folder = diskcache.cache_dir()
-        step = training_step(built.model, method.cfg, example, device, cfg.frozen_backbone_mode)
         return numerics.cached_timing(folder and folder / "precision.json", key,
-                                      lambda: numerics.time_precisions(step, device))
+                                      lambda: probe_timing(built, method, example, device, cfg.frozen_backbone_mode,
+                                                           share, say))
 
     choice = numerics.resolve_precision("auto", device, measure) if dist.is_main else None
     return dist.agree(choice)
+
+
+EVAL_SHARE_MIN = 0.05  # evaluation costing less than this share of training is not timed (our choice)
+
+
+def probe_timing(built: Built, method: Method, example: Any, device: torch.device, frozen_mode: str, share: float,
+                 say: Callable[[str], None] | None = None) -> tuple[float, float]:
+    """Seconds per training sample-batch of the run in fp32 and bf16: a training step, each precision on its own copy
+    of the model (it trains on as a run in that precision would), plus ``share`` evaluation forwards (what the run
+    evaluates per sample it trains on: val each epoch, test once), timed by ``numerics.time_precisions``."""
+    steps = {p: training_step(built.model, method.cfg, example, device, frozen_mode) for p in ("fp32", "bf16")}
+    tell = (lambda s: say(f"  --precision auto: timing the training step in fp32 and bf16 (about {s:.0f} s, once per "
+                          "machine; --precision fp32 or bf16 skips it)")) if say else None
+    train = numerics.time_precisions(lambda p: steps[p](p), device, announce=tell)
+    if share < EVAL_SHARE_MIN:
+        return train
+    evaluate = eval_step(built.model, example, device)
+    ev = numerics.time_precisions(evaluate, device, announce=tell)
+    return train[0] + share * ev[0], train[1] + share * ev[1]
+
+
+def eval_step(model: torch.nn.Module, example: Any, device: torch.device) -> Callable[[str], None]:
+    """``step(precision)``: one inference forward of a copy of ``model`` on ``example`` (what evaluation does)."""
+    import copy
+
+    from petlbench.engine.loop import to_device
+
+    net, x = copy.deepcopy(model).to(device).eval(), to_device(example, device)
+
+    def step(precision: str) -> None:
+        with torch.no_grad(), numerics.autocast(device, precision):
+            net(x)
+
+    return step
+
+
+def probe_inputs(raw: Data | None, built: Built, batch: int, protocol: str = DEFAULT_PROTOCOL) -> Any:
+    """A batch of ``batch`` of the run's training inputs (``Data.limited``'s seeded draw), prepared as the run prepares
+    them (real images and texts: a method's work can depend on them, e.g. an equilibrium solver's iterations), rows
+    repeated when the split is smaller; the model's example input without data."""
+    from petlbench.data.batching import batches
+    from petlbench.data.protocols import with_protocol
+
+    if raw is None:
+        return map_tensors(built.family.example(built.model), lambda t: t.expand(batch, *t.shape[1:]).contiguous())
+    data_cfg = with_protocol(built.family.data_config(built.model), protocol)
+    x, _ = next(iter(batches(raw.limited(batch).prepare(data_cfg).train, batch)))
+    return map_tensors(x, lambda t: t.repeat(-(-batch // t.shape[0]), *[1] * (t.ndim - 1))[:batch].contiguous())
+
+
+def eval_share(raw: Data | None, mcfg: MethodConfig, trainval: bool) -> float:
+    """Evaluated samples per trained sample in a run on ``raw``: val each epoch (unless it trains on it) and test
+    once, over the samples trained on in all epochs."""
+    if raw is None:
+        return 0.0
+    sizes = {s: raw.size(s) for s in raw.splits}
+    trained = (sizes.get("train", 0) + (sizes.get("val", 0) if trainval else 0)) * mcfg.epochs
+    evaluated = (0 if trainval else sizes.get("val", 0) * mcfg.epochs) + sizes.get("test", 0)
+    return evaluated / trained if trained else 0.0
 
 
 @functools.lru_cache(maxsize=16)

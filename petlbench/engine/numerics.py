@@ -98,9 +98,12 @@ def cpu_has_bf16() -> bool:
         return bool(probe and (probe._is_amx_tile_supported() or probe._is_avx512_bf16_supported()))
 
 
-# bf16 is chosen by ``auto`` only when measured at least this much faster than fp32 (our margin: a timing
-# within noise of fp32 keeps fp32, so ``auto`` is never measurably slower than fp32)
-BF16_MARGIN = 0.03
+# bf16 is chosen by ``auto`` only when measured at least this much faster than fp32 (our margin). It must exceed the
+# probe's run-to-run noise, or one command chooses differently from run to run: at 3% LION's probe (ratio ~0.97) chose
+# bf16 in 3 of 8 fresh runs; the pass-to-pass spread of step timings on a shared machine is about ±8% (docs/speed.md).
+# Where bf16 pays off it is 2.3-2.6x faster (ViT-B/16 on AMX, docs/speed.md): a 10% margin gives none of that away.
+BF16_MARGIN = 0.10
+LONG_S = 10.0  # a timing expected to take longer says so first (our choice)
 
 
 @dataclass(frozen=True)
@@ -145,11 +148,13 @@ def autocast(device: torch.device, precision: str):
 
 
 def time_precisions(step: Callable[[str], None], device: torch.device, passes: int = 5, min_sample_s: float = 0.2,
-                    budget_s: float = 60.0, clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+                    budget_s: float = 60.0, clock: Callable[[], float] = time.perf_counter,
+                    announce: Callable[[float], None] | None = None) -> tuple[float, float]:
     """Seconds of one ``step(precision)`` in "fp32" and in "bf16": one warm-up step each, then
     ``passes`` interleaved passes (the order alternates), each sample repeating the step until it lasts
     ``min_sample_s`` (short steps are noise otherwise); the fastest sample of each precision (on a shared
-    machine, other work only ever adds time); stops early past ``budget_s`` (large models)."""
+    machine, other work only ever adds time); stops early past ``budget_s`` (large models). ``announce(seconds)``
+    is told first when the passes are expected to take more than ``LONG_S``."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def timed(precision: str, repeats: int) -> float:
@@ -162,6 +167,9 @@ def time_precisions(step: Callable[[str], None], device: torch.device, passes: i
 
     warm = {p: timed(p, 1) for p in ("fp32", "bf16")}
     repeats = {p: max(1, math.ceil(min_sample_s / max(s, 1e-6))) for p, s in warm.items()}
+    expected = min(budget_s + max(warm.values()), passes * sum(repeats[p] * warm[p] for p in warm))
+    if announce is not None and expected > LONG_S:
+        announce(expected)
     samples: dict[str, list[float]] = {"fp32": [], "bf16": []}
     start = clock()
     for i in range(passes):
@@ -199,8 +207,8 @@ def cached_timing(path: Path | None, key: str, measure: Callable[[], tuple[float
             table = json.loads(path.read_text())
         except (OSError, ValueError):
             table = {}  # an unreadable cache is measured again and rewritten
-    if key in table:
-        return table[key]["fp32_s"], table[key]["bf16_s"], f"measured {table[key]['when']}, cached in {path}"
+    if key in table:  # the file's name only: a stored row names no path of this machine
+        return table[key]["fp32_s"], table[key]["bf16_s"], f"measured {table[key]['when']}, cached in {path.name}"
     fp32_s, bf16_s = measure()
     if path is not None:
         table[key] = {"fp32_s": fp32_s, "bf16_s": bf16_s, "when": time.strftime("%Y-%m-%d")}

@@ -180,7 +180,7 @@ def execute(jobs: list[RunConfig], out: str, force: bool, reporter: Reporter,
             if raw_cache[key].note:
                 say(f"data {raw_cache[key].name}: {raw_cache[key].note}")
         raw = raw_cache[key]
-        prepared = prepare_run(cfg, raw)
+        prepared = prepare_run(cfg, raw, say)
         tag = f"[{i}/{len(jobs)}] {cfg.method} on {raw.name} seed {cfg.seed}"
         if dist.agree(prepared.config_hash in done and not force):  # rank 0 read the store
             say(f"{tag}: skipped, already in {store.csv} (config {prepared.config_hash}; --force to rerun)")
