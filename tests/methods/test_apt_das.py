@@ -321,7 +321,7 @@ def test_das_cannot_switch_blocks_outside_search():
         set_skipped(model, (0,))  # block 0 was built as a kept block (no skip adapter)
 
 
-@pytest.mark.integration  # a whole run (runner.run_one) on a full built-in task: 800 training, 2000 test images
+@pytest.mark.integration  # the search stage of a run on a full built-in task (800 training images, 3 search epochs)
 def test_das_default_search_moves_the_gates_on_a_built_in_task():
     """With its default search budget DAS makes enough gate updates on a 1k-image-style task to move them: the
     run's own search stage (the loop's, on the run's model and splits), without the training after it."""
