@@ -117,3 +117,24 @@ def backbones_built_once(monkeypatch, _backbones_of_the_module):
         return copy.deepcopy(model), copy.deepcopy(info), family
 
     monkeypatch.setattr(tracks, "create_backbone", create_once)
+
+
+def _vtab_image(path, v: int) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (10, 8), (v % 256, 40, 200 - v % 200)).save(path)
+
+
+def write_vtab_root(root, tasks=None, n: int = 6):
+    """NOAH's get_vtab1k.py layout: <task>/images/<split>/<i>.jpg and 'path label' lists, two classes per task."""
+    from petlbench.data.noah import VTAB_TASKS
+
+    for t in tasks or VTAB_TASKS:
+        for split in ("train800", "val200", "test", "train800val200"):
+            lines = []
+            for i in range(n):
+                _vtab_image(root / t / "images" / split / f"{i:06d}.jpg", 30 * i)
+                lines.append(f"images/{split}/{i:06d}.jpg {i % 2}")
+            (root / t / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root

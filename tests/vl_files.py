@@ -140,7 +140,7 @@ def write_meter_snli(root: Path, n: int = 9) -> Path:
     return root
 
 
-def write_vqa_json(root: Path, n_train: int = 10, n_val: int = 8, answers_per_q: int = 10) -> Path:
+def write_vqa_json(root: Path, n_train: int = 14, n_val: int = 16, answers_per_q: int = 10) -> Path:
     """The official VQAv2 JSON (questions + annotations) beside COCO's ``train2014/`` and ``val2014/`` folders:
     one question per image, every human answering its colour (each answer 9+ times: in the vocabulary)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -155,4 +155,18 @@ def write_vqa_json(root: Path, n_train: int = 10, n_val: int = 8, answers_per_q:
                 for i in ids]
         (root / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(json.dumps({"questions": qs}))
         (root / f"v2_mscoco_{split}_annotations.json").write_text(json.dumps({"annotations": anns}))
+    return root
+
+
+def write_dvp_snli(root: Path, n: int = 9) -> Path:
+    """``root/snli_ve_{train,dev,test}.arrow`` as DVP's write_snli_ve.py writes them: image, questions (hypotheses),
+    answers (label names), identifier (the Flickr30K image id)."""
+    import pandas as pd
+
+    root.mkdir(parents=True, exist_ok=True)
+    for split, ids in (("train", range(n)), ("dev", range(50, 50 + n // 3 + 1)), ("test", range(80, 80 + n // 3 + 1))):
+        rows = [[jpeg(i), [f"it is {COLOURS[i % 3]} {k}" for k in range(2)], [SNLI_LABELS[i % 3]] * 2, 1000 + i]
+                for i in ids]
+        write_ipc(pd.DataFrame(rows, columns=["image", "questions", "answers", "identifier"]),
+                  root / f"snli_ve_{split}.arrow")
     return root

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from petlbench.data.noah import VTAB_TASKS
 from petlbench.data.preprocess import Preprocess
 from petlbench.datasets import load_data
 
 from ...checks import one_line_error
+from ...conftest import write_vtab_root
 
 
 def _image(path: Path, v: int) -> None:
@@ -22,18 +22,6 @@ def _image(path: Path, v: int) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (10, 8), (v % 256, 40, 200 - v % 200)).save(path)
-
-
-def write_vtab_root(root: Path, tasks=VTAB_TASKS, n: int = 6) -> Path:
-    """NOAH's get_vtab1k.py layout: <task>/images/<split>/<i>.jpg and 'path label' lists, two classes per task."""
-    for t in tasks:
-        for split in ("train800", "val200", "test", "train800val200"):
-            lines = []
-            for i in range(n):
-                _image(root / t / "images" / split / f"{i:06d}.jpg", 30 * i)
-                lines.append(f"images/{split}/{i:06d}.jpg {i % 2}")
-            (root / t / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    return root
 
 
 def test_a_vtab_task_folder_is_named_and_grouped_as_the_published_task(tmp_path):

@@ -1,6 +1,6 @@
 """The papers' own VL files (ViLT-format arrow of VQAv2 / SNLI-VE / GQA, the official VQAv2 JSON + COCO folders),
-written here in exactly the official writers' schemas: the splits and vocabulary they give, a method run on each
-through the CLI, and bad or partial copies as one line, exit 2, nothing stored."""
+written here in exactly the official writers' schemas: the splits and vocabulary they give, and bad or partial copies
+as one line, exit 2, nothing stored (a method trains on each format in tests/integration/test_paper_suites.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from petlbench.vl.data.arrow import load_arrow
 from petlbench.vl.data.vqa_json import load_vqa_json, targets, vocabulary
 
 from ...checks import one_line_error
-from ...vl_files import write_dvp_gqa, write_ipc, write_meter_snli, write_vilt_vqa, write_vqa_json
+from ...vl_files import write_dvp_snli, write_ipc, write_meter_snli, write_vilt_vqa, write_vqa_json
 
-TINY = ["--limit", "12", "--epochs", "1", "--batch-size", "6", "--precision", "fp32"]
+TINY = ["--epochs", "1", "--batch-size", "6", "--precision", "fp32"]  # no --limit: every image is checked
 
 
 def test_vqav2_arrow_trains_on_train_and_trainable_val_and_tests_on_rest_val(tmp_path):
@@ -57,41 +57,6 @@ def test_json_release_holds_out_val_images_by_the_fixed_seed(tmp_path):
     assert raw.name == "vqav2" and raw.fingerprint() == load_vqa_json(tmp_path / "json").fingerprint()
 
 
-def _stored(store) -> dict:
-    df = pd.read_csv(store / "results.csv")
-    assert len(df) == 1 and df["status"].iloc[0] == "ok", df[["status", "error"]].to_dict("records")
-    return df.iloc[0].to_dict()
-
-
-@pytest.mark.parametrize("fmt, method, model, dataset, metric", [
-    ("vilt-vqa", "apt", "petl_vilt_micro_scenes", "vqav2", "vqa_score"),
-    ("meter-snli", "adapter", "petl_meter_micro_scenes", "snli-ve", "top1"),
-    ("dvp-gqa", "dvp", "minilm+test_vit", "gqa", "top1"),
-    ("vqa-json", "linear", "minilm+test_vit", "vqav2", "vqa_score"),
-])
-def test_each_format_trains_a_method_through_the_cli(cli, tmp_path, fmt, method, model, dataset, metric):
-    writers = {"vilt-vqa": write_vilt_vqa, "meter-snli": write_meter_snli, "dvp-gqa": write_dvp_gqa,
-               "vqa-json": write_vqa_json}
-    data = writers[fmt](tmp_path / fmt)
-    # the micro VLP models train without RandAugment here: see the xfail test below
-    extra = ["--img-size", "32", "--no-pretrained"] if "test_vit" in model else ["--set", "randaugment=false"]
-    code, out, err = cli("run", method, "--dataset", data, "--model", model, *extra, *TINY, "--out", tmp_path / "s")
-    assert code == 0, out + err
-    row = _stored(tmp_path / "s")
-    assert (row["dataset"], row["metric"], row["track"]) == (dataset, metric, "vl")
-    assert row["n_test"] > 0 and str(data) in row["data_source"]
-
-
-@pytest.mark.xfail(strict=True, reason="vl/data/raw.py VLTorchSplit hands the data config's 'augment' key to timm's "
-                   "create_transform (TypeError): the official ViLT / METER recipe (randaugment) on lazily decoded "
-                   "images fails its run; remove this mark when fixed")
-def test_official_vilt_recipe_with_randaugment_trains_on_the_papers_files(cli, tmp_path):
-    data = write_vilt_vqa(tmp_path / "vqa")
-    code, out, err = cli("run", "apt", "--dataset", data, "--model", "petl_vilt_micro_scenes", *TINY,
-                         "--out", tmp_path / "s")
-    assert code == 0 and _stored(tmp_path / "s")["status"] == "ok", out + err
-
-
 def _break(root, case: str):
     if case == "missing split file":
         (root / "vqav2_rest_val.arrow").unlink()
@@ -123,6 +88,13 @@ def test_bad_or_partial_arrow_copies_exit_2_and_store_nothing(cli, tmp_path, cas
                        "--no-pretrained", *TINY, "--out", tmp_path / "s")
     one_line_error(code, err, *words)
     assert not (tmp_path / "s" / "results.csv").exists()
+
+
+def test_dvps_snli_ve_files_name_their_labels(tmp_path):
+    raw = load_arrow(write_dvp_snli(tmp_path / "snli-ve"))
+    assert raw.task.answers == ("contradiction", "neutral", "entailment") and len(raw.splits["train"]) == 18
+    assert raw.splits["train"].labels[:4].tolist() == [0, 0, 1, 1]  # image i's hypotheses: label i % 3
+    assert raw.splits["train"].texts[0] == "it is red 0"
 
 
 def test_one_file_names_its_task_in_a_folder_of_several(tmp_path):
