@@ -182,14 +182,20 @@ def _block_shapes(model: torch.nn.Module, fam: Any) -> list[tuple[int, int]]:
 # ----------------------------------------------------------------------------- throughput and memory
 
 
-def throughput(device: Device, device_name: str, method: str, precision: str) -> tuple[float, str]:
-    """Training FLOP/s of ``method`` in ``precision``: measured on a device named ``device_name`` with as many
-    threads (``benchmarks/perf/results-*.json``: rows of petlbench's step, ``gflop_s``; this method's, else the
-    median of the file's), else the device's peak times its assumed utilisation."""
+def perf_dir() -> Path:
+    """Where the committed speed measurements lie (``benchmarks/perf/results-*.json``)."""
     from importlib import resources
 
-    perf = Path(str(resources.files("petlbench.benchmarks").joinpath("perf")))
-    for f in sorted(perf.glob("results-*.json")):
+    return Path(str(resources.files("petlbench.benchmarks").joinpath("perf")))
+
+
+def throughput(device: Device, device_name: str, method: str, precision: str,
+               perf: Path | None = None) -> tuple[float, str]:
+    """Training FLOP/s of ``method`` in ``precision``: measured on a device named ``device_name`` with as many
+    threads (``perf``'s ``results-*.json``, as step_bench.py / gpu_bench.py write them: rows of petlbench's step,
+    ``gflop_s``; this method's, else the median of the file's), else the device's peak times its assumed
+    utilisation."""
+    for f in sorted((perf or perf_dir()).glob("results-*.json")):
         data = json.loads(f.read_text())
         machine = data.get("machine", {})
         same = device_name in (machine.get("cpu"), machine.get("device")) and machine.get(
