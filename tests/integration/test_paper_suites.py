@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 BUDGET = {"epochs": 1, "batch_size": 4, "limit": 8, "seeds": [0], "precision": "fp32"}
-VL_BUDGET = {**BUDGET, "randaugment": False}  # see the xfail test below (raw.py hands 'augment' to timm)
+VL_BUDGET = {**BUDGET, "randaugment": False}  # fewer PIL operations; the recipe's RandAugment: the test below
 SEARCH = {"das": {"search_epochs": 0}, "dvp": {"search_updates": 2}}  # the searches' official budgets are hours
 
 
@@ -153,9 +153,6 @@ def test_the_whole_replica_of_each_paper_suite_runs(cli, tmp_path, suite):
     assert set(df["method"]) == {m for b in blocks for m in b.get("methods", [])}
 
 
-@pytest.mark.xfail(strict=True, reason="vl/data/raw.py VLTorchSplit hands the data config's 'augment' key to timm's "
-                   "create_transform (TypeError): the official ViLT / METER recipe (randaugment) on lazily decoded "
-                   "images fails its run; remove this mark when fixed")
 def test_official_vilt_recipe_with_randaugment_trains_on_the_papers_files(cli, tmp_path):
     data = write_vilt_vqa(tmp_path / "vqa")
     code, out, err = cli("run", "apt", "--dataset", data, "--model", "petl_vilt_micro_scenes", "--limit", "8",

@@ -281,7 +281,7 @@ class VLTorchSplit(BatchedDataset):
         elif "input_size" in data_cfg and not isinstance(split.images, np.ndarray):
             from timm.data import create_transform
 
-            timm_cfg = {k: v for k, v in data_cfg.items() if k not in ("tokenizer", "modality", "max_text_len")}
+            timm_cfg = {k: v for k, v in data_cfg.items() if k not in ("tokenizer", "modality", "max_text_len", "augment")}
             self.transform = create_transform(**timm_cfg, is_training=False)
 
     def __len__(self) -> int:
