@@ -195,15 +195,18 @@ def eval_step(model: torch.nn.Module, example: Any, device: torch.device) -> Cal
 def probe_inputs(raw: Data | None, built: Built, batch: int, protocol: str = DEFAULT_PROTOCOL) -> Any:
     """A batch of ``batch`` of the run's training inputs (``Data.limited``'s seeded draw), prepared as the run prepares
     them (real images and texts: a method's work can depend on them, e.g. an equilibrium solver's iterations), rows
-    repeated when the split is smaller; the model's example input without data."""
+    repeated when the split is smaller; the model's example input without data or when a sample cannot be read."""
     from petlbench.data.batching import batches
     from petlbench.data.protocols import with_protocol
 
-    if raw is None:
-        return map_tensors(built.family.example(built.model), lambda t: t.expand(batch, *t.shape[1:]).contiguous())
-    data_cfg = with_protocol(built.family.data_config(built.model), protocol)
-    x, _ = next(iter(batches(raw.limited(batch).prepare(data_cfg).train, batch)))
-    return map_tensors(x, lambda t: t.repeat(-(-batch // t.shape[0]), *[1] * (t.ndim - 1))[:batch].contiguous())
+    if raw is not None:
+        data_cfg = with_protocol(built.family.data_config(built.model), protocol)
+        try:  # selection=True: the probe never prepares the test split
+            x, _ = next(iter(batches(raw.limited(batch).prepare(data_cfg, selection=True).train, batch)))
+            return map_tensors(x, lambda t: t.repeat(-(-batch // t.shape[0]), *[1] * (t.ndim - 1))[:batch].contiguous())
+        except (OSError, ValueError):  # an unreadable sample: the run itself fails on it and names it in its row
+            pass
+    return map_tensors(built.family.example(built.model), lambda t: t.expand(batch, *t.shape[1:]).contiguous())
 
 
 def eval_share(raw: Data | None, mcfg: MethodConfig, trainval: bool) -> float:

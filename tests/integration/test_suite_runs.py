@@ -54,7 +54,7 @@ def test_tune_chooses_on_val_before_reading_test_and_resumes(cli, tmp_path, monk
     monkeypatch.setattr(RawData, "prepare", recording_prepare)
     args = ["tune", "linear", "--dataset", "shapes-loc", "--model", "test_vit", "--img-size", "32", "--no-pretrained",
             "--limit", "24", "--epochs", "1", "--grid", "lr=0.01,0.1", "--grid", "weight_decay=0,1e-4",
-            "--seeds", "0,1", "--out", tmp_path / "store"]
+            "--seeds", "0,1", "--precision", "fp32", "--out", tmp_path / "store"]  # fp32: no precision probe's prepare
     code, out, err = cli(*args)
     assert code == 0, err
     assert [c[0] for c in calls] == [True] * 4 + [False] * 2  # the whole grid first, then the final runs

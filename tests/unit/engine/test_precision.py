@@ -16,7 +16,7 @@ from petlbench.engine.build import make_method
 from petlbench.engine.loop import Runtime, train_and_evaluate
 from petlbench.engine.numerics import cached_timing as real_cached_timing
 from petlbench.registry import METHODS
-from petlbench.tracks import apply_method
+from petlbench.tracks import apply_method, supported_kinds
 
 TINY_RUN = ["--model", "test_vit", "--img-size", "32", "--no-pretrained", "--epochs", "1", "--batch-size", "8"]
 CPU = torch.device("cpu")
@@ -131,7 +131,7 @@ def test_old_amp_key_in_a_suite_says_what_replaced_it(cli, tmp_path):
 # ----------------------------------------------------------------------------- every method x kind, both precisions
 
 KIND_MODELS = {"vit": "test_vit", "cnn": "test_resnet", "vl": "vl"}
-CASES = [(name, kind) for name, cls in sorted(METHODS.all().items()) for kind in sorted(cls.supports)]
+CASES = [(name, kind) for name, cls in sorted(METHODS.all().items()) for kind in supported_kinds(cls.supports)]
 
 
 def _tiny_vl_backbone(method, classes: int):
