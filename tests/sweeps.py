@@ -5,6 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from petlbench.results.store import read_rows
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -39,3 +41,10 @@ def check_committed_sweep(cli, name: str) -> list[dict[str, str]]:
     readme = (BENCH.parent / "docs" / "results.md").read_text()
     assert len(table) == len(configs) + 2 and "\n".join(table) in readme
     return rows
+
+
+# The committed vlp-meter-mini rows predate METER's official recipes (issue 40: classifier token, the APT paper's
+# adapter and LoRA, DAS's schedule): the 54-job sweep (~3.4 CPU-hours) is being regenerated; docs/results.md labels
+# the rows stale. Strict: once the regenerated rows are committed this passes, and the mark must go.
+STALE_METER = pytest.mark.xfail(strict=True, reason="benchmarks/reference/vlp-meter-mini.csv predates METER's "
+                                "official recipes (issue 40); regenerate: petlbench suite vlp-meter-mini")
