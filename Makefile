@@ -41,10 +41,10 @@ PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 test: install
 	$(PYTEST)
 
-# The inner loop: unit and per-method tests, no end-to-end CLI runs, suites, wheel build or spawned processes
-# (under a minute on 2 idle cores). Folders: tests/unit, tests/methods, tests/integration.
+# The inner loop: unit and per-method tests, no end-to-end CLI runs, suites, wheel build or spawned processes, and
+# none of the `heavy` ones (base-size models, whole report pages; under a minute on 2 idle cores).
 test-fast: install
-	$(PYTEST) -m "not slow and not integration"
+	$(PYTEST) -m "not slow and not integration and not heavy"
 
 # The slow tests, run deliberately (CONTRIBUTING.md, "Set up and test", says what they cover).
 test-slow: install

@@ -205,6 +205,7 @@ def test_gmacs_match_a_hand_count(k):
     assert g["tokens"] == T + 1
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("text_len", [16, 40])
 def test_dvp_costs_less_at_later_layers_and_both_less_than_all_visual_tokens(bert_base_clip, text_len):
     base = vl_gmacs(bert_base_clip, text_len)["gmacs_text"]
@@ -273,6 +274,7 @@ def test_insert_layer_skips_the_search():
     assert stats["dvp_insert_layer"] == 3 and not stats["dvp_searched"] and stats["dvp_updates"] == 0
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("fixed", [None, 1])
 def test_search_training_draws_k_uniformly_unless_search_train_layer_fixes_it(fixed):
     """Official: each search training step inserts at a uniformly drawn layer; ``search_train_layer`` (our
@@ -340,6 +342,7 @@ def test_search_trains_on_train_rewards_on_held_out_and_never_reads_test():
     assert method.stats(model)["dvp_updates"] == 3  # one per optimizer step (12 samples / batch 4)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("variant", ["full", "adp"])
 def test_the_loop_runs_dvp_end_to_end_with_its_search(variant):
     torch.manual_seed(0)

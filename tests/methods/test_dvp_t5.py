@@ -255,6 +255,7 @@ def _samples(seed: int, n: int):
 LOOP_CASES = [("full", {}), ("adp", {"search_trains": "variant"}), ("adp", {})]
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("variant, extra", LOOP_CASES)
 def test_the_loop_runs_dvp_on_t5_with_its_search(variant, extra):
     torch.manual_seed(0)

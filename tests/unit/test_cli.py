@@ -15,6 +15,7 @@ from ..checks import one_line_error
 TINY_RUN = ["--model", "test_vit", "--img-size", "32", "--no-pretrained", "--epochs", "1", "--batch-size", "8"]
 
 
+@pytest.mark.heavy
 def test_inspect_linear_and_full_anchors(cli):
     code, out, _ = cli("inspect", "linear", "--model", "vit_base_patch16_224", "--num-classes", "100", "--json")
     assert code == 0

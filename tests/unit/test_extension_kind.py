@@ -123,6 +123,7 @@ METHODS = {"linear": [], "full": [], "bitfit": [], "adapter": ["--set", "bottlen
            "apt": ["--set", "num_prompts=4"], "das": ["--set", "search_epochs=2", "--set", "gate_updates_per_epoch=1"]}
 
 
+@pytest.mark.heavy
 def test_a_toy_vl_kind_runs_every_method_that_needs_what_it_offers(toy_kind, cli, tmp_path):
     store = tmp_path / "store"
     for method, extra in METHODS.items():

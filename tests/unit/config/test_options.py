@@ -127,6 +127,7 @@ def test_every_key_of_every_method_is_covered():
     assert covered == {(n, f.name) for n, c in METHODS.all().items() for f in dataclasses.fields(c.Config)}
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize(("method", "key", "bad"), CASES, ids=[f"{m}-{k}-{b!r}" for m, k, b in CASES])
 def test_bad_value_is_one_line_exit_2_on_every_path(cli, tmp_path, method, key, bad):
     if isinstance(bad, float) and bad != bad:  # NaN: TOML spells it nan

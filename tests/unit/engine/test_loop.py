@@ -221,6 +221,7 @@ def _id_raw(with_val: bool) -> RawData:
     return RawData("ids", split, ["a", "b", "c"], "generated:ids")
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize(("with_val", "trainval"), [(True, True), (True, False), (False, False)])
 def test_search_never_rewards_on_data_it_trains_on(with_val, trainval):
     from petlbench.registry import METHODS

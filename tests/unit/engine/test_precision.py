@@ -79,6 +79,7 @@ def test_cached_timing_measures_once_per_key_and_survives_a_corrupt_file(tmp_pat
     assert real_cached_timing(None, "k", measure)[2] == "measured now"  # PETLBENCH_CACHE=0: no file
 
 
+@pytest.mark.heavy
 def test_auto_times_this_run_step_keyed_by_machine_model_method_and_batch(monkeypatch):
     """prepare_run hands numerics the run's own training step (model untouched) and a key naming what the
     timing depends on; the choice and its reason reach the identity and the row."""

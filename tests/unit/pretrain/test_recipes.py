@@ -40,6 +40,7 @@ def test_every_bundled_model_has_its_recipe_and_the_default_is_the_default_backb
         assert all(k not in RecipeConfig.COMMON for k in r.Config().options())
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", NAMES)
 def test_a_short_run_saves_a_repeatable_file_that_the_model_loads(tmp_path, name):
     if name == "fashion-mnist" and not fashion_available():
@@ -56,6 +57,7 @@ def test_a_short_run_saves_a_repeatable_file_that_the_model_loads(tmp_path, name
     assert loaded["weights_sha256"] == info["sha256"]
 
 
+@pytest.mark.heavy
 def test_research_options_are_set_recorded_and_change_the_weights(tmp_path):
     base = pretrain("vl-scenes-meter", tmp_path / "a.safetensors", **_short("vl-scenes-meter"))
     changed = pretrain("vl-scenes-meter", tmp_path / "b.safetensors", sets=["wpa=0.1", "itm_own_pooler=true"],

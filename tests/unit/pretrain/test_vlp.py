@@ -130,6 +130,7 @@ def test_pretraining_the_micro_vlp_model_saves_a_small_file_that_loads_back(tmp_
         create_vilt(MICRO, 3, weights=str(tmp_path / "missing.safetensors"))
 
 
+@pytest.mark.heavy
 def test_pretraining_the_micro_meter_trains_only_its_fusion_and_saves_only_that(tmp_path):
     from safetensors.torch import load_file
 

@@ -75,6 +75,7 @@ class _Refs(HTMLParser):
         self.refs += [v or "" for k, v in attrs if k in ("src", "href", "srcset", "data", "poster", "action")]
 
 
+@pytest.mark.heavy
 def test_report_files_and_self_contained_page(tmp_path):
     df = frame(tmp_path / "store", _rows())
     page, md = write_report(df, tmp_path / "rep")
@@ -132,6 +133,7 @@ def _committed(tmp_path, names: list[str], datasets: tuple[str, ...] = ()) -> Pa
     return frame_csv
 
 
+@pytest.mark.heavy
 def test_report_keeps_tracks_apart_names_memory_kinds_and_keeps_baselines_off_frontiers(tmp_path):
     # smoke (vision) + vl-mini (VL, with text-only / image-only baselines): the vision rows have no VL columns
     df = load_frame([REF / "smoke.csv", _committed(tmp_path, ["vl-mini.csv"], ("shapes-vqa",))])
@@ -147,6 +149,7 @@ def test_report_keeps_tracks_apart_names_memory_kinds_and_keeps_baselines_off_fr
     assert {"suite_vision_params_trainable.png", "tasks_vl_peak_mem_train_mb.png"} <= pngs
 
 
+@pytest.mark.heavy
 def test_memory_kinds_are_never_mixed_on_one_axis(tmp_path):
     df = load_frame([_committed(tmp_path, ["mini-vtab.csv"], ("cells", "shapes-ori"))])  # two kinds of memory
     _, md = write_report(df, tmp_path / "rep")
@@ -157,6 +160,7 @@ def test_memory_kinds_are_never_mixed_on_one_axis(tmp_path):
     assert "frontier: peak memory (CPU peak RSS of the whole process (before 0.2))" in text
 
 
+@pytest.mark.heavy
 def test_one_task_store_figures_keep_every_legend_entry_and_the_title(tmp_path, monkeypatch):
     """The smoke store: one task, ten methods. Every saved PNG is as large as everything drawn (all ten legend
     entries and the title), so nothing is clipped at the figure's edge."""
@@ -181,6 +185,7 @@ def test_one_task_store_figures_keep_every_legend_entry_and_the_title(tmp_path, 
         assert entries == 10 and png.width >= width - 1 and png.height >= height - 1, (name, png.size, width, height)
 
 
+@pytest.mark.heavy
 def test_vl_stores_page_structure(tmp_path, monkeypatch):
     """Two VL models (the PLM pair in vl-mini, the micro METER in vlp-meter-mini) together: a section per model,
     every table in a box that scrolls instead of widening the 1400 px page, every configuration in its section's

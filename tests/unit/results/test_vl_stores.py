@@ -70,6 +70,7 @@ def test_markdown_and_csv_name_the_same_rows_with_the_model_as_a_column(agg):
     assert len(vl_table) == 2 + len(rows)  # no name twice for one model
 
 
+@pytest.mark.heavy
 def test_vs_and_vs_model_pair_one_row_per_method(df):
     per = paired_vs(df, "linear").summary  # each model's rows against its own linear probe
     vl = per[per["model"].isin([PAIR, METER])]

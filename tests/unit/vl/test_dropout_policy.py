@@ -27,6 +27,7 @@ def built_models():
             for name in VL_METHODS}
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("method", VL_METHODS)
 def test_every_vl_method_trains_with_the_language_model_dropout_on_and_the_visual_encoder_off(built_models, method):
     built = built_models[method]

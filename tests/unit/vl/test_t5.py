@@ -49,6 +49,7 @@ def test_t5_base_config_is_its_config_json_and_t5model_has_222_903_552_parameter
     assert model.vision.embed_dim == 768 and sum(p.numel() for p in model.fusion_parameters()) == 768 * 768 + 2 * 768
 
 
+@pytest.mark.heavy
 def test_hub_t5_fails_fast_offline_and_single_modality_is_refused_in_one_line():
     with pytest.raises(UserError, match="Hugging Face hub") as e:  # HF_HUB_OFFLINE=1 (conftest)
         load_text_encoder("t5-base", pretrained=True)
@@ -149,6 +150,7 @@ def test_a_t5_pair_is_refused_by_methods_without_the_t5_kind_in_one_line(cli, tm
     assert not (tmp_path / "s" / "results.csv").exists()
 
 
+@pytest.mark.heavy
 def test_inspect_linear_on_the_t5_pair_counts_head_and_fusion(cli):
     code, out, err = cli("inspect", "linear", "--model", "t5-small+test_vit", "--img-size", str(T5_IMG),
                          "--num-classes", "3", "--json", "--text-len", "8")

@@ -102,6 +102,7 @@ def vilt_b32():
     return {m: build(make_method(m), "vilt", 3129, pretrained=False) for m in ("apt", "das", "linear")}
 
 
+@pytest.mark.heavy
 def test_published_anchors_on_a_random_vilt_b32(vilt_b32):
     d, layers = 768, 12
     # APT README, ViLT row: 1.92M = 12 × (p·d + 2·d·r + 1), p = 200 prompts, r = 4
@@ -124,6 +125,7 @@ def test_published_anchors_on_a_random_vilt_b32(vilt_b32):
     assert sum(p.numel() for p in lin.parameters() if p.requires_grad) - head == (d * d + d) + 2 * d + 2 * d
 
 
+@pytest.mark.heavy
 def test_vilt_trains_with_the_official_dropout(vilt_b32):
     built = vilt_b32["apt"]
     assert frozen_mode("auto", built) == "train"
@@ -210,6 +212,7 @@ def test_an_official_meter_checkpoint_loads_through_the_key_map(tmp_path):
     assert from_official(official, big)["vit_model.pos_embed"].shape == (1, 17, 32)
 
 
+@pytest.mark.heavy
 def test_meter_anchors_on_a_random_meter(backbones_built_once):
     from petlbench.vl.models.meter import METER
 
@@ -231,6 +234,7 @@ def test_meter_anchors_on_a_random_meter(backbones_built_once):
     assert VLP.kind(das.model) == "meter" and frozen_mode("auto", das) == "train"
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("model, method, want", [
     ("vilt", "adapter", 3_559_680), ("meter", "adapter", 5_339_520), ("vilt", "lora", 147_456), ("meter", "lora", 294_912),
     ("vilt", "apt", 1_916_940), ("meter", "apt", 3_833_856)])
@@ -308,6 +312,7 @@ def test_conventional_prompting_on_vilt_is_the_official_deep_prompt_baseline():
         torch.testing.assert_close(block(xt), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.heavy
 def test_inspect_shows_the_apt_and_das_compute_claims_on_meter_beside_the_measurement(backbones_built_once):
     from petlbench.engine.build import inspect
 
