@@ -12,17 +12,12 @@ import pytest
 from petlbench.config.suites import load_suite
 from petlbench.results.store import read_rows
 
+from ..sweeps import SMOKE_TOLERANCE
+
 pytestmark = pytest.mark.integration
 
-# Top-1 tolerance (points, both ways) per suite. benchmarks/perf/smoke_spread.py ran each suite under the
-# kernel variants that differ between CPUs (native AMX/AVX-512 with 2 threads, AVX2-only and the default ISA
-# with 1 thread): the largest spread of any vision method was 0.39 points, one test image of 256 (README,
-# "CI regression sweep"); 2 points (5 images) leaves room for CPUs we could not emulate (AMD Zen's oneDNN
-# kernels). smoke-vl scores 32 test samples, one of which is 3.125 points: see SPREAD_VL below.
-SPREAD_VL = 0.0  # largest VQA-score spread measured on smoke-vl (points; native and default-ISA kernels, 1 thread)
-# suite -> top-1 tolerance; smoke-vl: at least 3 samples. Both suites run every registered method of their track
-# (methods = "all"); tests/unit/config/test_references.py checks their jobs' identities without running them.
-SUITES = {"smoke": 2.0, "smoke-vl": max(2 * SPREAD_VL, 3 * 3.125)}
+# Top-1 tolerance per suite: tests/sweeps.py, SMOKE_TOLERANCE (the CI workflow in docs/ci/ gates with the same).
+SUITES = SMOKE_TOLERANCE
 
 
 def _key(row) -> tuple[str, str]:

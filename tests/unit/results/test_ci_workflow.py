@@ -9,7 +9,7 @@ import shlex
 
 import yaml
 
-from ...sweeps import BENCH
+from ...sweeps import BENCH, SMOKE_TOLERANCE
 
 WORKFLOW = BENCH.parent / "docs" / "ci" / "petlbench-regression.yml"
 
@@ -31,6 +31,9 @@ def test_the_workflow_runs_both_smoke_sweeps_and_gates_each():
     assert gates == [("results/smoke", "benchmarks/reference/smoke.csv"),
                      ("results/smoke-vl", "benchmarks/reference/smoke-vl.csv")]
     assert all((BENCH.parent / ref).exists() for _, ref in gates)
+    for c in (c for c in cmds if c[1] == "compare"):  # the test's measured tolerance, both ways
+        tol = SMOKE_TOLERANCE[c[2].split("/")[-1]]
+        assert float(c[c.index("--max-drop") + 1]) == float(c[c.index("--max-rise") + 1]) == tol, c
 
 
 def test_every_command_and_option_in_the_workflow_is_in_its_help(cli):
