@@ -3,7 +3,7 @@ variant, each in a fresh process with its own store, and prints per-method top-1
 
 The variants emulate what differs between the CPUs CI and developers use (Intel AMX / AVX-512, AMD Zen,
 AVX2-only): PyTorch's vectorised CPU kernels (ATEN_CPU_CAPABILITY), oneDNN's instruction set
-(ONEDNN_MAX_CPU_ISA) and the thread count (reduction order). The tolerance tests/integration/test_regression.py uses is
+(ONEDNN_MAX_CPU_ISA) and the thread count (reduction order). The tolerance the regression test uses (tests/sweeps.py) is
 derived from the largest top-1 spread measured here (see docs/results.md, "CI regression sweeps").
 
     python benchmarks/perf/smoke_spread.py --out /tmp/spread [--suite smoke]
