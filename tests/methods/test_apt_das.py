@@ -334,7 +334,7 @@ def test_das_default_search_moves_the_gates_on_a_built_in_task():
     from petlbench.engine.runner import seed_everything
 
     raw = load_data("shapes-ori")
-    p = prepare_run(RunConfig(method="das", dataset="shapes-ori", device="cpu"), raw)
+    p = prepare_run(RunConfig(method="das", dataset="shapes-ori", device="cpu", precision="fp32"), raw)
     splits = raw.prepare(p.built.family.data_config(p.built.model))
     splits = datacache.cache_splits(splits, p.identity["data"], diskcache.cache_dir())  # decoded once, as run_one
     seed_everything(p.cfg.seed)
