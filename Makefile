@@ -37,7 +37,7 @@ run: install
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-# Everything but the slow tests (what CI runs; 4.6 min of tests on 2 idle cores: 275 s, clean clone, Intel Xeon with AMX).
+# Everything but the slow tests (what CI runs; about 5 min of tests on 2 idle cores: 275-316 s over three clean-clone runs, Intel Xeon with AMX).
 test: install
 	$(PYTEST)
 
