@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -190,13 +191,18 @@ class APT(Method):
         layers, d = layout.blocks(model), layout.width(model)
         bound = math.sqrt(6.0 / (3 * 16 * 16 + d))
         for i in resolve_indices(cfg.layers, len(layers), "layers"):
-            for host in (layout.cross_attentions(layers[i]) if layout.cross_attentions else [layers[i]]):
+            for host in self._prompt_hosts(layout)(layers[i]):
                 prompt = nn.Parameter(torch.empty(cfg.num_prompts, d, **factory_kwargs(host)).uniform_(-bound, bound))
                 if layout.cross_attentions:
                     host.context_prompt = prompt
                 else:
                     attach_deep_prompt(host, prompt)
         return model
+
+    @staticmethod
+    def _prompt_hosts(layout: Layout) -> Callable[[nn.Module], list[nn.Module]]:
+        """Where a layer's conventional prompts live: its cross-attentions (METER), else the block itself (ViLT)."""
+        return layout.cross_attentions or (lambda layer: [layer])
 
     @staticmethod
     def _has_conventional(layout: Layout) -> bool:
@@ -221,7 +227,7 @@ class APT(Method):
     def stats(self, model: nn.Module) -> dict[str, object]:
         if self.cfg.prompting == "conventional":
             layout = layout_of(model)
-            hosts = (lambda layer: layout.cross_attentions(layer)) if layout.cross_attentions else (lambda layer: [layer])
+            hosts = self._prompt_hosts(layout)
             prompted = [i for i, layer in enumerate(layout.blocks(model))
                         if any(getattr(h, "context_prompt", None) is not None for h in hosts(layer))]
             return {"prompt_layers": prompted}
