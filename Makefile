@@ -37,12 +37,12 @@ run: install
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-# Everything but the slow tests (what CI runs; about 5 min of tests on 2 idle cores: 275-316 s over three clean-clone runs, Intel Xeon with AMX).
+# Everything but the slow tests (what CI runs; about 5 min of tests on 2 idle cores: 275-325 s over four clean-clone runs, Intel Xeon with AMX).
 test: install
 	$(PYTEST)
 
 # The inner loop: unit and per-method tests, no end-to-end CLI runs, suites, wheel build or spawned processes, and
-# none of the `heavy` ones (base-size models, whole report pages; 40 s of tests on 2 idle cores).
+# none of the `heavy` ones (base-size models, whole report pages; 40-54 s of tests on 2 idle cores).
 test-fast: install
 	$(PYTEST) -m "not slow and not integration and not heavy"
 
